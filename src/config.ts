@@ -1,0 +1,53 @@
+// Reads the service's configuration from the environment (and a local .env) once,
+// and refuses to start with one clear line per bad value.
+import 'dotenv/config';
+import { z } from 'zod';
+
+const onOff = z
+  .enum(['on', 'off', 'true', 'false', '1', '0'])
+  .transform((v) => v === 'on' || v === 'true' || v === '1');
+
+const int = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^\d+$/, 'must be a whole number')
+    .transform(Number)
+    .pipe(z.number().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
+
+const schema = z.object({
+  PORT: int(0, 65535).default(3000),
+  HOST: z.string().min(1).default('0.0.0.0'),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
+    .optional(),
+  PG_POOL_SIZE: int(1, 1000).default(10),
+  PG_POOL_QUEUE: int(0, 100000).default(500),
+  PG_CONNECT_TIMEOUT_MS: int(100, 600000).default(2000),
+  PG_STATEMENT_TIMEOUT_MS: int(100, 600000).default(5000),
+  EMBEDDED_PG_PORT: int(1024, 65535).default(54329),
+  EMBEDDED_PG_DIR: z.string().min(1).default('.data/pg'),
+  LOG_FORMAT: z.enum(['off', 'dev', 'combined', 'common', 'short', 'tiny']).default('dev'),
+  COMPRESSION: onOff.default(true),
+  SHUTDOWN_TIMEOUT_MS: int(0, 600000).default(10000),
+  SAMPLE_SCALE: z
+    .string()
+    .regex(/^\d*\.?\d+$/, 'must be a decimal number')
+    .transform(Number)
+    .default(0.002),
+});
+
+export type Config = z.output<typeof schema>;
+
+export class ConfigError extends Error {}
+
+/** Parses an environment (process.env by default); throws ConfigError naming every bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = schema.safeParse(present);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message} (got ${JSON.stringify(present[String(i.path[0])])})`);
+    throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
+  }
+  return parsed.data;
+}

@@ -1,0 +1,32 @@
+// Resolves which PostgreSQL the service talks to: DATABASE_URL when set, otherwise the
+// embedded server (started here) with the `atelier` database, migrated either way.
+import type { Config } from './config';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres';
+import { migrate } from './migrate';
+
+export interface ResolvedDatabase {
+  url: string;
+  embedded?: EmbeddedPostgres;
+  /** Stops the embedded server if this process started it. */
+  stop(): Promise<void>;
+}
+
+export const EMBEDDED_DATABASE = 'atelier';
+
+export async function resolveDatabase(config: Config, log: (line: string) => void = () => undefined): Promise<ResolvedDatabase> {
+  if (config.DATABASE_URL) {
+    await migrate(config.DATABASE_URL);
+    return { url: config.DATABASE_URL, stop: async () => undefined };
+  }
+  const embedded = await startEmbeddedPostgres({ dir: config.EMBEDDED_PG_DIR, port: config.EMBEDDED_PG_PORT, log });
+  try {
+    await embedded.ensureDatabase(EMBEDDED_DATABASE);
+    const url = embedded.url(EMBEDDED_DATABASE);
+    const applied = await migrate(url);
+    if (applied.length) log(`applied migrations: ${applied.join(', ')}`);
+    return { url, embedded, stop: () => embedded.stop() };
+  } catch (err) {
+    await embedded.stop();
+    throw err;
+  }
+}

@@ -1,0 +1,157 @@
+// The only module that imports `pg`: it owns the pool, runs queries, runs transactions
+// on one client, and turns "the database is down/slow/saturated" into a 503.
+import pg from 'pg';
+import { UnavailableError } from './errors';
+
+// int8 (counts, sums) as JS numbers: every bigint this service reads fits in 2^53.
+pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
+
+export interface DbOptions {
+  connectionString: string;
+  poolSize?: number;
+  /** Requests allowed to wait for a pooled connection before new ones get a fast 503. */
+  maxQueue?: number;
+  connectTimeoutMs?: number;
+  statementTimeoutMs?: number;
+  application?: string;
+  /** Called after each query with its text, duration and row count (never its parameters: they hold emails). */
+  onQuery?: (text: string, ms: number, rows: number | null) => void;
+}
+
+export type Client = pg.PoolClient;
+export type QueryResult<R extends pg.QueryResultRow = pg.QueryResultRow> = pg.QueryResult<R>;
+
+// Errors that mean "no database right now" rather than "this request is wrong".
+const UNAVAILABLE_CODES = new Set(['57P01', '57P02', '57P03', '53300', '53400', '08000', '08001', '08003', '08004', '08006', '08P01']);
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH']);
+
+export function toUnavailable(err: unknown): UnavailableError | undefined {
+  if (err instanceof UnavailableError) return err;
+  const e = err as { code?: string; message?: string };
+  if (e?.code === '57014') return new UnavailableError('The review database took too long to answer; retry shortly.', err);
+  if ((e?.code && (UNAVAILABLE_CODES.has(e.code) || NETWORK_CODES.has(e.code))) ||
+      /timeout exceeded when trying to connect|Connection terminated|Client has encountered a connection error|Client was closed|Cannot use a pool after calling end/i.test(e?.message ?? '')) {
+    return new UnavailableError(undefined, err);
+  }
+  return undefined;
+}
+
+export class Db {
+  readonly pool: pg.Pool;
+  private readonly maxQueue: number;
+  private readonly onQuery?: DbOptions['onQuery'];
+
+  constructor(opts: DbOptions) {
+    this.maxQueue = opts.maxQueue ?? 500;
+    this.onQuery = opts.onQuery;
+    this.pool = new pg.Pool({
+      connectionString: opts.connectionString,
+      max: opts.poolSize ?? 10,
+      connectionTimeoutMillis: opts.connectTimeoutMs ?? 2000,
+      statement_timeout: opts.statementTimeoutMs ?? 5000,
+      // A socket that stops answering (host gone, not refused) must not hang a request.
+      query_timeout: (opts.statementTimeoutMs ?? 5000) + 2000,
+      application_name: opts.application ?? 'atelier-reviews',
+      idleTimeoutMillis: 30000,
+    });
+    // An idle client losing its server (restart) must not crash the process.
+    this.pool.on('error', () => undefined);
+  }
+
+  private async acquire(): Promise<pg.PoolClient> {
+    if (this.pool.waitingCount >= this.maxQueue) {
+      throw new UnavailableError('The service is overloaded; retry shortly.');
+    }
+    try {
+      const client = await this.pool.connect();
+      return client;
+    } catch (err) {
+      throw toUnavailable(err) ?? err;
+    }
+  }
+
+  private async run<R extends pg.QueryResultRow>(client: pg.PoolClient, text: string, params?: unknown[], name?: string): Promise<pg.QueryResult<R>> {
+    const started = this.onQuery ? performance.now() : 0;
+    try {
+      const result = await client.query<R>({ text, values: params, name });
+      this.onQuery?.(text, performance.now() - started, result.rowCount);
+      return result;
+    } catch (err) {
+      throw toUnavailable(err) ?? err;
+    }
+  }
+
+  /** One statement on a pooled connection; `name` makes it a prepared statement, planned once per connection. */
+  async query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, params?: unknown[], name?: string): Promise<pg.QueryResult<R>> {
+    const client = await this.acquire();
+    let broken: unknown;
+    try {
+      return await this.run<R>(client, text, params, name);
+    } catch (err) {
+      broken = isBroken(err) ? err : undefined;
+      throw err;
+    } finally {
+      client.release(broken as Error | undefined);
+    }
+  }
+
+  /** BEGIN … COMMIT on one client; ROLLBACK when `fn` throws. */
+  async withTransaction<T>(fn: (q: <R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, params?: unknown[]) => Promise<pg.QueryResult<R>>) => Promise<T>): Promise<T> {
+    const client = await this.acquire();
+    let broken: unknown;
+    try {
+      await this.run(client, 'BEGIN');
+      const result = await fn((text, params) => this.run(client, text, params));
+      await this.run(client, 'COMMIT');
+      return result;
+    } catch (err) {
+      try {
+        await client.query('ROLLBACK');
+      } catch (rollbackErr) {
+        broken = rollbackErr;
+      }
+      if (isBroken(err)) broken = err;
+      throw err;
+    } finally {
+      client.release(broken as Error | undefined);
+    }
+  }
+
+  /** A dedicated client for long jobs (COPY, cursors); the caller must release it. */
+  connect(): Promise<pg.PoolClient> {
+    return this.acquire();
+  }
+
+  async ping(): Promise<void> {
+    await this.query('SELECT 1');
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}
+
+/** A client whose connection failed must be destroyed, not returned to the pool. */
+function isBroken(err: unknown): boolean {
+  const u = toUnavailable(err);
+  return u !== undefined && (u.cause as { code?: string } | undefined)?.code !== '57014';
+}
+
+/** Quotes an identifier that came from code (a database name), never from a request. */
+export function ident(name: string): string {
+  return '"' + name.replace(/"/g, '""') + '"';
+}
+
+/** Runs `fn` with a single, unpooled connection (admin work: create database, migrations). */
+export async function withClient<T>(connectionString: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString });
+  client.on('error', () => undefined);
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+export { pg };

@@ -1,0 +1,65 @@
+// The one error type routes throw, and the one middleware that turns any error into
+// the contract's JSON shape without leaking stacks, SQL or database messages.
+import type { ErrorRequestHandler, RequestHandler } from 'express';
+
+export interface FieldProblem {
+  field: string;
+  message: string;
+}
+
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly details?: FieldProblem[],
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+}
+
+/** The database is down, too slow or saturated: the client should retry shortly. */
+export class UnavailableError extends HttpError {
+  constructor(message = 'The review database is unavailable; retry shortly.', readonly cause?: unknown) {
+    super(503, message, undefined, { 'Retry-After': '1' });
+  }
+}
+
+export const notFound: RequestHandler = (req, _res, next) => {
+  next(new HttpError(404, `No route for ${req.method} ${req.path}.`));
+};
+
+/** body-parser errors carry a `type`; map the ones a client can cause to their 4xx. */
+function fromBodyParser(err: { type?: string; status?: number; limit?: number }): HttpError | undefined {
+  switch (err.type) {
+    case 'entity.too.large':
+      return new HttpError(413, `Request body is larger than the ${err.limit} byte limit.`);
+    case 'entity.parse.failed':
+      return new HttpError(400, 'Request body is not valid JSON.');
+    case 'encoding.unsupported':
+    case 'charset.unsupported':
+      return new HttpError(415, 'Request body must be UTF-8 JSON.');
+    case 'request.aborted':
+      return new HttpError(400, 'Request body was aborted by the client.');
+    default:
+      if (typeof err.status === 'number' && err.status >= 400 && err.status < 500) {
+        return new HttpError(err.status, 'The request could not be read.');
+      }
+      return undefined;
+  }
+}
+
+export function errorHandler(log: (line: string) => void = (l) => console.error(l)): ErrorRequestHandler {
+  return (err, _req, res, _next) => {
+    const known = err instanceof HttpError ? err : fromBodyParser(err ?? {});
+    if (!known) {
+      log(`unexpected error: ${err instanceof Error ? err.stack : String(err)}`);
+    } else if (known instanceof UnavailableError) {
+      log(`database unavailable: ${known.cause instanceof Error ? known.cause.message : String(known.cause)}`);
+    }
+    const e = known ?? new HttpError(500, 'Internal server error.');
+    if (res.headersSent) return;
+    res.status(e.status).set(e.headers);
+    res.json(e.details ? { error: e.message, details: e.details } : { error: e.message });
+  };
+}

@@ -1,0 +1,87 @@
+// SQL access for the reviews domain. Long statements live in ./sql/*.sql, read once
+// at start-up (a missing file fails the boot); sort orders come from a closed map.
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Db } from '../db';
+import { HttpError } from '../errors';
+import { fromRoot } from '../paths';
+import type { NewReview, Sort } from './schemas';
+
+function loadSql(name: string): string {
+  // Compiled code runs from dist/, the .sql files stay in src/.
+  return fs.readFileSync(path.join(fromRoot('src', 'reviews', 'sql'), name), 'utf8');
+}
+
+// Each order ends with date DESC, id DESC so ties page stably, and matches its index.
+const ORDER_BY: Record<Sort, string> = {
+  newest: 'date DESC, id DESC',
+  helpful: 'helpfulness DESC, date DESC, id DESC',
+  relevant: 'public.review_relevance(helpfulness, date) DESC, date DESC, id DESC',
+};
+
+const listTemplate = loadSql('list-reviews.sql');
+const LIST_SQL = Object.fromEntries(
+  Object.entries(ORDER_BY).map(([sort, order]) => [sort, listTemplate.replaceAll('/*ORDER*/', order)]),
+) as Record<Sort, string>;
+const META_SQL = loadSql('review-meta.sql');
+const CREATE_SQL = loadSql('create-review.sql');
+const REPORT_SQL = loadSql('report-review.sql');
+
+export class ReviewRepository {
+  constructor(private readonly db: Db) {}
+
+  /** The page's reviews as a JSON array text, ready to be embedded in the response. */
+  async list(productId: number, sort: Sort, count: number, offset: number): Promise<string> {
+    const { rows } = await this.db.query<{ results: string }>(LIST_SQL[sort], [productId, count, offset], `list-${sort}`);
+    return rows[0].results;
+  }
+
+  /** The meta object as JSON text. */
+  async meta(productId: number): Promise<string> {
+    const { rows } = await this.db.query<{ meta: string }>(META_SQL, [productId], 'meta');
+    return rows[0].meta;
+  }
+
+  async create(r: NewReview): Promise<number> {
+    const ids = Object.keys(r.characteristics).map(Number).sort((a, b) => a - b);
+    return this.db.withTransaction(async (q) => {
+      // Locks the product's characteristics in id order: concurrent writers of one
+      // product queue here instead of deadlocking on the aggregate rows.
+      const own = await q<{ id: number }>(
+        'SELECT id FROM atelier.characteristics WHERE product_id = $1 ORDER BY id FOR UPDATE', [r.product_id]);
+      const owned = new Set(own.rows.map((row) => row.id));
+      const foreign = ids.filter((id) => !owned.has(id));
+      if (foreign.length > 0) {
+        throw new HttpError(400, 'Invalid review: characteristics must belong to the product.',
+          foreign.map((id) => ({ field: `characteristics.${id}`, message: `characteristic ${id} does not belong to product ${r.product_id}` })));
+      }
+      const { rows } = await q<{ id: number }>(CREATE_SQL, [
+        r.product_id, r.rating, r.summary, r.body, r.recommend, r.name, r.email,
+        r.photos, ids, ids.map((id) => r.characteristics[String(id)]),
+      ]);
+      return rows[0].id;
+    });
+  }
+
+  /** False when no review has this id. */
+  async markHelpful(reviewId: number): Promise<boolean> {
+    const res = await this.db.query('UPDATE atelier.reviews SET helpfulness = helpfulness + 1 WHERE id = $1', [reviewId]);
+    return res.rowCount === 1;
+  }
+
+  /** Hides the review and subtracts it from the aggregates once; false when no review has this id. */
+  async report(reviewId: number): Promise<boolean> {
+    return this.db.withTransaction(async (q) => {
+      const flipped = await q<{ product_id: number; rating: number; recommend: boolean }>(
+        'UPDATE atelier.reviews SET reported = true WHERE id = $1 AND NOT reported RETURNING product_id, rating, recommend', [reviewId]);
+      if (flipped.rowCount === 0) {
+        const exists = await q('SELECT 1 FROM atelier.reviews WHERE id = $1', [reviewId]);
+        return exists.rowCount === 1;
+      }
+      const { product_id, rating, recommend } = flipped.rows[0];
+      await q('SELECT 1 FROM atelier.characteristics WHERE product_id = $1 ORDER BY id FOR UPDATE', [product_id]);
+      await q(REPORT_SQL, [reviewId, product_id, rating, recommend]);
+      return true;
+    });
+  }
+}

@@ -1,0 +1,23 @@
+-- GET /reviews/meta: the contract's meta object for one product, read from the
+-- aggregates kept by writes (product_ratings by primary key, characteristics by
+-- characteristics_product_idx); no scan of reviews or ratings. Counts print as strings,
+-- zero counts are left out, and value = sum::numeric / count::numeric, which is
+-- exactly how PostgreSQL's avg() of integers computes and prints its result.
+-- $1 product_id
+SELECT json_build_object(
+  'product_id', ($1::integer)::text,
+  'ratings', coalesce((
+      SELECT json_strip_nulls(json_build_object(
+        '1', nullif(r1, 0)::text, '2', nullif(r2, 0)::text, '3', nullif(r3, 0)::text,
+        '4', nullif(r4, 0)::text, '5', nullif(r5, 0)::text))
+      FROM atelier.product_ratings WHERE product_id = $1), '{}'::json),
+  'recommended', coalesce((
+      SELECT json_strip_nulls(json_build_object(
+        'false', nullif(not_recommended, 0)::text, 'true', nullif(recommended, 0)::text))
+      FROM atelier.product_ratings WHERE product_id = $1), '{}'::json),
+  'characteristics', coalesce((
+      SELECT json_object_agg(name, json_build_object(
+               'id', id,
+               'value', (rating_sum::numeric / nullif(rating_count, 0)::numeric)::text) ORDER BY id)
+      FROM atelier.characteristics WHERE product_id = $1), '{}'::json)
+)::text AS meta

@@ -1,0 +1,78 @@
+// Process entry point: configuration, database, listen, and a graceful shutdown
+// (stop accepting, drain in-flight requests, close the pool, stop embedded PostgreSQL).
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createApp } from './app';
+import { ConfigError, loadConfig, type Config } from './config';
+import { resolveDatabase } from './database';
+import { Db } from './db';
+import { seedSampleIfEmpty } from './etl/sample';
+
+const log = (line: string) => console.log(`[reviews] ${line}`);
+
+export async function main(config: Config): Promise<void> {
+  const database = await resolveDatabase(config, log);
+  if (database.embedded) await seedSampleIfEmpty(database.url, config.SAMPLE_SCALE, log);
+
+  const db = new Db({
+    connectionString: database.url,
+    poolSize: config.PG_POOL_SIZE,
+    maxQueue: config.PG_POOL_QUEUE,
+    connectTimeoutMs: config.PG_CONNECT_TIMEOUT_MS,
+    statementTimeoutMs: config.PG_STATEMENT_TIMEOUT_MS,
+  });
+  const app = createApp(db, { logFormat: config.LOG_FORMAT, compression: config.COMPRESSION });
+
+  let closing = false;
+  const server = http.createServer((req, res) => {
+    // While draining, tell keep-alive clients to reconnect (to another host) after this response.
+    if (closing) res.setHeader('Connection', 'close');
+    app(req, res);
+  });
+  // Slightly above typical proxy idle timeouts, so nginx closes first and never reuses a dead socket.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
+  server.requestTimeout = 30_000;
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.PORT, config.HOST, resolve);
+  });
+  const { port } = server.address() as AddressInfo;
+  const shown = config.HOST === '0.0.0.0' || config.HOST === '::' ? 'localhost' : config.HOST;
+  log(`listening on http://${shown}:${port} (database: ${database.embedded ? 'embedded PostgreSQL' : 'DATABASE_URL'})`);
+  log(`try: curl 'http://${shown}:${port}/reviews?product_id=2&sort=newest' and curl 'http://${shown}:${port}/reviews/meta?product_id=2'`);
+
+  const shutdown = async (signal: string) => {
+    if (closing) return;
+    closing = true;
+    log(`${signal}: draining requests (at most ${config.SHUTDOWN_TIMEOUT_MS} ms)`);
+    const forced = setTimeout(() => server.closeAllConnections(), config.SHUTDOWN_TIMEOUT_MS);
+    forced.unref();
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeIdleConnections();
+    });
+    clearTimeout(forced);
+    await db.close().catch(() => undefined);
+    await database.stop().catch((err) => log(`stopping embedded PostgreSQL failed: ${err}`));
+    log('stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+if (require.main === module) {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    console.error(err instanceof ConfigError ? err.message : err);
+    process.exit(1);
+  }
+  main(config).catch((err) => {
+    console.error(`[reviews] failed to start: ${err instanceof Error ? err.message : err}`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,31 @@
+// Starts one PostgreSQL for the whole run (unless a server URL is given) and migrates a
+// template database that every test file clones.
+import { ident, withClient } from '../../src/db';
+import { startEmbeddedPostgres } from '../../src/embedded-postgres';
+import { migrate } from '../../src/migrate';
+
+export const TEMPLATE = 'atelier_test_template';
+
+function serverUrlFrom(url: string): string {
+  const u = new URL(url);
+  u.pathname = '/postgres';
+  return u.toString().replace(/\/postgres$/, '');
+}
+
+export default async function globalSetup(): Promise<void> {
+  const given = process.env.TEST_DATABASE_URL || process.env.DATABASE_URL;
+  let serverUrl: string;
+  if (given) {
+    serverUrl = serverUrlFrom(given);
+  } else {
+    const pg = await startEmbeddedPostgres({ dir: '.data/test-pg', port: Number(process.env.TEST_PG_PORT || 54339), ephemeral: true });
+    (globalThis as { __embeddedPg?: unknown }).__embeddedPg = pg;
+    serverUrl = pg.serverUrl;
+  }
+  process.env.ATELIER_TEST_SERVER = serverUrl;
+  await withClient(`${serverUrl}/postgres`, async (c) => {
+    await c.query(`DROP DATABASE IF EXISTS ${ident(TEMPLATE)} WITH (FORCE)`);
+    await c.query(`CREATE DATABASE ${ident(TEMPLATE)}`);
+  });
+  await migrate(`${serverUrl}/${TEMPLATE}`);
+}

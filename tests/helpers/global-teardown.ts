@@ -1,0 +1,6 @@
+import type { EmbeddedPostgres } from '../../src/embedded-postgres';
+
+export default async function globalTeardown(): Promise<void> {
+  const pg = (globalThis as { __embeddedPg?: EmbeddedPostgres }).__embeddedPg;
+  await pg?.stop();
+}
