@@ -1,0 +1,71 @@
+// Many parallel writers on one product: the aggregates must never drift from the raw rows.
+import request from 'supertest';
+import { createApp } from '../src/app';
+import { auditAggregates } from '../src/reviews/aggregates';
+import { finishArrange, insertCharacteristics, insertReviews, validReview } from './helpers/fixtures';
+import { createTestDatabase, type TestDatabase } from './helpers/test-db';
+
+let t: TestDatabase;
+let app: ReturnType<typeof createApp>;
+
+beforeAll(async () => {
+  t = await createTestDatabase({ poolSize: 12 });
+  app = createApp(t.db, { log: () => undefined });
+  await insertCharacteristics(t.db, [
+    { id: 1, product_id: 7, name: 'Fit' },
+    { id: 2, product_id: 7, name: 'Length' },
+    { id: 3, product_id: 7, name: 'Quality' },
+  ]);
+  await insertReviews(t.db, Array.from({ length: 30 }, (_, i) => ({
+    id: i + 1, product_id: 7, rating: (i % 5) + 1, recommend: i % 3 !== 0,
+    date: '2021-05-05T00:00:00.000Z', ratings: { 1: (i % 5) + 1, 2: ((i + 2) % 5) + 1, 3: 3 },
+  })));
+  await finishArrange(t.db);
+});
+
+afterAll(async () => {
+  await t.drop();
+});
+
+test('when POSTs, helpfuls and repeated reports of one product run in parallel, then meta equals a recomputation', async () => {
+  const server = app.listen(0);
+  try {
+    const agent = request(server);
+    const posts = Array.from({ length: 60 }, (_, i) => agent.post('/reviews').send(validReview({
+      product_id: 7, rating: (i % 5) + 1, recommend: i % 2 === 0, characteristics: { 1: (i % 5) + 1, 2: 5, 3: ((i * 7) % 5) + 1 },
+    })));
+    // Every one of reviews 1..20 reported three times at once; 21..30 marked helpful.
+    const reports = Array.from({ length: 60 }, (_, i) => agent.put(`/reviews/${(i % 20) + 1}/report`));
+    const helpfuls = Array.from({ length: 40 }, (_, i) => agent.put(`/reviews/${(i % 10) + 21}/helpful`));
+    const results = await Promise.all([...posts, ...reports, ...helpfuls]);
+    const statuses = results.map((r) => r.status);
+    expect(statuses.slice(0, 60).every((s) => s === 201)).toBe(true);
+    expect(statuses.slice(60).every((s) => s === 204)).toBe(true);
+
+    const audit = await auditAggregates(t.db);
+    expect(audit.examples).toEqual([]);
+    expect(audit.drifted).toEqual([]);
+    expect(audit.productsChecked).toBe(1);
+    expect(audit.characteristicsChecked).toBe(3);
+
+    const meta = (await agent.get('/reviews/meta?product_id=7')).body;
+    const visible = Object.values(meta.ratings as Record<string, string>).reduce((a, b) => a + Number(b), 0);
+    expect(visible).toBe(30 - 20 + 60);
+    const helpfulness = await t.db.query('SELECT sum(helpfulness)::int AS h FROM atelier.reviews WHERE id BETWEEN 21 AND 30');
+    expect(helpfulness.rows[0].h).toBe(40);
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
+});
+
+test('the audit notices drift, and repair fixes exactly that', async () => {
+  const { repairAggregates } = await import('../src/reviews/aggregates');
+  await t.db.query('UPDATE atelier.product_ratings SET r5 = r5 + 3 WHERE product_id = 7');
+  await t.db.query('UPDATE atelier.characteristics SET rating_sum = rating_sum - 1 WHERE id = 2');
+  const audit = await auditAggregates(t.db);
+  expect(audit.drifted).toEqual([7]);
+  expect(audit.examples.length).toBe(2);
+  await repairAggregates(t.db, audit.drifted);
+  expect((await auditAggregates(t.db)).drifted).toEqual([]);
+});

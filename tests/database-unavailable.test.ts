@@ -1,0 +1,113 @@
+// A database that is down, silent or slow gives a prompt JSON 503 with Retry-After,
+// never a hung request; a bug gives a bare 500 that leaks nothing.
+import net from 'node:net';
+import request from 'supertest';
+import { createApp } from '../src/app';
+import { Db } from '../src/db';
+import { createTestDatabase, type TestDatabase } from './helpers/test-db';
+
+let t: TestDatabase;
+beforeAll(async () => {
+  t = await createTestDatabase();
+});
+afterAll(async () => {
+  await t.drop();
+});
+
+function expect503(res: request.Response) {
+  expect(res.status).toBe(503);
+  expect(res.headers['retry-after']).toBe('1');
+  expect(res.headers['content-type']).toMatch(/^application\/json/);
+  expect(res.body.error).toMatch(/retry/i);
+}
+
+test('when nothing listens on the database port, then reads, writes and readyz answer 503', async () => {
+  const db = new Db({ connectionString: 'postgresql://u:p@127.0.0.1:1/none', connectTimeoutMs: 500 });
+  const app = createApp(db, { log: () => undefined });
+  expect503(await request(app).get('/reviews?product_id=1'));
+  expect503(await request(app).get('/reviews/meta?product_id=1'));
+  expect503(await request(app).put('/reviews/1/helpful'));
+  expect503(await request(app).get('/readyz'));
+  expect((await request(app).get('/healthz')).status).toBe(200);
+  await db.close();
+});
+
+test('when the database accepts connections but never answers, then the pool timeout gives a 503 instead of a hang', async () => {
+  const sockets: net.Socket[] = [];
+  const silent = net.createServer((s) => sockets.push(s));
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+  const port = (silent.address() as net.AddressInfo).port;
+  const db = new Db({ connectionString: `postgresql://u:p@127.0.0.1:${port}/none`, connectTimeoutMs: 500 });
+  const app = createApp(db, { log: () => undefined });
+  try {
+    // The bound below is a hang detector (30x the configured timeout), not a latency target.
+    const started = Date.now();
+    expect503(await request(app).get('/reviews?product_id=1').timeout(15_000));
+    expect(Date.now() - started).toBeLessThan(15_000);
+  } finally {
+    await db.close().catch(() => undefined);
+    sockets.forEach((s) => s.destroy());
+    silent.close();
+  }
+});
+
+test('when a statement exceeds the statement timeout, then it is cancelled with a 503 and the pool stays healthy', async () => {
+  const db = new Db({ connectionString: t.url, statementTimeoutMs: 300, poolSize: 2 });
+  const app = createApp(db, { log: () => undefined });
+  const locker = await t.db.connect();
+  try {
+    await locker.query('BEGIN');
+    await locker.query('LOCK TABLE atelier.reviews IN ACCESS EXCLUSIVE MODE');
+    const slow = await request(app).get('/reviews?product_id=1');
+    expect503(slow);
+    expect(slow.body.error).toMatch(/too long/);
+  } finally {
+    await locker.query('ROLLBACK');
+    locker.release();
+  }
+  for (let i = 0; i < 4; i++) {
+    expect((await request(app).get('/reviews?product_id=1')).status).toBe(200);
+  }
+  await db.close();
+});
+
+test('when the pool queue is full, then extra requests are shed with a fast 503', async () => {
+  const db = new Db({ connectionString: t.url, poolSize: 1, maxQueue: 1, statementTimeoutMs: 5000 });
+  const app = createApp(db, { log: () => undefined });
+  const server = app.listen(0);
+  const locker = await t.db.connect();
+  try {
+    await locker.query('BEGIN');
+    await locker.query('LOCK TABLE atelier.reviews IN ACCESS EXCLUSIVE MODE');
+    const agent = request(server);
+    const pending = [agent.get('/reviews?product_id=1'), agent.get('/reviews?product_id=2')].map((r) => r.then((x) => x));
+    await new Promise((r) => setTimeout(r, 200));
+    const shed = await agent.get('/reviews?product_id=3');
+    expect503(shed);
+    expect(shed.body.error).toMatch(/overloaded/);
+    await locker.query('ROLLBACK');
+    const done = await Promise.all(pending);
+    expect(done.map((r) => r.status)).toEqual([200, 200]);
+  } finally {
+    await locker.query('ROLLBACK').catch(() => undefined);
+    locker.release();
+    server.closeAllConnections();
+    server.close();
+    await db.close();
+  }
+});
+
+test('an unexpected database error is a bare 500 with no SQL, stack or database message', async () => {
+  // A database without the schema: every query fails with "relation does not exist".
+  const url = new URL(t.url);
+  url.pathname = '/postgres';
+  const db = new Db({ connectionString: url.toString() });
+  const logged: string[] = [];
+  const app = createApp(db, { log: (l) => logged.push(l) });
+  const res = await request(app).get('/reviews?product_id=1');
+  expect(res.status).toBe(500);
+  expect(res.body).toEqual({ error: 'Internal server error.' });
+  expect(res.text).not.toMatch(/relation|atelier|SELECT|at /);
+  expect(logged.join('\n')).toMatch(/does not exist/);
+  await db.close();
+});
