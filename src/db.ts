@@ -12,7 +12,10 @@ export interface DbOptions {
   /** Requests allowed to wait for a pooled connection before new ones get a fast 503. */
   maxQueue?: number;
   connectTimeoutMs?: number;
+  /** 0 disables; bulk jobs whose statements legitimately run for many minutes use 0. */
   statementTimeoutMs?: number;
+  /** Client-side read timeout (a server that stops answering); default statement timeout + 2 s, 0 disables. */
+  queryTimeoutMs?: number;
   application?: string;
   /** Called after each query with its text, duration and row count (never its parameters: they hold emails). */
   onQuery?: (text: string, ms: number, rows: number | null) => void;
@@ -36,6 +39,8 @@ export function toUnavailable(err: unknown): UnavailableError | undefined {
   return undefined;
 }
 
+const guarded = new WeakSet<pg.PoolClient>();
+
 export class Db {
   readonly pool: pg.Pool;
   private readonly maxQueue: number;
@@ -50,7 +55,7 @@ export class Db {
       connectionTimeoutMillis: opts.connectTimeoutMs ?? 2000,
       statement_timeout: opts.statementTimeoutMs ?? 5000,
       // A socket that stops answering (host gone, not refused) must not hang a request.
-      query_timeout: (opts.statementTimeoutMs ?? 5000) + 2000,
+      query_timeout: opts.queryTimeoutMs ?? (opts.statementTimeoutMs === 0 ? 0 : (opts.statementTimeoutMs ?? 5000) + 2000),
       application_name: opts.application ?? 'atelier-reviews',
       idleTimeoutMillis: 30000,
     });
@@ -64,6 +69,12 @@ export class Db {
     }
     try {
       const client = await this.pool.connect();
+      // A checked-out client whose server goes away emits 'error'; the query in flight
+      // rejects with it anyway, so the event itself must not crash the process.
+      if (!guarded.has(client)) {
+        guarded.add(client);
+        client.on('error', () => undefined);
+      }
       return client;
     } catch (err) {
       throw toUnavailable(err) ?? err;
@@ -117,9 +128,30 @@ export class Db {
     }
   }
 
-  /** A dedicated client for long jobs (COPY, cursors); the caller must release it. */
+  /** A pooled client for work spanning several statements; the caller must release it. */
   connect(): Promise<pg.PoolClient> {
     return this.acquire();
+  }
+
+  /**
+   * A connection of its own, outside the pool and without the pool's read timeout, for
+   * long streaming work: node-postgres arms its query_timeout for a cursor's whole life
+   * and never disarms it, which would fail a long audit and hold the process open.
+   */
+  async withDedicatedClient<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
+    const { connectionString, application_name, statement_timeout } = this.pool.options as pg.PoolConfig;
+    const client = new pg.Client({ connectionString, application_name, statement_timeout });
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+    } catch (err) {
+      throw toUnavailable(err) ?? err;
+    }
+    try {
+      return await fn(client);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
   }
 
   async ping(): Promise<void> {

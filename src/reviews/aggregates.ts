@@ -3,7 +3,7 @@
 // set-based SQL by the import, audited and repaired by `npm run verify`, and used by
 // tests that arrange rows directly.
 import Cursor from 'pg-cursor';
-import type { Client, Db } from '../db';
+import type { Client, Db, pg } from '../db';
 
 type Run = (text: string, params?: unknown[]) => Promise<unknown>;
 const runner = (run: Run | Client): Run => (typeof run === 'function' ? run : (t, p) => run.query(t, p));
@@ -33,8 +33,12 @@ export const characteristicTotalsSql = (schema: string, onlyProducts = false) =>
 
 const PRODUCT_COLUMNS = 'product_id, r1, r2, r3, r4, r5, recommended, not_recommended';
 
-/** Rewrites every aggregate of `schema` from its raw rows (or only those of `productIds`). */
-export async function rebuildAggregates(run: Run | Client, schema = 'atelier', productIds?: number[]): Promise<void> {
+/**
+ * Rewrites every aggregate of `schema` from its raw rows (or only those of `productIds`).
+ * `freshLoad`: the characteristics were just loaded with zero sums, so only rated ones
+ * need writing (the import's case; saves a self-join over every characteristic).
+ */
+export async function rebuildAggregates(run: Run | Client, schema = 'atelier', productIds?: number[], freshLoad = false): Promise<void> {
   const q = runner(run);
   const only = productIds !== undefined;
   const params = only ? [productIds] : undefined;
@@ -46,6 +50,11 @@ export async function rebuildAggregates(run: Run | Client, schema = 'atelier', p
     await q(`TRUNCATE ${schema}.product_ratings`);
   }
   await q(`INSERT INTO ${schema}.product_ratings (${PRODUCT_COLUMNS}) ${productTotalsSql(schema, only)}`, params);
+  if (freshLoad && !only) {
+    await q(`UPDATE ${schema}.characteristics c SET rating_sum = t.rating_sum, rating_count = t.rating_count
+             FROM (${characteristicTotalsSql(schema)}) t WHERE c.id = t.characteristic_id`);
+    return;
+  }
   await q(`UPDATE ${schema}.characteristics c
            SET rating_sum = coalesce(t.rating_sum, 0), rating_count = coalesce(t.rating_count, 0)
            FROM ${schema}.characteristics c2
@@ -79,7 +88,7 @@ export interface AuditReport {
 const BATCH = 5000;
 
 /** Reads a query through a server-side cursor, BATCH rows at a time (bounded memory). */
-async function stream<R>(client: Client, text: string, each: (row: R) => void): Promise<number> {
+async function stream<R>(client: pg.Client, text: string, each: (row: R) => void): Promise<number> {
   const cursor = client.query(new Cursor<R>(text));
   let n = 0;
   try {
@@ -100,7 +109,6 @@ async function stream<R>(client: Client, text: string, each: (row: R) => void): 
  */
 export async function auditAggregates(db: Db, schema = 'atelier', onProgress?: (rows: number) => void): Promise<AuditReport> {
   const started = performance.now();
-  const client = await db.connect();
   const drifted = new Set<number>();
   const examples: string[] = [];
   const note = (product: number, what: string) => {
@@ -111,7 +119,7 @@ export async function auditAggregates(db: Db, schema = 'atelier', onProgress?: (
   const tick = () => {
     if (++rows % 100_000 === 0) onProgress?.(rows);
   };
-  try {
+  return db.withDedicatedClient(async (client) => {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     await client.query('SET LOCAL statement_timeout = 0');
     type P = Record<'product_id' | 's' | 't', string>;
@@ -146,12 +154,7 @@ export async function auditAggregates(db: Db, schema = 'atelier', onProgress?: (
       seconds,
       rowsPerSecond: (productsChecked + characteristicsChecked) / Math.max(seconds, 1e-6),
     };
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 /** Rewrites the aggregates of the given products from their raw rows, in one transaction. */

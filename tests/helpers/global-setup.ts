@@ -1,5 +1,6 @@
 // Starts one PostgreSQL for the whole run (unless a server URL is given) and migrates a
 // template database that every test file clones.
+import { execFileSync } from 'node:child_process';
 import { ident, withClient } from '../../src/db';
 import { startEmbeddedPostgres } from '../../src/embedded-postgres';
 import { migrate } from '../../src/migrate';
@@ -13,6 +14,8 @@ function serverUrlFrom(url: string): string {
 }
 
 export default async function globalSetup(): Promise<void> {
+  // Process-level tests (server, ETL interruption) run the compiled entry points.
+  execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', '.'], { stdio: 'inherit' });
   const given = process.env.TEST_DATABASE_URL || process.env.DATABASE_URL;
   let serverUrl: string;
   if (given) {

@@ -1,0 +1,66 @@
+// npm run bench:etl -- [--scale S] [--seed N]: on one generated export, times PostgreSQL's
+// raw CSV COPY (the baseline) and the full import (validated, indexed, aggregated,
+// swapped), and prints both, their ratio, rows/s and the import's peak RSS.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseArgs, runCli } from '../src/cli';
+import { loadConfig } from '../src/config';
+import { resolveDatabase } from '../src/database';
+import { Db } from '../src/db';
+import { FILES } from '../src/etl/csv-format';
+import { generate } from '../src/etl/generate';
+import type { LoadReport } from '../src/etl/load';
+import { rawCopy } from '../src/etl/raw-copy';
+import { fromRoot } from '../src/paths';
+
+const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
+export const ETL_NODE_FLAGS = ['--max-semi-space-size=16'];
+
+runCli(async () => {
+  const args = parseArgs({ scale: { type: 'number', default: 0.1 }, seed: { type: 'number', default: 1 } });
+  const dir = fromRoot('.data', 'bench', `export-scale-${args.scale}-seed-${args.seed}`);
+  if (fs.existsSync(path.join(dir, FILES.ratings.name))) {
+    console.log(`[bench:etl] reusing ${dir}`);
+  } else {
+    console.log(`[bench:etl] generating scale ${args.scale} into ${dir}`);
+    await generate({ out: dir, scale: args.scale, seed: args.seed });
+  }
+  const config = loadConfig();
+  const database = await resolveDatabase(config);
+  try {
+    const db = new Db({ connectionString: database.url, poolSize: 4, statementTimeoutMs: 0 });
+    console.log('[bench:etl] baseline: raw COPY of the four files');
+    const raw = await rawCopy(db, dir);
+    await db.close();
+
+    console.log('[bench:etl] import: npm run etl (a separate process, so its peak RSS is its own)');
+    const reportFile = path.join(dir, 'etl-report.json');
+    execFileSync(process.execPath, [...ETL_NODE_FLAGS, fromRoot('dist', 'scripts', 'etl.js'), '--dir', dir, '--rejects', path.join(dir, 'rejects.csv'), '--report', reportFile], {
+      stdio: ['ignore', 'inherit', 'inherit'],
+      env: { ...process.env, DATABASE_URL: database.url },
+    });
+    const etl = JSON.parse(fs.readFileSync(reportFile, 'utf8')) as LoadReport;
+    const rows = etl.files.reduce((n, f) => n + f.read, 0);
+    const result = {
+      date: new Date().toISOString(),
+      scale: args.scale,
+      rows,
+      baseline: { seconds: raw.seconds, rowsPerSecond: raw.rows / raw.seconds },
+      etl: { seconds: etl.totalSeconds, rowsPerSecond: rows / etl.totalSeconds, peakRssMB: etl.peakRssBytes / 1048576, steps: etl.steps },
+      ratio: etl.totalSeconds / raw.seconds,
+    };
+    console.log('');
+    console.log(`| scale ${args.scale} (${fmt(rows)} rows) | seconds | rows/s | peak RSS |`);
+    console.log('|---|---:|---:|---:|');
+    console.log(`| raw COPY baseline | ${raw.seconds.toFixed(1)} | ${fmt(result.baseline.rowsPerSecond)} | |`);
+    console.log(`| full import | ${etl.totalSeconds.toFixed(1)} | ${fmt(result.etl.rowsPerSecond)} | ${fmt(result.etl.peakRssMB)} MB |`);
+    console.log(`| ratio import / baseline | ${result.ratio.toFixed(2)} | | |`);
+    const out = fromRoot('bench', 'results', `etl-scale-${args.scale}.json`);
+    fs.mkdirSync(path.dirname(out), { recursive: true });
+    fs.writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
+    console.log(`[bench:etl] written to ${path.relative(process.cwd(), out)}`);
+  } finally {
+    await database.stop();
+  }
+});
