@@ -188,7 +188,7 @@ describe('a generated dirty export', () => {
     await exited;
   }
 
-  test.each(['copying-reviews', 'copying-ratings', 'aggregates', 'indexes', 'swap-before-commit'])(
+  test.each(['copying-reviews', 'copying-ratings', 'aggregates', 'keys and indexes', 'swap-before-commit'])(
     'when the import is killed at %s, then the previous data keeps serving and a rerun completes',
     async (point) => {
       const before = await fingerprint();
