@@ -172,7 +172,10 @@ async function copyInto<T>(db: Db, table: string, columns: string, format: 'text
   const client = await db.connect();
   try {
     await client.query('BEGIN');
-    await client.query(`CREATE TABLE ${STAGING}.${table} (LIKE ${LIVE}.${table} INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING CONSTRAINTS)`);
+    // No autovacuum while loading: it would vacuum and analyze the fresh tables during the
+    // index builds and compete for the same two cores. Re-enabled before the swap.
+    await client.query(`CREATE TABLE ${STAGING}.${table} (LIKE ${LIVE}.${table} INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING CONSTRAINTS)
+                        WITH (autovacuum_enabled = false)`);
     const copy = client.query(copyFrom(`COPY ${STAGING}.${table} (${columns}) FROM STDIN (FORMAT ${format})`));
     // pipeline() reports the COPY's errors; one arriving after it settled (the server's
     // answer to our CopyFail) must not become an unhandled 'error' event.
@@ -327,7 +330,9 @@ export async function load(opts: LoadOptions): Promise<LoadReport> {
     const ordered = [...structure.indexes.entries()].sort((a, b) => (rows[b[0]] ?? 0) - (rows[a[0]] ?? 0));
     await step('keys and indexes', () => runParallel(db, ordered.flatMap(([, statements]) => statements)));
     await step('foreign keys', () => runParallel(db, structure.foreignKeys));
-    await step('analyze', () => runParallel(db, ['reviews', 'reviews_photos', 'characteristics', 'characteristic_reviews', 'product_ratings'].map((t) => `ANALYZE ${STAGING}.${t}`)));
+    const tables = ['reviews', 'reviews_photos', 'characteristics', 'characteristic_reviews', 'product_ratings'];
+    await step('analyze', () => runParallel(db, tables.map((t) => `ANALYZE ${STAGING}.${t}`)));
+    await step('autovacuum on', () => runParallel(db, tables.map((t) => `ALTER TABLE ${STAGING}.${t} RESET (autovacuum_enabled)`), 1));
     await step('sequences', () => advanceSequences(lock, STAGING));
     await step('swap', async () => {
       await lock.query('BEGIN');

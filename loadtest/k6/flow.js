@@ -1,0 +1,24 @@
+// One iteration of a shopper's traffic: a request drawn from the shared model. A review
+// post reads the product's meta first (as the storefront's form does) to rate its
+// characteristics.
+import http from 'k6/http';
+import { check } from 'k6';
+import { characteristicIdsFromMeta, nextRequest, reviewBody } from '../lib/traffic.js';
+
+const JSON_HEADERS = { headers: { 'Content-Type': 'application/json' } };
+// 404 (a review id that does not exist) is an expected answer, not a failure.
+http.setResponseCallback(http.expectedStatuses(200, 201, 204, 404));
+
+export function shopper(baseUrl, pickProduct) {
+  const req = nextRequest({ pickProduct }, Math.random);
+  if (req.op === 'post') {
+    const meta = http.get(`${baseUrl}/reviews/meta?product_id=${req.productId}`, { tags: { name: 'meta' } });
+    if (!check(meta, { 'meta 200': (r) => r.status === 200 })) return;
+    const body = reviewBody(req.productId, characteristicIdsFromMeta(meta.body), Math.random);
+    const res = http.post(`${baseUrl}/reviews`, JSON.stringify(body), { ...JSON_HEADERS, tags: { name: 'post' } });
+    check(res, { 'post 201': (r) => r.status === 201 });
+    return;
+  }
+  const res = http.request(req.method, `${baseUrl}${req.path}`, null, { tags: { name: req.op } });
+  check(res, { [`${req.op} ok`]: (r) => r.status < 400 || r.status === 404 });
+}

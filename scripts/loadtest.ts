@@ -1,0 +1,45 @@
+// npm run loadtest -- --target URL --scenario NAME [--rate R] [--duration S] [--distribution zipf|uniform-last-10pct]
+//                     [--products N] [--connections C] [--out DIR]
+// Runs a scenario of loadtest/lib/traffic.js with the Node load generator, for machines
+// without k6. Prints each stage; writes DIR/<scenario>-<time>.json and .html. Exits 1
+// when the scenario's thresholds are missed.
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseArgs, runCli, UsageError } from '../src/cli';
+import { htmlReport, stageLine } from '../src/loadtest/report';
+import { runLoad } from '../src/loadtest/runner';
+import { fromRoot } from '../src/paths';
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { SCENARIOS, FULL_SCALE_PRODUCTS } = require('../loadtest/lib/traffic.js') as typeof import('../loadtest/lib/traffic.js');
+
+runCli(async () => {
+  const a = parseArgs({
+    target: { type: 'string', required: true },
+    scenario: { type: 'string', default: 'smoke' },
+    rate: { type: 'number' },
+    duration: { type: 'number' },
+    distribution: { type: 'string', default: 'zipf' },
+    products: { type: 'number', default: FULL_SCALE_PRODUCTS },
+    connections: { type: 'number' },
+    seed: { type: 'number', default: 1 },
+    out: { type: 'string', default: fromRoot('loadtest', 'results') },
+  });
+  const scenario = SCENARIOS[a.scenario as keyof typeof SCENARIOS];
+  if (!scenario) throw new UsageError(`unknown scenario "${a.scenario}" (${Object.keys(SCENARIOS).join(', ')})`);
+  if (!/^https?:\/\/(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?\/?$/.test(a.target) && !process.env.LOADTEST_ALLOW_REMOTE) {
+    throw new UsageError('--target must be a loopback URL (set LOADTEST_ALLOW_REMOTE=1 to load another host you own)');
+  }
+  const stages = scenario.stages.map((s) => ({ rate: a.rate ?? s.rate, duration: a.duration ?? s.duration }));
+  console.log(`[loadtest] ${a.scenario} against ${a.target}: ${stages.map((s) => `${s.rate} req/s × ${s.duration} s`).join(', ')}`);
+  const result = await runLoad({
+    target: a.target.replace(/\/$/, ''), stages, thresholds: scenario.thresholds, stopOnFailure: 'stopOnFailure' in scenario,
+    distribution: a.distribution, products: a.products, connections: a.connections, seed: a.seed,
+    onStage: (s) => console.log(`[loadtest] ${stageLine(s)}`),
+  });
+  fs.mkdirSync(a.out, { recursive: true });
+  const base = path.join(a.out, `${a.scenario}-${result.startedAt.replace(/[:.]/g, '-')}`);
+  fs.writeFileSync(`${base}.json`, JSON.stringify({ scenario: a.scenario, thresholds: scenario.thresholds, ...result }, null, 2));
+  fs.writeFileSync(`${base}.html`, htmlReport(result, `Atelier reviews load test: ${a.scenario}`));
+  console.log(`[loadtest] ${result.passed ? 'PASS' : 'FAIL'} (thresholds: errors ≤ ${scenario.thresholds.errorRate * 100} %, p99 ≤ ${scenario.thresholds.p99Ms} ms); wrote ${base}.json and .html`);
+  process.exitCode = result.passed ? 0 : 1;
+});

@@ -1,0 +1,158 @@
+// A local cluster: two Node hosts on loopback behind nginx, against one PostgreSQL.
+// Used by `npm run cluster`, the nginx tests and the benchmark.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import net from 'node:net';
+import path from 'node:path';
+import { fromRoot } from '../paths';
+import { findNginx, writeNginxConfig, type NginxOptions } from './nginx-config';
+
+export interface Proc {
+  process: ChildProcess;
+  /** Output so far (for error messages). */
+  output(): string;
+  /** Graceful stop with `signal`, SIGKILL after `graceMs`. */
+  stop(signal?: NodeJS.Signals, graceMs?: number): Promise<void>;
+}
+
+function manage(child: ChildProcess, name: string, echo = false): Proc {
+  let out = '';
+  const collect = (d: Buffer) => {
+    out = (out + d.toString()).slice(-20_000);
+    if (echo) process.stdout.write(`[${name}] ${d}`);
+  };
+  child.stdout?.on('data', collect);
+  child.stderr?.on('data', collect);
+  return {
+    process: child,
+    output: () => out,
+    async stop(signal = 'SIGTERM', graceMs = 10_000) {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = once(child, 'exit');
+      child.kill(signal);
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** A free TCP port on loopback. */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, host, r));
+  const { port } = srv.address() as net.AddressInfo;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+async function waitFor(url: string, proc: Proc, name: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (proc.process.exitCode !== null) throw new Error(`${name} exited (code ${proc.process.exitCode}):\n${proc.output()}`);
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
+      if (res.ok) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`${name} not ready at ${url} after ${timeoutMs} ms:\n${proc.output()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export interface HostOptions {
+  port: number;
+  host?: string;
+  databaseUrl: string;
+  env?: Record<string, string>;
+  echo?: boolean;
+}
+
+/** Starts one API host (the compiled server) and waits until it is ready. */
+export async function startHost(o: HostOptions): Promise<Proc & { address: string }> {
+  const host = o.host ?? '127.0.0.1';
+  const child = spawn(process.execPath, [fromRoot('dist', 'src', 'server.js')], {
+    env: { ...process.env, LOG_FORMAT: 'off', ...o.env, PORT: String(o.port), HOST: host, DATABASE_URL: o.databaseUrl },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const proc = manage(child, `host ${o.port}`, o.echo);
+  await waitFor(`http://${host}:${o.port}/readyz`, proc, `API host on port ${o.port}`);
+  return { ...proc, address: `${host}:${o.port}` };
+}
+
+export interface NginxHandle extends Proc {
+  url: string;
+  configFile: string;
+}
+
+/** Checks a rendered config with `nginx -t`; throws with nginx's message. */
+export function testNginxConfig(configFile: string, prefix: string): void {
+  const nginx = findNginx();
+  if (!nginx) throw new Error('nginx not found (install it, or set NGINX_BIN)');
+  const r = spawnSync(nginx, ['-t', '-p', prefix, '-c', configFile], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`nginx -t failed:\n${r.stderr}`);
+}
+
+/** Renders the config into `prefix` and runs nginx in the foreground as a child process. */
+export async function startNginx(o: Omit<NginxOptions, 'foreground' | 'user'>, echo = false): Promise<NginxHandle> {
+  const nginx = findNginx();
+  if (!nginx) throw new Error('nginx not found (install it, or set NGINX_BIN)');
+  // As root, nginx would drop its workers to "nobody", who cannot write our prefix.
+  const user = process.getuid?.() === 0 ? 'root' : undefined;
+  const configFile = writeNginxConfig({ ...o, foreground: true, user });
+  testNginxConfig(configFile, o.prefix);
+  const child = spawn(nginx, ['-p', path.resolve(o.prefix), '-c', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = manage(child, 'nginx', echo);
+  const url = `http://${o.listen.includes(':') ? o.listen : `127.0.0.1:${o.listen}`}`;
+  await waitFor(`${url}/healthz`, proc, 'nginx');
+  return { ...proc, url, configFile, stop: (signal = 'SIGQUIT', grace = 5000) => proc.stop(signal, grace) };
+}
+
+export interface ClusterOptions {
+  databaseUrl: string;
+  /** nginx port on 127.0.0.1. */
+  port: number;
+  hostPorts: [number, number];
+  prefix?: string;
+  cacheTtl?: string;
+  hostEnv?: Record<string, string>;
+  accessLog?: string;
+  /** nginx worker processes (default auto: one per core). */
+  workerProcesses?: string;
+  echo?: boolean;
+}
+
+export interface Cluster {
+  url: string;
+  hosts: (Proc & { address: string })[];
+  nginx: NginxHandle;
+  stop(): Promise<void>;
+}
+
+export async function startCluster(o: ClusterOptions): Promise<Cluster> {
+  const hosts: (Proc & { address: string })[] = [];
+  try {
+    for (const port of o.hostPorts) hosts.push(await startHost({ port, databaseUrl: o.databaseUrl, env: o.hostEnv, echo: o.echo }));
+    const nginx = await startNginx({
+      prefix: o.prefix ?? fromRoot('.data', 'cluster'),
+      listen: `127.0.0.1:${o.port}`,
+      upstreams: hosts.map((h) => h.address),
+      cacheTtl: o.cacheTtl,
+      accessLog: o.accessLog,
+      workerProcesses: o.workerProcesses,
+    }, o.echo);
+    return {
+      url: nginx.url,
+      hosts,
+      nginx,
+      async stop() {
+        await nginx.stop();
+        await Promise.all(hosts.map((h) => h.stop()));
+      },
+    };
+  } catch (err) {
+    await Promise.all(hosts.map((h) => h.stop()));
+    throw err;
+  }
+}

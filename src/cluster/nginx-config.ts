@@ -1,0 +1,71 @@
+// Renders nginx/nginx.conf.template (+ reviews-read.conf.template) for a set of Node
+// hosts, into a prefix folder that also holds nginx's pid, logs, temp files and cache.
+import fs from 'node:fs';
+import path from 'node:path';
+import { fromRoot } from '../paths';
+
+export interface NginxOptions {
+  /** Folder for the rendered config, pid file, logs, temp paths and cache. */
+  prefix: string;
+  /** What nginx listens on, e.g. "127.0.0.1:8080" or "80". */
+  listen: string;
+  /** The Node hosts, "host:port" each. */
+  upstreams: string[];
+  /** How long a 200 for a read is served from cache (nginx time, e.g. "5s"). */
+  cacheTtl?: string;
+  /** Per-client write rate (nginx rate, e.g. "10r/s"). */
+  writeRate?: string;
+  workerProcesses?: string;
+  /** "off" or a file path. */
+  accessLog?: string;
+  /** Worker user; when running as root locally the workers must be able to write the prefix. */
+  user?: string;
+  /** Run in the foreground (managed by a parent process). */
+  foreground?: boolean;
+}
+
+export const DEFAULT_CACHE_TTL = '5s';
+
+const HOST_PORT = /^[\w.-]+:\d{1,5}$|^\[[0-9a-f:]+\]:\d{1,5}$/i;
+const DURATION = /^\d+(ms|s|m)?$/;
+
+export function renderNginx(o: NginxOptions): Record<'nginx.conf' | 'reviews-read.conf', string> {
+  if (o.upstreams.length === 0) throw new Error('at least one upstream host is required');
+  for (const u of o.upstreams) if (!HOST_PORT.test(u)) throw new Error(`upstream "${u}" is not host:port`);
+  const ttl = o.cacheTtl ?? DEFAULT_CACHE_TTL;
+  if (!DURATION.test(ttl)) throw new Error(`cache TTL "${ttl}" is not an nginx duration like 5s`);
+  const rate = o.writeRate ?? '10r/s';
+  if (!/^\d+r\/[sm]$/.test(rate)) throw new Error(`write rate "${rate}" is not like 10r/s`);
+  const prefix = path.resolve(o.prefix);
+  const values: Record<string, string> = {
+    PREFIX: prefix,
+    LISTEN: o.listen,
+    UPSTREAM_SERVERS: o.upstreams.map((u) => `    server ${u} max_fails=1 fail_timeout=2s;`).join('\n'),
+    CACHE_TTL: ttl,
+    WRITE_RATE: rate,
+    WORKER_PROCESSES: o.workerProcesses ?? 'auto',
+    ACCESS_LOG: o.accessLog ?? 'off',
+    USER_LINE: o.user ? `user ${o.user};` : '# user: the system default (e.g. www-data)',
+    DAEMON_LINE: o.foreground ? 'daemon off;' : '',
+  };
+  const fill = (template: string) =>
+    fs.readFileSync(fromRoot('nginx', template), 'utf8').replace(/\{\{(\w+)\}\}/g, (_, k: string) => {
+      if (!(k in values)) throw new Error(`nginx template placeholder {{${k}}} has no value`);
+      return values[k];
+    });
+  return { 'nginx.conf': fill('nginx.conf.template'), 'reviews-read.conf': fill('reviews-read.conf.template') };
+}
+
+/** Writes the rendered files and the folders nginx needs; returns the nginx.conf path. */
+export function writeNginxConfig(o: NginxOptions): string {
+  const prefix = path.resolve(o.prefix);
+  for (const dir of ['logs', 'temp', 'cache']) fs.mkdirSync(path.join(prefix, dir), { recursive: true });
+  for (const [name, text] of Object.entries(renderNginx(o))) fs.writeFileSync(path.join(prefix, name), text);
+  return path.join(prefix, 'nginx.conf');
+}
+
+/** The nginx binary: NGINX_BIN, else PATH, else Debian's /usr/sbin/nginx; undefined when absent. */
+export function findNginx(): string | undefined {
+  const candidates = [process.env.NGINX_BIN, ...(process.env.PATH ?? '').split(':').map((d) => path.join(d, 'nginx')), '/usr/sbin/nginx'];
+  return candidates.find((c): c is string => !!c && fs.existsSync(c));
+}
