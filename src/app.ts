@@ -5,7 +5,7 @@ import morgan from 'morgan';
 import type { Db } from './db';
 import { errorHandler, notFound } from './errors';
 import { ReviewRepository } from './reviews/repository';
-import { reviewsRouter } from './reviews/routes';
+import { registerReviewRoutes } from './reviews/routes';
 
 export interface AppOptions {
   /** morgan format, or 'off'. */
@@ -15,7 +15,6 @@ export interface AppOptions {
   log?: (line: string) => void;
 }
 
-export const BODY_LIMIT = '64kb';
 
 export function createApp(db: Db, opts: AppOptions = {}): express.Express {
   const app = express();
@@ -40,9 +39,7 @@ export function createApp(db: Db, opts: AppOptions = {}): express.Express {
     res.json({ status: 'ready' });
   });
 
-  // Only JSON bodies are parsed; other types are left undefined and answered 415 by the route.
-  app.use(express.json({ limit: BODY_LIMIT, strict: false }));
-  app.use('/reviews', reviewsRouter(new ReviewRepository(db)));
+  registerReviewRoutes(app, new ReviewRepository(db));
 
   app.use(notFound);
   app.use(errorHandler(opts.log));

@@ -30,6 +30,13 @@ const schema = z.object({
   LOG_FORMAT: z.enum(['off', 'dev', 'combined', 'common', 'short', 'tiny']).default('dev'),
   COMPRESSION: onOff.default(true),
   SHUTDOWN_TIMEOUT_MS: int(0, 600000).default(10000),
+  // Node processes serving one port (node:cluster); "auto" = one per core.
+  WORKERS: z
+    .string()
+    .regex(/^(auto|\d+)$/, 'must be a whole number or "auto"')
+    .transform((v) => (v === 'auto' ? 0 : Number(v)))
+    .pipe(z.number().max(64, 'must be at most 64'))
+    .default(1),
   SAMPLE_SCALE: z
     .string()
     .regex(/^\d*\.?\d+$/, 'must be a decimal number')

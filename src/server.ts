@@ -1,16 +1,58 @@
 // Process entry point: configuration, database, listen, and a graceful shutdown
 // (stop accepting, drain in-flight requests, close the pool, stop embedded PostgreSQL).
+import cluster from 'node:cluster';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import os from 'node:os';
 import { createApp } from './app';
 import { ConfigError, loadConfig, type Config } from './config';
 import { resolveDatabase } from './database';
 import { Db } from './db';
 import { seedSampleIfEmpty } from './etl/sample';
 
-const log = (line: string) => console.log(`[reviews] ${line}`);
+const log = (line: string) => console.log(`[reviews${cluster.isWorker ? ` worker ${cluster.worker!.id}` : ''}] ${line}`);
 
 export async function main(config: Config): Promise<void> {
+  const workers = config.WORKERS === 0 ? os.availableParallelism() : config.WORKERS;
+  if (workers > 1 && cluster.isPrimary) return primary(config, workers);
+  return serve(config);
+}
+
+/**
+ * With WORKERS > 1: the primary resolves the database once (starting the embedded one
+ * if needed) and forks workers that share the port; it restarts a worker that dies and,
+ * on SIGTERM/SIGINT, lets every worker drain before stopping the database.
+ */
+async function primary(config: Config, workers: number): Promise<void> {
+  const database = await resolveDatabase(config, log);
+  if (database.embedded) await seedSampleIfEmpty(database.url, config.SAMPLE_SCALE, log);
+  let closing = false;
+  const fork = () => cluster.fork({ DATABASE_URL: database.url, WORKERS: '1' });
+  for (let i = 0; i < workers; i++) fork();
+  cluster.on('exit', (worker, code, signal) => {
+    if (closing) return;
+    log(`worker ${worker.id} exited (code ${code}, signal ${signal}); starting another`);
+    fork();
+  });
+  log(`${workers} workers on port ${config.PORT}`);
+  const shutdown = async (signal: NodeJS.Signals) => {
+    if (closing) return;
+    closing = true;
+    log(`${signal}: stopping workers`);
+    await Promise.all(Object.values(cluster.workers ?? {}).map((w) => new Promise<void>((resolve) => {
+      if (!w || w.isDead()) return resolve();
+      w.once('exit', () => resolve());
+      w.process.kill('SIGTERM');
+    })));
+    await database.stop().catch((err) => log(`stopping embedded PostgreSQL failed: ${err}`));
+    log('stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+async function serve(config: Config): Promise<void> {
   const database = await resolveDatabase(config, log);
   if (database.embedded) await seedSampleIfEmpty(database.url, config.SAMPLE_SCALE, log);
 
@@ -60,7 +102,8 @@ export async function main(config: Config): Promise<void> {
     process.exit(0);
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGINT', () => void shutdown('SIGINT'));
+  // A worker ignores Ctrl-C (the terminal signals the whole group): its primary tells it when.
+  process.on('SIGINT', () => void (cluster.isWorker ? undefined : shutdown('SIGINT')));
 }
 
 if (require.main === module) {

@@ -13,9 +13,13 @@ export const ENDPOINT_MIX = [
 ];
 
 export const SORTS = ['relevant', 'newest', 'helpful'];
-/** Pages 1..3, mostly the first; counts as the storefront asks for them. */
-const PAGES = [1, 1, 1, 1, 1, 2, 2, 3];
-const COUNTS = [5, 5, 5, 10, 20];
+/**
+ * What a product page asks for: mostly the default view (first page of the relevant
+ * sort), sometimes another sort, "more reviews" (page 2, 3) or a bigger page.
+ */
+const SORT_DRAW = ['relevant', 'relevant', 'relevant', 'relevant', 'relevant', 'relevant', 'relevant', 'newest', 'newest', 'helpful'];
+const PAGES = [1, 1, 1, 1, 1, 1, 1, 1, 2, 3];
+const COUNTS = [5, 5, 5, 5, 5, 5, 5, 5, 10, 20];
 
 /** The full export's product count (ids 1..1,000,011). */
 export const FULL_SCALE_PRODUCTS = 1000011;
@@ -153,7 +157,7 @@ export function nextRequest(model, rand) {
   const productId = model.pickProduct(rand);
   switch (op) {
     case 'list':
-      return { op, method: 'GET', productId, path: `/reviews?product_id=${productId}&sort=${pick(SORTS, rand)}&page=${pick(PAGES, rand)}&count=${pick(COUNTS, rand)}` };
+      return { op, method: 'GET', productId, path: `/reviews?product_id=${productId}&sort=${pick(SORT_DRAW, rand)}&page=${pick(PAGES, rand)}&count=${pick(COUNTS, rand)}` };
     case 'meta':
     case 'post':
       return { op, method: op === 'post' ? 'POST' : 'GET', productId, path: op === 'post' ? '/reviews' : `/reviews/meta?product_id=${productId}` };

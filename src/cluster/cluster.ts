@@ -120,6 +120,8 @@ export interface ClusterOptions {
   accessLog?: string;
   /** nginx worker processes (default auto: one per core). */
   workerProcesses?: string;
+  /** Per-client write rate limit (default the config's 10r/s). */
+  writeRate?: string;
   echo?: boolean;
 }
 
@@ -141,6 +143,7 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
       cacheTtl: o.cacheTtl,
       accessLog: o.accessLog,
       workerProcesses: o.workerProcesses,
+      writeRate: o.writeRate,
     }, o.echo);
     return {
       url: nginx.url,

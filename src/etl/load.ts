@@ -176,7 +176,9 @@ async function copyInto<T>(db: Db, table: string, columns: string, format: 'text
     // index builds and compete for the same two cores. Re-enabled before the swap.
     await client.query(`CREATE TABLE ${STAGING}.${table} (LIKE ${LIVE}.${table} INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING CONSTRAINTS)
                         WITH (autovacuum_enabled = false)`);
-    const copy = client.query(copyFrom(`COPY ${STAGING}.${table} (${columns}) FROM STDIN (FORMAT ${format})`));
+    // FREEZE (allowed because the table is new in this transaction) writes the rows
+    // already frozen and all-visible: no vacuum pass or hint-bit writes after the import.
+    const copy = client.query(copyFrom(`COPY ${STAGING}.${table} (${columns}) FROM STDIN (FORMAT ${format}, FREEZE)`));
     // pipeline() reports the COPY's errors; one arriving after it settled (the server's
     // answer to our CopyFail) must not become an unhandled 'error' event.
     copy.on('error', () => undefined);

@@ -136,7 +136,8 @@ export async function runLoad(o: RunOptions): Promise<RunResult> {
           // not JSON: counted by status below
         }
       }
-      if (headers?.['x-cache-status'] === 'HIT') cacheHits++;
+      // Raw header names keep the server's case.
+      if ((headers?.['X-Cache-Status'] ?? headers?.['x-cache-status']) === 'HIT') cacheHits++;
     };
 
     const instance = autocannon({
