@@ -91,10 +91,13 @@ async function serve(config: Config): Promise<void> {
     log(`${signal}: draining requests (at most ${config.SHUTDOWN_TIMEOUT_MS} ms)`);
     const forced = setTimeout(() => server.closeAllConnections(), config.SHUTDOWN_TIMEOUT_MS);
     forced.unref();
+    // Keep-alive connections go idle as their last response is sent: close them as they do.
+    const sweeper = setInterval(() => server.closeIdleConnections(), 50);
     await new Promise<void>((resolve) => {
       server.close(() => resolve());
       server.closeIdleConnections();
     });
+    clearInterval(sweeper);
     clearTimeout(forced);
     await db.close().catch(() => undefined);
     await database.stop().catch((err) => log(`stopping embedded PostgreSQL failed: ${err}`));
