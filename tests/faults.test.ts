@@ -63,11 +63,11 @@ interface Outcome {
 const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
 
 /** One request with a hard client timeout; a network error is status 0. */
-function send(url: string, method = 'GET', body?: unknown): Promise<Outcome> {
+function send(url: string, method = 'GET', body?: unknown, extraHeaders: Record<string, string> = {}): Promise<Outcome> {
   const started = Date.now();
   return new Promise((resolve) => {
     const payload = body === undefined ? undefined : JSON.stringify(body);
-    const req = http.request(url, { method, agent, timeout: 15_000, headers: payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {} }, (res) => {
+    const req = http.request(url, { method, agent, timeout: 15_000, headers: { ...extraHeaders, ...(payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {}) } }, (res) => {
       let text = '';
       res.on('data', (d) => (text += d));
       res.on('end', () => {
@@ -226,6 +226,8 @@ describe('with the shared test database', () => {
     const cluster = await startCluster({ databaseUrl: t.url, port: await freePort(), hostPorts: [await freePort(), await freePort()], prefix, writeRate: '100000r/s', workerProcesses: '1' });
     try {
       const outcomes: Outcome[] = [];
+      const finals: Outcome[] = [];
+      const firstTries = new Map<string, number>();
       let next = 0;
       const total = 300;
       const worker = async () => {
@@ -233,7 +235,14 @@ describe('with the shared test database', () => {
           const i = next++;
           if (i === 100) cluster.hosts[0].process.kill('SIGKILL');
           const name = `kill-${i}`;
-          outcomes.push({ ...(await send(`${cluster.url}/reviews`, 'POST', { product_id: 2, rating: 3, body: LONG_BODY, recommend: true, name, email: 'k@example.com' })), name });
+          const post = () => send(`${cluster.url}/reviews`, 'POST', { product_id: 2, rating: 3, body: LONG_BODY, recommend: true, name, email: 'k@example.com' }, { 'Idempotency-Key': name });
+          const first = { ...(await post()), name };
+          outcomes.push(first);
+          // What a storefront does with a 503: retry with the same key.
+          let last = first;
+          for (let attempt = 0; attempt < 3 && last.status !== 201; attempt++) last = { ...(await post()), name };
+          finals.push(last);
+          firstTries.set(name, first.status);
         }
       };
       await Promise.all(Array.from({ length: 10 }, worker));
@@ -242,10 +251,17 @@ describe('with the shared test database', () => {
       const ok = outcomes.filter((o) => o.status === 201);
       const failed = outcomes.filter((o) => o.status !== 201);
       const committedButFailed = failed.filter((o) => stored.get(o.name!) === 1).length;
-      report('host killed with POSTs in flight', { posts: outcomes.length, byStatus: tally(outcomes), committedButReportedFailed: committedButFailed, duplicated: rows.filter((r) => r.n > 1).length });
+      report('host killed with POSTs in flight', {
+        posts: outcomes.length, firstAttempt: tally(outcomes), committedButFirstAttemptFailed: committedButFailed,
+        afterRetriesWithSameKey: tally(finals), duplicated: rows.filter((r) => r.n > 1).length,
+      });
       expect(ok.every((o) => stored.get(o.name!) === 1)).toBe(true);
-      expect(rows.every((r) => r.n === 1)).toBe(true);
       expect(failed.every((o) => o.status === 503 && o.json)).toBe(true);
+      // With the key, a retry of a POST whose host died after committing gets that review:
+      // every POST ends answered 201 and stored exactly once.
+      expect(finals.every((o) => o.status === 201)).toBe(true);
+      expect(rows.length).toBe(total);
+      expect(rows.every((r) => r.n === 1)).toBe(true);
     } finally {
       await cluster.stop();
       fs.rmSync(prefix, { recursive: true, force: true });

@@ -147,7 +147,7 @@ test('SQL injection in every parameter and field is stored or rejected as plain 
     expect(rows[0]).toEqual({ summary: text, reviewer_name: text });
   }
   const tables = await t.db.query("SELECT count(*)::int AS n FROM information_schema.tables WHERE table_schema = 'atelier'");
-  expect(tables.rows[0].n).toBe(5);
+  expect(tables.rows[0].n).toBe(6);
 });
 
 test('helpful and report with random ids, then the aggregates still equal a recomputation', async () => {

@@ -284,6 +284,44 @@ describe('POST /reviews', () => {
   });
 });
 
+describe('POST /reviews with an Idempotency-Key', () => {
+  const count = async (name: string) => (await t.db.query('SELECT count(*)::int AS n FROM atelier.reviews WHERE reviewer_name = $1', [name])).rows[0].n;
+
+  test('a retried request returns the first review and writes nothing more', async () => {
+    const body = validReview({ name: 'retrier', characteristics: { 10: 4 } });
+    const first = await request(app).post('/reviews').set('Idempotency-Key', 'order-1-review').send(body);
+    const again = await request(app).post('/reviews').set('Idempotency-Key', 'order-1-review').send(body);
+    expect(first.status).toBe(201);
+    expect(again.status).toBe(201);
+    expect(again.body).toEqual(first.body);
+    expect(first.headers['idempotent-replayed']).toBeUndefined();
+    expect(again.headers['idempotent-replayed']).toBe('true');
+    expect(await count('retrier')).toBe(1);
+  });
+
+  test('concurrent requests with one key create exactly one review', async () => {
+    const body = validReview({ product_id: 6, name: 'racer' });
+    const server = app.listen(0);
+    try {
+      const results = await Promise.all(Array.from({ length: 12 }, () => request(server).post('/reviews').set('Idempotency-Key', 'race-key').send(body)));
+      expect(results.map((r) => r.status)).toEqual(Array(12).fill(201));
+      expect(new Set(results.map((r) => r.body.review_id)).size).toBe(1);
+      expect(await count('racer')).toBe(1);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+
+  test('a malformed key is a 400 naming the header', async () => {
+    for (const key of ['has space', 'x'.repeat(201), 'é']) {
+      const res = await request(app).post('/reviews').set('Idempotency-Key', key).send(validReview());
+      expect(res.status).toBe(400);
+      expect(res.body.error).toContain('Idempotency-Key');
+    }
+  });
+});
+
 describe('PUT /reviews/:id/helpful and /report', () => {
   test('helpful adds one and answers 204 with no body', async () => {
     const before = (await t.db.query('SELECT helpfulness FROM atelier.reviews WHERE id = 3')).rows[0].helpfulness;

@@ -15,7 +15,9 @@ export function shopper(baseUrl, pickProduct) {
     const meta = http.get(`${baseUrl}/reviews/meta?product_id=${req.productId}`, { tags: { name: 'meta' } });
     if (!check(meta, { 'meta 200': (r) => r.status === 200 })) return;
     const body = reviewBody(req.productId, characteristicIdsFromMeta(meta.body), Math.random);
-    const res = http.post(`${baseUrl}/reviews`, JSON.stringify(body), { ...JSON_HEADERS, tags: { name: 'post' } });
+    // The key makes a retry safe; k6 does not retry, but the server records it all the same.
+    const headers = { ...JSON_HEADERS.headers, 'Idempotency-Key': body.name };
+    const res = http.post(`${baseUrl}/reviews`, JSON.stringify(body), { headers, tags: { name: 'post' } });
     check(res, { 'post 201': (r) => r.status === 201 });
     return;
   }

@@ -297,6 +297,13 @@ export async function load(opts: LoadOptions): Promise<LoadReport> {
     if (!got.rows[0].ok) throw new ImportError('another import is running against this database');
     await lock.query(`DROP SCHEMA IF EXISTS ${STAGING} CASCADE`);
     await lock.query(`CREATE SCHEMA ${STAGING}`);
+    // Tables the export does not fill (idempotency keys, …) start empty in the new data set.
+    const others = await lock.query<{ tablename: string }>(
+      "SELECT tablename FROM pg_tables WHERE schemaname = $1 AND tablename <> ALL($2::text[])",
+      [LIVE, ['reviews', 'reviews_photos', 'characteristics', 'characteristic_reviews', 'product_ratings']]);
+    for (const { tablename } of others.rows) {
+      await lock.query(`CREATE TABLE ${STAGING}.${tablename} (LIKE ${LIVE}.${tablename} INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING CONSTRAINTS)`);
+    }
     await point('staging-created');
 
     // Reviews and characteristics are independent; photos and ratings need both read.

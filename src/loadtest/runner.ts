@@ -115,8 +115,9 @@ export async function runLoad(o: RunOptions): Promise<RunResult> {
           ctx.postNext = r.productId;
           r = { op: 'meta', method: 'GET', path: `/reviews/meta?product_id=${r.productId}`, productId: r.productId };
         } else {
-          req.body = JSON.stringify(traffic.reviewBody(r.productId, ids, rand));
-          req.headers = { 'content-type': 'application/json' };
+          const body = traffic.reviewBody(r.productId, ids, rand);
+          req.body = JSON.stringify(body);
+          req.headers = { 'content-type': 'application/json', 'idempotency-key': body.name };
         }
       }
       if (r.op !== 'post') {

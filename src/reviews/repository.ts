@@ -27,6 +27,8 @@ const META_SQL = loadSql('review-meta.sql');
 const CREATE_SQL = loadSql('create-review.sql');
 const REPORT_SQL = loadSql('report-review.sql');
 
+class KeyTaken extends Error {}
+
 export class ReviewRepository {
   constructor(private readonly db: Db) {}
 
@@ -42,9 +44,17 @@ export class ReviewRepository {
     return rows[0].meta;
   }
 
-  async create(r: NewReview): Promise<number> {
+  /**
+   * Creates the review; returns its id and whether it was created now. With an
+   * idempotency key already used, nothing is written and the first review's id returns.
+   */
+  async create(r: NewReview, idempotencyKey?: string): Promise<{ id: number; created: boolean }> {
     const ids = Object.keys(r.characteristics).map(Number).sort((a, b) => a - b);
-    return this.db.withTransaction(async (q) => {
+    if (idempotencyKey !== undefined) {
+      const earlier = await this.reviewFor(idempotencyKey);
+      if (earlier !== undefined) return { id: earlier, created: false };
+    }
+    const outcome = await this.db.withTransaction(async (q) => {
       // Locks the product's characteristics in id order: concurrent writers of one
       // product queue here instead of deadlocking on the aggregate rows.
       const own = await q<{ id: number }>(
@@ -59,8 +69,24 @@ export class ReviewRepository {
         r.product_id, r.rating, r.summary, r.body, r.recommend, r.name, r.email,
         r.photos, ids, ids.map((id) => r.characteristics[String(id)]),
       ]);
+      if (idempotencyKey !== undefined) {
+        // A concurrent request with the same key that commits first wins: this insert waits
+        // for it, finds the key taken, and this transaction rolls back.
+        const claimed = await q('INSERT INTO atelier.review_requests (idempotency_key, review_id) VALUES ($1, $2) ON CONFLICT DO NOTHING', [idempotencyKey, rows[0].id]);
+        if (claimed.rowCount === 0) throw new KeyTaken();
+      }
       return rows[0].id;
+    }).catch((err) => {
+      if (err instanceof KeyTaken) return undefined;
+      throw err;
     });
+    if (outcome !== undefined) return { id: outcome, created: true };
+    return { id: (await this.reviewFor(idempotencyKey!))!, created: false };
+  }
+
+  private async reviewFor(idempotencyKey: string): Promise<number | undefined> {
+    const { rows } = await this.db.query<{ review_id: number }>('SELECT review_id FROM atelier.review_requests WHERE idempotency_key = $1', [idempotencyKey]);
+    return rows[0]?.review_id;
   }
 
   /** False when no review has this id. */

@@ -4,7 +4,7 @@
 import express, { type Express, type Response } from 'express';
 import { HttpError } from '../errors';
 import type { ReviewRepository } from './repository';
-import { listQuery, newReview, parseOr400, parseReviewId, productIdQuery } from './schemas';
+import { listQuery, newReview, parseIdempotencyKey, parseOr400, parseReviewId, productIdQuery } from './schemas';
 
 export const BODY_LIMIT = '64kb';
 
@@ -34,7 +34,10 @@ export function registerReviewRoutes(app: Express, repo: ReviewRepository): void
       throw new HttpError(415, 'Request body must be JSON (Content-Type: application/json).');
     }
     const review = parseOr400(newReview, req.body, 'review');
-    const id = await repo.create(review);
+    const key = parseIdempotencyKey(req.get('Idempotency-Key'));
+    const { id, created } = await repo.create(review, key);
+    // A replay answers exactly as the first attempt did, marked so clients can tell.
+    if (!created) res.setHeader('Idempotent-Replayed', 'true');
     res.status(201).json({ review_id: id });
   });
 

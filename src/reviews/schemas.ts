@@ -121,3 +121,12 @@ export function parseReviewId(raw: string): number | null {
   const n = Number(raw);
   return n >= 1 && n <= MAX_ID ? n : null;
 }
+
+/** The optional Idempotency-Key header of POST /reviews: 1–200 visible ASCII characters. */
+export function parseIdempotencyKey(raw: string | undefined): string | undefined {
+  if (raw === undefined) return undefined;
+  if (!/^[\x21-\x7e]{1,200}$/.test(raw)) {
+    throw new HttpError(400, 'Invalid Idempotency-Key header: 1 to 200 visible ASCII characters.', [{ field: 'Idempotency-Key', message: 'must be 1 to 200 visible ASCII characters' }]);
+  }
+  return raw;
+}
