@@ -2,7 +2,7 @@
 // and adds what the rejects file needs: start line numbers and raw text.
 import { parse } from 'csv-parse/sync';
 import { CsvReader } from '../src/etl/csv-reader';
-import { prng } from '../src/etl/generate';
+import { createRandom } from '../src/random.js';
 
 function readAll(text: string, chunk = 7) {
   const out: { fields: string[]; line: number; raw: string; error?: string }[] = [];
@@ -36,7 +36,7 @@ test('a last record without a newline is read', () => {
 });
 
 test('agrees with csv-parse on 300 random well-formed files, whatever the chunking', () => {
-  const rand = prng(42);
+  const rand = createRandom(42);
   const pieces = ['a', 'bc', ' ', '', ',', '"', '\n', '\r\n', 'é', '✓', 'null', '12'];
   for (let n = 0; n < 300; n++) {
     const rows: string[][] = [];

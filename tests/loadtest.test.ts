@@ -73,7 +73,9 @@ test('the k6 scripts are ES modules that import only k6 APIs and the shared mode
     }
   }
   const shared = fs.readFileSync(path.join(__dirname, '..', 'loadtest', 'lib', 'traffic.js'), 'utf8');
-  expect(shared).not.toMatch(/^import /m);
+  for (const m of shared.matchAll(/^import .* from '([^']+)';$/gm)) expect(m[1]).toBe('../../src/random.js');
+  const random = fs.readFileSync(path.join(__dirname, '..', 'src', 'random.js'), 'utf8');
+  expect(random).not.toMatch(/^import |\brequire\(|\bprocess\./m);
   expect(shared).not.toMatch(/\brequire\(|\bprocess\.|__ENV/);
 });
 

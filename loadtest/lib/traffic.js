@@ -1,7 +1,11 @@
 // The traffic model shared by the k6 scenarios (loadtest/k6/*.js) and the Node load
 // generator (src/loadtest/): which requests, in which proportions, for which products,
-// at which rates, and what counts as passing. Plain ES module: no k6 or Node APIs, so
+// at which rates, and what counts as passing. Plain ES modules: no k6 or Node APIs, so
 // both runtimes (and the jest tests) import this same file.
+import { createRandom } from '../../src/random.js';
+
+/** Seeded randomness for reproducible runs (k6 passes Math.random instead). */
+export { createRandom };
 
 /** Share of each kind of request. POST, helpful and report are the small write share. */
 export const ENDPOINT_MIX = [
@@ -43,24 +47,6 @@ export const SCENARIOS = {
   },
   soak: { stages: [{ rate: 500, duration: 3600 }], thresholds: { errorRate: 0.001, p99Ms: 50 } },
 };
-
-/** sfc32, so runs (and tests) can be reproduced from a seed; k6 may pass Math.random instead. */
-export function createRandom(seed) {
-  let a = 0x9e3779b9, b = 0x243f6a88, c = 0xb7e15162, d = seed >>> 0;
-  const next = () => {
-    a >>>= 0; b >>>= 0; c >>>= 0; d >>>= 0;
-    let t = (a + b) | 0;
-    a = b ^ (b >>> 9);
-    b = (c + (c << 3)) | 0;
-    c = (c << 21) | (c >>> 11);
-    d = (d + 1) | 0;
-    t = (t + d) | 0;
-    c = (c + t) | 0;
-    return (t >>> 0) / 4294967296;
-  };
-  for (let i = 0; i < 15; i++) next();
-  return next;
-}
 
 /** The usual worst case: ids drawn uniformly from the last 10 % (cold rows, newest products). */
 export function uniformLastTenth(productCount, rand) {

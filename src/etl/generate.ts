@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { once } from 'node:events';
+import { createRandom } from '../random.js';
 import { CHARACTERISTIC_NAMES, FILES, quote, type FileKey } from './csv-format';
 
 export const FULL_SCALE_PRODUCTS = 1_000_011;
@@ -30,24 +31,6 @@ export interface GenerateResult {
   rows: Record<FileKey, number>;
   injected: Injection[];
   manifest?: string;
-}
-
-/** sfc32: a small, fast, seedable PRNG with good statistical quality. */
-export function prng(seed: number): () => number {
-  let a = 0x9e3779b9, b = 0x243f6a88, c = 0xb7e15162, d = seed >>> 0;
-  const next = () => {
-    a >>>= 0; b >>>= 0; c >>>= 0; d >>>= 0;
-    let t = (a + b) | 0;
-    a = b ^ (b >>> 9);
-    b = (c + (c << 3)) | 0;
-    c = (c << 21) | (c >>> 11);
-    d = (d + 1) | 0;
-    t = (t + d) | 0;
-    c = (c + t) | 0;
-    return (t >>> 0) / 4294967296;
-  };
-  for (let i = 0; i < 15; i++) next();
-  return next;
 }
 
 /** Buffers rows and writes them in large chunks, honouring back-pressure; counts physical lines. */
@@ -118,7 +101,7 @@ export async function generate(opts: GenerateOptions): Promise<GenerateResult> {
   const dirty = opts.dirty ?? 0;
   if (!(dirty >= 0 && dirty < 1)) throw new Error('dirty must be a fraction in [0, 1)');
   const products = Math.max(1, Math.round(FULL_SCALE_PRODUCTS * scale));
-  const rand = prng(opts.seed ?? 1);
+  const rand = createRandom(opts.seed ?? 1);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)];
   const int = (lo: number, hi: number) => lo + Math.floor(rand() * (hi - lo + 1));
 
