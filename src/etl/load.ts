@@ -1,9 +1,11 @@
 // The CSV import. Each file streams through the record reader and the row checks into
 // COPY … FROM STDIN (pg-copy-streams) on staging tables in schema atelier_load that have
-// no indexes; then aggregates, keys, indexes and foreign keys are built with set-based
-// SQL, replayed from the live schema's own catalog; then ANALYZE, the sequences are
-// moved past the largest ids, and one transaction swaps atelier_load in for atelier.
-// Until that commit the previous data keeps serving, whatever happens to this process.
+// no indexes. The meta aggregates are counted while the rows stream past and COPYed too
+// (the set-based SQL recomputation took 53 s at full scale against 4 s; tests check one
+// against the other). Then the keys, indexes and foreign keys are replayed from the live
+// schema's own catalog, ANALYZE runs, the sequences move past the largest ids, and one
+// transaction swaps atelier_load in for atelier. Until that commit the previous data keeps
+// serving, whatever happens to this process.
 import fs from 'node:fs';
 import path from 'node:path';
 import { once } from 'node:events';
@@ -67,14 +69,12 @@ export class ImportError extends Error {}
 
 class RejectsWriter {
   private readonly stream: fs.WriteStream;
-  count = 0;
   constructor(readonly file: string) {
     fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
     this.stream = fs.createWriteStream(file);
     this.stream.write('file,line,reason,raw\n');
   }
   add(file: string, line: number, reason: string, raw: string): void {
-    this.count++;
     this.stream.write(`${file},${line},${quote(reason)},${quote(raw)}\n`);
   }
   async drained(): Promise<void> {
@@ -87,7 +87,6 @@ class RejectsWriter {
   }
 }
 
-/** Reads one file, validates each record, and writes the good ones (COPY text) to `sink`. */
 /** What every file of one import shares. */
 interface Run {
   dir: string;
@@ -97,11 +96,11 @@ interface Run {
   point: (name: string) => Promise<void>;
 }
 
+/** Reads one file, validates each record, and writes the good ones (COPY text) to `sink`. */
 async function streamFile(key: FileKey, run: Run, sink: Writable): Promise<FileStats> {
   const { dir, ix, rejects, progress } = run;
   const { name, header } = FILES[key];
   const file = path.join(dir, name);
-  if (!fs.existsSync(file)) throw new ImportError(`missing file ${file}`);
   const started = performance.now();
   const stats: FileStats = { key, file: name, read: 0, loaded: 0, rejected: 0, seconds: 0 };
   progress?.start(key, name, fs.statSync(file).size);
