@@ -13,6 +13,8 @@ runCli(async () => {
     'host-ports': { type: 'string', default: '3001,3002' },
     'cache-ttl': { type: 'string', default: DEFAULT_CACHE_TTL },
     'access-log': { type: 'string', default: 'off' },
+    // The per-client write limit; a single load generator needs it raised (see README).
+    'write-rate': { type: 'string', default: '10r/s' },
   });
   const hostPorts = args['host-ports'].split(',').map(Number) as [number, number];
   if (hostPorts.length !== 2 || hostPorts.some((p) => !Number.isInteger(p) || p < 1 || p > 65535)) throw new Error('--host-ports takes two ports, e.g. 3001,3002');
@@ -20,7 +22,7 @@ runCli(async () => {
   const config = loadConfig();
   const database = await resolveDatabase(config, log);
   if (database.embedded) await seedSampleIfEmpty(database.url, config.SAMPLE_SCALE, log);
-  const cluster = await startCluster({ databaseUrl: database.url, port: args.port, hostPorts, cacheTtl: args['cache-ttl'], accessLog: args['access-log'] });
+  const cluster = await startCluster({ databaseUrl: database.url, port: args.port, hostPorts, cacheTtl: args['cache-ttl'], accessLog: args['access-log'], writeRate: args['write-rate'] });
   log(`hosts: ${cluster.hosts.map((h) => h.address).join(', ')}; nginx config: ${cluster.nginx.configFile}`);
   log(`listening on ${cluster.url}  (try: curl -i '${cluster.url}/reviews?product_id=2')`);
   let stopping = false;
