@@ -58,6 +58,9 @@ export class Db {
       query_timeout: opts.queryTimeoutMs ?? (opts.statementTimeoutMs === 0 ? 0 : (opts.statementTimeoutMs ?? 5000) + 2000),
       application_name: opts.application ?? 'atelier-reviews',
       idleTimeoutMillis: 30000,
+      // Keep the pool's connections open while idle: opening one (TCP + SCRAM) under load
+      // can take longer than the connect timeout, and then no request ever gets through.
+      min: opts.poolSize ?? 10,
     });
     // An idle client losing its server (restart) must not crash the process.
     this.pool.on('error', () => undefined);
@@ -152,6 +155,22 @@ export class Db {
     } finally {
       await client.end().catch(() => undefined);
     }
+  }
+
+  /**
+   * Opens every pooled connection now (before traffic), so the first burst of requests does
+   * not pay for connection set-up. Failures are ignored: the database may come up later.
+   */
+  async warm(): Promise<number> {
+    const clients = await Promise.allSettled(Array.from({ length: this.pool.options.max }, () => this.pool.connect()));
+    let opened = 0;
+    for (const c of clients) {
+      if (c.status === 'fulfilled') {
+        opened++;
+        c.value.release();
+      }
+    }
+    return opened;
   }
 
   async ping(): Promise<void> {

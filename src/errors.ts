@@ -49,13 +49,34 @@ function fromBodyParser(err: { type?: string; status?: number; limit?: number })
   }
 }
 
+/**
+ * Logs at most one line per `everyMs` for a repeating condition, with how many were folded:
+ * an outage or overload answers thousands of 503s a second, and one log line each would
+ * cost more than the answers (and flood the logs).
+ */
+function throttled(log: (line: string) => void, everyMs = 5000): (line: string) => void {
+  let last = -Infinity;
+  let folded = 0;
+  return (line) => {
+    const now = performance.now();
+    if (now - last < everyMs) {
+      folded++;
+      return;
+    }
+    log(folded > 0 ? `${line} (and ${folded} more like it since the last report)` : line);
+    last = now;
+    folded = 0;
+  };
+}
+
 export function errorHandler(log: (line: string) => void = (l) => console.error(l)): ErrorRequestHandler {
+  const logUnavailable = throttled(log);
   return (err, _req, res, _next) => {
     const known = err instanceof HttpError ? err : fromBodyParser(err ?? {});
     if (!known) {
       log(`unexpected error: ${err instanceof Error ? err.stack : String(err)}`);
     } else if (known instanceof UnavailableError) {
-      log(`database unavailable: ${known.cause instanceof Error ? known.cause.message : String(known.cause)}`);
+      logUnavailable(`503: ${known.message} ${known.cause instanceof Error ? `(${known.cause.message})` : ''}`.trim());
     }
     const e = known ?? new HttpError(500, 'Internal server error.');
     if (res.headersSent) return;

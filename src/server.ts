@@ -64,6 +64,8 @@ async function serve(config: Config): Promise<void> {
     statementTimeoutMs: config.PG_STATEMENT_TIMEOUT_MS,
   });
   const app = createApp(db, { logFormat: config.LOG_FORMAT, compression: config.COMPRESSION });
+  const warm = await db.warm();
+  if (warm < config.PG_POOL_SIZE) log(`opened ${warm} of ${config.PG_POOL_SIZE} database connections; the rest open on demand`);
 
   let closing = false;
   const server = http.createServer((req, res) => {

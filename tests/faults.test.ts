@@ -211,8 +211,9 @@ describe('with the shared test database', () => {
       expect(Object.keys(statuses).map(Number).every((s) => s === 200 || s === 503)).toBe(true);
       expect(statuses[503] ?? 0).toBeGreaterThan(0);
       expect(result.errors).toBe(0);
-      // Bounds are hang and leak detectors, not performance targets.
-      expect(result.latency.max).toBeLessThan(5000);
+      // Bounds are hang and leak detectors, not performance targets (runs here saw a max of
+      // ~4 s with the generator and the host sharing two saturated cores).
+      expect(result.latency.max).toBeLessThan(9000);
       expect(peakRssMB).toBeLessThan(600);
       expect(recovery.every((o) => o.status === 200)).toBe(true);
     } finally {
