@@ -28,7 +28,9 @@ const schema = z.object({
   EMBEDDED_PG_PORT: int(1024, 65535).default(54329),
   EMBEDDED_PG_DIR: z.string().min(1).default('.data/pg'),
   LOG_FORMAT: z.enum(['off', 'dev', 'combined', 'common', 'short', 'tiny']).default('dev'),
-  COMPRESSION: onOff.default(true),
+  // Off by default: nginx compresses for clients; the middleware costs ~15 % of a host's
+  // throughput even on responses too small to compress (measured with wrk on meta).
+  COMPRESSION: onOff.default(false),
   SHUTDOWN_TIMEOUT_MS: int(0, 600000).default(10000),
   // Node processes serving one port (node:cluster); "auto" = one per core.
   WORKERS: z

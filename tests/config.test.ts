@@ -3,13 +3,13 @@ import { ConfigError, loadConfig } from '../src/config';
 
 test('defaults apply when nothing is set', () => {
   const c = loadConfig({});
-  expect(c).toMatchObject({ PORT: 3000, PG_POOL_SIZE: 10, PG_STATEMENT_TIMEOUT_MS: 5000, LOG_FORMAT: 'dev', COMPRESSION: true });
+  expect(c).toMatchObject({ PORT: 3000, PG_POOL_SIZE: 10, PG_STATEMENT_TIMEOUT_MS: 5000, LOG_FORMAT: 'dev', COMPRESSION: false });
   expect(c.DATABASE_URL).toBeUndefined();
 });
 
 test('values are parsed from strings', () => {
-  const c = loadConfig({ PORT: '8080', COMPRESSION: 'off', LOG_FORMAT: 'off', DATABASE_URL: 'postgres://a:b@h/db', PG_POOL_SIZE: '20' });
-  expect(c).toMatchObject({ PORT: 8080, COMPRESSION: false, LOG_FORMAT: 'off', DATABASE_URL: 'postgres://a:b@h/db', PG_POOL_SIZE: 20 });
+  const c = loadConfig({ PORT: '8080', COMPRESSION: 'on', LOG_FORMAT: 'off', DATABASE_URL: 'postgres://a:b@h/db', PG_POOL_SIZE: '20' });
+  expect(c).toMatchObject({ PORT: 8080, COMPRESSION: true, LOG_FORMAT: 'off', DATABASE_URL: 'postgres://a:b@h/db', PG_POOL_SIZE: 20 });
 });
 
 test('every bad value is named with what it got', () => {
