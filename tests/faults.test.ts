@@ -13,6 +13,7 @@ import { Db } from '../src/db';
 import { spawn } from 'node:child_process';
 import { fromRoot } from '../src/paths';
 import { finishArrange, insertCharacteristics, insertReviews, LONG_BODY } from './helpers/fixtures';
+import { concurrently } from './helpers/concurrently';
 import { createTestDatabase, type TestDatabase } from './helpers/test-db';
 
 /**
@@ -228,25 +229,18 @@ describe('with the shared test database', () => {
     try {
       const outcomes: Outcome[] = [];
       const finals: Outcome[] = [];
-      const firstTries = new Map<string, number>();
-      let next = 0;
       const total = 300;
-      const worker = async () => {
-        while (next < total) {
-          const i = next++;
-          if (i === 100) cluster.hosts[0].process.kill('SIGKILL');
-          const name = `kill-${i}`;
-          const post = () => send(`${cluster.url}/reviews`, 'POST', { product_id: 2, rating: 3, body: LONG_BODY, recommend: true, name, email: 'k@example.com' }, { 'Idempotency-Key': name });
-          const first = { ...(await post()), name };
-          outcomes.push(first);
-          // What a storefront does with a 503: retry with the same key.
-          let last = first;
-          for (let attempt = 0; attempt < 3 && last.status !== 201; attempt++) last = { ...(await post()), name };
-          finals.push(last);
-          firstTries.set(name, first.status);
-        }
-      };
-      await Promise.all(Array.from({ length: 10 }, worker));
+      await concurrently(total, 10, async (i) => {
+        if (i === 100) cluster.hosts[0].process.kill('SIGKILL');
+        const name = `kill-${i}`;
+        const post = () => send(`${cluster.url}/reviews`, 'POST', { product_id: 2, rating: 3, body: LONG_BODY, recommend: true, name, email: 'k@example.com' }, { 'Idempotency-Key': name });
+        const first = { ...(await post()), name };
+        outcomes.push(first);
+        // What a storefront does with a 503: retry with the same key.
+        let last = first;
+        for (let attempt = 0; attempt < 3 && last.status !== 201; attempt++) last = { ...(await post()), name };
+        finals.push(last);
+      });
       const { rows } = await t.db.query<{ reviewer_name: string; n: number }>("SELECT reviewer_name, count(*)::int AS n FROM atelier.reviews WHERE reviewer_name LIKE 'kill-%' GROUP BY 1");
       const stored = new Map(rows.map((r) => [r.reviewer_name, r.n]));
       const ok = outcomes.filter((o) => o.status === 201);

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import { freePort, startCluster, testNginxConfig, type Cluster } from '../src/cluster/cluster';
 import { findNginx, writeNginxConfig } from '../src/cluster/nginx-config';
 import { finishArrange, insertCharacteristics, insertReviews, LONG_BODY } from './helpers/fixtures';
+import { concurrently } from './helpers/concurrently';
 import { createTestDatabase, type TestDatabase } from './helpers/test-db';
 
 const nginx = findNginx();
@@ -126,19 +127,14 @@ maybe('nginx in front of two hosts', () => {
 
   test('when one host is killed in the middle of a burst of GETs, no GET fails', async () => {
     const statuses: number[] = [];
-    let next = 0;
     const total = 400;
-    const worker = async () => {
-      while (next < total) {
-        const i = next++;
-        if (i === 120) cluster.hosts[0].process.kill('SIGKILL');
-        // Distinct URIs: every request goes to a host, none is a cache hit.
-        const res = await get(`/reviews?product_id=${1 + (i % 4)}&count=${100 + i}`);
-        statuses.push(res.status);
-        await res.arrayBuffer();
-      }
-    };
-    await Promise.all(Array.from({ length: 8 }, worker));
+    await concurrently(total, 8, async (i) => {
+      if (i === 120) cluster.hosts[0].process.kill('SIGKILL');
+      // Distinct URIs: every request goes to a host, none is a cache hit.
+      const res = await get(`/reviews?product_id=${1 + (i % 4)}&count=${100 + i}`);
+      statuses.push(res.status);
+      await res.arrayBuffer();
+    });
     expect(statuses).toHaveLength(total);
     expect(statuses.filter((s) => s !== 200)).toEqual([]);
     expect(cluster.hosts[0].process.signalCode).toBe('SIGKILL');
