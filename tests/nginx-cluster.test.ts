@@ -43,6 +43,8 @@ maybe('nginx in front of two hosts', () => {
   });
 
   const get = (p: string) => fetch(`${cluster.url}${p}`);
+  /** A response body as the API's JSON (meta or error). */
+  const body = async (res: Response) => (await res.json()) as { ratings: Record<string, string>; error: string };
 
   test('the production rendering passes nginx -t', () => {
     const prefix = path.join(tmp, 'prod');
@@ -81,7 +83,7 @@ maybe('nginx in front of two hosts', () => {
   });
 
   test('a new review becomes visible through nginx within the TTL', async () => {
-    const before = await (await get('/reviews/meta?product_id=4')).json();
+    const before = await body(await get('/reviews/meta?product_id=4'));
     expect((await get('/reviews/meta?product_id=4')).headers.get('x-cache-status')).toBe('HIT');
     const res = await fetch(`${cluster.url}/reviews`, {
       method: 'POST', headers: { 'content-type': 'application/json' },
@@ -90,11 +92,11 @@ maybe('nginx in front of two hosts', () => {
     expect(res.status).toBe(201);
     const posted = Date.now();
     // Still the cached answer right after the write…
-    expect((await (await get('/reviews/meta?product_id=4')).json()).ratings['1']).toBe(before.ratings['1']);
+    expect((await body(await get('/reviews/meta?product_id=4'))).ratings['1']).toBe(before.ratings['1']);
     // …and the new one once the TTL (plus one background refresh) has passed.
     let seen: { ratings: Record<string, string> } | undefined;
     while (Date.now() - posted < TTL_SECONDS * 1000 + 3000) {
-      const meta = await (await get('/reviews/meta?product_id=4')).json();
+      const meta = await body(await get('/reviews/meta?product_id=4'));
       if (meta.ratings['1'] === '1') {
         seen = meta;
         break;
@@ -111,7 +113,7 @@ maybe('nginx in front of two hosts', () => {
 
     const big = await fetch(`${cluster.url}/reviews`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: 'x'.repeat(70_000) });
     expect(big.status).toBe(413);
-    expect((await big.json()).error).toMatch(/64 KiB/);
+    expect((await body(big)).error).toMatch(/64 KiB/);
 
     const statuses: number[] = [];
     for (let i = 0; i < 40; i++) statuses.push((await fetch(`${cluster.url}/reviews/5/helpful`, { method: 'PUT' })).status);
@@ -120,7 +122,7 @@ maybe('nginx in front of two hosts', () => {
     const limited = await fetch(`${cluster.url}/reviews/5/helpful`, { method: 'PUT' });
     expect(limited.status).toBe(429);
     expect(limited.headers.get('retry-after')).toBe('1');
-    expect((await limited.json()).error).toMatch(/Too many writes/);
+    expect((await body(limited)).error).toMatch(/Too many writes/);
     // Reads are not limited.
     expect((await get('/reviews?product_id=1&count=77')).status).toBe(200);
   });

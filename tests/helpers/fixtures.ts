@@ -18,7 +18,7 @@ export interface ReviewRow {
   helpfulness?: number;
   photos?: { id: number; url: string }[];
   /** characteristic id -> value */
-  ratings?: Record<number, number>;
+  ratings?: Partial<Record<number, number>>;
 }
 
 export async function insertCharacteristics(db: Db, rows: { id: number; product_id: number; name: string }[]): Promise<void> {
@@ -42,7 +42,7 @@ export async function insertReviews(db: Db, rows: ReviewRow[]): Promise<void> {
     for (const p of r.photos ?? []) {
       await db.query('INSERT INTO atelier.reviews_photos (id, review_id, url) VALUES ($1, $2, $3)', [p.id, r.id, p.url]);
     }
-    for (const [cid, value] of Object.entries(r.ratings ?? {})) {
+    for (const [cid, value] of Object.entries(r.ratings ?? {}).filter(([, v]) => v !== undefined)) {
       await db.query('INSERT INTO atelier.characteristic_reviews (id, characteristic_id, review_id, value) VALUES ($1, $2, $3, $4)',
         [ratingId++, Number(cid), r.id, value]);
     }
