@@ -15,7 +15,6 @@ export interface AppOptions {
   log?: (line: string) => void;
 }
 
-
 export function createApp(db: Db, opts: AppOptions = {}): express.Express {
   const app = express();
   app.disable('x-powered-by');

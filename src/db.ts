@@ -143,17 +143,10 @@ export class Db {
    */
   async withDedicatedClient<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
     const { connectionString, application_name, statement_timeout } = this.pool.options as pg.PoolConfig;
-    const client = new pg.Client({ connectionString, application_name, statement_timeout });
-    client.on('error', () => undefined);
     try {
-      await client.connect();
+      return await withClient({ connectionString, application_name, statement_timeout }, fn);
     } catch (err) {
       throw toUnavailable(err) ?? err;
-    }
-    try {
-      return await fn(client);
-    } finally {
-      await client.end().catch(() => undefined);
     }
   }
 
@@ -194,8 +187,8 @@ export function ident(name: string): string {
 }
 
 /** Runs `fn` with a single, unpooled connection (admin work: create database, migrations). */
-export async function withClient<T>(connectionString: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString });
+export async function withClient<T>(config: string | pg.ClientConfig, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client(typeof config === 'string' ? { connectionString: config } : config);
   client.on('error', () => undefined);
   await client.connect();
   try {

@@ -1,7 +1,7 @@
 // State derived from the raw rows: the meta aggregates (product_ratings and the
-// characteristics' rating_sum/rating_count) and the id sequences. Rebuilt with
-// set-based SQL by the import, audited and repaired by `npm run verify`, and used by
-// tests that arrange rows directly.
+// characteristics' rating_sum/rating_count) and the id sequences. Recomputed with
+// set-based SQL to audit and repair them (`npm run verify`) and by tests that arrange rows
+// directly; the import counts them while streaming and moves the sequences with this.
 import Cursor from 'pg-cursor';
 import type { Client, Db, pg } from '../db';
 
@@ -33,12 +33,8 @@ export const characteristicTotalsSql = (schema: string, onlyProducts = false) =>
 
 const PRODUCT_COLUMNS = 'product_id, r1, r2, r3, r4, r5, recommended, not_recommended';
 
-/**
- * Rewrites every aggregate of `schema` from its raw rows (or only those of `productIds`).
- * `freshLoad`: the characteristics were just loaded with zero sums, so only rated ones
- * need writing (the import's case; saves a self-join over every characteristic).
- */
-export async function rebuildAggregates(run: Run | Client, schema = 'atelier', productIds?: number[], freshLoad = false): Promise<void> {
+/** Rewrites every aggregate of `schema` from its raw rows (or only those of `productIds`). */
+export async function rebuildAggregates(run: Run | Client, schema = 'atelier', productIds?: number[]): Promise<void> {
   const q = runner(run);
   const only = productIds !== undefined;
   const params = only ? [productIds] : undefined;
@@ -50,11 +46,6 @@ export async function rebuildAggregates(run: Run | Client, schema = 'atelier', p
     await q(`TRUNCATE ${schema}.product_ratings`);
   }
   await q(`INSERT INTO ${schema}.product_ratings (${PRODUCT_COLUMNS}) ${productTotalsSql(schema, only)}`, params);
-  if (freshLoad && !only) {
-    await q(`UPDATE ${schema}.characteristics c SET rating_sum = t.rating_sum, rating_count = t.rating_count
-             FROM (${characteristicTotalsSql(schema)}) t WHERE c.id = t.characteristic_id`);
-    return;
-  }
   await q(`UPDATE ${schema}.characteristics c
            SET rating_sum = coalesce(t.rating_sum, 0), rating_count = coalesce(t.rating_count, 0)
            FROM ${schema}.characteristics c2
