@@ -4,28 +4,19 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { parseArgs, runCli } from '../src/cli';
+import { parseArgs, runCli, formatNumber as fmt } from '../src/cli';
 import { loadConfig } from '../src/config';
 import { resolveDatabase } from '../src/database';
 import { Db } from '../src/db';
-import { FILES } from '../src/etl/csv-format';
-import { generate } from '../src/etl/generate';
+import { benchmarkExport } from '../src/etl/generate';
 import type { LoadReport } from '../src/etl/load';
 import { rawCopy } from '../src/etl/raw-copy';
 import { fromRoot } from '../src/paths';
 
-const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
-export const ETL_NODE_FLAGS = ['--max-semi-space-size=16'];
 
 runCli(async () => {
   const args = parseArgs({ scale: { type: 'number', default: 0.1 }, seed: { type: 'number', default: 1 } });
-  const dir = fromRoot('.data', 'bench', `export-scale-${args.scale}-seed-${args.seed}`);
-  if (fs.existsSync(path.join(dir, FILES.ratings.name))) {
-    console.log(`[bench:etl] reusing ${dir}`);
-  } else {
-    console.log(`[bench:etl] generating scale ${args.scale} into ${dir}`);
-    await generate({ out: dir, scale: args.scale, seed: args.seed });
-  }
+  const dir = await benchmarkExport(args.scale, args.seed, (l) => console.log(`[bench:etl] ${l}`));
   const config = loadConfig();
   const database = await resolveDatabase(config);
   try {
@@ -36,7 +27,8 @@ runCli(async () => {
 
     console.log('[bench:etl] import: npm run etl (a separate process, so its peak RSS is its own)');
     const reportFile = path.join(dir, 'etl-report.json');
-    execFileSync(process.execPath, [...ETL_NODE_FLAGS, fromRoot('dist', 'scripts', 'etl.js'), '--dir', dir, '--rejects', path.join(dir, 'rejects.csv'), '--report', reportFile], {
+    // Run exactly as `npm run etl` runs it (no extra V8 flags).
+    execFileSync(process.execPath, [fromRoot('dist', 'scripts', 'etl.js'), '--dir', dir, '--rejects', path.join(dir, 'rejects.csv'), '--report', reportFile], {
       stdio: ['ignore', 'inherit', 'inherit'],
       env: { ...process.env, DATABASE_URL: database.url },
     });

@@ -6,19 +6,17 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { parseArgs, runCli } from '../src/cli';
+import { parseArgs, runCli, formatNumber as fmt } from '../src/cli';
 import { freePort, startCluster, startHost } from '../src/cluster/cluster';
 import { loadConfig } from '../src/config';
 import { resolveDatabase } from '../src/database';
 import { withClient } from '../src/db';
-import { FILES } from '../src/etl/csv-format';
-import { FULL_SCALE_PRODUCTS, generate } from '../src/etl/generate';
+import { benchmarkExport, FULL_SCALE_PRODUCTS } from '../src/etl/generate';
 import { load } from '../src/etl/load';
 import { runLoad, type StageResult } from '../src/loadtest/runner';
 import { migrate } from '../src/migrate';
 import { fromRoot } from '../src/paths';
 
-const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
 
 interface Row {
   name: string;
@@ -33,11 +31,7 @@ runCli(async () => {
   const config = loadConfig();
 
   // The dataset: generated once per scale, imported into its own database.
-  const dir = fromRoot('.data', 'bench', `export-scale-${a.scale}-seed-${a.seed}`);
-  if (!fs.existsSync(path.join(dir, FILES.ratings.name))) {
-    log(`generating scale ${a.scale} into ${dir}`);
-    await generate({ out: dir, scale: a.scale, seed: a.seed });
-  }
+  const dir = await benchmarkExport(a.scale, a.seed, log);
   const database = await resolveDatabase(config, log);
   let url = database.url;
   if (database.embedded) {

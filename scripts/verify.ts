@@ -1,12 +1,11 @@
 // npm run verify [-- --repair]: proves the meta aggregates match the raw rows.
 // Exits 1 when drift is found (and not repaired).
-import { parseArgs, runCli } from '../src/cli';
+import { parseArgs, runCli, formatNumber as fmt } from '../src/cli';
 import { loadConfig } from '../src/config';
 import { resolveDatabase } from '../src/database';
 import { Db } from '../src/db';
 import { auditAggregates, repairAggregates, type AuditReport } from '../src/reviews/aggregates';
 
-const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
 
 function print(r: AuditReport): void {
   console.log(`[verify] checked ${fmt(r.productsChecked)} products and ${fmt(r.characteristicsChecked)} characteristics in ${r.seconds.toFixed(1)} s (${fmt(r.rowsPerSecond)} rows/s)`);

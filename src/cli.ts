@@ -40,3 +40,7 @@ export function runCli(main: () => Promise<void>): void {
     process.exit(err instanceof UsageError ? 2 : 1);
   });
 }
+
+/** A number for people: thousands separators, `digits` decimals. */
+export const formatNumber = (n: number, digits = 0) =>
+  n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });

@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { once } from 'node:events';
+import { fromRoot } from '../paths';
 import { createRandom } from '../random.js';
 import { CHARACTERISTIC_NAMES, FILES, quote, type FileKey } from './csv-format';
 
@@ -236,4 +237,16 @@ export async function generate(opts: GenerateOptions): Promise<GenerateResult> {
     fs.writeFileSync(result.manifest, 'file,line,kind\n' + injected.map((i) => `${i.file},${i.line},${i.kind}`).join('\n') + '\n');
   }
   return result;
+}
+
+/** The benchmarks' export for a scale and seed under .data/bench/, generated on first use. */
+export async function benchmarkExport(scale: number, seed: number, log: (line: string) => void): Promise<string> {
+  const dir = fromRoot('.data', 'bench', `export-scale-${scale}-seed-${seed}`);
+  if (fs.existsSync(path.join(dir, FILES.ratings.name))) {
+    log(`reusing ${dir}`);
+  } else {
+    log(`generating scale ${scale} into ${dir}`);
+    await generate({ out: dir, scale, seed });
+  }
+  return dir;
 }

@@ -3,8 +3,8 @@
 import cliProgress from 'cli-progress';
 import type { FileKey } from './csv-format';
 import type { LoadReport, Progress } from './load';
+import { formatNumber as fmt } from '../cli';
 
-const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
 
 export function consoleProgress(stream: NodeJS.WriteStream = process.stdout, everyMs = 5000): Progress {
   const started = new Map<FileKey, number>();

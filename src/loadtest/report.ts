@@ -1,8 +1,8 @@
 // Renders a load run as a self-contained HTML page (tables + an inline SVG chart of
 // throughput and latency over time) and as a terminal table.
 import type { RunResult, StageResult } from './runner';
+import { formatNumber as fmt } from '../cli';
 
-const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 
 export function stageLine(s: StageResult): string {
