@@ -169,6 +169,20 @@ describe('a generated dirty export', () => {
     expect(await fingerprint()).toEqual(before);
   });
 
+  test('a row with a NUL character is rejected with its line; the rest of the file loads', async () => {
+    const dirty = path.join(tmp, 'nul');
+    fs.mkdirSync(dirty, { recursive: true });
+    for (const f of ['reviews.csv', 'characteristics.csv', 'reviews_photos.csv', 'characteristic_reviews.csv']) fs.copyFileSync(path.join(FIXTURE, f), path.join(dirty, f));
+    fs.appendFileSync(path.join(dirty, 'characteristics.csv'), '6,2,"Wi\u0000dth"\n7,2,"Width"\n');
+    const report = await load({ dir: dirty, dryRun: true, rejectsFile: path.join(tmp, 'nul-rejects.csv') });
+    const rejects = readRejects(path.join(tmp, 'nul-rejects.csv')).filter((r) => r.file === 'characteristics.csv');
+    expect(rejects.map((r) => [Number(r.line), r.reason])).toEqual([
+      [5, 'duplicate id 3'], [6, 'product_id 0 is out of range 1..2147483647'], [7, 'expected 3 fields, found 2'],
+      [8, 'contains a NUL character, which PostgreSQL text cannot store'],
+    ]);
+    expect(report.files.find((f) => f.file === 'characteristics.csv')?.loaded).toBe(4);
+  });
+
   /** Runs the compiled ETL CLI, pauses it at `point`, kills it with SIGKILL. */
   async function killAt(point: string): Promise<void> {
     const child = spawn(process.execPath, [path.join(__dirname, '..', 'dist', 'scripts', 'etl.js'), '--dir', dir, '--rejects', path.join(tmp, 'killed.csv')], {

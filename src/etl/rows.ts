@@ -225,6 +225,8 @@ export const TARGET: Record<Exclude<FileKey, 'characteristics'>, { table: string
  * its COPY format (TARGET). `raw` is the record's text as it stands in the file.
  */
 export function checkRow(key: FileKey, fields: string[], ix: LoadIndex, raw: string): RowResult {
+  // PostgreSQL text cannot hold U+0000, and one such row would abort the whole file's COPY.
+  if (raw.includes('\u0000')) return { reject: 'contains a NUL character, which PostgreSQL text cannot store' };
   try {
     return { copy: ROW[key](fields, ix, raw) };
   } catch (err) {

@@ -50,15 +50,20 @@ function bodyInt(name: string, min: number, max: number) {
 const bodyBool = (name: string) =>
   z.union([z.boolean(), z.enum(['true', 'false']).transform((s) => s === 'true')], { error: `${name} must be true or false` });
 
+// PostgreSQL text cannot hold U+0000: without this check it came back as a 500.
+const noNul = (s: string) => !s.includes('\u0000');
+
 const text = (name: string, min: number, max: number) =>
   z
     .string({ error: `${name} must be a string` })
     .min(min, min === 1 ? `${name} must not be empty` : `${name} must be at least ${min} characters`)
-    .max(max, `${name} must be at most ${max} characters`);
+    .max(max, `${name} must be at most ${max} characters`)
+    .refine(noNul, `${name} must not contain NUL characters`);
 
 const photoUrl = z
   .string({ error: 'photos must be URL strings' })
   .max(2048, 'photo URLs must be at most 2048 characters')
+  .refine(noNul, 'photo URLs must not contain NUL characters')
   .refine((s) => {
     try {
       const u = new URL(s);
@@ -75,7 +80,7 @@ export const newReview = z.object({
   body: text('body', 50, 1000),
   recommend: bodyBool('recommend'),
   name: text('name', 1, 60),
-  email: z.email({ error: 'email must be a valid address' }).max(60, 'email must be at most 60 characters'),
+  email: z.email({ error: 'email must be a valid address' }).max(60, 'email must be at most 60 characters').refine(noNul, 'email must not contain NUL characters'),
   photos: z.array(photoUrl, { error: 'photos must be an array of URLs' }).max(5, 'at most 5 photos').default([]),
   characteristics: z
     .record(z.string(), z.unknown(), { error: 'characteristics must be an object of id: value' })
