@@ -2,7 +2,7 @@
 // embedded PostgreSQL (filled with sample data when empty). Ctrl-C stops everything.
 import { parseArgs, runCli } from '../src/cli';
 import { startCluster } from '../src/cluster/cluster';
-import { DEFAULT_CACHE_TTL } from '../src/cluster/nginx-config';
+import { DEFAULT_CACHE_TTL, DEFAULT_READ_RATE, DEFAULT_WRITE_RATE } from '../src/cluster/nginx-config';
 import { loadConfig } from '../src/config';
 import { resolveDatabase } from '../src/database';
 import { seedSampleIfEmpty } from '../src/etl/sample';
@@ -14,7 +14,9 @@ runCli(async () => {
     'cache-ttl': { type: 'string', default: DEFAULT_CACHE_TTL },
     'access-log': { type: 'string', default: 'off' },
     // The per-client write limit; a single load generator needs it raised (see README).
-    'write-rate': { type: 'string', default: '10r/s' },
+    'write-rate': { type: 'string', default: DEFAULT_WRITE_RATE },
+    // The per-client read limit; likewise raised for load tests from one address.
+    'read-rate': { type: 'string', default: DEFAULT_READ_RATE },
   });
   const hostPorts = args['host-ports'].split(',').map(Number) as [number, number];
   if (hostPorts.length !== 2 || hostPorts.some((p) => !Number.isInteger(p) || p < 1 || p > 65535)) throw new Error('--host-ports takes two ports, e.g. 3001,3002');
@@ -22,7 +24,7 @@ runCli(async () => {
   const config = loadConfig();
   const database = await resolveDatabase(config, log);
   if (database.embedded) await seedSampleIfEmpty(database.url, config.SAMPLE_SCALE, log);
-  const cluster = await startCluster({ databaseUrl: database.url, port: args.port, hostPorts, cacheTtl: args['cache-ttl'], accessLog: args['access-log'], writeRate: args['write-rate'] });
+  const cluster = await startCluster({ databaseUrl: database.url, port: args.port, hostPorts, cacheTtl: args['cache-ttl'], accessLog: args['access-log'], writeRate: args['write-rate'], readRate: args['read-rate'] });
   log(`hosts: ${cluster.hosts.map((h) => h.address).join(', ')}; nginx config: ${cluster.nginx.configFile}`);
   log(`listening on ${cluster.url}  (try: curl -i '${cluster.url}/reviews?product_id=2')`);
   let stopping = false;

@@ -1,8 +1,8 @@
-// npm run nginx:render -- --prefix DIR --listen ADDR --upstreams host:port,host:port [--cache-ttl 5s] [--write-rate 10r/s]
+// npm run nginx:render -- --prefix DIR --listen ADDR --upstreams host:port,host:port [--cache-ttl 5s] [--write-rate 10r/s] [--read-rate 200r/s]
 // Renders the production nginx config for ops; run it with `nginx -p DIR -c DIR/nginx.conf`.
 import { parseArgs, runCli } from '../src/cli';
 import { testNginxConfig } from '../src/cluster/cluster';
-import { DEFAULT_CACHE_TTL, findNginx, writeNginxConfig } from '../src/cluster/nginx-config';
+import { DEFAULT_CACHE_TTL, DEFAULT_READ_RATE, DEFAULT_WRITE_RATE, findNginx, writeNginxConfig } from '../src/cluster/nginx-config';
 
 runCli(async () => {
   const a = parseArgs({
@@ -10,13 +10,14 @@ runCli(async () => {
     listen: { type: 'string', default: '80' },
     upstreams: { type: 'string', required: true },
     'cache-ttl': { type: 'string', default: DEFAULT_CACHE_TTL },
-    'write-rate': { type: 'string', default: '10r/s' },
+    'write-rate': { type: 'string', default: DEFAULT_WRITE_RATE },
+    'read-rate': { type: 'string', default: DEFAULT_READ_RATE },
     user: { type: 'string' },
     'access-log': { type: 'string', default: 'off' },
   });
   const file = writeNginxConfig({
     prefix: a.prefix, listen: a.listen, upstreams: a.upstreams.split(','), cacheTtl: a['cache-ttl'],
-    writeRate: a['write-rate'], user: a.user, accessLog: a['access-log'],
+    writeRate: a['write-rate'], readRate: a['read-rate'], user: a.user, accessLog: a['access-log'],
   });
   console.log(`wrote ${file}`);
   if (findNginx()) {

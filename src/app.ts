@@ -1,9 +1,13 @@
-// Builds the Express app (no listening here: src/server.ts does that, tests use supertest).
+// Builds the request handler (no listening here: src/server.ts does that, tests use
+// supertest). The hot reads go to the read path first; everything else is Express.
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import compression from 'compression';
 import express from 'express';
 import morgan from 'morgan';
 import type { Db } from './db';
-import { errorHandler, notFound } from './errors';
+import { errorHandler, errorResponder, notFound } from './errors';
+import { ResponseCache } from './response-cache/response-cache';
+import { createReadPath } from './reviews/read-path';
 import { ReviewRepository } from './reviews/repository';
 import { registerReviewRoutes } from './reviews/routes';
 
@@ -13,21 +17,37 @@ export interface AppOptions {
   compression?: boolean;
   /** Error log sink (tests silence it). */
   log?: (line: string) => void;
+  /** The host's response cache; none (every read from the database) when absent. */
+  cache?: ResponseCache;
+  /** Lifetime of the read-your-writes cookie given to writers (default 10 s). */
+  readYourWritesSeconds?: number;
 }
 
-export function createApp(db: Db, opts: AppOptions = {}): express.Express {
+/** A request listener; `listen` starts an http.Server with it, as Express's app.listen does. */
+export type App = ((req: IncomingMessage, res: ServerResponse) => void) & { listen: http.Server['listen'] };
+
+export function createApp(db: Db, opts: AppOptions = {}): App {
   const app = express();
   app.disable('x-powered-by');
-  // Responses are rendered per request from live data; caching is nginx's job.
+  // Conditional requests are answered by the read path, from its cached entity tags.
   app.set('etag', false);
   // Repeated parameters arrive as arrays and are rejected by the schemas.
   app.set('query parser', 'simple');
+  const respondError = errorResponder(opts.log);
+  const logger = opts.logFormat && opts.logFormat !== 'off' ? morgan(opts.logFormat) : undefined;
+  const repo = new ReviewRepository(db);
+  const reads = createReadPath(repo, {
+    cache: opts.cache ?? new ResponseCache({ maxBytes: 0, ttlMs: 0 }),
+    respondError,
+    readYourWritesSeconds: opts.readYourWritesSeconds ?? 10,
+    logger,
+  });
 
   app.use((_req, res, next) => {
     res.setHeader('X-Content-Type-Options', 'nosniff');
     next();
   });
-  if (opts.logFormat && opts.logFormat !== 'off') app.use(morgan(opts.logFormat));
+  if (logger) app.use(logger);
   if (opts.compression) app.use(compression());
 
   app.get('/healthz', (_req, res) => {
@@ -38,10 +58,15 @@ export function createApp(db: Db, opts: AppOptions = {}): express.Express {
     res.json({ status: 'ready' });
   });
 
-  registerReviewRoutes(app, new ReviewRepository(db));
+  registerReviewRoutes(app, repo, reads);
 
   app.use(notFound);
-  app.use(errorHandler(opts.log));
-  return app;
+  app.use(errorHandler(respondError));
+  // With compression on, everything goes through Express (and its compression middleware).
+  const handler = opts.compression
+    ? (req: IncomingMessage, res: ServerResponse) => app(req, res)
+    : (req: IncomingMessage, res: ServerResponse) => {
+        if (!reads.dispatch(req, res)) app(req, res);
+      };
+  return Object.assign(handler, { listen: ((...args: unknown[]) => http.createServer(handler).listen(...(args as []))) as http.Server['listen'] });
 }
-

@@ -39,6 +39,12 @@ const schema = z.object({
     .transform((v) => (v === 'auto' ? 0 : Number(v)))
     .pipe(z.number().max(64, 'must be at most 64'))
     .default(1),
+  // The host's response cache (see README, "The cache tier"): memory bound in MiB (0 = off),
+  // the longest life of an entry behind the exact invalidation, and how long a writer's
+  // reads bypass nginx's cache (at least nginx's TTL).
+  RESPONSE_CACHE_MB: int(0, 65536).default(64),
+  RESPONSE_CACHE_TTL_S: int(1, 86400).default(300),
+  READ_YOUR_WRITES_S: int(1, 3600).default(10),
   SAMPLE_SCALE: z
     .string()
     .regex(/^\d*\.?\d+$/, 'must be a decimal number')

@@ -1,5 +1,6 @@
 // The one error type routes throw, and the one middleware that turns any error into
 // the contract's JSON shape without leaking stacks, SQL or database messages.
+import type { ServerResponse } from 'node:http';
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 
 export interface FieldProblem {
@@ -69,18 +70,29 @@ function throttled(log: (line: string) => void, everyMs = 5000): (line: string) 
   };
 }
 
-export function errorHandler(log: (line: string) => void = (l) => console.error(l)): ErrorRequestHandler {
+/** Answers any error as the contract's JSON on a plain response (Express or not). */
+export type ErrorResponder = (err: unknown, res: ServerResponse) => void;
+
+export function errorResponder(log: (line: string) => void = (l) => console.error(l)): ErrorResponder {
   const logUnavailable = throttled(log);
-  return (err, _req, res, _next) => {
-    const known = err instanceof HttpError ? err : fromBodyParser(err ?? {});
+  return (err, res) => {
+    const known = err instanceof HttpError ? err : fromBodyParser((err ?? {}) as { type?: string });
     if (!known) {
       log(`unexpected error: ${err instanceof Error ? err.stack : String(err)}`);
     } else if (known instanceof UnavailableError) {
       logUnavailable(`503: ${known.message} ${known.cause instanceof Error ? `(${known.cause.message})` : ''}`.trim());
     }
     const e = known ?? new HttpError(500, 'Internal server error.');
-    if (res.headersSent) return;
-    res.status(e.status).set(e.headers);
-    res.json(e.details ? { error: e.message, details: e.details } : { error: e.message });
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    const body = JSON.stringify(e.details ? { error: e.message, details: e.details } : { error: e.message });
+    res.writeHead(e.status, { ...e.headers, 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
+    res.end(body);
   };
+}
+
+export function errorHandler(respond: ErrorResponder): ErrorRequestHandler {
+  return (err, _req, res, _next) => respond(err, res);
 }

@@ -8,6 +8,8 @@ import { createApp } from './app';
 import { ConfigError, loadConfig, type Config } from './config';
 import { resolveDatabase } from './database';
 import { Db } from './db';
+import { followChanges } from './response-cache/invalidation-feed';
+import { ResponseCache } from './response-cache/response-cache';
 import { seedSampleIfEmpty } from './etl/sample';
 
 const log = (line: string) => console.log(`[reviews${cluster.isWorker ? ` worker ${cluster.worker!.id}` : ''}] ${line}`);
@@ -63,7 +65,10 @@ async function serve(config: Config): Promise<void> {
     connectTimeoutMs: config.PG_CONNECT_TIMEOUT_MS,
     statementTimeoutMs: config.PG_STATEMENT_TIMEOUT_MS,
   });
-  const app = createApp(db, { logFormat: config.LOG_FORMAT, compression: config.COMPRESSION });
+  // Untrusted until its change feed listens: until then every read goes to the database.
+  const cache = new ResponseCache({ maxBytes: config.RESPONSE_CACHE_MB * 2 ** 20, ttlMs: config.RESPONSE_CACHE_TTL_S * 1000, trusted: false });
+  const feed = cache.enabled ? followChanges(db, cache, log) : undefined;
+  const app = createApp(db, { logFormat: config.LOG_FORMAT, compression: config.COMPRESSION, cache, readYourWritesSeconds: config.READ_YOUR_WRITES_S });
   const warm = await db.warm();
   if (warm < config.PG_POOL_SIZE) log(`opened ${warm} of ${config.PG_POOL_SIZE} database connections; the rest open on demand`);
 
@@ -101,6 +106,7 @@ async function serve(config: Config): Promise<void> {
     });
     clearInterval(sweeper);
     clearTimeout(forced);
+    await feed?.close();
     await db.close().catch(() => undefined);
     await database.stop().catch((err) => log(`stopping embedded PostgreSQL failed: ${err}`));
     log('stopped');

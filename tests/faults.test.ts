@@ -199,7 +199,7 @@ describe('with the shared test database', () => {
   }, 30_000);
 
   test('under several times the sustainable load, the service sheds with fast 503s, stays bounded, and recovers', async () => {
-    const host = await startHost({ port: await freePort(), databaseUrl: t.url, env: { PG_POOL_SIZE: '2', PG_POOL_QUEUE: '16', PG_CONNECT_TIMEOUT_MS: '500' } });
+    const host = await startHost({ port: await freePort(), databaseUrl: t.url, env: { PG_POOL_SIZE: '2', PG_POOL_QUEUE: '16', PG_CONNECT_TIMEOUT_MS: '500', RESPONSE_CACHE_MB: '0' } });
     const base = `http://${host.address}`;
     try {
       const statuses: Record<number, number> = {};

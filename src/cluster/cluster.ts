@@ -122,6 +122,8 @@ export interface ClusterOptions {
   workerProcesses?: string;
   /** Per-client write rate limit (default the config's 10r/s). */
   writeRate?: string;
+  /** Per-client read rate limit (default the config's 200r/s). */
+  readRate?: string;
   echo?: boolean;
 }
 
@@ -144,6 +146,7 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
       accessLog: o.accessLog,
       workerProcesses: o.workerProcesses,
       writeRate: o.writeRate,
+      readRate: o.readRate,
     }, o.echo);
     return {
       url: nginx.url,

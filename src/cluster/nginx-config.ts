@@ -15,6 +15,8 @@ export interface NginxOptions {
   cacheTtl?: string;
   /** Per-client write rate (nginx rate, e.g. "10r/s"). */
   writeRate?: string;
+  /** Per-client read rate (nginx rate, e.g. "200r/s"); the burst allowed above it is twice the rate. */
+  readRate?: string;
   workerProcesses?: string;
   /** "off" or a file path. */
   accessLog?: string;
@@ -25,6 +27,9 @@ export interface NginxOptions {
 }
 
 export const DEFAULT_CACHE_TTL = '5s';
+export const DEFAULT_WRITE_RATE = '10r/s';
+/** Generous: a storefront page makes a handful of reads; many shoppers may share one address. */
+export const DEFAULT_READ_RATE = '200r/s';
 
 const HOST_PORT = /^[\w.-]+:\d{1,5}$|^\[[0-9a-f:]+\]:\d{1,5}$/i;
 const DURATION = /^\d+(ms|s|m)?$/;
@@ -34,8 +39,11 @@ export function renderNginx(o: NginxOptions): Record<'nginx.conf' | 'reviews-rea
   for (const u of o.upstreams) if (!HOST_PORT.test(u)) throw new Error(`upstream "${u}" is not host:port`);
   const ttl = o.cacheTtl ?? DEFAULT_CACHE_TTL;
   if (!DURATION.test(ttl)) throw new Error(`cache TTL "${ttl}" is not an nginx duration like 5s`);
-  const rate = o.writeRate ?? '10r/s';
+  const rate = o.writeRate ?? DEFAULT_WRITE_RATE;
   if (!/^\d+r\/[sm]$/.test(rate)) throw new Error(`write rate "${rate}" is not like 10r/s`);
+  const readRate = o.readRate ?? DEFAULT_READ_RATE;
+  const readMatch = /^(\d+)r\/([sm])$/.exec(readRate);
+  if (!readMatch) throw new Error(`read rate "${readRate}" is not like 200r/s`);
   const prefix = path.resolve(o.prefix);
   const values: Record<string, string> = {
     PREFIX: prefix,
@@ -43,6 +51,8 @@ export function renderNginx(o: NginxOptions): Record<'nginx.conf' | 'reviews-rea
     UPSTREAM_SERVERS: o.upstreams.map((u) => `    server ${u} max_fails=1 fail_timeout=2s;`).join('\n'),
     CACHE_TTL: ttl,
     WRITE_RATE: rate,
+    READ_RATE: readRate,
+    READ_BURST: String(Math.max(20, 2 * Number(readMatch[1]))),
     WORKER_PROCESSES: o.workerProcesses ?? 'auto',
     ACCESS_LOG: o.accessLog ?? 'off',
     USER_LINE: o.user ? `user ${o.user};` : '# user: the system default (e.g. www-data)',

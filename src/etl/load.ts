@@ -15,6 +15,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { from as copyFrom } from 'pg-copy-streams';
 import { Db, type Client } from '../db';
 import { advanceSequences } from '../reviews/aggregates';
+import { CHANGES_CHANNEL } from '../response-cache/invalidation-feed';
 import { FILES, quote, type FileKey } from './csv-format';
 import { CsvReader } from './csv-reader';
 import { characteristicsCopy, checkRow, LoadIndex, productRatingsCopy, TARGET } from './rows';
@@ -208,7 +209,7 @@ function copyComputed(db: Db, table: string, columns: string, rows: Iterable<str
  * The live schema's keys and indexes (per table, primary key first) and foreign keys,
  * rewritten to target the staging schema.
  */
-async function structureOf(client: Client): Promise<{ indexes: Map<string, string[]>; foreignKeys: string[] }> {
+async function structureOf(client: Client): Promise<{ indexes: Map<string, string[]>; foreignKeys: string[]; triggers: string[] }> {
   // An empty search_path makes the catalog print schema-qualified names.
   await client.query('SET search_path = pg_catalog');
   const constraints = await client.query<{ table: string; name: string; def: string; type: string }>(`
@@ -222,6 +223,12 @@ async function structureOf(client: Client): Promise<{ indexes: Map<string, strin
     WHERE c.relnamespace = '${LIVE}'::regnamespace
       AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.contype IN ('p', 'u'))
     ORDER BY c.relname`);
+  // The change-notification triggers (db/migrations/0003) the hosts' caches depend on.
+  const triggers = await client.query<{ def: string }>(`
+    SELECT pg_get_triggerdef(t.oid) AS def
+    FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+    WHERE c.relnamespace = '${LIVE}'::regnamespace AND NOT t.tgisinternal
+    ORDER BY t.tgname`);
   await client.query('RESET search_path');
   const add = (r: { table: string; name: string; def: string }) =>
     `ALTER TABLE ${STAGING}.${r.table} ADD CONSTRAINT ${r.name} ${r.def.replace(/REFERENCES atelier\./g, `REFERENCES ${STAGING}.`)}`;
@@ -235,6 +242,7 @@ async function structureOf(client: Client): Promise<{ indexes: Map<string, strin
     // so the foreign keys are added without re-scanning 22 M rows; PostgreSQL enforces
     // them on every later write.
     foreignKeys: constraints.rows.filter((r) => r.type === 'f').map((r) => `${add(r)} NOT VALID`),
+    triggers: triggers.rows.map((r) => r.def.replace(/ ON atelier\./, ` ON ${STAGING}.`)),
   };
 }
 
@@ -340,6 +348,7 @@ export async function load(opts: LoadOptions): Promise<LoadReport> {
     const ordered = [...structure.indexes.entries()].sort((a, b) => (rows[b[0]] ?? 0) - (rows[a[0]] ?? 0));
     await step('keys and indexes', () => runParallel(db, ordered.flatMap(([, statements]) => statements)));
     await step('foreign keys', () => runParallel(db, structure.foreignKeys));
+    await step('triggers', () => runParallel(db, structure.triggers, 1));
     await step('analyze', () => runParallel(db, LOADED_TABLES.map((t) => `ANALYZE ${STAGING}.${t}`)));
     await step('autovacuum on', () => runParallel(db, LOADED_TABLES.map((t) => `ALTER TABLE ${STAGING}.${t} RESET (autovacuum_enabled)`), 1));
     await step('sequences', () => advanceSequences(lock, STAGING));
@@ -352,6 +361,8 @@ export async function load(opts: LoadOptions): Promise<LoadReport> {
         await lock.query(`ALTER SCHEMA ${STAGING} RENAME TO ${LIVE}`);
         await point('swap-before-commit');
         await lock.query(`DROP SCHEMA ${OLD} CASCADE`);
+        // Delivered at commit: every host's response cache empties as the new data goes live.
+        await lock.query('SELECT pg_notify($1, $2)', [CHANGES_CHANNEL, '*']);
         await lock.query('COMMIT');
       } catch (err) {
         await lock.query('ROLLBACK').catch(() => undefined);

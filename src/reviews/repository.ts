@@ -89,25 +89,29 @@ export class ReviewRepository {
     return rows[0]?.review_id;
   }
 
-  /** False when no review has this id. */
-  async markHelpful(reviewId: number): Promise<boolean> {
-    const res = await this.db.query('UPDATE atelier.reviews SET helpfulness = helpfulness + 1 WHERE id = $1', [reviewId]);
-    return res.rowCount === 1;
+  /** The review's product; undefined when no review has this id. */
+  async markHelpful(reviewId: number): Promise<number | undefined> {
+    const res = await this.db.query<{ product_id: number }>(
+      'UPDATE atelier.reviews SET helpfulness = helpfulness + 1 WHERE id = $1 RETURNING product_id', [reviewId], 'helpful');
+    return res.rows[0]?.product_id;
   }
 
-  /** Hides the review and subtracts it from the aggregates once; false when no review has this id. */
-  async report(reviewId: number): Promise<boolean> {
+  /**
+   * Hides the review and subtracts it from the aggregates once; returns its product,
+   * undefined when no review has this id.
+   */
+  async report(reviewId: number): Promise<number | undefined> {
     return this.db.withTransaction(async (q) => {
       const flipped = await q<{ product_id: number; rating: number; recommend: boolean }>(
         'UPDATE atelier.reviews SET reported = true WHERE id = $1 AND NOT reported RETURNING product_id, rating, recommend', [reviewId]);
       if (flipped.rowCount === 0) {
-        const exists = await q('SELECT 1 FROM atelier.reviews WHERE id = $1', [reviewId]);
-        return exists.rowCount === 1;
+        const exists = await q<{ product_id: number }>('SELECT product_id FROM atelier.reviews WHERE id = $1', [reviewId]);
+        return exists.rows[0]?.product_id;
       }
       const { product_id, rating, recommend } = flipped.rows[0];
       await q('SELECT 1 FROM atelier.characteristics WHERE product_id = $1 ORDER BY id FOR UPDATE', [product_id]);
       await q(REPORT_SQL, [reviewId, product_id, rating, recommend]);
-      return true;
+      return product_id;
     });
   }
 }

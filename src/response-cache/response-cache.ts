@@ -1,0 +1,187 @@
+// The host's response cache: rendered JSON bodies of the read endpoints, bounded by
+// memory (LRU), grouped by product so a write drops exactly that product's entries.
+// Concurrent misses for one key share one render (single-flight). A render that was in
+// flight when its product was invalidated, or when the cache stopped trusting its
+// invalidation feed, is answered but never stored, so a stale body cannot outlive the
+// write that made it stale.
+import { createHash } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
+
+export interface CachedBody {
+  body: Buffer;
+  /** Strong validator of the body, for If-None-Match. */
+  etag: string;
+}
+
+/** HIT: served from memory; MISS: rendered now (or joined a render in flight); BYPASS: cache off or untrusted. */
+export type CacheOutcome = 'HIT' | 'MISS' | 'BYPASS';
+
+export interface ResponseCacheOptions {
+  /** Memory bound for bodies and keys; 0 turns the cache off. */
+  maxBytes: number;
+  /** Longest life of an entry, a backstop behind the exact invalidation. */
+  ttlMs: number;
+  /**
+   * Whether entries may be stored from the start. A host whose invalidation feed is not
+   * listening yet starts untrusted and is trusted once it listens.
+   */
+  trusted?: boolean;
+}
+
+export interface ResponseCacheStats {
+  hits: number;
+  misses: number;
+  /** Misses that joined a render already in flight instead of querying again. */
+  coalesced: number;
+  bypassed: number;
+  evictions: number;
+  /** Products (or '*') invalidated. */
+  invalidations: number;
+  entries: number;
+  bytes: number;
+}
+
+interface Flight {
+  promise: Promise<CachedBody>;
+  key: string;
+  product: number;
+  /** Set when the product was invalidated while this render was in flight. */
+  poisoned: boolean;
+}
+
+const ENTRY_OVERHEAD = 200;
+
+export function entityTag(body: Buffer): string {
+  return `"${createHash('sha1').update(body).digest('base64url').slice(0, 22)}"`;
+}
+
+export class ResponseCache {
+  private readonly lru?: LRUCache<string, CachedBody & { product: number }>;
+  private readonly keysByProduct = new Map<number, Set<string>>();
+  private readonly flights = new Map<string, Flight>();
+  private readonly flightsByProduct = new Map<number, Set<Flight>>();
+  private trusted: boolean;
+  /** Moves on every change of trust and every flush: a render started in an older epoch is not stored. */
+  private epoch = 0;
+  private readonly counters = { hits: 0, misses: 0, coalesced: 0, bypassed: 0, evictions: 0, invalidations: 0 };
+
+  constructor(opts: ResponseCacheOptions) {
+    this.trusted = opts.trusted ?? true;
+    if (opts.maxBytes <= 0) return;
+    this.lru = new LRUCache({
+      maxSize: opts.maxBytes,
+      sizeCalculation: (v, k) => v.body.length + k.length + ENTRY_OVERHEAD,
+      ttl: opts.ttlMs,
+      // Expired entries are dropped when read, not by a timer per entry.
+      ttlAutopurge: false,
+      dispose: (v, k, reason) => {
+        if (reason === 'evict') this.counters.evictions++;
+        const keys = this.keysByProduct.get(v.product);
+        keys?.delete(k);
+        if (keys?.size === 0) this.keysByProduct.delete(v.product);
+      },
+    });
+  }
+
+  get enabled(): boolean {
+    return this.lru !== undefined;
+  }
+
+  get isTrusted(): boolean {
+    return this.trusted;
+  }
+
+  /**
+   * The body for `key` (a response of `product`): from memory, from a render already in
+   * flight, or rendered now by `render` (JSON text).
+   */
+  async get(product: number, key: string, render: () => Promise<string>): Promise<{ entry: CachedBody; outcome: CacheOutcome }> {
+    const lru = this.lru;
+    if (!lru || !this.trusted) {
+      this.counters.bypassed++;
+      return { entry: toEntry(await render()), outcome: 'BYPASS' };
+    }
+    const hit = lru.get(key);
+    if (hit) {
+      this.counters.hits++;
+      return { entry: hit, outcome: 'HIT' };
+    }
+    this.counters.misses++;
+    const inFlight = this.flights.get(key);
+    if (inFlight) {
+      this.counters.coalesced++;
+      return { entry: await inFlight.promise, outcome: 'MISS' };
+    }
+    const epoch = this.epoch;
+    const flight: Flight = { key, product, poisoned: false, promise: undefined as unknown as Promise<CachedBody> };
+    flight.promise = (async () => {
+      try {
+        const entry = toEntry(await render());
+        if (!flight.poisoned && epoch === this.epoch && this.trusted) {
+          lru.set(key, { ...entry, product });
+          let keys = this.keysByProduct.get(product);
+          if (!keys) this.keysByProduct.set(product, (keys = new Set()));
+          keys.add(key);
+        }
+        return entry;
+      } finally {
+        this.endFlight(flight);
+      }
+    })();
+    this.flights.set(key, flight);
+    let forProduct = this.flightsByProduct.get(product);
+    if (!forProduct) this.flightsByProduct.set(product, (forProduct = new Set()));
+    forProduct.add(flight);
+    return { entry: await flight.promise, outcome: 'MISS' };
+  }
+
+  private endFlight(flight: Flight): void {
+    if (this.flights.get(flight.key) === flight) this.flights.delete(flight.key);
+    const forProduct = this.flightsByProduct.get(flight.product);
+    forProduct?.delete(flight);
+    if (forProduct?.size === 0) this.flightsByProduct.delete(flight.product);
+  }
+
+  /** Drops every entry of `product`; renders in flight for it are answered but not stored. */
+  invalidate(product: number): void {
+    this.counters.invalidations++;
+    const keys = this.keysByProduct.get(product);
+    if (keys) for (const key of [...keys]) this.lru?.delete(key);
+    const flights = this.flightsByProduct.get(product);
+    if (flights) {
+      for (const f of flights) {
+        f.poisoned = true;
+        // Later readers must not join a render that may predate the write.
+        if (this.flights.get(f.key) === f) this.flights.delete(f.key);
+      }
+    }
+  }
+
+  /** Drops everything (an import swapped the data in); renders in flight are not stored. */
+  invalidateAll(): void {
+    this.counters.invalidations++;
+    this.epoch++;
+    this.flights.clear();
+    this.lru?.clear();
+    this.keysByProduct.clear();
+  }
+
+  /**
+   * Untrusted (the invalidation feed may have missed messages): everything is dropped and
+   * every read goes to the database until trusted again, which drops everything once more.
+   */
+  setTrusted(trusted: boolean): void {
+    if (trusted === this.trusted) return;
+    this.invalidateAll();
+    this.trusted = trusted;
+  }
+
+  stats(): ResponseCacheStats {
+    return { ...this.counters, entries: this.lru?.size ?? 0, bytes: this.lru?.calculatedSize ?? 0 };
+  }
+}
+
+function toEntry(text: string): CachedBody {
+  const body = Buffer.from(text);
+  return { body, etag: entityTag(body) };
+}

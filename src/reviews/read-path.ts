@@ -1,0 +1,126 @@
+// The two hot reads, GET /reviews and GET /reviews/meta, answered on the bare Node
+// request (before Express, which costs more per request than a cache hit does): the same
+// zod schemas validate the query, the response cache answers or single-flights the
+// render, and conditional requests get a 304. Express routes call the same handlers for
+// spellings the fast dispatch leaves to it (`/Reviews`, a trailing slash).
+// Writes report here too (noteWrite): they drop the product's entries before answering
+// and give the writer a cookie with which nginx lets its next reads bypass its cache.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import querystring from 'node:querystring';
+import type { ErrorResponder } from '../errors';
+import type { CachedBody, CacheOutcome, ResponseCache } from '../response-cache/response-cache';
+import type { ReviewRepository } from './repository';
+import { listQuery, parseOr400, productIdQuery } from './schemas';
+
+/** Cookie naming the products a client wrote recently (nginx's cache key config reads it). */
+export const WROTE_COOKIE = 'atelier_wrote';
+const MAX_WROTE = 8;
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+
+export interface ReadPath {
+  list: Handler;
+  meta: Handler;
+  /** Serves the request if it is exactly GET/HEAD /reviews or /reviews/meta; false otherwise. */
+  dispatch(req: IncomingMessage, res: ServerResponse): boolean;
+  /** A write changed `product`: drop its cached reads, and mark the writer for read-your-writes. */
+  noteWrite(req: IncomingMessage, res: ServerResponse, product: number): void;
+}
+
+export interface ReadPathOptions {
+  cache: ResponseCache;
+  respondError: ErrorResponder;
+  /** Lifetime of the writer's cookie: at least nginx's cache TTL. */
+  readYourWritesSeconds: number;
+  /** Request logger (morgan) to run on requests served here. */
+  logger?: (req: IncomingMessage, res: ServerResponse, next: () => void) => void;
+}
+
+function queryOf(req: IncomingMessage): querystring.ParsedUrlQuery {
+  const url = req.url ?? '';
+  const i = url.indexOf('?');
+  // Express's 'simple' query parser is node:querystring too: the same parse, the same rules.
+  return i < 0 ? {} : querystring.parse(url.slice(i + 1));
+}
+
+/** Whether If-None-Match names this entity tag (or '*'). */
+function notModified(req: IncomingMessage, etag: string): boolean {
+  const inm = req.headers['if-none-match'];
+  if (!inm) return false;
+  return inm.split(',').some((t) => {
+    const tag = t.trim();
+    return tag === '*' || tag === etag || tag === `W/${etag}`;
+  });
+}
+
+function send(req: IncomingMessage, res: ServerResponse, entry: CachedBody, outcome: CacheOutcome): void {
+  if (notModified(req, entry.etag)) {
+    res.writeHead(304, { ETag: entry.etag, 'X-Response-Cache': outcome });
+    res.end();
+    return;
+  }
+  res.writeHead(200, {
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': entry.body.length,
+    ETag: entry.etag,
+    'X-Response-Cache': outcome,
+  });
+  res.end(req.method === 'HEAD' ? undefined : entry.body);
+}
+
+export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): ReadPath {
+  const { cache, respondError } = o;
+
+  const list: Handler = async (req, res) => {
+    try {
+      const q = parseOr400(listQuery, queryOf(req), 'query parameters');
+      const offset = (q.page - 1) * q.count;
+      const key = `l:${q.product_id}:${q.sort}:${q.page}:${q.count}`;
+      const { entry, outcome } = await cache.get(q.product_id, key, async () => {
+        // No product has 2^31 reviews: a page that far out is empty without asking the database.
+        const results = offset > 2147483647 ? '[]' : await repo.list(q.product_id, q.sort, q.count, offset);
+        return `{"product":"${q.product_id}","page":${q.page - 1},"count":${q.count},"results":${results}}`;
+      });
+      send(req, res, entry, outcome);
+    } catch (err) {
+      respondError(err, res);
+    }
+  };
+
+  const meta: Handler = async (req, res) => {
+    try {
+      const q = parseOr400(productIdQuery, queryOf(req), 'query parameters');
+      const { entry, outcome } = await cache.get(q.product_id, `m:${q.product_id}`, () => repo.meta(q.product_id));
+      send(req, res, entry, outcome);
+    } catch (err) {
+      respondError(err, res);
+    }
+  };
+
+  const run = (handler: Handler, req: IncomingMessage, res: ServerResponse) => {
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+    if (o.logger) o.logger(req, res, () => void handler(req, res));
+    else void handler(req, res);
+  };
+
+  return {
+    list,
+    meta,
+    dispatch(req, res) {
+      if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+      const url = req.url ?? '';
+      const end = url.indexOf('?');
+      const path = end < 0 ? url : url.slice(0, end);
+      if (path === '/reviews') run(list, req, res);
+      else if (path === '/reviews/meta') run(meta, req, res);
+      else return false;
+      return true;
+    },
+    noteWrite(req, res, product) {
+      cache.invalidate(product);
+      const earlier = /(?:^|;\s*)atelier_wrote=([0-9.]*)/.exec(req.headers.cookie ?? '')?.[1] ?? '';
+      const ids = [...new Set([...earlier.split('.').filter((s) => /^[1-9]\d{0,9}$/.test(s)), String(product)].reverse())].reverse().slice(-MAX_WROTE);
+      res.setHeader('Set-Cookie', `${WROTE_COOKIE}=${ids.join('.')}; Max-Age=${o.readYourWritesSeconds}; Path=/reviews; HttpOnly; SameSite=Lax`);
+    },
+  };
+}
