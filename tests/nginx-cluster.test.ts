@@ -3,7 +3,8 @@
 import os from 'node:os';
 import path from 'node:path';
 import fs from 'node:fs';
-import { freePort, startCluster, testNginxConfig, type Cluster } from '../src/cluster/cluster';
+import http from 'node:http';
+import { freePort, startCluster, startNginx, testNginxConfig, type Cluster } from '../src/cluster/cluster';
 import { findNginx, writeNginxConfig } from '../src/cluster/nginx-config';
 import { finishArrange, insertCharacteristics, insertReviews, LONG_BODY } from './helpers/fixtures';
 import { concurrently } from './helpers/concurrently';
@@ -123,8 +124,106 @@ maybe('nginx in front of two hosts', () => {
     expect(limited.status).toBe(429);
     expect(limited.headers.get('retry-after')).toBe('1');
     expect((await body(limited)).error).toMatch(/Too many writes/);
-    // Reads are not limited.
+    // Reads have their own, far higher limit.
     expect((await get('/reviews?product_id=1&count=77')).status).toBe(200);
+  });
+
+  test('the cache key is the parameters that change the answer: four spellings, one entry', async () => {
+    const spellings = ['/reviews?product_id=3', '/reviews?product_id=3&page=1&count=5&sort=relevant', '/reviews?count=5&product_id=3', '/reviews?product_id=3&x=1', '/reviews?product_id=03&page=01'];
+    const seen: string[] = [];
+    let first = '';
+    for (const s of spellings) {
+      const res = await get(s);
+      expect(res.status).toBe(200);
+      seen.push(res.headers.get('x-cache-status')!);
+      const b = await res.text();
+      first ||= b;
+      expect(b).toBe(first);
+    }
+    // HIT, or on a slow machine the entry's 1 s TTL may have passed (STALE, REVALIDATED…):
+    // never a MISS, which is what a separate entry per spelling gives.
+    expect(seen[0]).toBe('MISS');
+    expect(seen.slice(1).filter((s) => s === 'MISS' || s === 'BYPASS')).toEqual([]);
+    // Another product, sort or page is another entry.
+    expect((await get('/reviews?product_id=3&sort=newest')).headers.get('x-cache-status')).toBe('MISS');
+  });
+
+  test('query strings the key could misread skip the cache and get the hosts\' own answer', async () => {
+    const cases: [string, number][] = [
+      ['/reviews?product_id=3&product_id=4', 400],
+      ['/reviews?PRODUCT_ID=3', 400],
+      ['/reviews?product_id=3&page=', 400],
+      ['/reviews?product%5Fid=3', 200],
+      ['/reviews/meta?product_id=3&Product_Id=4', 200],
+    ];
+    for (const [p, status] of cases) {
+      for (let i = 0; i < 2; i++) {
+        const res = await get(p);
+        expect([p, res.status, res.headers.get('x-cache-status')]).toEqual([p, status, 'BYPASS']);
+      }
+    }
+  });
+
+  test('the writer reads its own write at once; its cookie names the product', async () => {
+    const url = '/reviews?product_id=2&sort=newest&count=50';
+    await get(url);
+    expect((await get(url)).headers.get('x-cache-status')).not.toBe('MISS');
+    const res = await fetch(`${cluster.url}/reviews`, {
+      method: 'POST', headers: { 'content-type': 'application/json', cookie: 'atelier_wrote=7.9' },
+      body: JSON.stringify({ product_id: 2, rating: 2, body: LONG_BODY, recommend: true, name: 'writer', email: 'w@example.com' }),
+    });
+    expect(res.status).toBe(201);
+    const { review_id: id } = (await res.json()) as { review_id: number };
+    const cookie = res.headers.get('set-cookie')!;
+    expect(cookie).toMatch(/^atelier_wrote=7\.9\.2; Max-Age=\d+; Path=\/reviews; HttpOnly; SameSite=Lax$/);
+    const mine = await fetch(`${cluster.url}${url}`, { headers: { cookie: 'atelier_wrote=7.9.2' } });
+    expect(mine.headers.get('x-cache-status')).toBe('BYPASS');
+    expect(((await mine.json()) as { results: { review_id: number }[] }).results.map((r) => r.review_id)).toContain(id);
+    // The same client's reads of products it did not write still use the cache.
+    for (const cookie of ['atelier_wrote=7.9.2', 'atelier_wrote=11.12', 'atelier_wrote=21']) {
+      expect((await fetch(`${cluster.url}/reviews/meta?product_id=1`, { headers: { cookie } })).headers.get('x-cache-status')).not.toBe('BYPASS');
+    }
+    expect((await fetch(`${cluster.url}/reviews/meta?product_id=1`, { headers: { cookie: 'atelier_wrote=1' } })).headers.get('x-cache-status')).toBe('BYPASS');
+  });
+
+  test('conditional requests: a matching If-None-Match gets a 304 from the cache', async () => {
+    const first = await get('/reviews/meta?product_id=1');
+    const etag = first.headers.get('etag')!;
+    expect(etag).toMatch(/^"[\w-]+"$/);
+    const again = await fetch(`${cluster.url}/reviews/meta?product_id=1`, { headers: { 'if-none-match': etag } });
+    expect(again.status).toBe(304);
+  });
+
+  test('a read flood from one client gets JSON 429s while another client is served', async () => {
+    // Its own nginx with a low read limit, in front of the same hosts.
+    const flood = await startNginx({
+      prefix: path.join(tmp, 'flood'), listen: `127.0.0.1:${await freePort()}`, upstreams: cluster.hosts.map((h) => h.address),
+      readRate: '20r/s', workerProcesses: '1',
+    });
+    try {
+      const from = (address: string) => new Promise<{ status: number; body: string; retryAfter?: string }>((resolve, reject) => {
+        http.get(`${flood.url}/reviews/meta?product_id=1`, { localAddress: address, agent: false }, (res) => {
+          let body = '';
+          res.on('data', (d) => (body += d));
+          res.on('end', () => resolve({ status: res.statusCode!, body, retryAfter: res.headers['retry-after'] as string | undefined }));
+        }).on('error', reject);
+      });
+      const statuses: number[] = [];
+      let limited: { body: string; retryAfter?: string } | undefined;
+      await concurrently(200, 8, async () => {
+        const r = await from('127.0.0.1');
+        statuses.push(r.status);
+        if (r.status === 429) limited = r;
+      });
+      const other = await from('127.0.0.2');
+      expect(statuses.filter((s) => s === 429).length).toBeGreaterThan(100);
+      expect(statuses.every((s) => s === 200 || s === 429)).toBe(true);
+      expect(JSON.parse(limited!.body)).toEqual({ error: 'Too many requests from this client; retry shortly.' });
+      expect(limited!.retryAfter).toBe('1');
+      expect(other.status).toBe(200);
+    } finally {
+      await flood.stop();
+    }
   });
 
   test('when one host is killed in the middle of a burst of GETs, no GET fails', async () => {
