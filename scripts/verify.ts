@@ -1,5 +1,4 @@
-// npm run verify [-- --repair]: proves the meta aggregates and the list's read model (each
-// review's card) match the raw rows.
+// npm run verify [-- --repair]: proves the meta aggregates match the raw rows.
 // Exits 1 when drift is found (and not repaired).
 import { parseArgs, runCli, formatNumber as fmt } from '../src/cli';
 import { loadConfig } from '../src/config';
@@ -9,7 +8,7 @@ import { auditAggregates, repairAggregates, type AuditReport } from '../src/revi
 
 
 function print(r: AuditReport): void {
-  console.log(`[verify] checked ${fmt(r.productsChecked)} products, ${fmt(r.characteristicsChecked)} characteristics and ${fmt(r.reviewsChecked)} review cards in ${r.seconds.toFixed(1)} s (${fmt(r.rowsPerSecond)} rows/s)`);
+  console.log(`[verify] checked ${fmt(r.productsChecked)} products and ${fmt(r.characteristicsChecked)} characteristics in ${r.seconds.toFixed(1)} s (${fmt(r.rowsPerSecond)} rows/s)`);
   console.log(`[verify] drifted products: ${fmt(r.drifted.length)}`);
   for (const e of r.examples) console.log(`  ${e}`);
 }

@@ -136,14 +136,6 @@ function fieldCount(f: string[], key: FileKey): void {
   if (f.length !== want) fail(`expected ${want} fields, found ${f.length}`);
 }
 
-/**
- * A review's card (db/migrations/0004): the same bytes as public.review_card() renders,
- * so the import need not call it 5.7 M times. `date` is ISO-8601 UTC with milliseconds.
- */
-export function reviewCard(id: number, rating: number, summary: string, recommend: boolean, response: string | null, body: string, date: string, reviewerName: string): string {
-  return `{"review_id":${id},"rating":${rating},"summary":${JSON.stringify(summary)},"recommend":${recommend},"response":${response === null ? 'null' : JSON.stringify(response)},"body":${JSON.stringify(body)},"date":"${date}","reviewer_name":${JSON.stringify(reviewerName)},"helpfulness":`;
-}
-
 function reviewsRow(f: string[], ix: LoadIndex, raw: string): string {
   const clean = rawIsClean(raw);
   fieldCount(f, 'reviews');
@@ -162,11 +154,9 @@ function reviewsRow(f: string[], ix: LoadIndex, raw: string): string {
     ix.productTotals.add(product, rating - 1);
     ix.productTotals.add(product, recommend === 't' ? 5 : 6);
   }
-  const noResponse = f[10] === '' || f[10] === 'null';
-  const response = noResponse ? '\\N' : clean ? f[10] : copyText(f[10]);
-  const card = copyText(reviewCard(id, rating, f[4], recommend === 't', noResponse ? null : f[10], f[5], date, f[8]));
-  if (clean) return `${id}\t${product}\t${rating}\t${date}\t${f[4]}\t${f[5]}\t${recommend}\t${reported}\t${f[8]}\t${f[9]}\t${response}\t${helpfulness}\t${card}\n`;
-  return `${id}\t${product}\t${rating}\t${date}\t${copyText(f[4])}\t${copyText(f[5])}\t${recommend}\t${reported}\t${copyText(f[8])}\t${copyText(f[9])}\t${response}\t${helpfulness}\t${card}\n`;
+  const response = f[10] === '' || f[10] === 'null' ? '\\N' : clean ? f[10] : copyText(f[10]);
+  if (clean) return `${id}\t${product}\t${rating}\t${date}\t${f[4]}\t${f[5]}\t${recommend}\t${reported}\t${f[8]}\t${f[9]}\t${response}\t${helpfulness}\n`;
+  return `${id}\t${product}\t${rating}\t${date}\t${copyText(f[4])}\t${copyText(f[5])}\t${recommend}\t${reported}\t${copyText(f[8])}\t${copyText(f[9])}\t${response}\t${helpfulness}\n`;
 }
 
 function characteristicsRow(f: string[], ix: LoadIndex, raw: string): string {
@@ -225,7 +215,7 @@ const ROW: Record<FileKey, (f: string[], ix: LoadIndex, raw: string) => string> 
  * valid as they stand once checked, so their raw CSV line goes to COPY unchanged.
  */
 export const TARGET: Record<Exclude<FileKey, 'characteristics'>, { table: string; columns: string; format: 'text' | 'csv' }> = {
-  reviews: { table: 'reviews', columns: 'id, product_id, rating, date, summary, body, recommend, reported, reviewer_name, reviewer_email, response, helpfulness, card', format: 'text' },
+  reviews: { table: 'reviews', columns: 'id, product_id, rating, date, summary, body, recommend, reported, reviewer_name, reviewer_email, response, helpfulness', format: 'text' },
   photos: { table: 'reviews_photos', columns: 'id, review_id, url', format: 'csv' },
   ratings: { table: 'characteristic_reviews', columns: 'id, characteristic_id, review_id, value', format: 'csv' },
 };
