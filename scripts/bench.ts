@@ -1,31 +1,34 @@
-// npm run bench -- [--scale S] [--duration SECONDS]
-// One run on one generated dataset: the HTTP ceiling of this box (bare node:http), one
-// API host uncached (max rate for /reviews and /meta, then the old system's 1000 req/s),
-// and the nginx cluster with its cache under the Zipf mix. Prints a table and writes
+// npm run bench -- [--scale S] [--duration SECONDS] [--load-duration SECONDS]
+// One run on one generated dataset, everything on this box: the HTTP ceiling (bare
+// node:http), one host with its response cache off (cold reads) and on (Zipf reads), the
+// nginx cluster under the load scenario at 1000 req/s and at max rate, and overload (32 vs
+// 1000 connections) against one host and the cluster. Max-rate rows use wrk (Debian's
+// package; it costs a fraction of a Node generator's CPU per request), the fixed-rate row
+// the Node generator. Prints a table with CPU per request per process, and writes
 // bench/results/api-scale-S.json.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { only, processGroups, READS, requestList, stageRow, wrkRow, type Row } from '../src/bench/api-bench';
+import { withCpu } from '../src/bench/cpu';
+import { findWrk } from '../src/bench/wrk';
 import { parseArgs, runCli, formatNumber as fmt } from '../src/cli';
 import { freePort, startCluster, startHost } from '../src/cluster/cluster';
 import { loadConfig } from '../src/config';
 import { resolveDatabase } from '../src/database';
-import { withClient } from '../src/db';
+import { Db, withClient } from '../src/db';
 import { benchmarkExport, FULL_SCALE_PRODUCTS } from '../src/etl/generate';
 import { load } from '../src/etl/load';
-import { runLoad, type StageResult } from '../src/loadtest/runner';
+import { runLoad } from '../src/loadtest/runner';
 import { migrate } from '../src/migrate';
 import { fromRoot } from '../src/paths';
 
-
-interface Row {
-  name: string;
-  stage: StageResult;
-  ratio?: number;
-}
-
 runCli(async () => {
-  const a = parseArgs({ scale: { type: 'number', default: 0.1 }, duration: { type: 'number', default: 10 }, seed: { type: 'number', default: 1 } });
+  const a = parseArgs({
+    scale: { type: 'number', default: 0.1 }, duration: { type: 'number', default: 10 }, 'load-duration': { type: 'number', default: 60 },
+    seed: { type: 'number', default: 1 },
+  });
+  if (!findWrk()) throw new Error('the benchmark drives max-rate rows with wrk: apt-get install wrk');
   const products = Math.max(1, Math.round(FULL_SCALE_PRODUCTS * a.scale));
   const log = (l: string) => console.log(`[bench] ${l}`);
   const config = loadConfig();
@@ -49,68 +52,121 @@ runCli(async () => {
   }
   const reviews = await countReviews();
   log(`dataset: ${fmt(reviews)} reviews`);
+  const db = new Db({ connectionString: url, poolSize: 2 });
 
   const rows: Row[] = [];
   const d = a.duration;
-  const only = (op: string) => [{ op, weight: 1 }];
+  let seed = a.seed * 1000;
+  const list = (distribution: string, mix: Parameters<typeof requestList>[0]['mix'], n = 300_000) =>
+    requestList({ n, products, distribution, mix, seed: seed++, db });
+  const add = (r: Row) => {
+    rows.push(r);
+    log(`${r.name}: ${fmt(r.rps)} rps, p99 ${fmt(r.p99, 1)} ms, errors ${fmt(r.errors)}`);
+  };
 
   // 1. The box's HTTP ceiling.
   const basePort = await freePort();
   const baseline = spawn(process.execPath, [fromRoot('dist', 'src', 'bench', 'baseline-server.js'), String(basePort)], { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise((r) => baseline.stdout!.once('data', r));
   try {
-    log('baseline: bare node:http, fixed 1 KB JSON');
-    const r = await runLoad({ target: `http://127.0.0.1:${basePort}`, stages: [{ rate: 0, duration: d }], products, connections: 32, mix: only('list') });
-    rows.push({ name: 'baseline: bare node:http, 1 KB JSON', stage: r.stages[0] });
+    add(await wrkRow('baseline: bare node:http, 1 KB JSON', `http://127.0.0.1:${basePort}`, [{ method: 'GET', path: '/' }], { seconds: d, connections: 64, groups: processGroups([baseline.pid!]) }));
   } finally {
     baseline.kill('SIGTERM');
   }
-  const ceiling = rows[0].stage.rps;
+  const ceiling = rows[0].rps;
 
-  // 2. One host, uncached, uniform over the last 10 % of product ids.
-  const host = await startHost({ port: await freePort(), databaseUrl: url, env: { LOG_FORMAT: 'off' } });
-  try {
+  // 2. One host, response cache off: cold reads, uniform over the last 10 % of products.
+  {
+    const host = await startHost({ port: await freePort(), databaseUrl: url, env: { LOG_FORMAT: 'off', RESPONSE_CACHE_MB: '0' } });
     const target = `http://${host.address}`;
-    for (const [op, label] of [['list', 'GET /reviews'], ['meta', 'GET /reviews/meta']] as const) {
-      log(`one host, uncached, max rate: ${label}`);
-      const r = await runLoad({ target, stages: [{ rate: 0, duration: d }], products, connections: 32, distribution: 'uniform-last-10pct', mix: only(op) });
-      rows.push({ name: `one host, uncached, max rate: ${label}`, stage: r.stages[0], ratio: r.stages[0].rps / ceiling });
+    const groups = processGroups([host.process.pid!]);
+    try {
+      for (const [op, label] of [['list', 'GET /reviews'], ['meta', 'GET /reviews/meta']] as const) {
+        add(await wrkRow(`one host, cache off, cold ${label} (uniform last 10 %)`, target, await list('uniform-last-10pct', only(op)), { seconds: d, connections: 64, groups }));
+      }
+    } finally {
+      await host.stop();
     }
-    log('one host, uncached, 1000 req/s, full mix');
-    const r = await runLoad({ target, stages: [{ rate: 1000, duration: d * 3 }], products, connections: 16, distribution: 'uniform-last-10pct' });
-    rows.push({ name: 'one host, uncached, fixed 1000 req/s, full mix', stage: r.stages[0] });
-  } finally {
-    await host.stop();
   }
 
-  // 3. The cluster: nginx + cache in front of two hosts, Zipf mix.
-  const cluster = await startCluster({
-    databaseUrl: url, port: await freePort(), hostPorts: [await freePort(), await freePort()],
-    prefix: fromRoot('.data', 'bench', 'nginx'), hostEnv: { LOG_FORMAT: 'off' },
-    // All load comes from one address here; the production limit (10 writes/s per client)
-    // would turn the mix's writes into 429s.
-    writeRate: '100000r/s',
+  // 3. One host with its response cache: Zipf reads after a warm-up of the same length.
+  {
+    const host = await startHost({ port: await freePort(), databaseUrl: url, env: { LOG_FORMAT: 'off' } });
+    const target = `http://${host.address}`;
+    const groups = processGroups([host.process.pid!]);
+    try {
+      await wrkRow('warm-up', target, await list('zipf', READS), { seconds: d, connections: 64, groups });
+      add(await wrkRow('one host, response cache on, Zipf reads, max rate (after a warm-up)', target, await list('zipf', READS), { seconds: d, connections: 64, groups }));
+    } finally {
+      await host.stop();
+    }
+  }
+
+  // 4. The cluster: nginx + 2 hosts, both cache tiers, the load scenario's mix.
+  const startBenchCluster = async () => startCluster({
+    databaseUrl: url, port: await freePort(), hostPorts: [await freePort(), await freePort()], prefix: fromRoot('.data', 'bench', 'nginx'), hostEnv: { LOG_FORMAT: 'off' },
+    // All load comes from one address here: lift the per-client limits (production: 10 writes/s, 200 reads/s).
+    writeRate: '1000000r/s', readRate: '1000000r/s',
   });
-  try {
-    log('cluster through nginx with cache, Zipf mix, max rate');
-    const r = await runLoad({ target: cluster.url, stages: [{ rate: 0, duration: d }], products, connections: 64, distribution: 'zipf' });
-    rows.push({ name: 'nginx + 2 hosts, cached, Zipf mix, max rate', stage: r.stages[0], ratio: r.stages[0].rps / ceiling });
-  } finally {
-    await cluster.stop();
-    await database.stop();
+  {
+    const cluster = await startBenchCluster();
+    const groups = processGroups(cluster.hosts.map((h) => h.process.pid!), true);
+    try {
+      log(`cluster: the load scenario, 1000 req/s for ${a['load-duration']} s (Node generator), Zipf`);
+      const { result, cpuMs } = await withCpu(groups, () => runLoad({ target: cluster.url, stages: [{ rate: 1000, duration: a['load-duration'] }], products, distribution: 'zipf', seed: seed++, connections: 32 }));
+      add(stageRow('nginx + 2 hosts, load scenario: 1000 req/s, Zipf mix', result.stages[0], cpuMs));
+      await wrkRow('warm-up', cluster.url, await list('zipf', undefined), { seconds: d, connections: 64, groups });
+      add(await wrkRow('nginx + 2 hosts, Zipf mix (writes included), max rate (after a warm-up)', cluster.url, await list('zipf', undefined), { seconds: d, connections: 64, groups }));
+    } finally {
+      await cluster.stop();
+    }
   }
 
+  // 5. Overload: the host's capacity (32 connections) vs 1000 connections, cold GET /reviews.
+  const overload = async (name: string, target: string, groups: ReturnType<typeof processGroups>) => {
+    const normal = await wrkRow(`${name}, 32 connections`, target, await list('uniform-last-10pct', only('list')), { seconds: 12, connections: 32, groups });
+    const over = await wrkRow(`${name}, 1000 connections`, target, await list('uniform-last-10pct', only('list')), { seconds: 12, connections: 1000, groups });
+    over.goodputRatio = (over.okPerSecond ?? 0) / Math.max(1, normal.okPerSecond ?? 0);
+    add(normal);
+    add(over);
+  };
+  {
+    const host = await startHost({ port: await freePort(), databaseUrl: url, env: { LOG_FORMAT: 'off' } });
+    try {
+      await overload('overload, one host (default config), cold GET /reviews', `http://${host.address}`, processGroups([host.process.pid!]));
+    } finally {
+      await host.stop();
+    }
+    const cluster = await startBenchCluster();
+    try {
+      await overload('overload, nginx + 2 hosts, cold GET /reviews', cluster.url, processGroups(cluster.hosts.map((h) => h.process.pid!), true));
+    } finally {
+      await cluster.stop();
+    }
+  }
+  await db.close();
+  await database.stop();
+
+  for (const r of rows) if (r.generator === 'wrk' && !r.name.startsWith('baseline')) r.vsBaseline = r.rps / ceiling;
+  const pct = (x?: number) => (x === undefined ? '' : `${fmt(100 * x, 1)} %`);
+  const cpu = (r: Row) => Object.entries(r.cpuUsPerRequest).map(([k, v]) => `${k} ${fmt(v)}`).join(', ');
   const lines = [
-    `Scale ${a.scale} (${fmt(products)} products, ${fmt(reviews || 0)} reviews), ${d} s per max-rate row, everything on this 2-core box (load generator included).`,
+    `Scale ${a.scale} (${fmt(products)} products, ${fmt(reviews)} reviews), ${d} s per max-rate row, everything on this 2-core box (load generator included).`,
     '',
-    '| run | rps | p50 ms | p99 ms | max ms | errors | vs baseline | cache hits |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|',
-    ...rows.map(({ name, stage: s, ratio }) =>
-      `| ${name} | ${fmt(s.rps)} | ${fmt(s.latencyMs.p50, 1)} | ${fmt(s.latencyMs.p99, 1)} | ${fmt(s.latencyMs.max, 1)} | ${fmt(s.errors)} | ${ratio ? fmt(ratio, 2) : ''} | ${s.cacheHits ? `${fmt((100 * s.cacheHits) / Math.max(1, s.requests - s.errors), 1)} %` : ''} |`),
+    '| run | rps | 2xx/s | p50 ms | p99 ms | max ms | errors | vs baseline | nginx hits | host cache hits | CPU µs/request | goodput |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|',
+    ...rows.map((r) => `| ${r.name} | ${fmt(r.rps)} | ${r.okPerSecond === undefined ? '' : fmt(r.okPerSecond)} | ${fmt(r.p50, 1)} | ${fmt(r.p99, 1)} | ${fmt(r.max, 1)} | ${fmt(r.errors)} | ${r.vsBaseline ? fmt(r.vsBaseline, 2) : ''} | ${pct(r.edgeHitRatio)} | ${pct(r.hostHitRatio)} | ${cpu(r)} | ${r.goodputRatio === undefined ? '' : fmt(r.goodputRatio, 2)} |`),
   ];
+  const scenario = rows.find((r) => r.generator === 'autocannon');
+  if (scenario?.extra) {
+    const e = scenario.extra as { reads: { p99: number; max: number }; writes: { p99: number; max: number }; byOp: Record<string, { p99: number }>; byCache: Record<string, { count: number; p50: number; p99: number }> };
+    lines.push('', `Load scenario: reads p99 ${fmt(e.reads.p99, 1)} ms (max ${fmt(e.reads.max, 1)}), writes p99 ${fmt(e.writes.p99, 1)} ms (max ${fmt(e.writes.max, 1)}); ` +
+      `by operation p99: ${Object.entries(e.byOp).map(([k, g]) => `${k} ${fmt(g.p99, 1)}`).join(', ')}; ` +
+      `reads by cache path (nginx/host): ${Object.entries(e.byCache).map(([k, g]) => `${k} ${fmt(g.count)} (p50 ${fmt(g.p50, 1)}, p99 ${fmt(g.p99, 1)})`).join('; ')}`);
+  }
   console.log('\n' + lines.join('\n'));
   const out = fromRoot('bench', 'results', `api-scale-${a.scale}.json`);
   fs.mkdirSync(path.dirname(out), { recursive: true });
-  fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), scale: a.scale, products, durationSeconds: d, rows }, null, 2) + '\n');
+  fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), scale: a.scale, products, durationSeconds: d, rows: rows.map(({ ...r }) => ({ ...r, raw: undefined })) }, null, 2) + '\n');
   log(`written to ${path.relative(process.cwd(), out)}`);
 });

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs, runCli, UsageError } from '../src/cli';
-import { htmlReport, stageLine } from '../src/loadtest/report';
+import { breakdownLines, htmlReport, stageLine } from '../src/loadtest/report';
 import { runLoad } from '../src/loadtest/runner';
 import { fromRoot } from '../src/paths';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -34,7 +34,7 @@ runCli(async () => {
   const result = await runLoad({
     target: a.target.replace(/\/$/, ''), stages, thresholds: scenario.thresholds, stopOnFailure: 'stopOnFailure' in scenario,
     distribution: a.distribution, products: a.products, connections: a.connections, seed: a.seed,
-    onStage: (s) => console.log(`[loadtest] ${stageLine(s)}`),
+    onStage: (s) => console.log([`[loadtest] ${stageLine(s)}`, ...breakdownLines(s)].join('\n')),
   });
   fs.mkdirSync(a.out, { recursive: true });
   const base = path.join(a.out, `${a.scenario}-${result.startedAt.replace(/[:.]/g, '-')}`);

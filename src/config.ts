@@ -22,7 +22,9 @@ const schema = z.object({
     .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
     .optional(),
   PG_POOL_SIZE: int(1, 1000).default(10),
-  PG_POOL_QUEUE: int(0, 100000).default(500),
+  PG_POOL_QUEUE: int(0, 100000).default(1000),
+  // Longest wait for a database connection before a 503 (see README, "Overload").
+  PG_QUEUE_TIMEOUT_MS: int(1, 60000).default(250),
   PG_CONNECT_TIMEOUT_MS: int(100, 600000).default(2000),
   PG_STATEMENT_TIMEOUT_MS: int(100, 600000).default(5000),
   EMBEDDED_PG_PORT: int(1024, 65535).default(54329),

@@ -62,6 +62,7 @@ async function serve(config: Config): Promise<void> {
     connectionString: database.url,
     poolSize: config.PG_POOL_SIZE,
     maxQueue: config.PG_POOL_QUEUE,
+    queueTimeoutMs: config.PG_QUEUE_TIMEOUT_MS,
     connectTimeoutMs: config.PG_CONNECT_TIMEOUT_MS,
     statementTimeoutMs: config.PG_STATEMENT_TIMEOUT_MS,
   });

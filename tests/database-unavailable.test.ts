@@ -72,7 +72,7 @@ test('when a statement exceeds the statement timeout, then it is cancelled with 
 });
 
 test('when the pool queue is full, then extra requests are shed with a fast 503', async () => {
-  const db = new Db({ connectionString: t.url, poolSize: 1, maxQueue: 1, statementTimeoutMs: 5000 });
+  const db = new Db({ connectionString: t.url, poolSize: 1, maxQueue: 1, queueTimeoutMs: 30_000, statementTimeoutMs: 5000 });
   const app = createApp(db, { log: () => undefined });
   const server = app.listen(0);
   const locker = await t.db.connect();
@@ -88,6 +88,39 @@ test('when the pool queue is full, then extra requests are shed with a fast 503'
     await locker.query('ROLLBACK');
     const done = await Promise.all(pending);
     expect(done.map((r) => r.status)).toEqual([200, 200]);
+  } finally {
+    await locker.query('ROLLBACK').catch(() => undefined);
+    locker.release();
+    server.closeAllConnections();
+    server.close();
+    await db.close();
+  }
+});
+
+test('a request that waits for a connection longer than the queue timeout gets a 503 then, not after the statement timeout', async () => {
+  const db = new Db({ connectionString: t.url, poolSize: 1, queueTimeoutMs: 300, statementTimeoutMs: 20_000 });
+  const app = createApp(db, { log: () => undefined });
+  const server = app.listen(0);
+  const locker = await t.db.connect();
+  try {
+    await locker.query('BEGIN');
+    await locker.query('LOCK TABLE atelier.reviews IN ACCESS EXCLUSIVE MODE');
+    const agent = request(server);
+    // The first takes the only connection and blocks on the lock; the next three queue.
+    const holder = agent.get('/reviews?product_id=1').then((x) => x);
+    await new Promise((r) => setTimeout(r, 100));
+    const started = Date.now();
+    const queued = await Promise.all([2, 3, 4].map((p) => agent.get(`/reviews?product_id=${p}`)));
+    const waited = Date.now() - started;
+    queued.forEach(expect503);
+    expect(queued[0].body.error).toMatch(/overloaded/);
+    // A hang detector: they are refused at the queue timeout (300 ms), far from the 20 s statement timeout.
+    expect(waited).toBeLessThan(10_000);
+    await locker.query('ROLLBACK');
+    expect((await holder).status).toBe(200);
+    // The slots came back: the next request is served.
+    expect((await agent.get('/reviews?product_id=5')).status).toBe(200);
+    expect(db.admission.refusedTimeout).toBe(3);
   } finally {
     await locker.query('ROLLBACK').catch(() => undefined);
     locker.release();

@@ -198,29 +198,49 @@ describe('with the shared test database', () => {
     expect(exitMs).toBeLessThan(3000 + 5000);
   }, 30_000);
 
-  test('under several times the sustainable load, the service sheds with fast 503s, stays bounded, and recovers', async () => {
-    const host = await startHost({ port: await freePort(), databaseUrl: t.url, env: { PG_POOL_SIZE: '2', PG_POOL_QUEUE: '16', PG_CONNECT_TIMEOUT_MS: '500', RESPONSE_CACHE_MB: '0' } });
+  test('under several times its capacity, a host keeps serving near capacity (goodput), refuses the excess with JSON 503s, and recovers', async () => {
+    // Cache off: every request is a database query, and the pool (2) is the bottleneck.
+    const host = await startHost({ port: await freePort(), databaseUrl: t.url, env: { PG_POOL_SIZE: '2', RESPONSE_CACHE_MB: '0', PG_QUEUE_TIMEOUT_MS: '250' } });
     const base = `http://${host.address}`;
+    const url = `${base}/reviews?product_id=1&count=50&sort=helpful`;
+    type Run = Omit<autocannon.Result, 'statusCodeStats'> & { statusCodeStats?: Record<string, { count: number }> };
+    const run = (connections: number, duration: number) => autocannon({ url, connections, duration, timeout: 10 }) as unknown as Promise<Run>;
     try {
+      // The same host's capacity, measured now, on this machine: 32 connections, as in the benchmark.
+      const capacity = await run(32, 3);
+      const overload = await run(1000, 4);
       const statuses: Record<number, number> = {};
-      const result = await (autocannon({ url: `${base}/reviews?product_id=1&count=50&sort=helpful`, connections: 200, duration: 4, timeout: 10 }) as unknown as Promise<autocannon.Result> & { on: never });
-      for (const [k, v] of Object.entries(result.statusCodeStats ?? {})) statuses[Number(k)] = (v as { count: number }).count;
+      for (const [k, v] of Object.entries(overload.statusCodeStats ?? {})) statuses[Number(k)] = v.count;
+      const okPerSecond = (r: Run) => r['2xx'] / (r.duration || 1);
+      const goodput = okPerSecond(overload) / okPerSecond(capacity);
       const rss = fs.readFileSync(`/proc/${host.process.pid}/status`, 'utf8').match(/VmHWM:\s+(\d+) kB/);
       const peakRssMB = rss ? Number(rss[1]) / 1024 : NaN;
-      const recovery = await Promise.all(Array.from({ length: 20 }, (_, i) => send(`${base}/reviews/meta?product_id=${1 + (i % 4)}`)));
-      report('overload', { offeredConnections: 200, served2xx: result['2xx'], shed503: statuses[503] ?? 0, non2xx: result.non2xx, errors: result.errors, rps: Math.round(result.requests.average), p99Ms: result.latency.p99, maxMs: result.latency.max, peakRssMB: Math.round(peakRssMB), recovery: tally(recovery) });
+      // Recovery: serves again within a bounded time (polled, whatever the machine's speed).
+      const started = Date.now();
+      let recovered = false;
+      while (!recovered && Date.now() - started < 15_000) {
+        const burst = await Promise.all(Array.from({ length: 2 }, (_, i) => send(`${base}/reviews/meta?product_id=${1 + i}`)));
+        recovered = burst.every((o) => o.status === 200);
+        if (!recovered) await new Promise((r) => setTimeout(r, 200));
+      }
+      report('overload', {
+        capacity2xxPerSecond: Math.round(okPerSecond(capacity)), offeredConnections: 1000, served2xxPerSecond: Math.round(okPerSecond(overload)),
+        goodputRatio: Number(goodput.toFixed(2)), shed503: statuses[503] ?? 0, errors: overload.errors, timeouts: overload.timeouts,
+        p99Ms: overload.latency.p99, maxMs: overload.latency.max, peakRssMB: Math.round(peakRssMB), recoveredAfterMs: Date.now() - started,
+      });
       expect(Object.keys(statuses).map(Number).every((s) => s === 200 || s === 503)).toBe(true);
-      expect(statuses[503] ?? 0).toBeGreaterThan(0);
-      expect(result.errors).toBe(0);
-      // Bounds are hang and leak detectors, not performance targets (runs here saw a max of
-      // ~4 s with the generator and the host sharing two saturated cores).
-      expect(result.latency.max).toBeLessThan(9000);
+      expect(overload.errors + overload.timeouts).toBe(0);
+      // Goodput, as a ratio to the capacity measured in the same run (machine-independent).
+      // The benchmark's target is 0.8; this bound only catches a collapse (it was 0.15).
+      expect(goodput).toBeGreaterThan(0.5);
+      // Bounds are hang and leak detectors, not performance targets.
+      expect(overload.latency.max).toBeLessThan(9000);
       expect(peakRssMB).toBeLessThan(600);
-      expect(recovery.every((o) => o.status === 200)).toBe(true);
+      expect(recovered).toBe(true);
     } finally {
       await host.stop();
     }
-  }, 30_000);
+  }, 60_000);
 
   const maybe = findNginx() ? test : test.skip;
   maybe('when a host is killed with POSTs in flight behind nginx, every 201 is stored once and nothing is duplicated', async () => {

@@ -2,6 +2,7 @@
 // Used by `npm run cluster`, the nginx tests and the benchmark.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fromRoot } from '../paths';
@@ -100,13 +101,30 @@ export async function startNginx(o: Omit<NginxOptions, 'foreground' | 'user'>, e
   if (!nginx) throw new Error('nginx not found (install it, or set NGINX_BIN)');
   // As root, nginx would drop its workers to "nobody", who cannot write our prefix.
   const user = process.getuid?.() === 0 ? 'root' : undefined;
-  const configFile = writeNginxConfig({ ...o, foreground: true, user });
+  // The cache on tmpfs when there is one (a miss writes a file; see nginx.conf.template).
+  // A cache left by an earlier run would answer from old data (and flatter a benchmark).
+  const cacheDir = o.cacheDir ?? localCacheDir(o.prefix);
+  fs.rmSync(cacheDir, { recursive: true, force: true });
+  const configFile = writeNginxConfig({ ...o, cacheDir, foreground: true, user });
   testNginxConfig(configFile, o.prefix);
   const child = spawn(nginx, ['-p', path.resolve(o.prefix), '-c', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
   const proc = manage(child, 'nginx', echo);
   const url = `http://${o.listen.includes(':') ? o.listen : `127.0.0.1:${o.listen}`}`;
   await waitFor(`${url}/healthz`, proc, 'nginx');
-  return { ...proc, url, configFile, stop: (signal = 'SIGQUIT', grace = 5000) => proc.stop(signal, grace) };
+  return {
+    ...proc, url, configFile,
+    stop: async (signal = 'SIGQUIT', grace = 5000) => {
+      await proc.stop(signal, grace);
+      fs.rmSync(cacheDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A folder on /dev/shm (tmpfs) named after the prefix, or PREFIX/cache without one. */
+function localCacheDir(prefix: string): string {
+  const abs = path.resolve(prefix);
+  if (!fs.existsSync('/dev/shm')) return path.join(abs, 'cache');
+  return path.join('/dev/shm', `atelier-nginx-${Buffer.from(abs).toString('base64url').slice(-40)}`);
 }
 
 export interface ClusterOptions {

@@ -5,6 +5,13 @@ import { formatNumber as fmt } from '../cli';
 
 const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 
+/** Latency by operation and by cache path, one line each. */
+export function breakdownLines(s: StageResult): string[] {
+  const line = (title: string, groups: StageResult['byOp']) =>
+    `${title}: ${Object.entries(groups).map(([k, g]) => `${k} ${fmt(g.count)} (p50 ${fmt(g.p50, 1)}, p99 ${fmt(g.p99, 1)}, max ${fmt(g.max, 1)} ms)`).join('; ')}`;
+  return [line('  by operation', s.byOp), line('  reads by cache path (nginx/host)', s.byCache)];
+}
+
 export function stageLine(s: StageResult): string {
   const offered = s.offeredRate > 0 ? `${fmt(s.offeredRate)} req/s offered` : 'max rate';
   return `${offered}: ${fmt(s.rps)} rps served, ${fmt(s.requests)} requests, errors ${fmt(s.errors)} (${fmt(s.errorRate * 100, 3)} %), ` +

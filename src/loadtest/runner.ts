@@ -39,6 +39,14 @@ export interface Percentiles {
   mean: number;
 }
 
+/** Latency of one class of responses (an operation, or a cache path). */
+export interface ClassLatency {
+  count: number;
+  p50: number;
+  p99: number;
+  max: number;
+}
+
 export interface StageResult {
   offeredRate: number;
   duration: number;
@@ -49,6 +57,18 @@ export interface StageResult {
   statuses: Record<string, number>;
   latencyMs: Percentiles;
   cacheHits: number;
+  /** Host response-cache hits (X-Response-Cache: HIT) among answered requests. */
+  hostCacheHits: number;
+  /** Latency by operation (list, meta, post, helpful, report). */
+  byOp: Record<string, ClassLatency>;
+  /**
+   * Latency of reads by cache path: nginx's X-Cache-Status, then the host's
+   * X-Response-Cache when a host answered (e.g. "HIT", "MISS/HIT", "MISS/MISS").
+   */
+  byCache: Record<string, ClassLatency>;
+  /** All reads (GET /reviews, /reviews/meta) together, and all writes together. */
+  reads: ClassLatency;
+  writes: ClassLatency;
   passed: boolean;
 }
 
@@ -68,6 +88,15 @@ export interface RunResult {
   stages: StageResult[];
   timeline: TimelinePoint[];
   passed: boolean;
+}
+
+function classLatency(groups: Map<string, number[]>): Record<string, ClassLatency> {
+  const out: Record<string, ClassLatency> = {};
+  for (const [k, v] of [...groups.entries()].sort((x, y) => y[1].length - x[1].length)) {
+    const p = percentiles(v);
+    out[k] = { count: v.length, p50: p.p50, p99: p.p99, max: p.max };
+  }
+  return out;
 }
 
 function percentiles(values: number[]): Percentiles {
@@ -99,6 +128,13 @@ export async function runLoad(o: RunOptions): Promise<RunResult> {
     const statuses: Record<string, number> = {};
     let errors = 0;
     let cacheHits = 0;
+    let hostCacheHits = 0;
+    const byOp = new Map<string, number[]>();
+    const byCache = new Map<string, number[]>();
+    const byKind = new Map<string, number[]>([['reads', []], ['writes', []]]);
+    // Set by onResponse and read by the 'response' event, which autocannon emits right after
+    // it, synchronously, for the same response.
+    let last: { op: string; cache?: string } | undefined;
     const buckets = new Map<number, { n: number; errors: number; lat: number[] }>();
     const connections = o.connections ?? Math.min(256, Math.max(8, Math.ceil((stage.rate || 20000) / 250)));
 
@@ -138,7 +174,12 @@ export async function runLoad(o: RunOptions): Promise<RunResult> {
         }
       }
       // Raw header names keep the server's case.
-      if ((headers?.['X-Cache-Status'] ?? headers?.['x-cache-status']) === 'HIT') cacheHits++;
+      const edge = headers?.['X-Cache-Status'] ?? headers?.['x-cache-status'];
+      const host = headers?.['X-Response-Cache'] ?? headers?.['x-response-cache'];
+      if (edge === 'HIT') cacheHits++;
+      if (host === 'HIT') hostCacheHits++;
+      const op = ctx.last?.op ?? 'unknown';
+      last = { op, cache: op === 'list' || op === 'meta' ? [edge, host].filter(Boolean).join('/') || 'none' : undefined };
     };
 
     const instance = autocannon({
@@ -153,6 +194,18 @@ export async function runLoad(o: RunOptions): Promise<RunResult> {
     instance.on('response', (_client: unknown, statusCode: number, _bytes: number, responseTime: number) => {
       latencies.push(responseTime);
       statuses[statusCode] = (statuses[statusCode] ?? 0) + 1;
+      if (last) {
+        let g = byOp.get(last.op);
+        if (!g) byOp.set(last.op, (g = []));
+        g.push(responseTime);
+        byKind.get(last.op === 'list' || last.op === 'meta' ? 'reads' : 'writes')!.push(responseTime);
+        if (last.cache) {
+          let c = byCache.get(last.cache);
+          if (!c) byCache.set(last.cache, (c = []));
+          c.push(responseTime);
+        }
+        last = undefined;
+      }
       const bad = traffic.isError(statusCode);
       if (bad) errors++;
       const second = Math.floor((performance.now() - started) / 1000);
@@ -177,6 +230,11 @@ export async function runLoad(o: RunOptions): Promise<RunResult> {
       statuses,
       latencyMs: percentiles(latencies),
       cacheHits,
+      hostCacheHits,
+      byOp: classLatency(byOp),
+      byCache: classLatency(byCache),
+      reads: classLatency(byKind).reads,
+      writes: classLatency(byKind).writes,
       passed: true,
     };
     if (o.thresholds) s.passed = s.errorRate <= o.thresholds.errorRate && s.latencyMs.p99 <= o.thresholds.p99Ms;

@@ -20,7 +20,8 @@ export async function createTestDatabase(opts: Partial<ConstructorParameters<typ
   const name = `t_${process.pid}_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`;
   await withClient(`${server()}/postgres`, (c) => c.query(`CREATE DATABASE ${ident(name)} TEMPLATE ${ident(TEMPLATE)}`));
   const url = `${server()}/${name}`;
-  const db = new Db({ connectionString: url, poolSize: 10, ...opts });
+  // A generous queue wait: these tests are about correctness, not about shedding load.
+  const db = new Db({ connectionString: url, poolSize: 10, queueTimeoutMs: 10_000, ...opts });
   return {
     url,
     name,

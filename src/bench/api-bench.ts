@@ -1,0 +1,96 @@
+// The API benchmark's pieces (scripts/bench.ts runs them in order): request lists drawn
+// from the shared traffic model for wrk, max-rate and overload rows with CPU per request
+// per process, and the load scenario at a fixed rate through the cluster.
+import type { Db } from '../db';
+import type { StageResult } from '../loadtest/runner';
+import { pidsNamed, withCpu, type ProcessGroups } from './cpu';
+import { runWrk, type WrkRequest, type WrkResult } from './wrk';
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const traffic = require('../../loadtest/lib/traffic.js') as typeof import('../../loadtest/lib/traffic.js');
+
+export type Mix = { op: string; weight: number }[];
+export const READS: Mix = [{ op: 'list', weight: 0.62 }, { op: 'meta', weight: 0.3 }];
+export const only = (op: string): Mix => [{ op, weight: 1 }];
+
+/**
+ * `n` requests of the model. POSTs carry valid bodies (the product's characteristic ids
+ * are read from `db`) and an Idempotency-Key, as the storefront sends them.
+ */
+export async function requestList(o: { n: number; products: number; distribution: string; mix?: Mix; seed: number; db?: Db }): Promise<WrkRequest[]> {
+  const rand = traffic.createRandom(o.seed);
+  const model = { pickProduct: traffic.productPicker(o.distribution, o.products), mix: o.mix ?? traffic.ENDPOINT_MIX };
+  const drawn = Array.from({ length: o.n }, () => traffic.nextRequest(model, rand));
+  const posted = [...new Set(drawn.filter((r) => r.op === 'post').map((r) => r.productId))];
+  const characteristics = new Map<number, number[]>();
+  if (posted.length && o.db) {
+    const { rows } = await o.db.query<{ product_id: number; ids: number[] }>(
+      'SELECT product_id, array_agg(id ORDER BY id) AS ids FROM atelier.characteristics WHERE product_id = ANY($1::int[]) GROUP BY product_id', [posted]);
+    for (const r of rows) characteristics.set(r.product_id, r.ids);
+  }
+  return drawn.map((r) => {
+    if (r.op !== 'post') return { method: r.method, path: r.path };
+    const body = traffic.reviewBody(r.productId, characteristics.get(r.productId) ?? [], rand);
+    return { method: 'POST', path: '/reviews', body: JSON.stringify(body), headers: { 'Content-Type': 'application/json', 'Idempotency-Key': body.name } };
+  });
+}
+
+export interface Row {
+  name: string;
+  /** What drove the load. */
+  generator: 'wrk' | 'autocannon';
+  rps: number;
+  okPerSecond?: number;
+  p50: number;
+  p99: number;
+  max: number;
+  errors: number;
+  statuses: Record<string, number>;
+  /** CPU µs per request, per group of processes (host, nginx, postgres). */
+  cpuUsPerRequest: Record<string, number>;
+  /** Share of answered requests that were nginx HITs / host response-cache HITs. */
+  edgeHitRatio?: number;
+  hostHitRatio?: number;
+  vsBaseline?: number;
+  goodputRatio?: number;
+  extra?: Record<string, unknown>;
+}
+
+export function processGroups(hostPids: number[], withNginx = false): ProcessGroups {
+  const groups: ProcessGroups = { host: () => hostPids, postgres: () => pidsNamed('postgres') };
+  if (withNginx) groups.nginx = () => pidsNamed('nginx');
+  return groups;
+}
+
+const ratio = (counts: Record<string, number>, key: string, total: number) => (total ? (counts[key] ?? 0) / total : 0);
+
+/** One wrk run as a row, with CPU per request of each process group. */
+export async function wrkRow(name: string, target: string, requests: WrkRequest[], o: { seconds: number; connections: number; groups: ProcessGroups }): Promise<Row & { raw: WrkResult }> {
+  const { result: r, cpuMs } = await withCpu(o.groups, () => runWrk({ target, requests, seconds: o.seconds, connections: o.connections }));
+  const answered = Object.values(r.statuses).reduce((a, b) => a + b, 0);
+  const errors = r.connectionErrors + r.timeouts + Object.entries(r.statuses).filter(([s]) => Number(s) === 429 || Number(s) >= 500).reduce((a, [, v]) => a + v, 0);
+  return {
+    name, generator: 'wrk', rps: r.rps, okPerSecond: r.okPerSecond, p50: r.latencyMs.p50, p99: r.latencyMs.p99, max: r.latencyMs.max,
+    errors, statuses: { ...r.statuses, ...(r.timeouts ? { timeout: r.timeouts } : {}), ...(r.connectionErrors ? { 'socket-error': r.connectionErrors } : {}) },
+    cpuUsPerRequest: Object.fromEntries(Object.entries(cpuMs).map(([k, v]) => [k, (v * 1000) / Math.max(1, r.requests)])),
+    edgeHitRatio: Object.keys(r.edge).length ? ratio(r.edge, 'HIT', answered) : undefined,
+    hostHitRatio: Object.keys(r.host).length ? ratio(r.host, 'HIT', answered) : undefined,
+    raw: r,
+  };
+}
+
+/** A fixed-rate stage of the Node load generator as a row (latency split kept in `extra`). */
+export function stageRow(name: string, s: StageResult, cpuMs: Record<string, number>): Row {
+  const answered = s.requests - (s.statuses['connection-error'] ?? 0);
+  return {
+    name, generator: 'autocannon', rps: s.rps, p50: s.latencyMs.p50, p99: s.latencyMs.p99, max: s.latencyMs.max, errors: s.errors, statuses: s.statuses,
+    cpuUsPerRequest: Object.fromEntries(Object.entries(cpuMs).map(([k, v]) => [k, (v * 1000) / Math.max(1, s.requests)])),
+    edgeHitRatio: s.cacheHits / Math.max(1, answered),
+    hostHitRatio: s.hostCacheHits / Math.max(1, answered),
+    extra: {
+      reads: s.reads,
+      writes: s.writes,
+      byOp: s.byOp,
+      byCache: s.byCache,
+    },
+  };
+}
