@@ -1,4 +1,4 @@
-// npm run nginx:render -- --prefix DIR --listen ADDR --upstreams host:port,host:port [--cache-ttl 5s] [--write-rate 10r/s] [--read-rate 200r/s]
+// npm run nginx:render -- --prefix DIR --listen ADDR --upstreams host:port,host:port [--cache-ttl 5s] [--write-rate 10r/s] [--read-rate 200r/s] [--cache-dir /dev/shm/atelier-nginx]
 // Renders the production nginx config for ops; run it with `nginx -p DIR -c DIR/nginx.conf`.
 import { parseArgs, runCli } from '../src/cli';
 import { testNginxConfig } from '../src/cluster/cluster';
@@ -14,10 +14,12 @@ runCli(async () => {
     'read-rate': { type: 'string', default: DEFAULT_READ_RATE },
     user: { type: 'string' },
     'access-log': { type: 'string', default: 'off' },
+    // Put the proxy cache on a tmpfs mount (every miss writes a file); default PREFIX/cache.
+    'cache-dir': { type: 'string' },
   });
   const file = writeNginxConfig({
     prefix: a.prefix, listen: a.listen, upstreams: a.upstreams.split(','), cacheTtl: a['cache-ttl'],
-    writeRate: a['write-rate'], readRate: a['read-rate'], user: a.user, accessLog: a['access-log'],
+    writeRate: a['write-rate'], readRate: a['read-rate'], cacheDir: a['cache-dir'], user: a.user, accessLog: a['access-log'],
   });
   console.log(`wrote ${file}`);
   if (findNginx()) {

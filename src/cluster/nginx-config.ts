@@ -20,6 +20,8 @@ export interface NginxOptions {
   workerProcesses?: string;
   /** "off" or a file path. */
   accessLog?: string;
+  /** Connections to each host at most, per nginx worker (default 64). */
+  hostMaxConns?: number;
   /** Folder of the proxy cache (default PREFIX/cache); a tmpfs folder is much cheaper per miss. */
   cacheDir?: string;
   /** Worker user; when running as root locally the workers must be able to write the prefix. */
@@ -30,6 +32,7 @@ export interface NginxOptions {
 
 export const DEFAULT_CACHE_TTL = '5s';
 export const DEFAULT_WRITE_RATE = '10r/s';
+export const DEFAULT_HOST_MAX_CONNS = 64;
 /** Generous: a storefront page makes a handful of reads; many shoppers may share one address. */
 export const DEFAULT_READ_RATE = '200r/s';
 
@@ -47,11 +50,14 @@ export function renderNginx(o: NginxOptions): Record<'nginx.conf' | 'reviews-rea
   const readMatch = /^(\d+)r\/([sm])$/.exec(readRate);
   if (!readMatch) throw new Error(`read rate "${readRate}" is not like 200r/s`);
   const prefix = path.resolve(o.prefix);
+  const maxConns = o.hostMaxConns ?? DEFAULT_HOST_MAX_CONNS;
+  if (!Number.isInteger(maxConns) || maxConns < 1) throw new Error(`host max connections "${maxConns}" is not a positive integer`);
   const values: Record<string, string> = {
     PREFIX: prefix,
     CACHE_DIR: path.resolve(o.cacheDir ?? path.join(prefix, 'cache')),
     LISTEN: o.listen,
-    UPSTREAM_SERVERS: o.upstreams.map((u) => `    server ${u} max_fails=1 fail_timeout=2s;`).join('\n'),
+    UPSTREAM_SERVERS: o.upstreams.map((u) => `    server ${u} max_fails=1 fail_timeout=2s max_conns=${maxConns};`).join('\n'),
+    HOST_MAX_CONNS: String(maxConns),
     CACHE_TTL: ttl,
     WRITE_RATE: rate,
     READ_RATE: readRate,
