@@ -40,6 +40,8 @@ runCli(async () => {
   const base = path.join(a.out, `${a.scenario}-${result.startedAt.replace(/[:.]/g, '-')}`);
   fs.writeFileSync(`${base}.json`, JSON.stringify({ scenario: a.scenario, thresholds: scenario.thresholds, ...result }, null, 2));
   fs.writeFileSync(`${base}.html`, htmlReport(result, `Atelier reviews load test: ${a.scenario}`));
-  console.log(`[loadtest] ${result.passed ? 'PASS' : 'FAIL'} (thresholds: errors ≤ ${scenario.thresholds.errorRate * 100} %, p99 ≤ ${scenario.thresholds.p99Ms} ms); wrote ${base}.json and .html`);
+  const t = scenario.thresholds as { errorRate: number; p99Ms: number; maxMs?: number; readP99Ms?: number };
+  const limits = [`errors ≤ ${t.errorRate * 100} %`, `p99 ≤ ${t.p99Ms} ms`, ...(t.maxMs ? [`max ≤ ${t.maxMs} ms`] : []), ...(t.readP99Ms ? [`reads p99 ≤ ${t.readP99Ms} ms`] : [])];
+  console.log(`[loadtest] ${result.passed ? 'PASS' : 'FAIL'} (thresholds: ${limits.join(', ')}); wrote ${base}.json and .html`);
   process.exitCode = result.passed ? 0 : 1;
 });

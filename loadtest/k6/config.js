@@ -30,7 +30,12 @@ export function settings(name) {
     // The service's targets: a run that misses them fails (and stress stops there).
     thresholds: {
       http_req_failed: [{ threshold: `rate<${scenario.thresholds.errorRate}`, abortOnFail: !!scenario.stopOnFailure }],
-      http_req_duration: [{ threshold: `p(99)<${scenario.thresholds.p99Ms}`, abortOnFail: !!scenario.stopOnFailure }],
+      http_req_duration: [
+        { threshold: `p(99)<${scenario.thresholds.p99Ms}`, abortOnFail: !!scenario.stopOnFailure },
+        ...(scenario.thresholds.maxMs ? [{ threshold: `max<${scenario.thresholds.maxMs}` }] : []),
+      ],
+      // Reads alone (requests tagged kind=read by flow.js).
+      ...(scenario.thresholds.readP99Ms ? { 'http_req_duration{kind:read}': [{ threshold: `p(99)<${scenario.thresholds.readP99Ms}` }] } : {}),
     },
     summaryTrendStats: ['avg', 'p(50)', 'p(90)', 'p(99)', 'max'],
   };

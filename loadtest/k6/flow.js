@@ -12,15 +12,16 @@ http.setResponseCallback(http.expectedStatuses(200, 201, 204, 404));
 export function shopper(baseUrl, pickProduct) {
   const req = nextRequest({ pickProduct }, Math.random);
   if (req.op === 'post') {
-    const meta = http.get(`${baseUrl}/reviews/meta?product_id=${req.productId}`, { tags: { name: 'meta' } });
+    const meta = http.get(`${baseUrl}/reviews/meta?product_id=${req.productId}`, { tags: { name: 'meta', kind: 'read' } });
     if (!check(meta, { 'meta 200': (r) => r.status === 200 })) return;
     const body = reviewBody(req.productId, characteristicIdsFromMeta(meta.body), Math.random);
     // The key makes a retry safe; k6 does not retry, but the server records it all the same.
     const headers = { ...JSON_HEADERS.headers, 'Idempotency-Key': body.name };
-    const res = http.post(`${baseUrl}/reviews`, JSON.stringify(body), { headers, tags: { name: 'post' } });
+    const res = http.post(`${baseUrl}/reviews`, JSON.stringify(body), { headers, tags: { name: 'post', kind: 'write' } });
     check(res, { 'post 201': (r) => r.status === 201 });
     return;
   }
-  const res = http.request(req.method, `${baseUrl}${req.path}`, null, { tags: { name: req.op } });
+  const kind = req.method === 'GET' ? 'read' : 'write';
+  const res = http.request(req.method, `${baseUrl}${req.path}`, null, { tags: { name: req.op, kind } });
   check(res, { [`${req.op} ok`]: (r) => r.status < 400 || r.status === 404 });
 }

@@ -15,6 +15,10 @@ export interface Stage {
 export interface Thresholds {
   errorRate: number;
   p99Ms: number;
+  /** Longest single response allowed. */
+  maxMs?: number;
+  /** p99 of the reads alone. */
+  readP99Ms?: number;
 }
 
 export interface RunOptions {
@@ -237,7 +241,11 @@ export async function runLoad(o: RunOptions): Promise<RunResult> {
       writes: classLatency(byKind).writes,
       passed: true,
     };
-    if (o.thresholds) s.passed = s.errorRate <= o.thresholds.errorRate && s.latencyMs.p99 <= o.thresholds.p99Ms;
+    const t = o.thresholds;
+    if (t) {
+      s.passed = s.errorRate <= t.errorRate && s.latencyMs.p99 <= t.p99Ms &&
+        (t.maxMs === undefined || s.latencyMs.max <= t.maxMs) && (t.readP99Ms === undefined || s.reads.p99 <= t.readP99Ms);
+    }
     result.stages.push(s);
     for (const [second, b] of [...buckets.entries()].sort((x, y) => x[0] - y[0])) {
       const p = percentiles(b.lat);
