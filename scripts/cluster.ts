@@ -1,7 +1,12 @@
-// npm run cluster: two API hosts on loopback behind nginx, against DATABASE_URL or the
-// embedded PostgreSQL (filled with sample data when empty). Ctrl-C stops everything.
-import { parseArgs, runCli } from '../src/cli';
+// npm run cluster: API hosts behind nginx, against DATABASE_URL or the embedded PostgreSQL
+// (filled with sample data when empty). Ctrl-C stops everything.
+//   --hosts N            how many hosts (default 2), on loopback ports 3001… (or --host-ports)
+//   --isolate            each host its own network namespace, address and CPU cap (root)
+//   --host-cpu F         the cap in cores with --isolate (default 0.25)
+//   --no-read-cache      nginx passes every read to a host (capacity measurements)
+import { parseArgs, runCli, UsageError } from '../src/cli';
 import { startCluster } from '../src/cluster/cluster';
+import { cleanLeftovers, isolationSupport } from '../src/cluster/host-isolation';
 import { DEFAULT_CACHE_TTL, DEFAULT_READ_RATE, DEFAULT_WRITE_RATE } from '../src/cluster/nginx-config';
 import { loadConfig } from '../src/config';
 import { resolveDatabase } from '../src/database';
@@ -10,22 +15,36 @@ import { seedSampleIfEmpty } from '../src/etl/sample';
 runCli(async () => {
   const args = parseArgs({
     port: { type: 'number', default: 8080 },
-    'host-ports': { type: 'string', default: '3001,3002' },
+    hosts: { type: 'number', default: 2 },
+    'host-ports': { type: 'string' },
+    isolate: { type: 'boolean' },
+    'host-cpu': { type: 'number', default: 0.25 },
+    'no-read-cache': { type: 'boolean' },
     'cache-ttl': { type: 'string', default: DEFAULT_CACHE_TTL },
     'access-log': { type: 'string', default: 'off' },
-    // The per-client write limit; a single load generator needs it raised (see README).
+    // The per-client limits; a single load generator needs them raised (see README).
     'write-rate': { type: 'string', default: DEFAULT_WRITE_RATE },
-    // The per-client read limit; likewise raised for load tests from one address.
     'read-rate': { type: 'string', default: DEFAULT_READ_RATE },
   });
-  const hostPorts = args['host-ports'].split(',').map(Number) as [number, number];
-  if (hostPorts.length !== 2 || hostPorts.some((p) => !Number.isInteger(p) || p < 1 || p > 65535)) throw new Error('--host-ports takes two ports, e.g. 3001,3002');
+  const n = args.hosts;
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new UsageError('--hosts takes a whole number from 1 to 64');
+  const hostPorts = args['host-ports'] ? args['host-ports'].split(',').map(Number) : Array.from({ length: n }, (_, i) => 3001 + i);
+  if (hostPorts.some((p) => !Number.isInteger(p) || p < 1 || p > 65535)) throw new UsageError('--host-ports takes ports, e.g. 3001,3002');
+  if (args['host-cpu'] <= 0 || args['host-cpu'] > 64) throw new UsageError('--host-cpu takes cores, e.g. 0.25');
   const log = (l: string) => console.log(`[cluster] ${l}`);
+  if (args.isolate) {
+    const support = isolationSupport();
+    if (!support.ok) throw new UsageError(`--isolate cannot run here:\n  - ${support.missing.join('\n  - ')}`);
+    for (const r of cleanLeftovers()) log(`removed a crashed run's leftover: ${r}`);
+  }
   const config = loadConfig();
   const database = await resolveDatabase(config, log);
   if (database.embedded) await seedSampleIfEmpty(database.url, config.SAMPLE_SCALE, log);
-  const cluster = await startCluster({ databaseUrl: database.url, port: args.port, hostPorts, cacheTtl: args['cache-ttl'], accessLog: args['access-log'], writeRate: args['write-rate'], readRate: args['read-rate'] });
-  log(`hosts: ${cluster.hosts.map((h) => h.address).join(', ')}; nginx config: ${cluster.nginx.configFile}`);
+  const cluster = await startCluster({
+    databaseUrl: database.url, port: args.port, hostPorts, isolate: args.isolate ? { hosts: n, cpu: args['host-cpu'] } : undefined,
+    readCache: !args['no-read-cache'], cacheTtl: args['cache-ttl'], accessLog: args['access-log'], writeRate: args['write-rate'], readRate: args['read-rate'],
+  });
+  log(`hosts: ${cluster.hosts.map((h) => h.address).join(', ')}${args.isolate ? ` (each in its own network namespace, capped at ${args['host-cpu']} cores, cgroup ${cluster.isolation!.cgroupVersion})` : ''}; nginx config: ${cluster.nginx.configFile}`);
   log(`listening on ${cluster.url}  (try: curl -i '${cluster.url}/reviews?product_id=2')`);
   let stopping = false;
   const stop = async () => {

@@ -24,6 +24,9 @@ export interface EmbeddedOptions {
   log?: (line: string) => void;
 }
 
+/** Where the embedded server puts its Unix socket (writable by the postgres user as root). */
+export const EMBEDDED_SOCKET_DIR = '/tmp';
+
 const USER = 'atelier';
 const PASSWORD = 'atelier';
 
@@ -40,7 +43,9 @@ const SERVER_FLAGS = [
   '-c', 'max_wal_senders=0',
   '-c', 'max_parallel_maintenance_workers=2',
   '-c', 'listen_addresses=127.0.0.1',
-  '-c', 'unix_socket_directories=',
+  // Also a Unix socket: hosts in network namespaces (npm run cluster -- --isolate) have a
+  // loopback of their own but share the file system.
+  '-c', `unix_socket_directories=${EMBEDDED_SOCKET_DIR}`,
 ];
 
 function alive(pid: number): boolean {

@@ -6,6 +6,8 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fromRoot } from '../paths';
+import { EMBEDDED_SOCKET_DIR } from '../embedded-postgres';
+import { createIsolation, type Isolation } from './host-isolation';
 import { findNginx, writeNginxConfig, type NginxOptions } from './nginx-config';
 
 export interface Proc {
@@ -68,12 +70,15 @@ export interface HostOptions {
   databaseUrl: string;
   env?: Record<string, string>;
   echo?: boolean;
+  /** Rewrites the command line, e.g. to run it inside a network namespace and cgroup. */
+  wrap?: (argv: string[]) => string[];
 }
 
 /** Starts one API host (the compiled server) and waits until it is ready. */
 export async function startHost(o: HostOptions): Promise<Proc & { address: string }> {
   const host = o.host ?? '127.0.0.1';
-  const child = spawn(process.execPath, [fromRoot('dist', 'src', 'server.js')], {
+  const argv = (o.wrap ?? ((a: string[]) => a))([process.execPath, fromRoot('dist', 'src', 'server.js')]);
+  const child = spawn(argv[0], argv.slice(1), {
     env: { ...process.env, LOG_FORMAT: 'off', ...o.env, PORT: String(o.port), HOST: host, DATABASE_URL: o.databaseUrl },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -131,7 +136,16 @@ export interface ClusterOptions {
   databaseUrl: string;
   /** nginx port on 127.0.0.1. */
   port: number;
-  hostPorts: [number, number];
+  /** One loopback port per host (not isolated). */
+  hostPorts?: number[];
+  /**
+   * Each host as its own small machine (src/cluster/host-isolation.ts): `hosts` of them,
+   * each capped at `cpu` cores, listening on port 3000 of its own address. The hosts reach
+   * the database at `databaseUrl` as seen from their namespaces (see hostDatabaseUrl()).
+   */
+  isolate?: { hosts: number; cpu: number };
+  /** nginx's proxy cache for reads (default on). */
+  readCache?: boolean;
   prefix?: string;
   cacheTtl?: string;
   hostEnv?: Record<string, string>;
@@ -149,13 +163,42 @@ export interface Cluster {
   url: string;
   hosts: (Proc & { address: string })[];
   nginx: NginxHandle;
+  /** The namespaces, links and cgroups of an isolated cluster. */
+  isolation?: Isolation;
   stop(): Promise<void>;
+}
+
+/**
+ * The database URL as a host inside a network namespace can use it: a server on this
+ * machine's loopback is reached through its Unix socket (the namespace has its own
+ * loopback, but shares the file system); any other address is used as it is.
+ */
+export function hostDatabaseUrl(url: string): string {
+  const u = new URL(url);
+  if (!['127.0.0.1', 'localhost', '::1', '[::1]'].includes(u.hostname)) return url;
+  const port = u.port || '5432';
+  const dir = EMBEDDED_SOCKET_DIR;
+  if (!fs.existsSync(path.join(dir, `.s.PGSQL.${port}`))) {
+    throw new Error(`isolated hosts reach a loopback PostgreSQL through its Unix socket, and ${dir}/.s.PGSQL.${port} does not exist: ` +
+      'restart the embedded PostgreSQL (it now listens there), or give a DATABASE_URL the namespaces can reach');
+  }
+  u.searchParams.set('host', dir);
+  return u.toString();
 }
 
 export async function startCluster(o: ClusterOptions): Promise<Cluster> {
   const hosts: (Proc & { address: string })[] = [];
+  let isolation: Isolation | undefined;
   try {
-    for (const port of o.hostPorts) hosts.push(await startHost({ port, databaseUrl: o.databaseUrl, env: o.hostEnv, echo: o.echo }));
+    if (o.isolate) {
+      const databaseUrl = hostDatabaseUrl(o.databaseUrl);
+      isolation = createIsolation(o.isolate.hosts, o.isolate.cpu);
+      for (const h of isolation.hosts) {
+        hosts.push(await startHost({ port: 3000, host: h.address, databaseUrl, env: o.hostEnv, echo: o.echo, wrap: h.wrap }));
+      }
+    } else {
+      for (const port of o.hostPorts ?? [3001, 3002]) hosts.push(await startHost({ port, databaseUrl: o.databaseUrl, env: o.hostEnv, echo: o.echo }));
+    }
     const nginx = await startNginx({
       prefix: o.prefix ?? fromRoot('.data', 'cluster'),
       listen: `127.0.0.1:${o.port}`,
@@ -165,18 +208,22 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
       workerProcesses: o.workerProcesses,
       writeRate: o.writeRate,
       readRate: o.readRate,
+      readCache: o.readCache,
     }, o.echo);
     return {
       url: nginx.url,
       hosts,
       nginx,
+      isolation,
       async stop() {
         await nginx.stop();
         await Promise.all(hosts.map((h) => h.stop()));
+        isolation?.destroy();
       },
     };
   } catch (err) {
     await Promise.all(hosts.map((h) => h.stop()));
+    isolation?.destroy();
     throw err;
   }
 }

@@ -20,6 +20,8 @@ export interface NginxOptions {
   workerProcesses?: string;
   /** "off" or a file path. */
   accessLog?: string;
+  /** nginx's proxy cache for reads (default on); off makes every read reach a host. */
+  readCache?: boolean;
   /** Connections to each host at most, per nginx worker (default 64). */
   hostMaxConns?: number;
   /** Folder of the proxy cache (default PREFIX/cache); a tmpfs folder is much cheaper per miss. */
@@ -58,6 +60,7 @@ export function renderNginx(o: NginxOptions): Record<'nginx.conf' | 'reviews-rea
     LISTEN: o.listen,
     UPSTREAM_SERVERS: o.upstreams.map((u) => `    server ${u} max_fails=1 fail_timeout=2s max_conns=${maxConns};`).join('\n'),
     HOST_MAX_CONNS: String(maxConns),
+    READ_CACHE: o.readCache === false ? 'off' : 'reviews_cache',
     CACHE_TTL: ttl,
     WRITE_RATE: rate,
     READ_RATE: readRate,
