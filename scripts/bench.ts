@@ -14,13 +14,9 @@ import { withCpu } from '../src/bench/cpu';
 import { findWrk } from '../src/bench/wrk';
 import { parseArgs, runCli, formatNumber as fmt } from '../src/cli';
 import { freePort, startCluster, startHost } from '../src/cluster/cluster';
-import { loadConfig } from '../src/config';
-import { resolveDatabase } from '../src/database';
-import { Db, withClient } from '../src/db';
-import { benchmarkExport, FULL_SCALE_PRODUCTS } from '../src/etl/generate';
-import { load } from '../src/etl/load';
+import { prepareBenchDatabase } from '../src/bench/dataset';
+import { Db } from '../src/db';
 import { runLoad } from '../src/loadtest/runner';
-import { migrate } from '../src/migrate';
 import { fromRoot } from '../src/paths';
 
 runCli(async () => {
@@ -29,29 +25,8 @@ runCli(async () => {
     seed: { type: 'number', default: 1 },
   });
   if (!findWrk()) throw new Error('the benchmark drives max-rate rows with wrk: apt-get install wrk');
-  const products = Math.max(1, Math.round(FULL_SCALE_PRODUCTS * a.scale));
   const log = (l: string) => console.log(`[bench] ${l}`);
-  const config = loadConfig();
-
-  // The dataset: generated once per scale, imported into its own database.
-  const dir = await benchmarkExport(a.scale, a.seed, log);
-  const database = await resolveDatabase(config, log);
-  let url = database.url;
-  if (database.embedded) {
-    const name = `bench_scale_${String(a.scale).replace('.', '_')}`;
-    await database.embedded.ensureDatabase(name);
-    url = database.embedded.url(name);
-    await migrate(url);
-  }
-  const marker = path.join(dir, `loaded-${Buffer.from(url).toString('base64url').slice(-24)}`);
-  const countReviews = () => withClient(url, async (c) => Number((await c.query('SELECT count(*) AS n FROM atelier.reviews')).rows[0].n));
-  if (!fs.existsSync(marker) || (await countReviews()) === 0) {
-    log('importing the dataset');
-    await load({ dir, databaseUrl: url, rejectsFile: path.join(dir, 'rejects.csv') });
-    fs.writeFileSync(marker, new Date().toISOString());
-  }
-  const reviews = await countReviews();
-  log(`dataset: ${fmt(reviews)} reviews`);
+  const { url, products, reviews, stop } = await prepareBenchDatabase(a.scale, a.seed, log);
   const db = new Db({ connectionString: url, poolSize: 2 });
 
   const rows: Row[] = [];
@@ -148,7 +123,7 @@ runCli(async () => {
     }
   }
   await db.close();
-  await database.stop();
+  await stop();
 
   for (const r of rows) if (r.generator === 'wrk' && !r.name.startsWith('baseline')) r.vsBaseline = r.rps / ceiling;
   const pct = (x?: number) => (x === undefined ? '' : `${fmt(100 * x, 1)} %`);

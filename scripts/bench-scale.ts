@@ -1,0 +1,69 @@
+// npm run bench:scale -- [--scale S] [--max-hosts 4] [--host-cpu 0.25] [--p99 25] [--step-seconds 5]
+// The scaling curve: 1…N isolated hosts (own network namespace, CPU-capped by a cgroup)
+// behind nginx, each configuration's highest constant rate holding p99 ≤ the bound with no
+// errors, for the load scenario's mix (both cache tiers on) and for Zipf GETs with nginx's
+// cache off (the hosts do the work). Prints a table, writes bench/results/scale-*.json and
+// a self-contained HTML chart. Needs root (see README, "Scale-out").
+import fs from 'node:fs';
+import path from 'node:path';
+import { READS } from '../src/bench/api-bench';
+import { prepareBenchDatabase } from '../src/bench/dataset';
+import { findMaxRate, scaleChart, type ScalePoint } from '../src/bench/scale-bench';
+import { parseArgs, runCli, UsageError, formatNumber as fmt } from '../src/cli';
+import { freePort, startCluster } from '../src/cluster/cluster';
+import { isolationSupport } from '../src/cluster/host-isolation';
+import { fromRoot } from '../src/paths';
+
+runCli(async () => {
+  const a = parseArgs({
+    scale: { type: 'number', default: 1 }, seed: { type: 'number', default: 1 }, 'max-hosts': { type: 'number', default: 4 },
+    'host-cpu': { type: 'number', default: 0.25 }, p99: { type: 'number', default: 25 }, 'step-seconds': { type: 'number', default: 5 },
+    'start-rate': { type: 'number', default: 250 },
+  });
+  const support = isolationSupport();
+  if (!support.ok) throw new UsageError(`bench:scale needs isolated hosts:\n  - ${support.missing.join('\n  - ')}`);
+  const log = (l: string) => console.log(`[bench:scale] ${l}`);
+  const db = await prepareBenchDatabase(a.scale, a.seed, log);
+  const series: { name: string; readCache: boolean; mix?: typeof READS }[] = [
+    { name: 'load scenario mix, both caches', readCache: true },
+    { name: 'Zipf GETs, nginx cache off', readCache: false, mix: READS },
+  ];
+  const results: { name: string; points: ScalePoint[] }[] = [];
+  try {
+    for (const s of series) {
+      const points: ScalePoint[] = [];
+      for (let hosts = 1; hosts <= a['max-hosts']; hosts++) {
+        log(`${s.name}: ${hosts} host(s) at ${a['host-cpu']} cores each`);
+        const cluster = await startCluster({
+          databaseUrl: db.url, port: await freePort(), isolate: { hosts, cpu: a['host-cpu'] }, prefix: fromRoot('.data', 'bench', 'nginx-scale'),
+          readCache: s.readCache, hostEnv: { LOG_FORMAT: 'off' }, writeRate: '1000000r/s', readRate: '1000000r/s',
+        });
+        try {
+          points.push(await findMaxRate({
+            target: cluster.url, hostPids: cluster.hosts.map((h) => h.process.pid!), products: db.products, distribution: 'zipf', mix: s.mix,
+            p99Ms: a.p99, stepSeconds: a['step-seconds'], startRate: a['start-rate'] * hosts, rounds: 3, log,
+          }, hosts));
+        } finally {
+          await cluster.stop();
+        }
+      }
+      results.push({ name: s.name, points });
+    }
+  } finally {
+    await db.stop();
+  }
+  const lines = [
+    `Hosts capped at ${a['host-cpu']} cores each (cgroup ${support.cgroup}), each in its own network namespace; nginx, PostgreSQL and the load generator share the rest of this 2-core box. Highest constant rate holding p99 ≤ ${a.p99} ms with 0 errors (${a['step-seconds']} s steps).`,
+    '',
+    '| series | hosts | max req/s | vs 1 host | p99 ms there | CPU µs per request (hosts, nginx, postgres) |',
+    '|---|---:|---:|---:|---:|---|',
+    ...results.flatMap((s) => s.points.map((p) => `| ${s.name} | ${p.hosts} | ${fmt(p.maxRate)} | ${s.points[0].maxRate ? fmt(p.maxRate / s.points[0].maxRate, 2) : ''} | ${p.best ? fmt(p.best.p99, 1) : ''} | ${p.best ? Object.entries(p.best.cpuUsPerRequest).map(([k, v]) => `${k} ${fmt(v)}`).join(', ') : ''} |`)),
+  ];
+  console.log('\n' + lines.join('\n'));
+  const out = fromRoot('bench', 'results', `scale-${a.scale}.json`);
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), ...a, cgroup: support.cgroup, results }, null, 2) + '\n');
+  const html = out.replace(/\.json$/, '.html');
+  fs.writeFileSync(html, scaleChart('Atelier reviews: throughput vs hosts', results, lines[0]));
+  log(`written to ${path.relative(process.cwd(), out)} and ${path.relative(process.cwd(), html)}`);
+});
