@@ -29,6 +29,15 @@ runCli(async () => {
     { name: 'Zipf GETs, nginx cache off', readCache: false, mix: READS },
   ];
   const results: { name: string; points: ScalePoint[] }[] = [];
+  // Ctrl-C removes the namespaces, links and cgroups of the cluster being measured.
+  let current: Awaited<ReturnType<typeof startCluster>> | undefined;
+  const interrupted = async () => {
+    await current?.stop();
+    await db.stop();
+    process.exit(130);
+  };
+  process.once('SIGINT', () => void interrupted());
+  process.once('SIGTERM', () => void interrupted());
   try {
     for (const s of series) {
       const points: ScalePoint[] = [];
@@ -38,12 +47,14 @@ runCli(async () => {
           databaseUrl: db.url, port: await freePort(), isolate: { hosts, cpu: a['host-cpu'] }, prefix: fromRoot('.data', 'bench', 'nginx-scale'),
           readCache: s.readCache, hostEnv: { LOG_FORMAT: 'off' }, writeRate: '1000000r/s', readRate: '1000000r/s',
         });
+        current = cluster;
         try {
           points.push(await findMaxRate({
             target: cluster.url, hostPids: cluster.hosts.map((h) => h.process.pid!), products: db.products, distribution: 'zipf', mix: s.mix,
-            p99Ms: a.p99, stepSeconds: a['step-seconds'], startRate: a['start-rate'] * hosts, rounds: 3, log,
+            p99Ms: a.p99, stepSeconds: a['step-seconds'], startRate: a['start-rate'] * hosts, rounds: 3, log, warmupSeconds: 8,
           }, hosts));
         } finally {
+          current = undefined;
           await cluster.stop();
         }
       }

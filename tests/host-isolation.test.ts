@@ -80,7 +80,7 @@ maybe('three hosts as separate machines behind nginx', () => {
       const share = (cpuMs(pid) - before) / (performance.now() - started);
       console.log(`[isolation] host capped at 0.2 cores used ${share.toFixed(3)} cores under 16 connections for 3 s`);
       // Busy (it was saturated), and within its quota (tick-based accounting: a little slack).
-      expect(share).toBeGreaterThan(0.05);
+      expect(share).toBeGreaterThan(0.02);
       expect(share).toBeLessThan(0.2 * 1.3);
     } finally {
       h.setCpu(0.5);

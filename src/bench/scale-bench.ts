@@ -35,6 +35,8 @@ export interface SearchOptions {
   startRate: number;
   /** Bisection rounds after the first failure. */
   rounds: number;
+  /** Seconds of load at half the start rate before measuring (JIT, pools, caches). */
+  warmupSeconds?: number;
   log: (line: string) => void;
 }
 
@@ -54,6 +56,9 @@ async function step(o: SearchOptions, rate: number, seed: number): Promise<Step>
 export async function findMaxRate(o: SearchOptions, hosts: number): Promise<ScalePoint> {
   const steps: Step[] = [];
   let seed = hosts * 100;
+  if (o.warmupSeconds) {
+    await runLoad({ target: o.target, stages: [{ rate: Math.max(10, o.startRate / 2), duration: o.warmupSeconds }], products: o.products, distribution: o.distribution, mix: o.mix, seed: seed++ });
+  }
   let pass: Step | undefined;
   let fail: Step | undefined;
   for (let rate = o.startRate; !fail && rate <= 64_000; rate *= 2) {
