@@ -4,6 +4,9 @@
 //   --isolate            each host its own network namespace, address and CPU cap (root)
 //   --host-cpu F         the cap in cores with --isolate (default 0.25)
 //   --no-read-cache      nginx passes every read to a host (capacity measurements)
+//   --tls                HTTPS on --https-port (default 8443) with a self-signed certificate
+//                        made for the session (or --tls-cert/--tls-key); HTTP redirects to it
+// CORS_ORIGINS (environment or .env) is given to the hosts and to nginx's cache key.
 import { parseArgs, runCli, UsageError } from '../src/cli';
 import { startCluster } from '../src/cluster/cluster';
 import { cleanLeftovers, isolationSupport } from '../src/cluster/host-isolation';
@@ -20,6 +23,10 @@ runCli(async () => {
     isolate: { type: 'boolean' },
     'host-cpu': { type: 'number', default: 0.25 },
     'no-read-cache': { type: 'boolean' },
+    tls: { type: 'boolean' },
+    'https-port': { type: 'number', default: 8443 },
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
     'cache-ttl': { type: 'string', default: DEFAULT_CACHE_TTL },
     'access-log': { type: 'string', default: 'off' },
     // The per-client limits; a single load generator needs them raised (see README).
@@ -42,10 +49,17 @@ runCli(async () => {
   if (database.embedded) await seedSampleIfEmpty(database.url, config.SAMPLE_SCALE, log);
   const cluster = await startCluster({
     databaseUrl: database.url, port: args.port, hostPorts, isolate: args.isolate ? { hosts: n, cpu: args['host-cpu'] } : undefined,
-    readCache: !args['no-read-cache'], cacheTtl: args['cache-ttl'], accessLog: args['access-log'], writeRate: args['write-rate'], readRate: args['read-rate'],
+    readCache: !args['no-read-cache'],
+    corsOrigins: config.CORS_ORIGINS.split(',').map((x) => x.trim()).filter(Boolean),
+    tls: args.tls ? { port: args['https-port'], cert: args['tls-cert'], key: args['tls-key'], selfSigned: !args['tls-cert'] } : undefined, cacheTtl: args['cache-ttl'], accessLog: args['access-log'], writeRate: args['write-rate'], readRate: args['read-rate'],
   });
   log(`hosts: ${cluster.hosts.map((h) => h.address).join(', ')}${args.isolate ? ` (each in its own network namespace, capped at ${args['host-cpu']} cores, cgroup ${cluster.isolation!.cgroupVersion})` : ''}; nginx config: ${cluster.nginx.configFile}`);
-  log(`listening on ${cluster.url}  (try: curl -i '${cluster.url}/reviews?product_id=2')`);
+  if (cluster.httpsUrl) {
+    log(`listening on ${cluster.httpsUrl} (${args['tls-cert'] ? 'certificate ' + args['tls-cert'] : 'a self-signed certificate made for this session'}); ${cluster.url} redirects there`);
+    log(`try: curl -ik '${cluster.httpsUrl}/reviews?product_id=2'`);
+  } else {
+    log(`listening on ${cluster.url}  (try: curl -i '${cluster.url}/reviews?product_id=2')`);
+  }
   let stopping = false;
   const stop = async () => {
     if (stopping) return;

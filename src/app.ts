@@ -4,6 +4,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import compression from 'compression';
 import express from 'express';
 import morgan from 'morgan';
+import { applyCors, type CorsPolicy } from './cors';
 import type { Db } from './db';
 import { errorHandler, errorResponder, notFound } from './errors';
 import { ResponseCache } from './response-cache/response-cache';
@@ -21,6 +22,8 @@ export interface AppOptions {
   cache?: ResponseCache;
   /** Lifetime of the read-your-writes cookie given to writers (default 10 s). */
   readYourWritesSeconds?: number;
+  /** Cross-origin access (CORS_ORIGINS); none when absent. */
+  cors?: CorsPolicy;
 }
 
 /** A request listener; `listen` starts an http.Server with it, as Express's app.listen does. */
@@ -62,11 +65,12 @@ export function createApp(db: Db, opts: AppOptions = {}): App {
 
   app.use(notFound);
   app.use(errorHandler(respondError));
-  // With compression on, everything goes through Express (and its compression middleware).
-  const handler = opts.compression
-    ? (req: IncomingMessage, res: ServerResponse) => app(req, res)
-    : (req: IncomingMessage, res: ServerResponse) => {
-        if (!reads.dispatch(req, res)) app(req, res);
-      };
+  // CORS first (a preflight is answered there); with compression on, everything goes
+  // through Express (and its compression middleware).
+  const cors = opts.cors;
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
+    if (cors && applyCors(cors, req, res)) return;
+    if (opts.compression || !reads.dispatch(req, res)) app(req, res);
+  };
   return Object.assign(handler, { listen: ((...args: unknown[]) => http.createServer(handler).listen(...(args as []))) as http.Server['listen'] });
 }

@@ -2,6 +2,7 @@
 // and refuses to start with one clear line per bad value.
 import 'dotenv/config';
 import { z } from 'zod';
+import { parseCorsOrigins } from './cors';
 
 const onOff = z
   .enum(['on', 'off', 'true', 'false', '1', '0'])
@@ -47,6 +48,18 @@ const schema = z.object({
   RESPONSE_CACHE_MB: int(0, 65536).default(64),
   RESPONSE_CACHE_TTL_S: int(1, 86400).default(300),
   READ_YOUR_WRITES_S: int(1, 3600).default(10),
+  // Origins whose pages may call the API (comma-separated; "*" lets any page read, never
+  // write); empty = no cross-origin access. See README, "Browsers: CORS and HTTPS".
+  CORS_ORIGINS: z
+    .string()
+    .default('')
+    .superRefine((v, ctx) => {
+      try {
+        parseCorsOrigins(v);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      }
+    }),
   SAMPLE_SCALE: z
     .string()
     .regex(/^\d*\.?\d+$/, 'must be a decimal number')

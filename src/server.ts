@@ -7,6 +7,7 @@ import os from 'node:os';
 import { createApp } from './app';
 import { ConfigError, loadConfig, type Config } from './config';
 import { resolveDatabase } from './database';
+import { parseCorsOrigins } from './cors';
 import { Db } from './db';
 import { followChanges } from './response-cache/invalidation-feed';
 import { ResponseCache } from './response-cache/response-cache';
@@ -69,7 +70,9 @@ async function serve(config: Config): Promise<void> {
   // Untrusted until its change feed listens: until then every read goes to the database.
   const cache = new ResponseCache({ maxBytes: config.RESPONSE_CACHE_MB * 2 ** 20, ttlMs: config.RESPONSE_CACHE_TTL_S * 1000, trusted: false });
   const feed = cache.enabled ? followChanges(db, cache, log) : undefined;
-  const app = createApp(db, { logFormat: config.LOG_FORMAT, compression: config.COMPRESSION, cache, readYourWritesSeconds: config.READ_YOUR_WRITES_S });
+  const app = createApp(db, { logFormat: config.LOG_FORMAT, compression: config.COMPRESSION, cache, readYourWritesSeconds: config.READ_YOUR_WRITES_S,
+    cors: parseCorsOrigins(config.CORS_ORIGINS),
+  });
   const warm = await db.warm();
   if (warm < config.PG_POOL_SIZE) log(`opened ${warm} of ${config.PG_POOL_SIZE} database connections; the rest open on demand`);
 

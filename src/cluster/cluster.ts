@@ -54,8 +54,9 @@ async function waitFor(url: string, proc: Proc, name: string, timeoutMs = 30_000
   for (;;) {
     if (proc.process.exitCode !== null) throw new Error(`${name} exited (code ${proc.process.exitCode}):\n${proc.output()}`);
     try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
-      if (res.ok) return;
+      // A redirect counts: with HTTPS on, nginx's plain listener only redirects.
+      const res = await fetch(url, { signal: AbortSignal.timeout(1000), redirect: 'manual' });
+      if (res.ok || res.status === 301) return;
     } catch {
       // not listening yet
     }
@@ -89,6 +90,8 @@ export async function startHost(o: HostOptions): Promise<Proc & { address: strin
 
 export interface NginxHandle extends Proc {
   url: string;
+  /** With TLS: the HTTPS URL. */
+  httpsUrl?: string;
   configFile: string;
 }
 
@@ -116,8 +119,9 @@ export async function startNginx(o: Omit<NginxOptions, 'foreground' | 'user'>, e
   const proc = manage(child, 'nginx', echo);
   const url = `http://${o.listen.includes(':') ? o.listen : `127.0.0.1:${o.listen}`}`;
   await waitFor(`${url}/healthz`, proc, 'nginx');
+  const httpsUrl = o.tls ? `https://${o.tls.listen.includes(':') ? o.tls.listen : `127.0.0.1:${o.tls.listen}`}` : undefined;
   return {
-    ...proc, url, configFile,
+    ...proc, url, httpsUrl, configFile,
     stop: async (signal = 'SIGQUIT', grace = 5000) => {
       await proc.stop(signal, grace);
       fs.rmSync(cacheDir, { recursive: true, force: true });
@@ -146,6 +150,13 @@ export interface ClusterOptions {
   isolate?: { hosts: number; cpu: number };
   /** nginx's proxy cache for reads (default on). */
   readCache?: boolean;
+  /** Origins the hosts allow (give the hosts CORS_ORIGINS too): nginx keys its cache on them. */
+  corsOrigins?: string[];
+  /**
+   * HTTPS on 127.0.0.1:`port`, with the given certificate and key, or a self-signed one
+   * made for the session (openssl) in PREFIX/tls.
+   */
+  tls?: { port: number; cert?: string; key?: string; selfSigned?: boolean };
   prefix?: string;
   cacheTtl?: string;
   hostEnv?: Record<string, string>;
@@ -161,11 +172,24 @@ export interface ClusterOptions {
 
 export interface Cluster {
   url: string;
+  /** With TLS: the HTTPS URL. */
+  httpsUrl?: string;
   hosts: (Proc & { address: string })[];
   nginx: NginxHandle;
   /** The namespaces, links and cgroups of an isolated cluster. */
   isolation?: Isolation;
   stop(): Promise<void>;
+}
+
+/** A self-signed certificate for localhost and 127.0.0.1, made with openssl (valid one day). */
+export function selfSignedCertificate(dir: string): { cert: string; key: string } {
+  fs.mkdirSync(dir, { recursive: true });
+  const cert = path.join(dir, 'cert.pem');
+  const key = path.join(dir, 'key.pem');
+  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1',
+    '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`openssl could not make a certificate (apt-get install openssl): ${r.stderr ?? r.error}`);
+  return { cert, key };
 }
 
 /**
@@ -199,8 +223,12 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
     } else {
       for (const port of o.hostPorts ?? [3001, 3002]) hosts.push(await startHost({ port, databaseUrl: o.databaseUrl, env: o.hostEnv, echo: o.echo }));
     }
+    const prefix = o.prefix ?? fromRoot('.data', 'cluster');
+    const tls = o.tls ? { listen: `127.0.0.1:${o.tls.port}`, ...(o.tls.cert && o.tls.key ? { cert: o.tls.cert, key: o.tls.key } : selfSignedCertificate(path.join(prefix, 'tls'))) } : undefined;
     const nginx = await startNginx({
-      prefix: o.prefix ?? fromRoot('.data', 'cluster'),
+      prefix,
+      tls,
+      corsOrigins: o.corsOrigins,
       listen: `127.0.0.1:${o.port}`,
       upstreams: hosts.map((h) => h.address),
       cacheTtl: o.cacheTtl,
@@ -212,6 +240,7 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
     }, o.echo);
     return {
       url: nginx.url,
+      httpsUrl: nginx.httpsUrl,
       hosts,
       nginx,
       isolation,

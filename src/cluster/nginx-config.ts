@@ -20,6 +20,13 @@ export interface NginxOptions {
   workerProcesses?: string;
   /** "off" or a file path. */
   accessLog?: string;
+  /** The origins the hosts allow (CORS_ORIGINS without "*"): part of the read cache key. */
+  corsOrigins?: string[];
+  /**
+   * HTTPS: certificate and key files (PEM) and what to listen on (e.g. "443" or
+   * "127.0.0.1:8443"). The plain HTTP listener then only redirects to HTTPS.
+   */
+  tls?: { cert: string; key: string; listen: string };
   /** nginx's proxy cache for reads (default on); off makes every read reach a host. */
   readCache?: boolean;
   /** Connections to each host at most, per nginx worker (default 64). */
@@ -41,6 +48,29 @@ export const DEFAULT_READ_RATE = '200r/s';
 const HOST_PORT = /^[\w.-]+:\d{1,5}$|^\[[0-9a-f:]+\]:\d{1,5}$/i;
 const DURATION = /^\d+(ms|s|m)?$/;
 
+/** The TLS part of the server block: modern protocols and ciphers, HTTP/2, HSTS, HTTP → HTTPS. */
+function tlsServer(t: { cert: string; key: string; listen: string }): string {
+  const port = /(\d+)$/.exec(t.listen)?.[1] ?? '443';
+  return [
+    `    listen ${t.listen} ssl http2 reuseport backlog=4096;`,
+    `    ssl_certificate ${path.resolve(t.cert)};`,
+    `    ssl_certificate_key ${path.resolve(t.key)};`,
+    '    # Mozilla\'s "intermediate" profile: TLS 1.2 and 1.3, forward-secret AEAD ciphers only.',
+    '    ssl_protocols TLSv1.2 TLSv1.3;',
+    '    ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305;',
+    '    ssl_prefer_server_ciphers off;',
+    '    ssl_session_cache shared:TLS:10m;',
+    '    ssl_session_timeout 1d;',
+    '    ssl_session_tickets off;',
+    '    # Browsers remember to use HTTPS only (two years).',
+    '    add_header Strict-Transport-Security "max-age=63072000" always;',
+    '    # Plain HTTP only redirects (the storefront must call over HTTPS: mixed content).',
+    '    if ($scheme = http) {',
+    `      return 301 https://$host${port === '443' ? '' : `:${port}`}$request_uri;`,
+    '    }',
+  ].join('\n');
+}
+
 export function renderNginx(o: NginxOptions): Record<'nginx.conf' | 'reviews-read.conf', string> {
   if (o.upstreams.length === 0) throw new Error('at least one upstream host is required');
   for (const u of o.upstreams) if (!HOST_PORT.test(u)) throw new Error(`upstream "${u}" is not host:port`);
@@ -61,6 +91,11 @@ export function renderNginx(o: NginxOptions): Record<'nginx.conf' | 'reviews-rea
     UPSTREAM_SERVERS: o.upstreams.map((u) => `    server ${u} max_fails=1 fail_timeout=2s max_conns=${maxConns};`).join('\n'),
     HOST_MAX_CONNS: String(maxConns),
     READ_CACHE: o.readCache === false ? 'off' : 'reviews_cache',
+    CORS_ORIGIN_MAP: (o.corsOrigins ?? []).filter((x) => x !== '*').map((x) => {
+      if (!/^https?:\/\/[\w.:[\]-]+$/.test(x)) throw new Error(`CORS origin "${x}" is not an origin like https://shop.example.com`);
+      return `    "${x}" "${x}";`;
+    }).join('\n'),
+    TLS_SERVER: o.tls ? tlsServer(o.tls) : '',
     CACHE_TTL: ttl,
     WRITE_RATE: rate,
     READ_RATE: readRate,
