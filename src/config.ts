@@ -35,6 +35,9 @@ const schema = z.object({
   // throughput even on responses too small to compress (measured with wrk on meta).
   COMPRESSION: onOff.default(false),
   SHUTDOWN_TIMEOUT_MS: int(0, 600000).default(10000),
+  // Apply pending migrations at start (with DATABASE_URL). Off in production, where the
+  // hosts' role may not change the schema and `npm run migrate` runs as the owner first.
+  MIGRATE_ON_START: onOff.default(true),
   // Node processes serving one port (node:cluster); "auto" = one per core.
   WORKERS: z
     .string()

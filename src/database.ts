@@ -15,7 +15,7 @@ export const EMBEDDED_DATABASE = 'atelier';
 
 export async function resolveDatabase(config: Config, log: (line: string) => void = () => undefined): Promise<ResolvedDatabase> {
   if (config.DATABASE_URL) {
-    await migrate(config.DATABASE_URL);
+    if (config.MIGRATE_ON_START) await migrate(config.DATABASE_URL);
     return { url: config.DATABASE_URL, stop: async () => undefined };
   }
   const embedded = await startEmbeddedPostgres({ dir: config.EMBEDDED_PG_DIR, port: config.EMBEDDED_PG_PORT, log });

@@ -1,0 +1,12 @@
+// npm run migrate: applies db/migrations to DATABASE_URL (as the schema's owner role in
+// production; see README, "Runbook") and prints what it applied.
+import { runCli } from '../src/cli';
+import { loadConfig } from '../src/config';
+import { migrate } from '../src/migrate';
+
+runCli(async () => {
+  const { DATABASE_URL: url } = loadConfig();
+  if (!url) throw new Error('set DATABASE_URL to the database to migrate (the embedded one migrates itself at start)');
+  const applied = await migrate(url);
+  console.log(applied.length ? `[migrate] applied ${applied.join(', ')}` : '[migrate] up to date');
+});
