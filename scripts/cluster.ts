@@ -7,8 +7,10 @@
 //   --tls                HTTPS on --https-port (default 8443) with a self-signed certificate
 //                        made for the session (or --tls-cert/--tls-key); HTTP redirects to it
 // CORS_ORIGINS (environment or .env) is given to the hosts and to nginx's cache key.
+// Rolling restart onto a new build: `npm run build`, then `kill -USR2 <pid>` (printed at start).
 import { parseArgs, runCli, UsageError } from '../src/cli';
 import { startCluster } from '../src/cluster/cluster';
+import { rollingRestart } from '../src/cluster/rolling-restart';
 import { cleanLeftovers, isolationSupport } from '../src/cluster/host-isolation';
 import { DEFAULT_CACHE_TTL, DEFAULT_READ_RATE, DEFAULT_WRITE_RATE } from '../src/cluster/nginx-config';
 import { loadConfig } from '../src/config';
@@ -61,6 +63,17 @@ runCli(async () => {
     log(`listening on ${cluster.url}  (try: curl -i '${cluster.url}/reviews?product_id=2')`);
   }
   let stopping = false;
+  let rolling = false;
+  if (!args.isolate) log(`rolling restart onto a new build: npm run build, then kill -USR2 ${process.pid}`);
+  process.on('SIGUSR2', () => {
+    if (rolling || stopping) return;
+    rolling = true;
+    log('SIGUSR2: replacing the hosts one at a time with the build in dist/');
+    rollingRestart(cluster, log)
+      .then((r) => log(`rolling restart done: ${r.hosts.length} hosts in ${r.seconds.toFixed(1)} s`))
+      .catch((err) => log(`rolling restart failed: ${err instanceof Error ? err.message : err}`))
+      .finally(() => (rolling = false));
+  });
   const stop = async () => {
     if (stopping) return;
     stopping = true;
@@ -74,7 +87,7 @@ runCli(async () => {
   // A host or nginx that dies on its own is reported, not silently left out.
   for (const p of [cluster.nginx, ...cluster.hosts]) {
     p.process.once('exit', (code, signal) => {
-      if (!stopping) log(`a child process exited (code ${code}, signal ${signal}):\n${p.output().slice(-2000)}`);
+      if (!stopping && !rolling) log(`a child process exited (code ${code}, signal ${signal}):\n${p.output().slice(-2000)}`);
     });
   }
 });

@@ -35,6 +35,10 @@ const schema = z.object({
   // throughput even on responses too small to compress (measured with wrk on meta).
   COMPRESSION: onOff.default(false),
   SHUTDOWN_TIMEOUT_MS: int(0, 600000).default(10000),
+  // On SIGTERM, serve this long with Connection: close before refusing new connections, so
+  // a proxy leaves this host without a request caught on a closing connection (README,
+  // "Runbook": rolling restarts). 0 (the default) stops accepting at once.
+  DRAIN_GRACE_MS: int(0, 600000).default(0),
   // Apply pending migrations at start (with DATABASE_URL). Off in production, where the
   // hosts' role may not change the schema and `npm run migrate` runs as the owner first.
   MIGRATE_ON_START: onOff.default(true),

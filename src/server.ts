@@ -78,8 +78,16 @@ async function serve(config: Config): Promise<void> {
 
   let closing = false;
   const server = http.createServer((req, res) => {
-    // While draining, tell keep-alive clients to reconnect (to another host) after this response.
-    if (closing) res.setHeader('Connection', 'close');
+    if (closing) {
+      // While draining, tell keep-alive clients to reconnect (to another host) after this
+      // response, and health checks that this host is leaving.
+      res.setHeader('Connection', 'close');
+      if (req.url === '/readyz') {
+        res.writeHead(503, { 'Content-Type': 'application/json; charset=utf-8', 'Retry-After': '1' });
+        res.end('{"status":"draining"}');
+        return;
+      }
+    }
     app(req, res);
   });
   // Slightly above typical proxy idle timeouts, so nginx closes first and never reuses a dead socket.
@@ -99,6 +107,15 @@ async function serve(config: Config): Promise<void> {
   const shutdown = async (signal: string) => {
     if (closing) return;
     closing = true;
+    // First, keep listening for DRAIN_GRACE_MS while every answer says Connection: close and
+    // /readyz says 503: a proxy's connections to this host end one by one after a response
+    // (never under a request in flight) and the proxy moves to the other hosts. Then stop
+    // accepting: a proxy's new connections are refused, which it retries elsewhere, since
+    // nothing was sent.
+    if (config.DRAIN_GRACE_MS > 0) {
+      log(`${signal}: closing connections after their next response for ${config.DRAIN_GRACE_MS} ms`);
+      await new Promise((r) => setTimeout(r, config.DRAIN_GRACE_MS));
+    }
     log(`${signal}: draining requests (at most ${config.SHUTDOWN_TIMEOUT_MS} ms)`);
     const forced = setTimeout(() => server.closeAllConnections(), config.SHUTDOWN_TIMEOUT_MS);
     forced.unref();

@@ -36,7 +36,7 @@ if (!analyze) console.log('systemd-analyze not found: skipping the unit checks (
     const unit = fs.readFileSync(fromRoot('deploy', 'systemd', 'atelier-reviews.service'), 'utf8');
     const stop = Number(/^TimeoutStopSec=(\d+)$/m.exec(unit)?.[1]);
     const env = fs.readFileSync(fromRoot('deploy', 'atelier-reviews.env.example'), 'utf8');
-    const drainMs = Number(/^SHUTDOWN_TIMEOUT_MS=(\d+)$/m.exec(env)?.[1]);
+    const drainMs = Number(/^SHUTDOWN_TIMEOUT_MS=(\d+)$/m.exec(env)?.[1]) + Number(/^DRAIN_GRACE_MS=(\d+)$/m.exec(env)?.[1]);
     expect(stop * 1000).toBeGreaterThan(drainMs);
     expect(unit).toMatch(/^KillSignal=SIGTERM$/m);
   });
