@@ -5,6 +5,7 @@ import compression from 'compression';
 import express from 'express';
 import morgan from 'morgan';
 import { applyCors, type CorsPolicy } from './cors';
+import type { Metrics } from './metrics';
 import type { Db } from './db';
 import { errorHandler, errorResponder, notFound } from './errors';
 import { ResponseCache } from './response-cache/response-cache';
@@ -24,6 +25,8 @@ export interface AppOptions {
   readYourWritesSeconds?: number;
   /** Cross-origin access (CORS_ORIGINS); none when absent. */
   cors?: CorsPolicy;
+  /** Prometheus metrics (GET /metrics); none when absent. */
+  metrics?: Metrics;
 }
 
 /** A request listener; `listen` starts an http.Server with it, as Express's app.listen does. */
@@ -62,6 +65,13 @@ export function createApp(db: Db, opts: AppOptions = {}): App {
   });
 
   registerReviewRoutes(app, repo, reads);
+  const metrics = opts.metrics;
+  if (metrics) {
+    app.get('/metrics', async (_req, res) => {
+      res.setHeader('Content-Type', metrics.registry.contentType);
+      res.end(await metrics.registry.metrics());
+    });
+  }
 
   app.use(notFound);
   app.use(errorHandler(respondError));
@@ -69,6 +79,7 @@ export function createApp(db: Db, opts: AppOptions = {}): App {
   // through Express (and its compression middleware).
   const cors = opts.cors;
   const handler = (req: IncomingMessage, res: ServerResponse) => {
+    metrics?.track(req, res);
     if (cors && applyCors(cors, req, res)) return;
     if (opts.compression || !reads.dispatch(req, res)) app(req, res);
   };

@@ -39,6 +39,8 @@ const schema = z.object({
   // a proxy leaves this host without a request caught on a closing connection (README,
   // "Runbook": rolling restarts). 0 (the default) stops accepting at once.
   DRAIN_GRACE_MS: int(0, 600000).default(0),
+  // GET /metrics (Prometheus) and the per-request bookkeeping behind it.
+  METRICS: onOff.default(true),
   // Apply pending migrations at start (with DATABASE_URL). Off in production, where the
   // hosts' role may not change the schema and `npm run migrate` runs as the owner first.
   MIGRATE_ON_START: onOff.default(true),

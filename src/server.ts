@@ -8,6 +8,7 @@ import { createApp } from './app';
 import { ConfigError, loadConfig, type Config } from './config';
 import { resolveDatabase } from './database';
 import { parseCorsOrigins } from './cors';
+import { createMetrics } from './metrics';
 import { Db } from './db';
 import { followChanges } from './response-cache/invalidation-feed';
 import { ResponseCache } from './response-cache/response-cache';
@@ -72,6 +73,7 @@ async function serve(config: Config): Promise<void> {
   const feed = cache.enabled ? followChanges(db, cache, log) : undefined;
   const app = createApp(db, { logFormat: config.LOG_FORMAT, compression: config.COMPRESSION, cache, readYourWritesSeconds: config.READ_YOUR_WRITES_S,
     cors: parseCorsOrigins(config.CORS_ORIGINS),
+    metrics: config.METRICS ? createMetrics({ db, cache }) : undefined,
   });
   const warm = await db.warm();
   if (warm < config.PG_POOL_SIZE) log(`opened ${warm} of ${config.PG_POOL_SIZE} database connections; the rest open on demand`);

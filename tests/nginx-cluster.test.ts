@@ -195,6 +195,22 @@ maybe('nginx in front of two hosts', () => {
     expect((await fetch(`${cluster.url}/reviews/meta?product_id=1`, { headers: { cookie: 'atelier_wrote=1' } })).headers.get('x-cache-status')).toBe('BYPASS');
   });
 
+  test("nginx's stub_status answers this machine only", async () => {
+    const from = (address: string) => new Promise<{ status: number; body: string }>((resolve, reject) => {
+      http.get(`${cluster.url}/nginx_status`, { localAddress: address, agent: false }, (res) => {
+        let body = '';
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode!, body }));
+      }).on('error', reject);
+    });
+    const local = await from('127.0.0.1');
+    expect(local.status).toBe(200);
+    expect(local.body).toMatch(/^Active connections: \d+/);
+    const other = await from('127.0.0.2');
+    expect(other.status).toBe(403);
+    expect(JSON.parse(other.body)).toEqual({ error: 'Forbidden.' });
+  });
+
   test('conditional requests: a matching If-None-Match gets a 304 from the cache', async () => {
     const first = await get('/reviews/meta?product_id=1');
     const etag = first.headers.get('etag')!;

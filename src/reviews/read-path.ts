@@ -8,6 +8,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import querystring from 'node:querystring';
 import type { ErrorResponder } from '../errors';
+import { setRoute } from '../metrics';
 import type { CachedBody, CacheOutcome, ResponseCache } from '../response-cache/response-cache';
 import type { ReviewRepository } from './repository';
 import { listQuery, parseOr400, productIdQuery } from './schemas';
@@ -111,9 +112,15 @@ export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): Read
       const url = req.url ?? '';
       const end = url.indexOf('?');
       const path = end < 0 ? url : url.slice(0, end);
-      if (path === '/reviews') run(list, req, res);
-      else if (path === '/reviews/meta') run(meta, req, res);
-      else return false;
+      if (path === '/reviews') {
+        setRoute(req, '/reviews');
+        run(list, req, res);
+      } else if (path === '/reviews/meta') {
+        setRoute(req, '/reviews/meta');
+        run(meta, req, res);
+      } else {
+        return false;
+      }
       return true;
     },
     noteWrite(req, res, product) {

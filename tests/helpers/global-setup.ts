@@ -3,6 +3,7 @@
 import { execFileSync } from 'node:child_process';
 import { ident, withClient } from '../../src/db';
 import { startEmbeddedPostgres } from '../../src/embedded-postgres';
+import { freePort } from '../../src/cluster/cluster';
 import { migrate } from '../../src/migrate';
 
 export const TEMPLATE = 'atelier_test_template';
@@ -21,7 +22,10 @@ export default async function globalSetup(): Promise<void> {
   if (given) {
     serverUrl = serverUrlFrom(given);
   } else {
-    const pg = await startEmbeddedPostgres({ dir: '.data/test-pg', port: Number(process.env.TEST_PG_PORT || 54339), ephemeral: true });
+    // A free port unless one is given: a server left running by an interrupted run (or another
+    // checkout's) must not stop this run.
+    const port = Number(process.env.TEST_PG_PORT) || (await freePort());
+    const pg = await startEmbeddedPostgres({ dir: `.data/test-pg/${process.pid}`, port, ephemeral: true });
     (globalThis as { __embeddedPg?: unknown }).__embeddedPg = pg;
     serverUrl = pg.serverUrl;
   }
