@@ -77,6 +77,20 @@ runCli(async () => {
     }
   }
 
+  // 3b. What the metrics cost on the cheapest request there is (a host-cache hit): the same
+  // host with METRICS off and on, alternating.
+  for (const metrics of ['off', 'on', 'off', 'on']) {
+    const host = await startHost({ port: await freePort(), databaseUrl: url, env: { LOG_FORMAT: 'off', METRICS: metrics } });
+    try {
+      const target = `http://${host.address}`;
+      const one = [{ method: 'GET', path: '/reviews?product_id=5' }];
+      await fetch(`${target}${one[0].path}`);
+      add(await wrkRow(`one host, one cached URL (host-cache hits), metrics ${metrics}`, target, one, { seconds: d, connections: 64, groups: processGroups([host.process.pid!]) }));
+    } finally {
+      await host.stop();
+    }
+  }
+
   // 4. The cluster: nginx + 2 hosts, both cache tiers, the load scenario's mix.
   const startBenchCluster = async () => startCluster({
     databaseUrl: url, port: await freePort(), hostPorts: [await freePort(), await freePort()], prefix: fromRoot('.data', 'bench', 'nginx'), hostEnv: { LOG_FORMAT: 'off' },

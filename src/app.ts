@@ -40,6 +40,7 @@ export function createApp(db: Db, opts: AppOptions = {}): App {
   // Repeated parameters arrive as arrays and are rejected by the schemas.
   app.set('query parser', 'simple');
   const respondError = errorResponder(opts.log);
+  const metrics = opts.metrics;
   const logger = opts.logFormat && opts.logFormat !== 'off' ? morgan(opts.logFormat) : undefined;
   const repo = new ReviewRepository(db);
   const reads = createReadPath(repo, {
@@ -47,6 +48,7 @@ export function createApp(db: Db, opts: AppOptions = {}): App {
     respondError,
     readYourWritesSeconds: opts.readYourWritesSeconds ?? 10,
     logger,
+    metrics: opts.metrics,
   });
 
   app.use((_req, res, next) => {
@@ -65,7 +67,6 @@ export function createApp(db: Db, opts: AppOptions = {}): App {
   });
 
   registerReviewRoutes(app, repo, reads);
-  const metrics = opts.metrics;
   if (metrics) {
     app.get('/metrics', async (_req, res) => {
       res.setHeader('Content-Type', metrics.registry.contentType);
@@ -79,9 +80,11 @@ export function createApp(db: Db, opts: AppOptions = {}): App {
   // through Express (and its compression middleware).
   const cors = opts.cors;
   const handler = (req: IncomingMessage, res: ServerResponse) => {
+    if (cors && applyCors(cors, req, res)) return metrics?.track(req, res);
+    // The read path observes its own requests; everything else is tracked here.
+    if (!opts.compression && reads.dispatch(req, res)) return;
     metrics?.track(req, res);
-    if (cors && applyCors(cors, req, res)) return;
-    if (opts.compression || !reads.dispatch(req, res)) app(req, res);
+    app(req, res);
   };
   return Object.assign(handler, { listen: ((...args: unknown[]) => http.createServer(handler).listen(...(args as []))) as http.Server['listen'] });
 }

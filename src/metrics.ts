@@ -11,16 +11,17 @@ export interface Metrics {
   registry: client.Registry;
   /** Wraps a request: in-flight gauge, and the duration histogram when it ends. */
   track(req: IncomingMessage, res: ServerResponse): void;
+  /**
+   * The same without an event listener, for the read path, which calls end() itself when it
+   * has sent the answer (a listener per request cost ~15 % of a cache hit).
+   */
+  begin(): number;
+  end(started: number, route: string, method: string, status: number | string): void;
 }
 
-/** The route template a request matched, set by the read path or read from Express. */
-export function setRoute(req: IncomingMessage, route: string): void {
-  (req as IncomingMessage & { metricsRoute?: string }).metricsRoute = route;
-}
-
+/** The route template Express matched (the read path names its own). */
 function routeOf(req: IncomingMessage): string {
-  const r = req as IncomingMessage & { metricsRoute?: string; route?: { path?: string } };
-  return r.metricsRoute ?? r.route?.path ?? 'unmatched';
+  return (req as IncomingMessage & { route?: { path?: string } }).route?.path ?? 'unmatched';
 }
 
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'OPTIONS']);
@@ -35,7 +36,10 @@ export function createMetrics(o: { db: Db; cache?: ResponseCache }): Metrics {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
     registers: [registry],
   });
-  const inFlight = new client.Gauge({ name: 'http_requests_in_flight', help: 'Requests being served now.', registers: [registry] });
+  let inFlightNow = 0;
+  new client.Gauge({ name: 'http_requests_in_flight', help: 'Requests being served now.', registers: [registry], collect() {
+    this.set(inFlightNow);
+  } });
   const { db, cache } = o;
   new client.Counter({
     name: 'atelier_requests_refused_total',
@@ -84,21 +88,28 @@ export function createMetrics(o: { db: Db; cache?: ResponseCache }): Metrics {
       },
     });
   }
+  // One child per (route, method, status): prom-client hashes the labels on every
+  // observe() otherwise, which cost ~9 µs on a 32 µs cache hit.
+  const children = new Map<string, client.Histogram.Internal<'route' | 'method' | 'status'>>();
+  const end = (started: number, route: string, method: string, status: number | string) => {
+    inFlightNow--;
+    const key = `${route}|${method}|${status}`;
+    let child = children.get(key);
+    if (!child) children.set(key, (child = duration.labels(route, METHODS.has(method) ? method : 'other', String(status))));
+    child.observe((performance.now() - started) / 1000);
+  };
+  const begin = () => {
+    inFlightNow++;
+    return performance.now();
+  };
   return {
     registry,
+    begin,
+    end,
     track(req, res) {
-      const started = process.hrtime.bigint();
-      inFlight.inc();
-      let done = false;
-      const end = () => {
-        if (done) return;
-        done = true;
-        inFlight.dec();
-        const method = METHODS.has(req.method ?? '') ? req.method! : 'other';
-        duration.observe({ route: routeOf(req), method, status: res.headersSent ? String(res.statusCode) : 'aborted' }, Number(process.hrtime.bigint() - started) / 1e9);
-      };
-      res.once('finish', end);
-      res.once('close', end);
+      const started = begin();
+      // 'close' follows 'finish' on every response, and comes alone when the client left.
+      res.once('close', () => end(started, routeOf(req), req.method ?? 'other', res.writableFinished ? res.statusCode : 'aborted'));
     },
   };
 }

@@ -8,7 +8,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import querystring from 'node:querystring';
 import type { ErrorResponder } from '../errors';
-import { setRoute } from '../metrics';
+import type { Metrics } from '../metrics';
 import type { CachedBody, CacheOutcome, ResponseCache } from '../response-cache/response-cache';
 import type { ReviewRepository } from './repository';
 import { listQuery, parseOr400, productIdQuery } from './schemas';
@@ -33,6 +33,8 @@ export interface ReadPathOptions {
   respondError: ErrorResponder;
   /** Lifetime of the writer's cookie: at least nginx's cache TTL. */
   readYourWritesSeconds: number;
+  /** Metrics, observed here without a listener per request. */
+  metrics?: Metrics;
   /** Request logger (morgan) to run on requests served here. */
   logger?: (req: IncomingMessage, res: ServerResponse, next: () => void) => void;
 }
@@ -98,10 +100,15 @@ export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): Read
     }
   };
 
-  const run = (handler: Handler, req: IncomingMessage, res: ServerResponse) => {
+  const run = (handler: Handler, req: IncomingMessage, res: ServerResponse, route: string) => {
     res.setHeader('X-Content-Type-Options', 'nosniff');
-    if (o.logger) o.logger(req, res, () => void handler(req, res));
-    else void handler(req, res);
+    const m = o.metrics;
+    const go = m ? () => {
+      const started = m.begin();
+      void handler(req, res).then(() => m.end(started, route, req.method!, res.statusCode));
+    } : () => void handler(req, res);
+    if (o.logger) o.logger(req, res, go);
+    else go();
   };
 
   return {
@@ -112,15 +119,9 @@ export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): Read
       const url = req.url ?? '';
       const end = url.indexOf('?');
       const path = end < 0 ? url : url.slice(0, end);
-      if (path === '/reviews') {
-        setRoute(req, '/reviews');
-        run(list, req, res);
-      } else if (path === '/reviews/meta') {
-        setRoute(req, '/reviews/meta');
-        run(meta, req, res);
-      } else {
-        return false;
-      }
+      if (path === '/reviews') run(list, req, res, '/reviews');
+      else if (path === '/reviews/meta') run(meta, req, res, '/reviews/meta');
+      else return false;
       return true;
     },
     noteWrite(req, res, product) {
