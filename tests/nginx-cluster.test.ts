@@ -151,6 +151,15 @@ maybe('nginx in front of two hosts', () => {
     expect((await get('/reviews?product_id=3&sort=newest')).headers.get('x-cache-status')).toBe('MISS');
   });
 
+  test('?rating= is part of the cache key: a filtered page is cached apart from the full one', async () => {
+    const filtered = await get('/reviews?product_id=4&rating=4,5&sort=newest');
+    expect([filtered.status, filtered.headers.get('x-cache-status')]).toEqual([200, 'MISS']);
+    expect((await get('/reviews?product_id=4&rating=4,5&sort=newest')).headers.get('x-cache-status')).not.toMatch(/MISS|BYPASS/);
+    const full = await get('/reviews?product_id=4&sort=newest');
+    expect(full.headers.get('x-cache-status')).toBe('MISS');
+    expect(full.headers.get('x-total-count')).toMatch(/^\d+$/);
+  });
+
   test('query strings the key could misread skip the cache and get the hosts\' own answer', async () => {
     const cases: [string, number][] = [
       ['/reviews?product_id=3&product_id=4', 400],

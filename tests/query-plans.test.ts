@@ -2,17 +2,13 @@
 // care, no plan may sequentially scan reviews, photos, ratings or characteristics.
 import fs from 'node:fs';
 import path from 'node:path';
+import { listSql } from '../src/reviews/repository';
 import { createTestDatabase, type TestDatabase } from './helpers/test-db';
 import { rebuildAggregates } from '../src/reviews/aggregates';
 
 let t: TestDatabase;
 
 const sql = (name: string) => fs.readFileSync(path.join(__dirname, '..', 'src', 'reviews', 'sql', name), 'utf8');
-const ORDERS = {
-  newest: 'date DESC, id DESC',
-  helpful: 'helpfulness DESC, date DESC, id DESC',
-  relevant: 'public.review_relevance(helpfulness, date) DESC, date DESC, id DESC',
-};
 const GUARDED = ['reviews', 'reviews_photos', 'characteristic_reviews', 'characteristics', 'product_ratings'];
 
 beforeAll(async () => {
@@ -61,7 +57,10 @@ async function plans(text: string, params: unknown[]): Promise<PlanNode[]> {
 }
 
 const queries: [string, string, unknown[]][] = [
-  ...Object.entries(ORDERS).map(([sort, order]) => [`GET /reviews sort=${sort}`, sql('list-reviews.sql').replaceAll('/*ORDER*/', order), [1234, 5, 0]] as [string, string, unknown[]]),
+  ...(['newest', 'helpful', 'relevant'] as const).flatMap((sort) => [
+    [`GET /reviews sort=${sort}`, listSql(sort, false), [1234, 5, 0, [1, 2, 3, 4, 5]]],
+    [`GET /reviews sort=${sort}&rating=4,5`, listSql(sort, true), [1234, 5, 0, [4, 5]]],
+  ] as [string, string, unknown[]][]),
   ['GET /reviews/meta', sql('review-meta.sql'), [1234]],
   ['report: ratings of a review', 'SELECT characteristic_id, sum(value), count(*) FROM atelier.characteristic_reviews WHERE review_id = $1 GROUP BY 1', [4321]],
   ['POST: characteristics of a product', 'SELECT id FROM atelier.characteristics WHERE product_id = $1 ORDER BY id', [1234]],

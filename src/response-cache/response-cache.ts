@@ -11,7 +11,12 @@ export interface CachedBody {
   body: Buffer;
   /** Strong validator of the body, for If-None-Match. */
   etag: string;
+  /** Headers that belong to this answer (e.g. X-Total-Count). */
+  headers?: Record<string, string>;
 }
+
+/** What a render returns: the body text, or the text with its own headers. */
+export type Rendered = string | { text: string; headers: Record<string, string> };
 
 /** HIT: served from memory; MISS: rendered now (or joined a render in flight); BYPASS: cache off or untrusted. */
 export type CacheOutcome = 'HIT' | 'MISS' | 'BYPASS';
@@ -95,7 +100,7 @@ export class ResponseCache {
    * The body for `key` (a response of `product`): from memory, from a render already in
    * flight, or rendered now by `render` (JSON text).
    */
-  async get(product: number, key: string, render: () => Promise<string>): Promise<{ entry: CachedBody; outcome: CacheOutcome }> {
+  async get(product: number, key: string, render: () => Promise<Rendered>): Promise<{ entry: CachedBody; outcome: CacheOutcome }> {
     const lru = this.lru;
     if (!lru || !this.trusted) {
       this.counters.bypassed++;
@@ -181,7 +186,7 @@ export class ResponseCache {
   }
 }
 
-function toEntry(text: string): CachedBody {
-  const body = Buffer.from(text);
-  return { body, etag: entityTag(body) };
+function toEntry(r: Rendered): CachedBody {
+  const body = Buffer.from(typeof r === 'string' ? r : r.text);
+  return { body, etag: entityTag(body), headers: typeof r === 'string' ? undefined : r.headers };
 }

@@ -63,6 +63,7 @@ function send(req: IncomingMessage, res: ServerResponse, entry: CachedBody, outc
     return;
   }
   res.writeHead(200, {
+    ...entry.headers,
     'Content-Type': 'application/json; charset=utf-8',
     'Content-Length': entry.body.length,
     ETag: entry.etag,
@@ -78,11 +79,12 @@ export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): Read
     try {
       const q = parseOr400(listQuery, queryOf(req), 'query parameters');
       const offset = (q.page - 1) * q.count;
-      const key = `l:${q.product_id}:${q.sort}:${q.page}:${q.count}`;
+      const key = `l:${q.product_id}:${q.sort}:${q.page}:${q.count}:${q.rating?.join('') ?? ''}`;
       const { entry, outcome } = await cache.get(q.product_id, key, async () => {
-        // No product has 2^31 reviews: a page that far out is empty without asking the database.
-        const results = offset > 2147483647 ? '[]' : await repo.list(q.product_id, q.sort, q.count, offset);
-        return `{"product":"${q.product_id}","page":${q.page - 1},"count":${q.count},"results":${results}}`;
+        // No product has 2^31 reviews: a page that far out is empty (the count still holds).
+        const { results, total } = await repo.list(q.product_id, q.sort, offset > 2147483647 ? 0 : q.count, offset > 2147483647 ? 0 : offset, q.rating);
+        const page = offset > 2147483647 ? '[]' : results;
+        return { text: `{"product":"${q.product_id}","page":${q.page - 1},"count":${q.count},"results":${page}}`, headers: { 'X-Total-Count': String(total) } };
       });
       send(req, res, entry, outcome);
     } catch (err) {

@@ -20,9 +20,11 @@ const ORDER_BY: Record<Sort, string> = {
 };
 
 const listTemplate = loadSql('list-reviews.sql');
-const LIST_SQL = Object.fromEntries(
-  Object.entries(ORDER_BY).map(([sort, order]) => [sort, listTemplate.replaceAll('/*ORDER*/', order)]),
-) as Record<Sort, string>;
+/** The list statement for a sort order, with or without the ?rating= filter. */
+export function listSql(sort: Sort, filtered: boolean): string {
+  return listTemplate.replaceAll('/*ORDER*/', ORDER_BY[sort]).replaceAll('/*RATING*/', filtered ? 'AND rating = ANY($4::smallint[])' : '');
+}
+const ALL_RATINGS = [1, 2, 3, 4, 5];
 const META_SQL = loadSql('review-meta.sql');
 const CREATE_SQL = loadSql('create-review.sql');
 const REPORT_SQL = loadSql('report-review.sql');
@@ -32,10 +34,15 @@ class KeyTaken extends Error {}
 export class ReviewRepository {
   constructor(private readonly db: Db) {}
 
-  /** The page's reviews as a JSON array text, ready to be embedded in the response. */
-  async list(productId: number, sort: Sort, count: number, offset: number): Promise<string> {
-    const { rows } = await this.db.query<{ results: string }>(LIST_SQL[sort], [productId, count, offset], `list-${sort}`);
-    return rows[0].results;
+  /**
+   * The page's reviews as a JSON array text, ready to be embedded in the response, and how
+   * many visible reviews (with those star ratings, when given) the product has on all pages.
+   */
+  async list(productId: number, sort: Sort, count: number, offset: number, ratings?: number[]): Promise<{ results: string; total: number }> {
+    const filtered = ratings !== undefined;
+    const { rows } = await this.db.query<{ results: string; total: number }>(
+      listSql(sort, filtered), [productId, count, offset, ratings ?? ALL_RATINGS], `list-${sort}${filtered ? '-rated' : ''}`);
+    return rows[0];
   }
 
   /** The meta object as JSON text. */

@@ -37,6 +37,12 @@ export const listQuery = z.object({
   sort: z
     .enum(SORTS, { error: (iss) => (Array.isArray(iss.input) ? 'sort must be given once' : `sort must be one of ${SORTS.join(', ')}`) })
     .default('relevant'),
+  // An extension (not in the contract): only reviews with these star ratings, e.g. "4,5".
+  rating: z
+    .string({ error: (iss) => (Array.isArray(iss.input) ? 'rating must be given once' : 'rating must be star ratings like 4,5') })
+    .regex(/^[1-5](,[1-5])*$/, 'rating must be star ratings from 1 to 5, comma-separated, like 4,5')
+    .transform((s) => [...new Set(s.split(',').map(Number))].sort((a, b) => a - b))
+    .optional(),
 });
 
 /** Integers may arrive as JSON numbers or as strings of digits (form values); nothing else. */
