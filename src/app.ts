@@ -6,6 +6,7 @@ import express from 'express';
 import morgan from 'morgan';
 import { applyCors, type CorsPolicy } from './cors';
 import type { Metrics } from './metrics';
+import { openApiDocument } from './openapi';
 import type { Db } from './db';
 import { errorHandler, errorResponder, notFound } from './errors';
 import { ResponseCache } from './response-cache/response-cache';
@@ -31,6 +32,13 @@ export interface AppOptions {
 
 /** A request listener; `listen` starts an http.Server with it, as Express's app.listen does. */
 export type App = ((req: IncomingMessage, res: ServerResponse) => void) & { listen: http.Server['listen'] };
+
+const DOCS_PAGE = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Atelier Ratings &amp; Reviews API</title>
+<link rel="stylesheet" href="/docs/assets/swagger-ui.css"></head>
+<body><div id="docs"></div><script src="/docs/assets/swagger-ui-bundle.js"></script>
+<script>window.ui = SwaggerUIBundle({ url: '/openapi.json', dom_id: '#docs', docExpansion: 'list', tryItOutEnabled: false });</script>
+</body></html>`;
 
 export function createApp(db: Db, opts: AppOptions = {}): App {
   const app = express();
@@ -67,6 +75,18 @@ export function createApp(db: Db, opts: AppOptions = {}): App {
   });
 
   registerReviewRoutes(app, repo, reads);
+
+  // The API's description, and a page that renders it (Swagger UI, served from its npm
+  // package: no CDN, the docs work offline).
+  const openApiText = JSON.stringify(openApiDocument);
+  app.get('/openapi.json', (_req, res) => {
+    res.type('application/json').send(openApiText);
+  });
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  app.use('/docs/assets', express.static((require('swagger-ui-dist') as { getAbsoluteFSPath(): string }).getAbsoluteFSPath(), { index: false, maxAge: '1h' }));
+  app.get('/docs', (_req, res) => {
+    res.type('html').send(DOCS_PAGE);
+  });
   if (metrics) {
     app.get('/metrics', async (_req, res) => {
       res.setHeader('Content-Type', metrics.registry.contentType);

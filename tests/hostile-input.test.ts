@@ -4,17 +4,19 @@
 import fc from 'fast-check';
 import request from 'supertest';
 import { createApp } from '../src/app';
+import { contractChecked } from './helpers/contract-check';
 import { auditAggregates } from '../src/reviews/aggregates';
 import { finishArrange, insertCharacteristics, insertReviews, LONG_BODY } from './helpers/fixtures';
 import { createTestDatabase, type TestDatabase } from './helpers/test-db';
 
 let t: TestDatabase;
-let app: ReturnType<typeof createApp>;
+let app: ReturnType<typeof contractChecked>;
 const seen = { requests: 0, byStatus: {} as Record<number, number> };
 
 beforeAll(async () => {
   t = await createTestDatabase();
-  app = createApp(t.db, { log: () => undefined });
+  // Every response is also checked against the OpenAPI document (src/openapi.ts).
+  app = contractChecked(createApp(t.db, { log: () => undefined }));
   await insertCharacteristics(t.db, [{ id: 1, product_id: 1, name: 'Fit' }, { id: 2, product_id: 1, name: 'Size' }, { id: 3, product_id: 2, name: 'Fit' }]);
   await insertReviews(t.db, Array.from({ length: 10 }, (_, i) => ({
     id: i + 1, product_id: 1 + (i % 2), rating: 1 + (i % 5), date: '2021-01-01T00:00:00.000Z',
@@ -165,4 +167,9 @@ test('helpful and report with random ids, then the aggregates still equal a reco
   );
   const audit = await auditAggregates(t.db);
   expect(audit.examples).toEqual([]);
+});
+
+test('every response above matches the OpenAPI document', () => {
+  expect(app.checked()).toBeGreaterThan(0);
+  expect(app.violations).toEqual([]);
 });

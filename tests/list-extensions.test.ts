@@ -3,17 +3,19 @@
 // the rating counts the service keeps: no extra scan).
 import request from 'supertest';
 import { createApp } from '../src/app';
+import { contractChecked } from './helpers/contract-check';
 import { finishArrange, insertReviews } from './helpers/fixtures';
 import { createTestDatabase, type TestDatabase } from './helpers/test-db';
 
 let t: TestDatabase;
-let app: ReturnType<typeof createApp>;
+let app: ReturnType<typeof contractChecked>;
 // Product 1: ratings 5,5,4,3,1 visible and a reported 5.
 const RATINGS = [5, 5, 4, 3, 1, 5];
 
 beforeAll(async () => {
   t = await createTestDatabase();
-  app = createApp(t.db, { log: () => undefined });
+  // Every response is also checked against the OpenAPI document (src/openapi.ts).
+  app = contractChecked(createApp(t.db, { log: () => undefined }));
   await insertReviews(t.db, RATINGS.map((rating, i) => ({
     id: i + 1, product_id: 1, rating, date: `2021-0${i + 1}-01T00:00:00.000Z`, helpfulness: i, reported: i === 5,
   })));
@@ -56,4 +58,9 @@ test('without the parameter the body is exactly the contract (no new field); bad
     expect(r.body.details.map((d: { field: string }) => d.field)).toEqual(['rating']);
   }
   expect((await request(app).get('/reviews?product_id=1&rating=4&rating=5')).body.error).toMatch(/rating/);
+});
+
+test('every response above matches the OpenAPI document', () => {
+  expect(app.checked()).toBeGreaterThan(0);
+  expect(app.violations).toEqual([]);
 });

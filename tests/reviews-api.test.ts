@@ -1,16 +1,18 @@
 // The contract of ../shared/spec/api.md, end to end over HTTP against a real PostgreSQL.
 import request from 'supertest';
 import { createApp } from '../src/app';
+import { contractChecked } from './helpers/contract-check';
 import { productTotalsSql } from '../src/reviews/aggregates';
 import { finishArrange, insertCharacteristics, insertReviews, LONG_BODY, validReview } from './helpers/fixtures';
 import { createTestDatabase, type TestDatabase } from './helpers/test-db';
 
 let t: TestDatabase;
-let app: ReturnType<typeof createApp>;
+let app: ReturnType<typeof contractChecked>;
 
 beforeAll(async () => {
   t = await createTestDatabase();
-  app = createApp(t.db, { log: () => undefined });
+  // Every response is also checked against the OpenAPI document (src/openapi.ts).
+  app = contractChecked(createApp(t.db, { log: () => undefined }));
   await insertCharacteristics(t.db, [
     { id: 10, product_id: 1, name: 'Fit' },
     { id: 11, product_id: 1, name: 'Length' },
@@ -376,4 +378,9 @@ describe('errors and operations', () => {
     const truth = await t.db.query(`${productTotalsSql('atelier')} ORDER BY product_id`);
     expect(stored.rows).toEqual(truth.rows);
   });
+});
+
+test('every response above matches the OpenAPI document', () => {
+  expect(app.checked()).toBeGreaterThan(0);
+  expect(app.violations).toEqual([]);
 });
