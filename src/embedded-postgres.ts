@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ident, withClient } from './db';
 import { projectRoot } from './paths';
+import { processAlive } from './processes';
 
 export interface EmbeddedPostgres {
   /** Server URL without a database name (append `/<db>`). */
@@ -48,14 +49,6 @@ const SERVER_FLAGS = [
   '-c', `unix_socket_directories=${EMBEDDED_SOCKET_DIR}`,
 ];
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 async function canConnect(url: string): Promise<boolean> {
   try {
@@ -115,7 +108,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
   const pidFile = path.join(dir, 'postmaster.pid');
   if (fs.existsSync(pidFile)) {
     const pid = Number(fs.readFileSync(pidFile, 'utf8').split('\n')[0]);
-    if (pid > 0 && alive(pid) && (await canConnect(url('postgres')))) {
+    if (pid > 0 && processAlive(pid) && (await canConnect(url('postgres')))) {
       opts.log?.(`embedded PostgreSQL already running in ${opts.dir} (pid ${pid}); attaching to it`);
       return { serverUrl, url, ensureDatabase, stop: async () => undefined, startedHere: false };
     }

@@ -71,23 +71,18 @@ test('when a statement exceeds the statement timeout, then it is cancelled with 
   await db.close();
 });
 
-test('when the pool queue is full, then extra requests are shed with a fast 503', async () => {
-  const db = new Db({ connectionString: t.url, poolSize: 1, maxQueue: 1, queueTimeoutMs: 30_000, statementTimeoutMs: 5000 });
-  const app = createApp(db, { log: () => undefined });
-  const server = app.listen(0);
+/**
+ * A host on its own pool (`opts`) while a test holds ACCESS EXCLUSIVE on reviews: every read
+ * blocks until `unlock()`. Cleans up whatever happens.
+ */
+async function withReviewsLocked(opts: ConstructorParameters<typeof Db>[0], fn: (agent: ReturnType<typeof request>, unlock: () => Promise<unknown>, db: Db) => Promise<void>): Promise<void> {
+  const db = new Db(opts);
+  const server = createApp(db, { log: () => undefined }).listen(0);
   const locker = await t.db.connect();
   try {
     await locker.query('BEGIN');
     await locker.query('LOCK TABLE atelier.reviews IN ACCESS EXCLUSIVE MODE');
-    const agent = request(server);
-    const pending = [agent.get('/reviews?product_id=1'), agent.get('/reviews?product_id=2')].map((r) => r.then((x) => x));
-    await new Promise((r) => setTimeout(r, 200));
-    const shed = await agent.get('/reviews?product_id=3');
-    expect503(shed);
-    expect(shed.body.error).toMatch(/overloaded/);
-    await locker.query('ROLLBACK');
-    const done = await Promise.all(pending);
-    expect(done.map((r) => r.status)).toEqual([200, 200]);
+    await fn(request(server), () => locker.query('ROLLBACK'), db);
   } finally {
     await locker.query('ROLLBACK').catch(() => undefined);
     locker.release();
@@ -95,17 +90,23 @@ test('when the pool queue is full, then extra requests are shed with a fast 503'
     server.close();
     await db.close();
   }
+}
+
+test('when the pool queue is full, then extra requests are shed with a fast 503', async () => {
+  await withReviewsLocked({ connectionString: t.url, poolSize: 1, maxQueue: 1, queueTimeoutMs: 30_000, statementTimeoutMs: 5000 }, async (agent, unlock) => {
+    const pending = [agent.get('/reviews?product_id=1'), agent.get('/reviews?product_id=2')].map((r) => r.then((x) => x));
+    await new Promise((r) => setTimeout(r, 200));
+    const shed = await agent.get('/reviews?product_id=3');
+    expect503(shed);
+    expect(shed.body.error).toMatch(/overloaded/);
+    await unlock();
+    const done = await Promise.all(pending);
+    expect(done.map((r) => r.status)).toEqual([200, 200]);
+  });
 });
 
 test('a request that waits for a connection longer than the queue timeout gets a 503 then, not after the statement timeout', async () => {
-  const db = new Db({ connectionString: t.url, poolSize: 1, queueTimeoutMs: 300, statementTimeoutMs: 20_000 });
-  const app = createApp(db, { log: () => undefined });
-  const server = app.listen(0);
-  const locker = await t.db.connect();
-  try {
-    await locker.query('BEGIN');
-    await locker.query('LOCK TABLE atelier.reviews IN ACCESS EXCLUSIVE MODE');
-    const agent = request(server);
+  await withReviewsLocked({ connectionString: t.url, poolSize: 1, queueTimeoutMs: 300, statementTimeoutMs: 20_000 }, async (agent, unlock, db) => {
     // The first takes the only connection and blocks on the lock; the next three queue.
     const holder = agent.get('/reviews?product_id=1').then((x) => x);
     await new Promise((r) => setTimeout(r, 100));
@@ -116,18 +117,12 @@ test('a request that waits for a connection longer than the queue timeout gets a
     expect(queued[0].body.error).toMatch(/overloaded/);
     // A hang detector: they are refused at the queue timeout (300 ms), far from the 20 s statement timeout.
     expect(waited).toBeLessThan(10_000);
-    await locker.query('ROLLBACK');
+    await unlock();
     expect((await holder).status).toBe(200);
     // The slots came back: the next request is served.
     expect((await agent.get('/reviews?product_id=5')).status).toBe(200);
     expect(db.admission.refusedTimeout).toBe(3);
-  } finally {
-    await locker.query('ROLLBACK').catch(() => undefined);
-    locker.release();
-    server.closeAllConnections();
-    server.close();
-    await db.close();
-  }
+  });
 });
 
 test('an unexpected database error is a bare 500 with no SQL, stack or database message', async () => {

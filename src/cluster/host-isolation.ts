@@ -9,6 +9,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { processAlive } from '../processes';
 
 const PREFIX = 'atelier-p';
 
@@ -53,14 +54,6 @@ export function isolationSupport(): IsolationSupport {
   return { ok: missing.length === 0, missing, cgroup };
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 const ownerPid = (name: string) => Number(/^atelier-p(\d+)-/.exec(name)?.[1] ?? /^at(\d+)h\d+[ab]$/.exec(name)?.[1] ?? NaN);
 
@@ -104,18 +97,18 @@ export function cleanLeftovers(): string[] {
   const removed: string[] = [];
   const { namespaces, links, cgroups } = isolationLeftovers();
   for (const c of cgroups) {
-    if (alive(ownerPid(path.basename(c)))) continue;
+    if (processAlive(ownerPid(path.basename(c)))) continue;
     killCgroup(c);
     removeCgroup(c);
     removed.push(c);
   }
   for (const n of namespaces) {
-    if (alive(ownerPid(n))) continue;
+    if (processAlive(ownerPid(n))) continue;
     spawnSync('ip', ['netns', 'del', n]);
     removed.push(`netns ${n}`);
   }
   for (const l of links) {
-    if (alive(ownerPid(l))) continue;
+    if (processAlive(ownerPid(l))) continue;
     spawnSync('ip', ['link', 'del', l]);
     removed.push(`link ${l}`);
   }
