@@ -223,7 +223,7 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
         hosts.push(await startHost({ port: 3000, host: h.address, databaseUrl, env: o.hostEnv, echo: o.echo, wrap: h.wrap }));
       }
     } else {
-      for (const port of o.hostPorts ?? [3001, 3002]) hosts.push(await startHost({ port, databaseUrl: o.databaseUrl, env: { DRAIN_GRACE_MS: '1500', ...o.hostEnv }, echo: o.echo }));
+      for (const port of o.hostPorts ?? [3001, 3002]) hosts.push(await startHost({ port, databaseUrl: o.databaseUrl, env: { DRAIN_GRACE_MS: '3000', ...o.hostEnv }, echo: o.echo }));
     }
     const prefix = o.prefix ?? fromRoot('.data', 'cluster');
     const tls = o.tls ? { listen: `127.0.0.1:${o.tls.port}`, ...(o.tls.cert && o.tls.key ? { cert: o.tls.cert, key: o.tls.key } : selfSignedCertificate(path.join(prefix, 'tls'))) } : undefined;

@@ -26,7 +26,7 @@ export async function rollingRestart(cluster: Cluster, log: (line: string) => vo
   const { databaseUrl, hostEnv, echo } = cluster.options;
   const migrationsApplied = await migrate(databaseUrl);
   if (migrationsApplied.length) log(`applied migrations before rolling: ${migrationsApplied.join(', ')}`);
-  const env: Record<string, string> = { DRAIN_GRACE_MS: '1500', ...hostEnv };
+  const env: Record<string, string> = { DRAIN_GRACE_MS: '3000', ...hostEnv };
   const report: RollReport['hosts'] = [];
   for (let i = 0; i < cluster.hosts.length; i++) {
     const old = cluster.hosts[i];
