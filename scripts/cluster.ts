@@ -11,7 +11,7 @@
 import { parseArgs, runCli, UsageError } from '../src/cli';
 import { startCluster } from '../src/cluster/cluster';
 import { rollingRestart } from '../src/cluster/rolling-restart';
-import { cleanLeftovers, isolationSupport } from '../src/cluster/host-isolation';
+import { isolationSupport } from '../src/cluster/host-isolation';
 import { DEFAULT_CACHE_TTL, DEFAULT_READ_RATE, DEFAULT_WRITE_RATE } from '../src/cluster/nginx-config';
 import { loadConfig } from '../src/config';
 import { resolveDatabase } from '../src/database';
@@ -44,7 +44,6 @@ runCli(async () => {
   if (args.isolate) {
     const support = isolationSupport();
     if (!support.ok) throw new UsageError(`--isolate cannot run here:\n  - ${support.missing.join('\n  - ')}`);
-    for (const r of cleanLeftovers()) log(`removed a crashed run's leftover: ${r}`);
   }
   const config = loadConfig();
   const database = await resolveDatabase(config, log);
@@ -53,8 +52,9 @@ runCli(async () => {
     databaseUrl: database.url, port: args.port, hostPorts, isolate: args.isolate ? { hosts: n, cpu: args['host-cpu'] } : undefined,
     readCache: !args['no-read-cache'],
     corsOrigins: config.CORS_ORIGINS.split(',').map((x) => x.trim()).filter(Boolean),
-    tls: args.tls ? { port: args['https-port'], cert: args['tls-cert'], key: args['tls-key'], selfSigned: !args['tls-cert'] } : undefined, cacheTtl: args['cache-ttl'], accessLog: args['access-log'], writeRate: args['write-rate'], readRate: args['read-rate'],
+    tls: args.tls ? { port: args['https-port'], cert: args['tls-cert'], key: args['tls-key'] } : undefined, cacheTtl: args['cache-ttl'], accessLog: args['access-log'], writeRate: args['write-rate'], readRate: args['read-rate'],
   });
+  for (const r of cluster.isolation?.cleaned ?? []) log(`removed a crashed run's leftover: ${r}`);
   log(`hosts: ${cluster.hosts.map((h) => h.address).join(', ')}${args.isolate ? ` (each in its own network namespace, capped at ${args['host-cpu']} cores, cgroup ${cluster.isolation!.cgroupVersion})` : ''}; nginx config: ${cluster.nginx.configFile}`);
   if (cluster.httpsUrl) {
     log(`listening on ${cluster.httpsUrl} (${args['tls-cert'] ? 'certificate ' + args['tls-cert'] : 'a self-signed certificate made for this session'}); ${cluster.url} redirects there`);

@@ -62,13 +62,14 @@ export function applyCors(policy: CorsPolicy, req: IncomingMessage, res: ServerR
   const preflight = req.method === 'OPTIONS' && origin !== undefined && req.headers['access-control-request-method'] !== undefined;
   if (preflight) {
     const method = String(req.headers['access-control-request-method']).toUpperCase();
-    const headers = String(req.headers['access-control-request-headers'] ?? '').split(',').map((h) => h.trim().toLowerCase()).filter(Boolean);
+    const badHeader = String(req.headers['access-control-request-headers'] ?? '').split(',').map((h) => h.trim().toLowerCase())
+      .find((h) => h !== '' && !CORS_REQUEST_HEADERS.includes(h));
     const problem = !listed && !(policy.anyOriginReads && isRead(method))
       ? `Origin ${origin} is not allowed to ${isRead(method) ? 'call' : 'write to'} this API.`
       : !CORS_METHODS.includes(method)
         ? `Method ${method} is not allowed; use ${CORS_METHODS.join(', ')}.`
-        : headers.find((h) => !CORS_REQUEST_HEADERS.includes(h))
-          ? `Request header ${headers.find((h) => !CORS_REQUEST_HEADERS.includes(h))} is not allowed; allowed: ${CORS_REQUEST_HEADERS.join(', ')}.`
+        : badHeader
+          ? `Request header ${badHeader} is not allowed; allowed: ${CORS_REQUEST_HEADERS.join(', ')}.`
           : undefined;
     const vary = 'Origin, Access-Control-Request-Method, Access-Control-Request-Headers';
     if (problem) {

@@ -49,7 +49,6 @@ const guarded = new WeakSet<pg.PoolClient>();
 
 /** A LISTEN connection kept by Db.listen(). */
 export interface ChannelListener {
-  readonly listening: boolean;
   /** The server process of the listening connection (tests terminate it). */
   readonly backendPid: number | undefined;
   close(): Promise<void>;
@@ -71,7 +70,10 @@ export class Db {
   private free: number;
   private readonly waiting: Waiter[] = [];
   private waitingHead = 0;
-  readonly admission = { admitted: 0, queued: 0, refusedQueueFull: 0, refusedTimeout: 0 };
+  /** Requests waiting for a connection slot now. */
+  private live = 0;
+  /** Refusals so far (the metrics report them). */
+  readonly admission = { refusedQueueFull: 0, refusedTimeout: 0 };
 
   constructor(opts: DbOptions) {
     this.maxQueue = opts.maxQueue ?? 1000;
@@ -95,9 +97,6 @@ export class Db {
     this.pool.on('error', () => undefined);
   }
 
-  /** Requests waiting for a connection slot now. */
-  private live = 0;
-
   get queueLength(): number {
     return this.live;
   }
@@ -110,14 +109,12 @@ export class Db {
   private takeSlot(): Promise<void> | void {
     if (this.free > 0 && this.live === 0) {
       this.free--;
-      this.admission.admitted++;
       return;
     }
     if (this.live >= this.maxQueue) {
       this.admission.refusedQueueFull++;
       throw new UnavailableError('The service is overloaded; retry shortly.');
     }
-    this.admission.queued++;
     return new Promise<void>((resolve, reject) => {
       const w: Waiter = { grant: resolve, done: false };
       this.live++;
@@ -155,7 +152,6 @@ export class Db {
     w.done = true;
     this.live--;
     clearTimeout(w.timer);
-    this.admission.admitted++;
     w.grant();
   }
 
@@ -321,9 +317,6 @@ export class Db {
     };
     void connect();
     return {
-      get listening() {
-        return listening;
-      },
       get backendPid() {
         return (client as unknown as { processID?: number } | undefined)?.processID;
       },

@@ -168,7 +168,7 @@ inBrowser('in a real browser, from another origin', () => {
     try {
       cluster = await startCluster({
         databaseUrl: t.url, port: await freePort(), hostPorts: [await freePort(), await freePort()], prefix: tmp, workerProcesses: '1',
-        hostEnv: { CORS_ORIGINS: allowed.origin }, corsOrigins: [allowed.origin], tls: { selfSigned: true, port: await freePort() },
+        hostEnv: { CORS_ORIGINS: allowed.origin }, corsOrigins: [allowed.origin], tls: { port: await freePort() },
       });
       const api = cluster.httpsUrl!;
       expect(api).toMatch(/^https:/);

@@ -117,9 +117,9 @@ export async function startNginx(o: Omit<NginxOptions, 'foreground' | 'user'>, e
   testNginxConfig(configFile, o.prefix);
   const child = spawn(nginx, ['-p', path.resolve(o.prefix), '-c', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
   const proc = manage(child, 'nginx', echo);
-  const url = `http://${o.listen.includes(':') ? o.listen : `127.0.0.1:${o.listen}`}`;
+  const url = urlOf('http', o.listen);
   await waitFor(`${url}/healthz`, proc, 'nginx');
-  const httpsUrl = o.tls ? `https://${o.tls.listen.includes(':') ? o.tls.listen : `127.0.0.1:${o.tls.listen}`}` : undefined;
+  const httpsUrl = o.tls ? urlOf('https', o.tls.listen) : undefined;
   return {
     ...proc, url, httpsUrl, configFile,
     stop: async (signal = 'SIGQUIT', grace = 5000) => {
@@ -156,7 +156,7 @@ export interface ClusterOptions {
    * HTTPS on 127.0.0.1:`port`, with the given certificate and key, or a self-signed one
    * made for the session (openssl) in PREFIX/tls.
    */
-  tls?: { port: number; cert?: string; key?: string; selfSigned?: boolean };
+  tls?: { port: number; cert?: string; key?: string };
   prefix?: string;
   cacheTtl?: string;
   hostEnv?: Record<string, string>;
@@ -212,6 +212,17 @@ export function hostDatabaseUrl(url: string): string {
   return u.toString();
 }
 
+/**
+ * A loopback cluster host's environment: a drain grace of 3 s (three times nginx's 1 s
+ * upstream keepalive_timeout, see rolling-restart.ts) unless the options say otherwise.
+ */
+export function clusterHostEnv(o: ClusterOptions): Record<string, string> {
+  return { DRAIN_GRACE_MS: '3000', ...o.hostEnv };
+}
+
+/** The URL of something listening on `listen` ("port" or "address:port"). */
+const urlOf = (scheme: 'http' | 'https', listen: string) => `${scheme}://${listen.includes(':') ? listen : `127.0.0.1:${listen}`}`;
+
 export async function startCluster(o: ClusterOptions): Promise<Cluster> {
   const hosts: (Proc & { address: string })[] = [];
   let isolation: Isolation | undefined;
@@ -223,7 +234,7 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
         hosts.push(await startHost({ port: 3000, host: h.address, databaseUrl, env: o.hostEnv, echo: o.echo, wrap: h.wrap }));
       }
     } else {
-      for (const port of o.hostPorts ?? [3001, 3002]) hosts.push(await startHost({ port, databaseUrl: o.databaseUrl, env: { DRAIN_GRACE_MS: '3000', ...o.hostEnv }, echo: o.echo }));
+      for (const port of o.hostPorts ?? [3001, 3002]) hosts.push(await startHost({ port, databaseUrl: o.databaseUrl, env: clusterHostEnv(o), echo: o.echo }));
     }
     const prefix = o.prefix ?? fromRoot('.data', 'cluster');
     const tls = o.tls ? { listen: `127.0.0.1:${o.tls.port}`, ...(o.tls.cert && o.tls.key ? { cert: o.tls.cert, key: o.tls.key } : selfSignedCertificate(path.join(prefix, 'tls'))) } : undefined;

@@ -135,6 +135,8 @@ export interface IsolatedHost {
 
 export interface Isolation {
   hosts: IsolatedHost[];
+  /** What crashed runs had left and was removed before this one started. */
+  cleaned: string[];
   cgroupVersion: CgroupVersion;
   /** Removes every namespace, link and cgroup made here (kills what still runs in them). */
   destroy(): void;
@@ -148,7 +150,7 @@ function ip(...args: string[]): void {
 export function createIsolation(count: number, cpu: number): Isolation {
   const support = isolationSupport();
   if (!support.ok) throw new Error(`host isolation is not available here:\n  - ${support.missing.join('\n  - ')}`);
-  cleanLeftovers();
+  const cleaned = cleanLeftovers();
   const version = support.cgroup!;
   const pid = process.pid;
   // A /30 per host in 10.<200-249>.<host>.0, picked by pid so two runs do not collide.
@@ -160,6 +162,7 @@ export function createIsolation(count: number, cpu: number): Isolation {
   const hosts: IsolatedHost[] = [];
   const isolation: Isolation = {
     hosts,
+    cleaned,
     cgroupVersion: version,
     destroy() {
       for (const h of hosts) {

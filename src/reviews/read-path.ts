@@ -80,11 +80,11 @@ export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): Read
       const q = parseOr400(listQuery, queryOf(req), 'query parameters');
       const offset = (q.page - 1) * q.count;
       const key = `l:${q.product_id}:${q.sort}:${q.page}:${q.count}:${q.rating?.join('') ?? ''}`;
+      // No product has 2^31 reviews: a page that far out is empty (LIMIT 0), the count still holds.
+      const beyond = offset > 2147483647;
       const { entry, outcome } = await cache.get(q.product_id, key, async () => {
-        // No product has 2^31 reviews: a page that far out is empty (the count still holds).
-        const { results, total } = await repo.list(q.product_id, q.sort, offset > 2147483647 ? 0 : q.count, offset > 2147483647 ? 0 : offset, q.rating);
-        const page = offset > 2147483647 ? '[]' : results;
-        return { text: `{"product":"${q.product_id}","page":${q.page - 1},"count":${q.count},"results":${page}}`, headers: { 'X-Total-Count': String(total) } };
+        const { results, total } = await repo.list(q.product_id, q.sort, beyond ? 0 : q.count, beyond ? 0 : offset, q.rating);
+        return { text: `{"product":"${q.product_id}","page":${q.page - 1},"count":${q.count},"results":${results}}`, headers: { 'X-Total-Count': String(total) } };
       });
       send(req, res, entry, outcome);
     } catch (err) {
