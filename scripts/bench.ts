@@ -5,14 +5,14 @@
 // 1000 connections) against one host and the cluster. Max-rate rows use wrk (Debian's
 // package; it costs a fraction of a Node generator's CPU per request), the fixed-rate row
 // the Node generator. Prints a table with CPU per request per process, and writes
-// bench/results/api-scale-S.json.
+// bench/results/api-scale-S.json (api-scale-S-cold.json etc. with --only).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { only, processGroups, READS, requestList, stageRow, wrkRow, type Row } from '../src/bench/api-bench';
 import { withCpu } from '../src/bench/cpu';
 import { findWrk } from '../src/bench/wrk';
-import { parseArgs, runCli, formatNumber as fmt } from '../src/cli';
+import { parseArgs, runCli, UsageError, formatNumber as fmt } from '../src/cli';
 import { freePort, startCluster, startHost } from '../src/cluster/cluster';
 import { prepareBenchDatabase } from '../src/bench/dataset';
 import { Db } from '../src/db';
@@ -22,8 +22,14 @@ import { fromRoot } from '../src/paths';
 runCli(async () => {
   const a = parseArgs({
     scale: { type: 'number', default: 0.1 }, duration: { type: 'number', default: 10 }, 'load-duration': { type: 'number', default: 60 },
-    seed: { type: 'number', default: 1 },
+    seed: { type: 'number', default: 1 }, only: { type: 'string', default: 'all' },
   });
+  // --only cold,cache,metrics,cluster,overload runs those sections (the baseline always runs).
+  const SECTIONS = ['cold', 'cache', 'metrics', 'cluster', 'overload'];
+  const sections = a.only === 'all' ? SECTIONS : a.only.split(',');
+  const unknown = sections.filter((s) => !SECTIONS.includes(s));
+  if (unknown.length) throw new UsageError(`--only takes ${SECTIONS.join(', ')} (got ${unknown.join(', ')})`);
+  const runs = (section: string) => sections.includes(section);
   if (!findWrk()) throw new Error('the benchmark drives max-rate rows with wrk: apt-get install wrk');
   const log = (l: string) => console.log(`[bench] ${l}`);
   const { url, products, reviews, stop } = await prepareBenchDatabase(a.scale, a.seed, log);
@@ -51,7 +57,7 @@ runCli(async () => {
   const ceiling = rows[0].rps;
 
   // 2. One host, response cache off: cold reads, uniform over the last 10 % of products.
-  {
+  if (runs('cold')) {
     const host = await startHost({ port: await freePort(), databaseUrl: url, env: { LOG_FORMAT: 'off', RESPONSE_CACHE_MB: '0' } });
     const target = `http://${host.address}`;
     const groups = processGroups([host.process.pid!]);
@@ -65,7 +71,7 @@ runCli(async () => {
   }
 
   // 3. One host with its response cache: Zipf reads after a warm-up of the same length.
-  {
+  if (runs('cache')) {
     const host = await startHost({ port: await freePort(), databaseUrl: url, env: { LOG_FORMAT: 'off' } });
     const target = `http://${host.address}`;
     const groups = processGroups([host.process.pid!]);
@@ -79,7 +85,7 @@ runCli(async () => {
 
   // 3b. What the metrics cost on the cheapest request there is (a host-cache hit): the same
   // host with METRICS off and on, alternating.
-  for (const metrics of ['off', 'on', 'off', 'on']) {
+  for (const metrics of runs('metrics') ? ['off', 'on', 'off', 'on'] : []) {
     const host = await startHost({ port: await freePort(), databaseUrl: url, env: { LOG_FORMAT: 'off', METRICS: metrics } });
     try {
       const target = `http://${host.address}`;
@@ -97,7 +103,7 @@ runCli(async () => {
     // All load comes from one address here: lift the per-client limits (production: 10 writes/s, 200 reads/s).
     writeRate: '1000000r/s', readRate: '1000000r/s',
   });
-  {
+  if (runs('cluster')) {
     const cluster = await startBenchCluster();
     const groups = processGroups(cluster.hosts.map((h) => h.process.pid!), true);
     try {
@@ -122,7 +128,7 @@ runCli(async () => {
     add(normal);
     add(over);
   };
-  {
+  if (runs('overload')) {
     const host = await startHost({ port: await freePort(), databaseUrl: url, env: { LOG_FORMAT: 'off' } });
     try {
       await overload('overload, one host (default config), cold GET /reviews', `http://${host.address}`, processGroups([host.process.pid!]));
@@ -157,7 +163,7 @@ runCli(async () => {
       `reads by cache path (nginx/host): ${Object.entries(e.byCache).map(([k, g]) => `${k} ${fmt(g.count)} (p50 ${fmt(g.p50, 1)}, p99 ${fmt(g.p99, 1)})`).join('; ')}`);
   }
   console.log('\n' + lines.join('\n'));
-  const out = fromRoot('bench', 'results', `api-scale-${a.scale}.json`);
+  const out = fromRoot('bench', 'results', `api-scale-${a.scale}${a.only === 'all' ? '' : `-${sections.join('-')}`}.json`);
   fs.mkdirSync(path.dirname(out), { recursive: true });
   fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), scale: a.scale, products, durationSeconds: d, rows: rows.map(({ ...r }) => ({ ...r, raw: undefined })) }, null, 2) + '\n');
   log(`written to ${path.relative(process.cwd(), out)}`);

@@ -67,6 +67,7 @@ async function serve(config: Config): Promise<void> {
     queueTimeoutMs: config.PG_QUEUE_TIMEOUT_MS,
     connectTimeoutMs: config.PG_CONNECT_TIMEOUT_MS,
     statementTimeoutMs: config.PG_STATEMENT_TIMEOUT_MS,
+    genericPlans: true,
   });
   // Untrusted until its change feed listens: until then every read goes to the database.
   const cache = new ResponseCache({ maxBytes: config.RESPONSE_CACHE_MB * 2 ** 20, ttlMs: config.RESPONSE_CACHE_TTL_S * 1000, trusted: false });

@@ -2,7 +2,8 @@
 // care, no plan may sequentially scan reviews, photos, ratings or characteristics.
 import fs from 'node:fs';
 import path from 'node:path';
-import { listSql } from '../src/reviews/repository';
+import { Db } from '../src/db';
+import { listSql, ReviewRepository } from '../src/reviews/repository';
 import { createTestDatabase, type TestDatabase } from './helpers/test-db';
 import { rebuildAggregates } from '../src/reviews/aggregates';
 
@@ -75,4 +76,24 @@ test.each(queries)('%s uses no sequential scan of the big tables', async (_name,
 test('the planner check itself finds a sequential scan when there is one', async () => {
   const [plan] = await plans('SELECT count(*) FROM atelier.reviews WHERE body = $1', ["'x'"]);
   expect(seqScans(plan)).toEqual(['reviews']);
+});
+
+// PostgreSQL prices the list statement's generic plan (LIMIT and OFFSET unknown) above its
+// custom plans and so re-plans it on every execution, which cost more than running it. The
+// API's pool runs generic plans (Db genericPlans); the plans above show they use the indexes.
+// (Without the option the first five executions are custom plans on any data; on the
+// full-scale data every one was.)
+test.each([[true, 'planned once'], [false, 'planned anew at least five times']])('with genericPlans %s the list statement is %s', async (generic) => {
+  const db = new Db({ connectionString: t.url, poolSize: 1, genericPlans: generic });
+  try {
+    const repo = new ReviewRepository(db);
+    for (let i = 0; i < 8; i++) await repo.list(100 + i, 'relevant', 5, 0);
+    const { rows } = await db.query<{ generic_plans: string; custom_plans: string }>(
+      "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE name = 'list-relevant'");
+    const [generics, customs] = [Number(rows[0].generic_plans), Number(rows[0].custom_plans)];
+    if (generic) expect([generics, customs]).toEqual([8, 0]);
+    else expect(customs).toBeGreaterThanOrEqual(5);
+  } finally {
+    await db.close();
+  }
 });

@@ -21,7 +21,7 @@ export async function createTestDatabase(opts: Partial<ConstructorParameters<typ
   await withClient(`${server()}/postgres`, (c) => c.query(`CREATE DATABASE ${ident(name)} TEMPLATE ${ident(TEMPLATE)}`));
   const url = `${server()}/${name}`;
   // A generous queue wait: these tests are about correctness, not about shedding load.
-  const db = new Db({ connectionString: url, poolSize: 10, queueTimeoutMs: 10_000, ...opts });
+  const db = new Db({ connectionString: url, poolSize: 10, queueTimeoutMs: 10_000, genericPlans: true, ...opts });
   return {
     url,
     name,
