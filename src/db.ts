@@ -68,7 +68,16 @@ interface Waiter {
   /** Granted, or given up after queueTimeoutMs. */
   done: boolean;
   timer?: NodeJS.Timeout;
+  /** Requests riding on this wait (members of a batch): they count in the queue too. */
+  riders: number;
 }
+
+/**
+ * Given to a caller whose statement waits in the admission queue: one more request rides
+ * on that wait (a batch member). Throws the 503 when the queue is full; a no-op once the
+ * wait is over (the rider shares the granted connection, or the refusal).
+ */
+export type Ride = () => void;
 
 export class Db {
   readonly pool: pg.Pool;
@@ -116,26 +125,34 @@ export class Db {
    * most queueTimeoutMs; refuses with a 503 when the FIFO is full or the wait runs out.
    * The slots equal the pool size, so the pool itself never queues.
    */
-  private takeSlot(): Promise<void> | void {
+  private takeSlot(onQueued?: (ride: Ride) => void): Promise<void> | void {
     if (this.free > 0 && this.live === 0) {
       this.free--;
       return;
     }
-    if (this.live >= this.maxQueue) {
-      this.admission.refusedQueueFull++;
-      throw new UnavailableError('The service is overloaded; retry shortly.');
-    }
+    if (this.live >= this.maxQueue) throw this.refuseQueueFull();
     return new Promise<void>((resolve, reject) => {
-      const w: Waiter = { grant: resolve, done: false };
+      const w: Waiter = { grant: resolve, done: false, riders: 0 };
       this.live++;
       w.timer = setTimeout(() => {
         w.done = true;
-        this.live--;
-        this.admission.refusedTimeout++;
+        this.live -= 1 + w.riders;
+        this.admission.refusedTimeout += 1 + w.riders;
         reject(new UnavailableError('The service is overloaded; retry shortly.'));
       }, this.queueTimeoutMs);
       this.waiting.push(w);
+      onQueued?.(() => {
+        if (w.done) return;
+        if (this.live >= this.maxQueue) throw this.refuseQueueFull();
+        w.riders++;
+        this.live++;
+      });
     });
+  }
+
+  private refuseQueueFull(): UnavailableError {
+    this.admission.refusedQueueFull++;
+    return new UnavailableError('The service is overloaded; retry shortly.');
   }
 
   /**
@@ -160,13 +177,13 @@ export class Db {
 
   private grantTo(w: Waiter): void {
     w.done = true;
-    this.live--;
+    this.live -= 1 + w.riders;
     clearTimeout(w.timer);
     w.grant();
   }
 
-  private async acquire(): Promise<pg.PoolClient> {
-    await this.takeSlot();
+  private async acquire(onQueued?: (ride: Ride) => void): Promise<pg.PoolClient> {
+    await this.takeSlot(onQueued);
     try {
       const client = await this.pool.connect();
       const release = client.release;
@@ -201,10 +218,21 @@ export class Db {
   }
 
   /** One statement on a pooled connection; `name` makes it a prepared statement, planned once per connection. */
-  async query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, params?: unknown[], name?: string): Promise<pg.QueryResult<R>> {
-    const client = await this.acquire();
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, params?: unknown[], name?: string): Promise<pg.QueryResult<R>> {
+    return this.queryWhenGranted<R>(() => ({ text, params, name }));
+  }
+
+  /**
+   * Like query(), but the statement is built only once a connection is granted: callers
+   * batching requests (src/batched-query.ts) keep adding to it while it waits for one, and
+   * when it has to wait, `onQueued` gets the Ride that counts each one added in the queue.
+   */
+  async queryWhenGranted<R extends pg.QueryResultRow = pg.QueryResultRow>(
+    build: () => { text: string; params?: unknown[]; name?: string }, onQueued?: (ride: Ride) => void): Promise<pg.QueryResult<R>> {
+    const client = await this.acquire(onQueued);
     let broken: unknown;
     try {
+      const { text, params, name } = build();
       return await this.run<R>(client, text, params, name);
     } catch (err) {
       broken = isBroken(err) ? err : undefined;

@@ -94,14 +94,33 @@ async function withReviewsLocked(opts: ConstructorParameters<typeof Db>[0], fn: 
 
 test('when the pool queue is full, then extra requests are shed with a fast 503', async () => {
   await withReviewsLocked({ connectionString: t.url, poolSize: 1, maxQueue: 1, queueTimeoutMs: 30_000, statementTimeoutMs: 5000 }, async (agent, unlock) => {
-    const pending = [agent.get('/reviews?product_id=1'), agent.get('/reviews?product_id=2')].map((r) => r.then((x) => x));
+    // Three sort orders: three statements that cannot share a batch.
+    const pending = [agent.get('/reviews?product_id=1&sort=newest'), agent.get('/reviews?product_id=2&sort=helpful')].map((r) => r.then((x) => x));
     await new Promise((r) => setTimeout(r, 200));
-    const shed = await agent.get('/reviews?product_id=3');
+    const shed = await agent.get('/reviews?product_id=3&sort=relevant');
     expect503(shed);
     expect(shed.body.error).toMatch(/overloaded/);
     await unlock();
     const done = await Promise.all(pending);
     expect(done.map((r) => r.status)).toEqual([200, 200]);
+  });
+});
+
+test('requests batched onto a waiting statement take places in the queue too', async () => {
+  await withReviewsLocked({ connectionString: t.url, poolSize: 1, maxQueue: 2, queueTimeoutMs: 30_000, statementTimeoutMs: 5000 }, async (agent, unlock, db) => {
+    const holder = agent.get('/reviews?product_id=1').then((x) => x);
+    await new Promise((r) => setTimeout(r, 200));
+    // The next two share one waiting statement (same sort) and fill the queue's two places.
+    const batched = [2, 3].map((p) => agent.get(`/reviews?product_id=${p}`).then((x) => x));
+    await new Promise((r) => setTimeout(r, 200));
+    const shed = await agent.get('/reviews?product_id=4');
+    expect503(shed);
+    expect(shed.body.error).toMatch(/overloaded/);
+    expect(db.admission.refusedQueueFull).toBe(1);
+    await unlock();
+    expect((await holder).status).toBe(200);
+    const done = await Promise.all(batched);
+    expect(done.map((r) => [r.status, r.body.product])).toEqual([[200, '2'], [200, '3']]);
   });
 });
 

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Db } from '../src/db';
-import { listSql, ReviewRepository } from '../src/reviews/repository';
+import { listSql, ratingMask, ReviewRepository } from '../src/reviews/repository';
 import { createTestDatabase, type TestDatabase } from './helpers/test-db';
 import { rebuildAggregates } from '../src/reviews/aggregates';
 
@@ -59,8 +59,10 @@ async function plans(text: string, params: unknown[]): Promise<PlanNode[]> {
 
 const queries: [string, string, unknown[]][] = [
   ...(['newest', 'helpful', 'relevant'] as const).flatMap((sort) => [
-    [`GET /reviews sort=${sort}`, listSql(sort, false), [1234, 5, 0, [1, 2, 3, 4, 5]]],
-    [`GET /reviews sort=${sort}&rating=4,5`, listSql(sort, true), [1234, 5, 0, [4, 5]]],
+    [`GET /reviews sort=${sort}`, listSql(sort), [[1234], [5], [0], [ratingMask()]]],
+    [`GET /reviews sort=${sort}&rating=4,5`, listSql(sort), [[1234], [5], [0], [ratingMask([4, 5])]]],
+    [`GET /reviews sort=${sort}, a batch of 32 products`, listSql(sort), [
+      Array.from({ length: 32 }, (_, i) => 100 + 37 * i), Array(32).fill(5), Array(32).fill(0), Array(32).fill(ratingMask())]],
   ] as [string, string, unknown[]][]),
   ['GET /reviews/meta', sql('review-meta.sql'), [1234]],
   ['report: ratings of a review', 'SELECT characteristic_id, sum(value), count(*) FROM atelier.characteristic_reviews WHERE review_id = $1 GROUP BY 1', [4321]],

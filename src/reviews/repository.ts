@@ -2,6 +2,7 @@
 // at start-up (a missing file fails the boot); sort orders come from a closed map.
 import fs from 'node:fs';
 import path from 'node:path';
+import { BatchedQuery, type BatchStatement } from '../batched-query';
 import type { Db } from '../db';
 import { HttpError } from '../errors';
 import { fromRoot } from '../paths';
@@ -20,11 +21,26 @@ const ORDER_BY: Record<Sort, string> = {
 };
 
 const listTemplate = loadSql('list-reviews.sql');
-/** The list statement for a sort order, with or without the ?rating= filter. */
-export function listSql(sort: Sort, filtered: boolean): string {
-  return listTemplate.replaceAll('/*ORDER*/', ORDER_BY[sort]).replaceAll('/*RATING*/', filtered ? 'AND rating = ANY($4::smallint[])' : '');
+/** The list statement for a sort order (a batch of requests; see list-reviews.sql). */
+export function listSql(sort: Sort): string {
+  return listTemplate.replaceAll('/*ORDER*/', ORDER_BY[sort]);
 }
-const ALL_RATINGS = [1, 2, 3, 4, 5];
+const LIST_SQL: Record<Sort, string> = { newest: listSql('newest'), helpful: listSql('helpful'), relevant: listSql('relevant') };
+/** Star ratings as the statement's bit mask (bit n: rating n); all five when not given. */
+export const ratingMask = (ratings?: number[]) => (ratings ?? [1, 2, 3, 4, 5]).reduce((m, r) => m | (1 << r), 0);
+
+interface ListInput { productId: number; count: number; offset: number; ratings: number }
+export interface ListPage { results: string; total: number }
+
+const listStatement: BatchStatement<ListInput, ListPage> = {
+  build: (sort, inputs) => ({
+    text: LIST_SQL[sort as Sort],
+    params: [inputs.map((p) => p.productId), inputs.map((p) => p.count), inputs.map((p) => p.offset), inputs.map((p) => p.ratings)],
+    name: `list-${sort}`,
+  }),
+  outputs: (rows) => rows as ListPage[],
+};
+
 const META_SQL = loadSql('review-meta.sql');
 const CREATE_SQL = loadSql('create-review.sql');
 const REPORT_SQL = loadSql('report-review.sql');
@@ -32,17 +48,19 @@ const REPORT_SQL = loadSql('report-review.sql');
 class KeyTaken extends Error {}
 
 export class ReviewRepository {
-  constructor(private readonly db: Db) {}
+  /** Concurrent cold list reads of one sort order share a statement (src/batched-query.ts). */
+  private readonly lists: BatchedQuery<ListInput, ListPage>;
+
+  constructor(private readonly db: Db) {
+    this.lists = new BatchedQuery(db, listStatement);
+  }
 
   /**
    * The page's reviews as a JSON array text, ready to be embedded in the response, and how
    * many visible reviews (with those star ratings, when given) the product has on all pages.
    */
-  async list(productId: number, sort: Sort, count: number, offset: number, ratings?: number[]): Promise<{ results: string; total: number }> {
-    const filtered = ratings !== undefined;
-    const { rows } = await this.db.query<{ results: string; total: number }>(
-      listSql(sort, filtered), [productId, count, offset, ratings ?? ALL_RATINGS], `list-${sort}${filtered ? '-rated' : ''}`);
-    return rows[0];
+  list(productId: number, sort: Sort, count: number, offset: number, ratings?: number[]): Promise<ListPage> {
+    return this.lists.run(sort, { productId, count, offset, ratings: ratingMask(ratings) });
   }
 
   /** The meta object as JSON text. */
