@@ -105,3 +105,22 @@ test('a batch that fails fails every member with the same clean error, and the n
     await db.close();
   }
 });
+
+test('meta requests answered together get exactly what each gets alone', async () => {
+  const alone = new ReviewRepository(t.db);
+  const ids = Array.from({ length: PRODUCTS + 5 }, (_, i) => i + 1);
+  const expected = [];
+  for (const id of ids) expected.push(await alone.meta(id));
+  let statements = 0;
+  const db = new Db({ connectionString: t.url, poolSize: 1, queueTimeoutMs: 10_000, genericPlans: true, onQuery: () => { statements++; } });
+  try {
+    const repo = new ReviewRepository(db);
+    const together = await Promise.all(ids.map((id) => repo.meta(id)));
+    expect(together).toEqual(expected);
+    expect(JSON.parse(together[4]).product_id).toBe('5');
+    expect(Object.keys(JSON.parse(together[4]).ratings).length).toBeGreaterThan(0);
+    expect(statements).toBe(2); // 35 asked in one tick: 32 + 3
+  } finally {
+    await db.close();
+  }
+});

@@ -64,7 +64,8 @@ const queries: [string, string, unknown[]][] = [
     [`GET /reviews sort=${sort}, a batch of 32 products`, listSql(sort), [
       Array.from({ length: 32 }, (_, i) => 100 + 37 * i), Array(32).fill(5), Array(32).fill(0), Array(32).fill(ratingMask())]],
   ] as [string, string, unknown[]][]),
-  ['GET /reviews/meta', sql('review-meta.sql'), [1234]],
+  ['GET /reviews/meta', sql('review-meta.sql'), [[1234]]],
+  ['GET /reviews/meta, a batch of 32 products', sql('review-meta.sql'), [Array.from({ length: 32 }, (_, i) => 100 + 37 * i)]],
   ['report: ratings of a review', 'SELECT characteristic_id, sum(value), count(*) FROM atelier.characteristic_reviews WHERE review_id = $1 GROUP BY 1', [4321]],
   ['POST: characteristics of a product', 'SELECT id FROM atelier.characteristics WHERE product_id = $1 ORDER BY id', [1234]],
 ];

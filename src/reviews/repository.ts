@@ -41,6 +41,11 @@ const listStatement: BatchStatement<ListInput, ListPage> = {
   outputs: (rows) => rows as ListPage[],
 };
 
+const metaStatement: BatchStatement<number, string> = {
+  build: (_kind, productIds) => ({ text: META_SQL, params: [productIds], name: 'meta' }),
+  outputs: (rows) => (rows as { meta: string }[]).map((r) => r.meta),
+};
+
 const META_SQL = loadSql('review-meta.sql');
 const CREATE_SQL = loadSql('create-review.sql');
 const REPORT_SQL = loadSql('report-review.sql');
@@ -50,9 +55,11 @@ class KeyTaken extends Error {}
 export class ReviewRepository {
   /** Concurrent cold list reads of one sort order share a statement (src/batched-query.ts). */
   private readonly lists: BatchedQuery<ListInput, ListPage>;
+  private readonly metas: BatchedQuery<number, string>;
 
   constructor(private readonly db: Db) {
     this.lists = new BatchedQuery(db, listStatement);
+    this.metas = new BatchedQuery(db, metaStatement);
   }
 
   /**
@@ -63,10 +70,9 @@ export class ReviewRepository {
     return this.lists.run(sort, { productId, count, offset, ratings: ratingMask(ratings) });
   }
 
-  /** The meta object as JSON text. */
-  async meta(productId: number): Promise<string> {
-    const { rows } = await this.db.query<{ meta: string }>(META_SQL, [productId], 'meta');
-    return rows[0].meta;
+  /** The meta object as JSON text (concurrent cold reads share a statement too). */
+  meta(productId: number): Promise<string> {
+    return this.metas.run('meta', productId);
   }
 
   /**
