@@ -51,7 +51,7 @@ export class BatchedQuery<I, O> {
       this.db.queryWhenGranted(() => {
         // Granted: seal the batch; later calls open the next one.
         if (this.open.get(kind) === batch) this.open.delete(kind);
-        return this.statement.build(kind, inputs());
+        return { ...this.statement.build(kind, inputs()), requests: batch.members.length };
       }, (ride) => {
         batch.ride = ride;
       }).then((result) => {

@@ -22,7 +22,10 @@ const schema = z.object({
     .string()
     .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
     .optional(),
-  PG_POOL_SIZE: int(1, 1000).default(10),
+  // Connections per host. Small on purpose: concurrent cold reads share statements while
+  // they wait for one (src/batched-query.ts), so fewer connections mean bigger batches.
+  // Measured on 2 cores (cold GET /reviews, wrk -c64): 4 → 9,472 rps, 10 → 5,858.
+  PG_POOL_SIZE: int(1, 1000).default(4),
   PG_POOL_QUEUE: int(0, 100000).default(1000),
   // Longest wait for a database connection before a 503 (see README, "Overload").
   PG_QUEUE_TIMEOUT_MS: int(1, 60000).default(250),

@@ -92,6 +92,8 @@ export class Db {
   private live = 0;
   /** Refusals so far (the metrics report them). */
   readonly admission = { refusedQueueFull: 0, refusedTimeout: 0 };
+  /** Batched statements run (queryWhenGranted with `requests`) and the requests they answered. */
+  readonly batched = { statements: 0, requests: 0 };
 
   constructor(opts: DbOptions) {
     this.maxQueue = opts.maxQueue ?? 1000;
@@ -228,11 +230,15 @@ export class Db {
    * when it has to wait, `onQueued` gets the Ride that counts each one added in the queue.
    */
   async queryWhenGranted<R extends pg.QueryResultRow = pg.QueryResultRow>(
-    build: () => { text: string; params?: unknown[]; name?: string }, onQueued?: (ride: Ride) => void): Promise<pg.QueryResult<R>> {
+    build: () => { text: string; params?: unknown[]; name?: string; requests?: number }, onQueued?: (ride: Ride) => void): Promise<pg.QueryResult<R>> {
     const client = await this.acquire(onQueued);
     let broken: unknown;
     try {
-      const { text, params, name } = build();
+      const { text, params, name, requests } = build();
+      if (requests !== undefined) {
+        this.batched.statements++;
+        this.batched.requests += requests;
+      }
       return await this.run<R>(client, text, params, name);
     } catch (err) {
       broken = isBroken(err) ? err : undefined;

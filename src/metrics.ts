@@ -63,6 +63,17 @@ export function createMetrics(o: { db: Db; cache?: ResponseCache }): Metrics {
       this.set({ state: 'waiting' }, db.queueLength);
     },
   });
+  new client.Counter({
+    name: 'atelier_db_batched_total',
+    help: 'Cold reads batched into shared statements: statements run and requests they answered (requests / statements = mean batch).',
+    labelNames: ['what'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc({ what: 'statements' }, db.batched.statements);
+      this.inc({ what: 'requests' }, db.batched.requests);
+    },
+  });
   if (cache) {
     new client.Counter({
       name: 'atelier_response_cache_events_total',

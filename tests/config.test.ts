@@ -3,7 +3,7 @@ import { ConfigError, loadConfig } from '../src/config';
 
 test('defaults apply when nothing is set', () => {
   const c = loadConfig({});
-  expect(c).toMatchObject({ PORT: 3000, PG_POOL_SIZE: 10, PG_STATEMENT_TIMEOUT_MS: 5000, LOG_FORMAT: 'dev', COMPRESSION: false });
+  expect(c).toMatchObject({ PORT: 3000, PG_POOL_SIZE: 4, PG_STATEMENT_TIMEOUT_MS: 5000, LOG_FORMAT: 'dev', COMPRESSION: false });
   expect(c.DATABASE_URL).toBeUndefined();
 });
 

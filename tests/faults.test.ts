@@ -166,7 +166,7 @@ describe('with the shared test database', () => {
   });
 
   test('when SIGTERM arrives during traffic, in-flight requests finish, new connections are refused, and an idle keep-alive client does not hold the exit', async () => {
-    const host = await startHost({ port: await freePort(), databaseUrl: t.url, env: { SHUTDOWN_TIMEOUT_MS: '3000', PG_STATEMENT_TIMEOUT_MS: '10000' } });
+    const host = await startHost({ port: await freePort(), databaseUrl: t.url, env: { SHUTDOWN_TIMEOUT_MS: '3000', PG_STATEMENT_TIMEOUT_MS: '10000', PG_QUEUE_TIMEOUT_MS: '10000' } });
     const base = `http://${host.address}`;
     // An idle keep-alive connection that never closes by itself.
     const idle = net.connect(Number(host.address.split(':')[1]), '127.0.0.1');
@@ -174,7 +174,8 @@ describe('with the shared test database', () => {
     idle.write('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n');
     await new Promise((r) => idle.once('data', r));
     const idleClosed = new Promise((r) => idle.once('close', r));
-    // Hold the reviews table so ten requests are in flight when the signal comes.
+    // Hold the reviews table so ten requests are in flight when the signal comes (on the
+    // database or waiting for one of the host's connections: the queue wait is long here).
     const locker = await t.db.connect();
     await locker.query('BEGIN');
     await locker.query('LOCK TABLE atelier.reviews IN ACCESS EXCLUSIVE MODE');

@@ -112,7 +112,10 @@ describe('the Node load generator against a real server', () => {
     expect(s.statuses['201']).toBeGreaterThan(0);
     expect(Object.keys(s.statuses).every((k) => ['200', '201'].includes(k))).toBe(true);
     const after = (await t.db.query('SELECT count(*)::int AS n FROM atelier.reviews')).rows[0].n;
-    expect(after - before).toBe(s.statuses['201']);
+    // Every 201 was stored; autocannon stops at the stage's end without waiting for the
+    // answers in flight, so up to one POST per connection (4) may be stored but not counted.
+    expect(after - before).toBeGreaterThanOrEqual(s.statuses['201']);
+    expect(after - before).toBeLessThanOrEqual(s.statuses['201'] + 4);
     expect(result.timeline.length).toBeGreaterThanOrEqual(2);
     expect(result.passed).toBe(true);
     const html = htmlReport(result, 'test');

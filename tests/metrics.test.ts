@@ -47,6 +47,9 @@ test('after some traffic, /metrics answers what ops ask: is it slow, is it shedd
   expect(text).toMatch(/^http_requests_in_flight 1$/m); // the /metrics request itself
   expect(text).toMatch(/^atelier_requests_refused_total\{reason="queue_timeout"\} 0$/m);
   expect(text).toMatch(/^atelier_db_pool_connections\{state="waiting"\} 0$/m);
+  // One list and one meta miss, each its own statement (nothing else was waiting).
+  expect(text).toMatch(/^atelier_db_batched_total\{what="statements"\} 2$/m);
+  expect(text).toMatch(/^atelier_db_batched_total\{what="requests"\} 2$/m);
   expect(text).toMatch(/^atelier_response_cache_events_total\{event="hits"\} 1$/m);
   expect(text).toMatch(/^atelier_response_cache_events_total\{event="invalidations"\} [1-9]/m);
   expect(text).toMatch(/^atelier_response_cache_size\{measure="trusted"\} 1$/m);
