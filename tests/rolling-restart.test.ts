@@ -73,7 +73,9 @@ maybe('rolling restart behind nginx', () => {
           } catch {
             // not JSON
           }
-          o = { kind: ['post', 'helpful', 'get', 'get'][i % 4], status: res.status, ms: performance.now() - started, json, name };
+          o = { kind: ['post', 'helpful', 'get', 'get'][i % 4], status: res.status, ms: performance.now() - started, json, name,
+            // Which 5xx it was (the host's or nginx's message, and the host that answered).
+            ...(res.status >= 500 ? { error: `${text.slice(0, 200)} via ${res.headers.get('x-upstream') ?? '?'}` } : {}) };
         } catch (err) {
           o = { kind: ['post', 'helpful', 'get', 'get'][i % 4], error: String((err as { cause?: unknown }).cause ?? err), status: 0, ms: performance.now() - started, json: false };
         }
