@@ -4,7 +4,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createApp } from '../src/app';
 import { Db } from '../src/db';
-import { ReviewRepository } from '../src/reviews/repository';
+import { ReviewRepository, type ListPage } from '../src/reviews/repository';
 import type { Sort } from '../src/reviews/schemas';
 import { finishArrange, insertReviews, type ReviewRow } from './helpers/fixtures';
 import { createTestDatabase, type TestDatabase } from './helpers/test-db';
@@ -49,7 +49,7 @@ const pathOf = (a: Ask) => `/reviews?product_id=${a.product}&sort=${a.sort}&page
 test('requests answered together get exactly what each gets alone', async () => {
   // Alone: one after another, every statement is a batch of one.
   const alone = new ReviewRepository(t.db);
-  const expected = [];
+  const expected: ListPage[] = [];
   for (const a of asks) expected.push(await alone.list(a.product, a.sort, a.count, (a.page - 1) * a.count, a.rating));
 
   // Together: all at once over HTTP, through a host with one connection (no response cache: createApp without one).
@@ -60,7 +60,7 @@ test('requests answered together get exactly what each gets alone', async () => 
     const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     const answers = await Promise.all(asks.map(async (a) => {
       const res = await fetch(base + pathOf(a));
-      return { status: res.status, total: res.headers.get('x-total-count'), body: await res.json() };
+      return { status: res.status, total: res.headers.get('x-total-count'), body: (await res.json()) as { results: unknown[] } };
     }));
     answers.forEach((got, i) => {
       const a = asks[i];
@@ -71,8 +71,8 @@ test('requests answered together get exactly what each gets alone', async () => 
     });
     // Some products have reviews on the pages asked for (the comparison is not of empty lists).
     expect(answers.filter((r) => r.body.results.length > 0).length).toBeGreaterThan(60);
-    // Batching happened: fewer statements than requests (over HTTP, arrivals spread out).
-    expect(statements).toBeLessThan(asks.length / 2);
+    // How many statements that took over HTTP depends on how the arrivals spread (42 and
+    // 93 of 120 in two runs): batching itself is checked where it is deterministic.
     // Asked in one tick, the 40 requests of each sort order make two statements (32 + 8).
     statements = 0;
     const repo = new ReviewRepository(db);
@@ -109,7 +109,7 @@ test('a batch that fails fails every member with the same clean error, and the n
 test('meta requests answered together get exactly what each gets alone', async () => {
   const alone = new ReviewRepository(t.db);
   const ids = Array.from({ length: PRODUCTS + 5 }, (_, i) => i + 1);
-  const expected = [];
+  const expected: string[] = [];
   for (const id of ids) expected.push(await alone.meta(id));
   let statements = 0;
   const db = new Db({ connectionString: t.url, poolSize: 1, queueTimeoutMs: 10_000, genericPlans: true, onQuery: () => { statements++; } });
