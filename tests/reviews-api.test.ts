@@ -315,6 +315,31 @@ describe('POST /reviews with an Idempotency-Key', () => {
     }
   });
 
+  test('a request whose key is claimed by a transaction still open gets that review once it commits, and leaves nothing of its own', async () => {
+    // A holds the key uncommitted (its own product, so B does not wait on A's product lock);
+    // B finds no key, writes its review, then waits on the key, finds it taken when A
+    // commits, and rolls its own writes back (public.create_review, db/migrations/0004).
+    const before = (await request(app).get('/reviews/meta?product_id=8')).body;
+    const a = await t.db.connect();
+    try {
+      await a.query('BEGIN');
+      const mine = await a.query<{ review_id: number }>("SELECT review_id FROM public.create_review(7, 4::smallint, 's', $1, true, 'key-holder', 'k@example.com', '{}', '{}', '{}', 'held-key')", [LONG_BODY]);
+      const b = request(app).post('/reviews').set('Idempotency-Key', 'held-key').send(validReview({ product_id: 8, name: 'key-waiter' })).then((r) => r);
+      await new Promise((r) => setTimeout(r, 300));
+      await a.query('COMMIT');
+      const res = await b;
+      expect(res.status).toBe(201);
+      expect(res.body.review_id).toBe(mine.rows[0].review_id);
+      expect(res.headers['idempotent-replayed']).toBe('true');
+      expect(await count('key-waiter')).toBe(0);
+      // B's aggregates were rolled back with its review.
+      expect((await request(app).get('/reviews/meta?product_id=8')).body).toEqual(before);
+    } finally {
+      await a.query('ROLLBACK').catch(() => undefined);
+      a.release();
+    }
+  });
+
   test('a malformed key is a 400 naming the header', async () => {
     for (const key of ['has space', 'x'.repeat(201), 'é']) {
       const res = await request(app).post('/reviews').set('Idempotency-Key', key).send(validReview());

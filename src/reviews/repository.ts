@@ -47,10 +47,8 @@ const metaStatement: BatchStatement<number, string> = {
 };
 
 const META_SQL = loadSql('review-meta.sql');
-const CREATE_SQL = loadSql('create-review.sql');
+const CREATE_SQL = 'SELECT review_id, created, foreign_characteristics FROM public.create_review($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)';
 const REPORT_SQL = loadSql('report-review.sql');
-
-class KeyTaken extends Error {}
 
 export class ReviewRepository {
   /** Concurrent cold list reads of one sort order share a statement (src/batched-query.ts). */
@@ -78,46 +76,20 @@ export class ReviewRepository {
   /**
    * Creates the review; returns its id and whether it was created now. With an
    * idempotency key already used, nothing is written and the first review's id returns.
+   * One round trip: public.create_review (db/migrations/0004) locks, checks, writes.
    */
   async create(r: NewReview, idempotencyKey?: string): Promise<{ id: number; created: boolean }> {
     const ids = Object.keys(r.characteristics).map(Number).sort((a, b) => a - b);
-    if (idempotencyKey !== undefined) {
-      const earlier = await this.reviewFor(idempotencyKey);
-      if (earlier !== undefined) return { id: earlier, created: false };
+    const { rows } = await this.db.query<{ review_id: number; created: boolean; foreign_characteristics: number[] | null }>(CREATE_SQL, [
+      r.product_id, r.rating, r.summary, r.body, r.recommend, r.name, r.email,
+      r.photos, ids, ids.map((id) => r.characteristics[String(id)]), idempotencyKey ?? null,
+    ], 'create');
+    const { review_id, created, foreign_characteristics: foreign } = rows[0];
+    if (foreign) {
+      throw new HttpError(400, 'Invalid review: characteristics must belong to the product.',
+        foreign.map((id) => ({ field: `characteristics.${id}`, message: `characteristic ${id} does not belong to product ${r.product_id}` })));
     }
-    const outcome = await this.db.withTransaction(async (q) => {
-      // Locks the product's characteristics in id order: concurrent writers of one
-      // product queue here instead of deadlocking on the aggregate rows.
-      const own = await q<{ id: number }>(
-        'SELECT id FROM atelier.characteristics WHERE product_id = $1 ORDER BY id FOR UPDATE', [r.product_id]);
-      const owned = new Set(own.rows.map((row) => row.id));
-      const foreign = ids.filter((id) => !owned.has(id));
-      if (foreign.length > 0) {
-        throw new HttpError(400, 'Invalid review: characteristics must belong to the product.',
-          foreign.map((id) => ({ field: `characteristics.${id}`, message: `characteristic ${id} does not belong to product ${r.product_id}` })));
-      }
-      const { rows } = await q<{ id: number }>(CREATE_SQL, [
-        r.product_id, r.rating, r.summary, r.body, r.recommend, r.name, r.email,
-        r.photos, ids, ids.map((id) => r.characteristics[String(id)]),
-      ]);
-      if (idempotencyKey !== undefined) {
-        // A concurrent request with the same key that commits first wins: this insert waits
-        // for it, finds the key taken, and this transaction rolls back.
-        const claimed = await q('INSERT INTO atelier.review_requests (idempotency_key, review_id) VALUES ($1, $2) ON CONFLICT DO NOTHING', [idempotencyKey, rows[0].id]);
-        if (claimed.rowCount === 0) throw new KeyTaken();
-      }
-      return rows[0].id;
-    }).catch((err) => {
-      if (err instanceof KeyTaken) return undefined;
-      throw err;
-    });
-    if (outcome !== undefined) return { id: outcome, created: true };
-    return { id: (await this.reviewFor(idempotencyKey!))!, created: false };
-  }
-
-  private async reviewFor(idempotencyKey: string): Promise<number | undefined> {
-    const { rows } = await this.db.query<{ review_id: number }>('SELECT review_id FROM atelier.review_requests WHERE idempotency_key = $1', [idempotencyKey]);
-    return rows[0]?.review_id;
+    return { id: review_id, created };
   }
 
   /** The review's product; undefined when no review has this id. */
