@@ -17,7 +17,7 @@ export interface BatchStatement<I, O> {
   /** The statement's text and name for these inputs. */
   build(kind: string, inputs: I[]): { text: string; params: unknown[]; name: string };
   /** The rows of one run, one output per input in order. */
-  outputs(rows: unknown[], inputs: I[]): O[];
+  outputs(rows: unknown[]): O[];
 }
 
 interface Batch<I, O> {
@@ -47,15 +47,14 @@ export class BatchedQuery<I, O> {
       }
       const batch: Batch<I, O> = { members: [{ input, resolve, reject }] };
       this.open.set(kind, batch);
-      const inputs = () => batch.members.map((p) => p.input);
       this.db.queryWhenGranted(() => {
         // Granted: seal the batch; later calls open the next one.
         if (this.open.get(kind) === batch) this.open.delete(kind);
-        return { ...this.statement.build(kind, inputs()), requests: batch.members.length };
+        return { ...this.statement.build(kind, batch.members.map((p) => p.input)), requests: batch.members.length };
       }, (ride) => {
         batch.ride = ride;
       }).then((result) => {
-        const outputs = this.statement.outputs(result.rows, inputs());
+        const outputs = this.statement.outputs(result.rows);
         if (outputs.length !== batch.members.length) throw new Error(`a batch of ${batch.members.length} got ${outputs.length} answers`);
         batch.members.forEach((p, i) => p.resolve(outputs[i]));
       }).catch((err) => {

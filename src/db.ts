@@ -79,6 +79,9 @@ interface Waiter {
  */
 export type Ride = () => void;
 
+/** The admission queue's refusal: full, or the wait ran out. */
+const overloaded = () => new UnavailableError('The service is overloaded; retry shortly.');
+
 export class Db {
   readonly pool: pg.Pool;
   private readonly maxQueue: number;
@@ -140,7 +143,7 @@ export class Db {
         w.done = true;
         this.live -= 1 + w.riders;
         this.admission.refusedTimeout += 1 + w.riders;
-        reject(new UnavailableError('The service is overloaded; retry shortly.'));
+        reject(overloaded());
       }, this.queueTimeoutMs);
       this.waiting.push(w);
       onQueued?.(() => {
@@ -154,7 +157,7 @@ export class Db {
 
   private refuseQueueFull(): UnavailableError {
     this.admission.refusedQueueFull++;
-    return new UnavailableError('The service is overloaded; retry shortly.');
+    return overloaded();
   }
 
   /**

@@ -41,17 +41,17 @@ export function createMetrics(o: { db: Db; cache?: ResponseCache }): Metrics {
     this.set(inFlightNow);
   } });
   const { db, cache } = o;
-  new client.Counter({
-    name: 'atelier_requests_refused_total',
-    help: 'Requests refused with a 503 before reaching the database: the wait queue was full, or the wait ran out (overload).',
-    labelNames: ['reason'],
-    registers: [registry],
+  /** A counter whose value per label is read from the service's own tallies at each scrape. */
+  const tallies = (name: string, help: string, label: string, read: () => Record<string, number>) => new client.Counter({
+    name, help, labelNames: [label], registers: [registry],
     collect() {
       this.reset();
-      this.inc({ reason: 'queue_full' }, db.admission.refusedQueueFull);
-      this.inc({ reason: 'queue_timeout' }, db.admission.refusedTimeout);
+      for (const [value, n] of Object.entries(read())) this.inc({ [label]: value }, n);
     },
   });
+  tallies('atelier_requests_refused_total',
+    'Requests refused with a 503 before reaching the database: the wait queue was full, or the wait ran out (overload).',
+    'reason', () => ({ queue_full: db.admission.refusedQueueFull, queue_timeout: db.admission.refusedTimeout }));
   new client.Gauge({
     name: 'atelier_db_pool_connections',
     help: 'Database pool: connections open (total), idle, and requests waiting for one.',
@@ -63,29 +63,16 @@ export function createMetrics(o: { db: Db; cache?: ResponseCache }): Metrics {
       this.set({ state: 'waiting' }, db.queueLength);
     },
   });
-  new client.Counter({
-    name: 'atelier_db_batched_total',
-    help: 'Cold reads batched into shared statements: statements run and requests they answered (requests / statements = mean batch).',
-    labelNames: ['what'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      this.inc({ what: 'statements' }, db.batched.statements);
-      this.inc({ what: 'requests' }, db.batched.requests);
-    },
-  });
+  tallies('atelier_db_batched_total',
+    'Cold reads batched into shared statements: statements run and requests they answered (requests / statements = mean batch).',
+    'what', () => ({ ...db.batched }));
   if (cache) {
-    new client.Counter({
-      name: 'atelier_response_cache_events_total',
-      help: 'Host response cache: hits, misses (coalesced: joined a render in flight), bypasses (off or untrusted), evictions, invalidations.',
-      labelNames: ['event'],
-      registers: [registry],
-      collect() {
+    tallies('atelier_response_cache_events_total',
+      'Host response cache: hits, misses (coalesced: joined a render in flight), bypasses (off or untrusted), evictions, invalidations.',
+      'event', () => {
         const s = cache.stats();
-        this.reset();
-        for (const k of ['hits', 'misses', 'coalesced', 'bypassed', 'evictions', 'invalidations'] as const) this.inc({ event: k }, s[k]);
-      },
-    });
+        return { hits: s.hits, misses: s.misses, coalesced: s.coalesced, bypassed: s.bypassed, evictions: s.evictions, invalidations: s.invalidations };
+      });
     new client.Gauge({
       name: 'atelier_response_cache_size',
       help: 'Host response cache: entries and bytes held; trusted is 1 while its change feed listens.',
