@@ -15,7 +15,13 @@ import { fromRoot } from '../src/paths';
 
 
 runCli(async () => {
-  const args = parseArgs({ scale: { type: 'number', default: 0.1 }, seed: { type: 'number', default: 1 } });
+  const args = parseArgs({
+    scale: { type: 'number', default: 0.1, arg: 'S', help: 'size of the generated export (1 = full scale)' },
+    seed: { type: 'number', default: 1, help: "the generator's seed" },
+  }, {
+    usage: 'npm run bench:etl -- [options]',
+    about: "Times PostgreSQL's raw CSV COPY (the floor) and the full import on one generated export;\nprints both, their ratio, rows/s and the import's peak RSS.",
+  });
   const dir = await benchmarkExport(args.scale, args.seed, (l) => console.log(`[bench:etl] ${l}`));
   const config = loadConfig();
   const database = await resolveDatabase(config);

@@ -16,9 +16,16 @@ import { fromRoot } from '../src/paths';
 
 runCli(async () => {
   const a = parseArgs({
-    scale: { type: 'number', default: 1 }, seed: { type: 'number', default: 1 }, 'max-hosts': { type: 'number', default: 4 },
-    'host-cpu': { type: 'number', default: 0.25 }, p99: { type: 'number', default: 25 }, 'step-seconds': { type: 'number', default: 5 },
-    'start-rate': { type: 'number', default: 250 },
+    scale: { type: 'number', default: 1, arg: 'S', help: 'dataset size (1 = full scale)' },
+    seed: { type: 'number', default: 1, help: "the generator's seed" },
+    'max-hosts': { type: 'number', default: 4, help: 'measure 1…N hosts' },
+    'host-cpu': { type: 'number', default: 0.25, arg: 'CORES', help: "each host's CPU cap" },
+    p99: { type: 'number', default: 25, arg: 'MS', help: 'the p99 bound a rate must hold' },
+    'step-seconds': { type: 'number', default: 5, help: 'seconds per rate step' },
+    'start-rate': { type: 'number', default: 250, help: 'first rate tried (req/s)' },
+  }, {
+    usage: 'npm run bench:scale -- [options]',
+    about: 'The scaling curve: 1…N isolated hosts (network namespace + CPU cgroup each) behind nginx, the highest\nrate holding the p99 bound with no errors. Needs root, iproute2, nginx and a cgroup cpu controller.',
   });
   const support = isolationSupport();
   if (!support.ok) throw new UsageError(`bench:scale needs isolated hosts:\n  - ${support.missing.join('\n  - ')}`);

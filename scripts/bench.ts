@@ -19,13 +19,20 @@ import { Db } from '../src/db';
 import { runLoad } from '../src/loadtest/runner';
 import { fromRoot } from '../src/paths';
 
+const SECTIONS = ['cold', 'cache', 'metrics', 'cluster', 'overload'];
+
 runCli(async () => {
   const a = parseArgs({
-    scale: { type: 'number', default: 0.1 }, duration: { type: 'number', default: 10 }, 'load-duration': { type: 'number', default: 60 },
-    seed: { type: 'number', default: 1 }, only: { type: 'string', default: 'all' },
+    scale: { type: 'number', default: 0.1, arg: 'S', help: 'dataset size (1 = full scale)' },
+    duration: { type: 'number', default: 10, arg: 'SECONDS', help: 'seconds per max-rate row' },
+    'load-duration': { type: 'number', default: 60, arg: 'SECONDS', help: 'seconds of the fixed-rate cluster row' },
+    seed: { type: 'number', default: 1, help: "the generator's seed" },
+    only: { type: 'string', default: 'all', arg: 'LIST', help: `sections to run, of ${SECTIONS.join(',')} (the floor always runs)` },
+  }, {
+    usage: 'npm run bench -- [options]',
+    about: 'One run on one generated dataset: the floor (bare node:http), one host cold and cached, the nginx cluster\nat a fixed rate and at max rate, and overload. Prints rps, p50/p99 and CPU per request per process.',
+    notes: ['Needs wrk and nginx (apt-get install wrk nginx).'],
   });
-  // --only cold,cache,metrics,cluster,overload runs those sections (the baseline always runs).
-  const SECTIONS = ['cold', 'cache', 'metrics', 'cluster', 'overload'];
   const sections = a.only === 'all' ? SECTIONS : a.only.split(',');
   const unknown = sections.filter((s) => !SECTIONS.includes(s));
   if (unknown.length) throw new UsageError(`--only takes ${SECTIONS.join(', ')} (got ${unknown.join(', ')})`);

@@ -19,21 +19,25 @@ import { seedSampleIfEmpty } from '../src/etl/sample';
 
 runCli(async () => {
   const args = parseArgs({
-    port: { type: 'number', default: 8080 },
-    hosts: { type: 'number', default: 2 },
-    'host-ports': { type: 'string' },
-    isolate: { type: 'boolean' },
-    'host-cpu': { type: 'number', default: 0.25 },
-    'no-read-cache': { type: 'boolean' },
-    tls: { type: 'boolean' },
-    'https-port': { type: 'number', default: 8443 },
-    'tls-cert': { type: 'string' },
-    'tls-key': { type: 'string' },
-    'cache-ttl': { type: 'string', default: DEFAULT_CACHE_TTL },
-    'access-log': { type: 'string', default: 'off' },
-    // The per-client limits; a single load generator needs them raised (see README).
-    'write-rate': { type: 'string', default: DEFAULT_WRITE_RATE },
-    'read-rate': { type: 'string', default: DEFAULT_READ_RATE },
+    port: { type: 'number', default: 8080, help: "nginx's port on 127.0.0.1" },
+    hosts: { type: 'number', default: 2, help: 'how many API hosts' },
+    'host-ports': { type: 'string', arg: 'P,P', help: "the hosts' loopback ports (default 3001, 3002, …)" },
+    isolate: { type: 'boolean', help: 'each host in its own network namespace with a CPU cap (root)' },
+    'host-cpu': { type: 'number', default: 0.25, arg: 'CORES', help: 'the CPU cap with --isolate' },
+    'no-read-cache': { type: 'boolean', help: 'nginx passes every read to a host (capacity measurements)' },
+    tls: { type: 'boolean', help: 'HTTPS on --https-port with a self-signed certificate (or --tls-cert/--tls-key)' },
+    'https-port': { type: 'number', default: 8443, help: 'the HTTPS port with --tls' },
+    'tls-cert': { type: 'string', arg: 'PEM', help: 'certificate chain for --tls' },
+    'tls-key': { type: 'string', arg: 'PEM', help: 'key for --tls' },
+    'cache-ttl': { type: 'string', default: DEFAULT_CACHE_TTL, arg: 'TIME', help: "nginx's read cache lifetime" },
+    'access-log': { type: 'string', default: 'off', arg: 'FILE', help: "nginx's access log (off, or a file)" },
+    // The per-client limits; a single load generator needs them raised (see docs/load-testing.md).
+    'write-rate': { type: 'string', default: DEFAULT_WRITE_RATE, arg: 'RATE', help: 'per-client write limit' },
+    'read-rate': { type: 'string', default: DEFAULT_READ_RATE, arg: 'RATE', help: 'per-client read limit' },
+  }, {
+    usage: 'npm run cluster -- [options]',
+    about: 'API hosts behind nginx (round robin, proxy_cache), against DATABASE_URL or the embedded PostgreSQL\n(filled with sample data when empty). Ctrl-C stops everything; kill -USR2 <pid> rolls the hosts onto a new build.',
+    notes: ['Needs nginx (apt-get install nginx, or NGINX_BIN=/path/to/nginx). CORS_ORIGINS goes to the hosts and to nginx.'],
   });
   const n = args.hosts;
   if (!Number.isInteger(n) || n < 1 || n > 64) throw new UsageError('--hosts takes a whole number from 1 to 64');

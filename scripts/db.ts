@@ -6,7 +6,11 @@ import { startEmbeddedPostgres } from '../src/embedded-postgres';
 import { migrate } from '../src/migrate';
 
 runCli(async () => {
-  const a = parseArgs({ dir: { type: 'string', default: '.data/pg' }, port: { type: 'number', default: 54329 }, database: { type: 'string', default: 'atelier' } });
+  const a = parseArgs({
+    dir: { type: 'string', default: '.data/pg', arg: 'DIR', help: "the embedded server's data folder" },
+    port: { type: 'number', default: 54329, help: 'port on 127.0.0.1' },
+    database: { type: 'string', default: 'atelier', arg: 'NAME', help: 'database to create and migrate' },
+  }, { usage: 'npm run db -- [options]', about: 'Runs the embedded PostgreSQL in the foreground (migrated) and prints its DATABASE_URL; Ctrl-C stops it.' });
   const pg = await startEmbeddedPostgres({ dir: a.dir, port: a.port });
   await pg.ensureDatabase(a.database);
   await migrate(pg.url(a.database));

@@ -8,9 +8,14 @@ import { consoleProgress, summaryTable } from '../src/etl/report';
 
 runCli(async () => {
   const args = parseArgs({
-    dir: { type: 'string', required: true }, rejects: { type: 'string' }, 'dry-run': { type: 'boolean' },
-    // Machine-readable summary, for the benchmark.
-    report: { type: 'string' },
+    dir: { type: 'string', required: true, arg: 'DIR', help: 'folder with reviews.csv, reviews_photos.csv, characteristics.csv, characteristic_reviews.csv' },
+    rejects: { type: 'string', arg: 'FILE', help: 'where to write rejected rows (file, line, reason); default DIR/rejects.csv' },
+    'dry-run': { type: 'boolean', help: 'validate the files and report, load nothing' },
+    report: { type: 'string', arg: 'FILE', help: 'also write the summary as JSON (for the benchmark)' },
+  }, {
+    usage: 'npm run etl -- --dir DIR [options]',
+    about: 'Imports the four-file CSV export into new tables and swaps them in at the end: the old data serves\nuntil the swap, bad rows are reported with file, line and reason, every good row loads.',
+    notes: ['Database: DATABASE_URL, or the embedded PostgreSQL in .data/pg when unset (see docs/import.md).'],
   });
   const dryRun = args['dry-run'];
   const database = dryRun ? undefined : await resolveDatabase(loadConfig(), (l) => console.log(`[etl] ${l}`));

@@ -3,7 +3,12 @@ import { generate } from '../src/etl/generate';
 import { parseArgs, runCli } from '../src/cli';
 
 runCli(async () => {
-  const args = parseArgs({ out: { type: 'string', required: true }, scale: { type: 'number', default: 1 }, seed: { type: 'number', default: 1 }, dirty: { type: 'number', default: 0 } });
+  const args = parseArgs({
+    out: { type: 'string', required: true, arg: 'DIR', help: 'folder to write the four CSV files into' },
+    scale: { type: 'number', default: 1, arg: 'S', help: 'fraction of the full export (1 = ~1M products, ~31M rows)' },
+    seed: { type: 'number', default: 1, help: 'random seed: the same seed and scale give the same files' },
+    dirty: { type: 'number', default: 0, arg: 'F', help: 'fraction of rows made bad on purpose (listed in a manifest)' },
+  }, { usage: 'npm run generate -- --out DIR [options]', about: 'Writes an export in the Atelier CSV format (docs/dataset.md) at any scale.' });
   const started = performance.now();
   const result = await generate({
     out: args.out, scale: args.scale, seed: args.seed, dirty: args.dirty,

@@ -14,15 +14,19 @@ const { SCENARIOS, FULL_SCALE_PRODUCTS } = require('../loadtest/lib/traffic.js')
 
 runCli(async () => {
   const a = parseArgs({
-    target: { type: 'string', required: true },
-    scenario: { type: 'string', default: 'smoke' },
-    rate: { type: 'number' },
-    duration: { type: 'number' },
-    distribution: { type: 'string', default: 'zipf' },
-    products: { type: 'number', default: FULL_SCALE_PRODUCTS },
-    connections: { type: 'number' },
-    seed: { type: 'number', default: 1 },
-    out: { type: 'string', default: fromRoot('loadtest', 'results') },
+    target: { type: 'string', required: true, arg: 'URL', help: 'base URL on loopback, e.g. http://127.0.0.1:8080' },
+    scenario: { type: 'string', default: 'smoke', arg: 'NAME', help: Object.keys(SCENARIOS).join(', ') },
+    rate: { type: 'number', arg: 'R', help: "req/s for every stage (default: the scenario's)" },
+    duration: { type: 'number', arg: 'S', help: "seconds per stage (default: the scenario's)" },
+    distribution: { type: 'string', default: 'zipf', arg: 'D', help: 'product choice: zipf or uniform-last-10pct' },
+    products: { type: 'number', default: FULL_SCALE_PRODUCTS, help: 'product ids to draw from' },
+    connections: { type: 'number', arg: 'C', help: 'connections to spread the rate over' },
+    seed: { type: 'number', default: 1, help: 'random seed of the traffic' },
+    out: { type: 'string', default: 'loadtest/results', arg: 'DIR', help: 'where the JSON and HTML reports go' },
+  }, {
+    usage: 'npm run loadtest -- --target URL [options]',
+    about: 'Runs a scenario of loadtest/lib/traffic.js with the Node load generator (for machines without k6);\nexits 1 when the thresholds are missed.',
+    notes: ['LOADTEST_ALLOW_REMOTE=1 allows a non-loopback target you own.'],
   });
   const scenario = SCENARIOS[a.scenario as keyof typeof SCENARIOS];
   if (!scenario) throw new UsageError(`unknown scenario "${a.scenario}" (${Object.keys(SCENARIOS).join(', ')})`);
@@ -36,8 +40,9 @@ runCli(async () => {
     distribution: a.distribution, products: a.products, connections: a.connections, seed: a.seed,
     onStage: (s) => console.log([`[loadtest] ${stageLine(s)}`, ...breakdownLines(s)].join('\n')),
   });
-  fs.mkdirSync(a.out, { recursive: true });
-  const base = path.join(a.out, `${a.scenario}-${result.startedAt.replace(/[:.]/g, '-')}`);
+  const out = path.resolve(fromRoot(), a.out);
+  fs.mkdirSync(out, { recursive: true });
+  const base = path.join(out, `${a.scenario}-${result.startedAt.replace(/[:.]/g, '-')}`);
   fs.writeFileSync(`${base}.json`, JSON.stringify({ scenario: a.scenario, thresholds: scenario.thresholds, ...result }, null, 2));
   fs.writeFileSync(`${base}.html`, htmlReport(result, `Atelier reviews load test: ${a.scenario}`));
   const t = scenario.thresholds as { errorRate: number; p99Ms: number; maxMs?: number; readP99Ms?: number };

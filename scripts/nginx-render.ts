@@ -7,22 +7,25 @@ import { DEFAULT_CACHE_TTL, DEFAULT_READ_RATE, DEFAULT_WRITE_RATE, findNginx, wr
 
 runCli(async () => {
   const a = parseArgs({
-    prefix: { type: 'string', required: true },
-    listen: { type: 'string', default: '80' },
-    upstreams: { type: 'string', required: true },
-    'cache-ttl': { type: 'string', default: DEFAULT_CACHE_TTL },
-    'write-rate': { type: 'string', default: DEFAULT_WRITE_RATE },
-    'read-rate': { type: 'string', default: DEFAULT_READ_RATE },
-    user: { type: 'string' },
-    'access-log': { type: 'string', default: 'off' },
+    prefix: { type: 'string', required: true, arg: 'DIR', help: "nginx's prefix: the config, pid, logs and temp files go here" },
+    listen: { type: 'string', default: '80', arg: 'ADDR', help: 'listen address (port, or host:port)' },
+    upstreams: { type: 'string', required: true, arg: 'H:P,H:P', help: 'the API hosts' },
+    'cache-ttl': { type: 'string', default: DEFAULT_CACHE_TTL, arg: 'TIME', help: 'read cache lifetime' },
+    'write-rate': { type: 'string', default: DEFAULT_WRITE_RATE, arg: 'RATE', help: 'per-client write limit' },
+    'read-rate': { type: 'string', default: DEFAULT_READ_RATE, arg: 'RATE', help: 'per-client read limit' },
+    user: { type: 'string', arg: 'USER', help: "worker processes' user (when nginx starts as root)" },
+    'access-log': { type: 'string', default: 'off', arg: 'FILE', help: 'access log (off, or a file)' },
     // Put the proxy cache on a tmpfs mount (every miss writes a file); default PREFIX/cache.
-    'cache-dir': { type: 'string' },
+    'cache-dir': { type: 'string', arg: 'DIR', help: 'proxy cache folder, e.g. on tmpfs (default PREFIX/cache)' },
     // HTTPS: PEM certificate (full chain) and key; the plain listener then redirects.
-    'tls-cert': { type: 'string' },
-    'tls-key': { type: 'string' },
-    'https-listen': { type: 'string', default: '443' },
+    'tls-cert': { type: 'string', arg: 'PEM', help: 'certificate chain: serve HTTPS, redirect HTTP' },
+    'tls-key': { type: 'string', arg: 'PEM', help: 'key for --tls-cert' },
+    'https-listen': { type: 'string', default: '443', arg: 'ADDR', help: 'HTTPS listen address' },
     // The hosts' CORS_ORIGINS, so nginx's cache keeps origins apart.
-    'cors-origins': { type: 'string', default: process.env.CORS_ORIGINS ?? '' },
+    'cors-origins': { type: 'string', default: process.env.CORS_ORIGINS ?? '', arg: 'LIST', help: "the hosts' CORS_ORIGINS (default: the environment's)" },
+  }, {
+    usage: 'npm run nginx:render -- --prefix DIR --upstreams H:P,H:P [options]',
+    about: 'Renders the production nginx config and checks it with nginx -t when nginx is installed;\nrun it with `nginx -p DIR -c DIR/nginx.conf`.',
   });
   if (!!a['tls-cert'] !== !!a['tls-key']) throw new UsageError('--tls-cert and --tls-key go together');
   const file = writeNginxConfig({

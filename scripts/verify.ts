@@ -14,7 +14,11 @@ function print(r: AuditReport): void {
 }
 
 runCli(async () => {
-  const args = parseArgs({ repair: { type: 'boolean' } });
+  const args = parseArgs({ repair: { type: 'boolean', help: 'recompute drifted aggregates from the raw rows' } }, {
+    usage: 'npm run verify [-- --repair]',
+    about: 'Checks that the meta aggregates match the raw rows; exits 1 when drift is found (and not repaired).',
+    notes: ['Database: DATABASE_URL, or the embedded PostgreSQL in .data/pg when unset.'],
+  });
   const database = await resolveDatabase(loadConfig());
   const db = new Db({ connectionString: database.url, poolSize: 2, statementTimeoutMs: 0, application: 'atelier-verify' });
   let code = 0;
