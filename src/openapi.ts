@@ -101,7 +101,7 @@ export const openApiDocument = {
   info: {
     title: 'Atelier Ratings & Reviews API',
     version: '1.0.0',
-    description: 'Reviews and their aggregates for the Atelier storefront. Errors are always JSON. '
+    description: 'Reviews and their aggregates for the Atelier storefront. The contract in prose is docs/api.md in the service\'s repository. Errors are always JSON. '
       + `Browsers on origins listed in CORS_ORIGINS may read the headers ${CORS_EXPOSED_HEADERS.join(', ')}.`,
   },
   tags: [{ name: 'reviews', description: 'The storefront contract' }, { name: 'operations', description: 'Health and metrics' }],

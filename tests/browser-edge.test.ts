@@ -9,15 +9,13 @@ import path from 'node:path';
 import request from 'supertest';
 import { createApp } from '../src/app';
 import { freePort, startCluster, type Cluster } from '../src/cluster/cluster';
-import { findNginx } from '../src/cluster/nginx-config';
 import { parseCorsOrigins } from '../src/cors';
 import { finishArrange, insertCharacteristics, insertReviews, LONG_BODY } from './helpers/fixtures';
+import { available, findChromium } from './helpers/requirements';
 import { createTestDatabase, type TestDatabase } from './helpers/test-db';
 
-const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => fs.existsSync(p));
-if (!CHROMIUM && process.env.CI === 'true') throw new Error('Chromium is required in CI (.ci/run installs it)');
-if (!CHROMIUM) console.log('chromium not found: skipping the browser tests (apt-get install chromium)');
-const inBrowser = CHROMIUM && findNginx() ? describe : describe.skip;
+const CHROMIUM = findChromium();
+const inBrowser = available(__filename, 'the browser tests through nginx', 'chromium', 'nginx', 'openssl') ? describe : describe.skip;
 
 let t: TestDatabase;
 
@@ -185,7 +183,7 @@ inBrowser('in a real browser, from another origin', () => {
   }, 90_000);
 });
 
-(findNginx() ? describe : describe.skip)('nginx keeps origins apart in its cache', () => {
+(available(__filename, 'nginx keeps origins apart in its cache', 'nginx') ? describe : describe.skip)('nginx keeps origins apart in its cache', () => {
   test("a cached answer never carries another origin's allowance", async () => {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'atelier-origins-'));
     const a = 'https://a.example';

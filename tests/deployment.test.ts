@@ -10,19 +10,27 @@ import { Db, ident, withClient } from '../src/db';
 import { load } from '../src/etl/load';
 import { migrate } from '../src/migrate';
 import { fromRoot } from '../src/paths';
+import { available } from './helpers/requirements';
 import { LONG_BODY } from './helpers/fixtures';
 
-const analyze = spawnSync('sh', ['-c', 'command -v systemd-analyze']).status === 0;
-if (!analyze && process.env.CI === 'true') throw new Error('systemd-analyze is required in CI (.ci/run installs systemd)');
-if (!analyze) console.log('systemd-analyze not found: skipping the unit checks (apt-get install systemd)');
-
-(analyze ? describe : describe.skip)('systemd units', () => {
+(available(__filename, 'the systemd unit checks', 'systemd-analyze') ? describe : describe.skip)('systemd units', () => {
   const units = fs.readdirSync(fromRoot('deploy', 'systemd')).filter((f) => f.endsWith('.service'));
+
+  // The programs the units run on a production machine. systemd-analyze checks that each is
+  // executable here; on a machine without one (nginx is not needed to check a unit file) that
+  // one complaint is expected and is the only one let through.
+  const INSTALLED_BY_DEPLOYMENT = ['/usr/sbin/nginx', '/usr/bin/node'];
+  const absentProgram = (line: string) => {
+    const m = /^\S+: Command (\S+) is not executable: No such file or directory$/.exec(line);
+    return !!m && INSTALLED_BY_DEPLOYMENT.includes(m[1]) && !fs.existsSync(m[1]);
+  };
 
   test.each(units)('%s passes systemd-analyze verify without a word', (unit) => {
     const r = spawnSync('systemd-analyze', ['verify', fromRoot('deploy', 'systemd', unit)], { encoding: 'utf8' });
-    expect(`${r.stdout}${r.stderr}`.trim()).toBe('');
-    expect(r.status).toBe(0);
+    const words = `${r.stdout}${r.stderr}`.split('\n').map((l) => l.trim()).filter((l) => l && !absentProgram(l));
+    expect(words).toEqual([]);
+    if (!words.length && r.status !== 0) expect(`${r.stdout}${r.stderr}`).toMatch(/is not executable/);
+    else expect(r.status).toBe(0);
   });
 
   test('the checker does complain about a broken unit (so silence above means something)', () => {

@@ -8,12 +8,12 @@ import os from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import { freePort, startCluster, startHost } from '../src/cluster/cluster';
-import { findNginx } from '../src/cluster/nginx-config';
 import { Db } from '../src/db';
 import { spawn } from 'node:child_process';
 import { fromRoot } from '../src/paths';
 import { finishArrange, insertCharacteristics, insertReviews, LONG_BODY } from './helpers/fixtures';
 import { concurrently } from './helpers/concurrently';
+import { available } from './helpers/requirements';
 import { createTestDatabase, type TestDatabase } from './helpers/test-db';
 
 /**
@@ -246,7 +246,7 @@ describe('with the shared test database', () => {
     }
   }, 60_000);
 
-  const maybe = findNginx() ? test : test.skip;
+  const maybe = available(__filename, 'the host-killed-behind-nginx test', 'nginx') ? test : test.skip;
   maybe('when a host is killed with POSTs in flight behind nginx, every 201 is stored once and nothing is duplicated', async () => {
     const prefix = fs.mkdtempSync(path.join(os.tmpdir(), 'atelier-kill-'));
     const cluster = await startCluster({ databaseUrl: t.url, port: await freePort(), hostPorts: [await freePort(), await freePort()], prefix, writeRate: '100000r/s', workerProcesses: '1' });

@@ -10,15 +10,12 @@ import { cpuMs } from '../src/bench/cpu';
 import { freePort, startCluster, type Cluster } from '../src/cluster/cluster';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { cleanLeftovers, isolationLeftovers, isolationSupport } from '../src/cluster/host-isolation';
-import { findNginx } from '../src/cluster/nginx-config';
 import { concurrently } from './helpers/concurrently';
 import { finishArrange, insertReviews, LONG_BODY } from './helpers/fixtures';
+import { available } from './helpers/requirements';
 import { createTestDatabase, type TestDatabase } from './helpers/test-db';
 
-const support = isolationSupport();
-const why = !findNginx() ? ['nginx is not installed'] : support.missing;
-if (why.length) console.log(`skipping the host isolation tests: ${why.join('; ')}`);
-const maybe = why.length ? describe.skip : describe;
+const maybe = available(__filename, 'the host isolation tests', 'nginx', 'host-isolation') ? describe : describe.skip;
 
 const mine = () => {
   const l = isolationLeftovers();
@@ -182,7 +179,7 @@ maybe('three hosts as separate machines behind nginx', () => {
     // A process that has exited stands for the crashed run.
     const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
     const pid = Number(dead.stdout);
-    const cgroup = path.join(support.cgroup === 'v1' ? '/sys/fs/cgroup/cpu' : '/sys/fs/cgroup', `atelier-p${pid}-h1`);
+    const cgroup = path.join(isolationSupport().cgroup === 'v1' ? '/sys/fs/cgroup/cpu' : '/sys/fs/cgroup', `atelier-p${pid}-h1`);
     execFileSync('ip', ['netns', 'add', `atelier-p${pid}-h1`]);
     execFileSync('ip', ['link', 'add', `at${pid}h1a`, 'type', 'veth', 'peer', 'name', `at${pid}h1b`]);
     fs.mkdirSync(cgroup);

@@ -6,15 +6,13 @@ import fs from 'node:fs';
 import http from 'node:http';
 import autocannon from 'autocannon';
 import { freePort, startCluster, startNginx, testNginxConfig, type Cluster } from '../src/cluster/cluster';
-import { findNginx, writeNginxConfig } from '../src/cluster/nginx-config';
+import { writeNginxConfig } from '../src/cluster/nginx-config';
 import { finishArrange, insertCharacteristics, insertReviews, LONG_BODY } from './helpers/fixtures';
 import { concurrently } from './helpers/concurrently';
+import { available } from './helpers/requirements';
 import { createTestDatabase, type TestDatabase } from './helpers/test-db';
 
-const nginx = findNginx();
-if (!nginx && process.env.CI === 'true') throw new Error('nginx is required in CI (.ci/run installs it)');
-if (!nginx) console.log('nginx not found on this machine: skipping the nginx cluster tests (set NGINX_BIN or install nginx)');
-const maybe = nginx ? describe : describe.skip;
+const maybe = available(__filename, 'the nginx cluster tests', 'nginx') ? describe : describe.skip;
 
 const TTL_SECONDS = 1;
 

@@ -1,4 +1,4 @@
-// The contract of ../shared/spec/api.md, end to end over HTTP against a real PostgreSQL.
+// The contract of docs/api.md, end to end over HTTP against a real PostgreSQL.
 import request from 'supertest';
 import { createApp } from '../src/app';
 import { contractChecked } from './helpers/contract-check';

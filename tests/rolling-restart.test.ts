@@ -5,14 +5,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort, startCluster, type Cluster } from '../src/cluster/cluster';
-import { findNginx } from '../src/cluster/nginx-config';
 import { rollingRestart } from '../src/cluster/rolling-restart';
 import { finishArrange, insertCharacteristics, insertReviews, LONG_BODY } from './helpers/fixtures';
+import { available } from './helpers/requirements';
 import { createTestDatabase, type TestDatabase } from './helpers/test-db';
 
-const nginx = findNginx();
-if (!nginx && process.env.CI === 'true') throw new Error('nginx is required in CI (.ci/run installs it)');
-const maybe = nginx ? describe : describe.skip;
+const maybe = available(__filename, 'the rolling restart tests', 'nginx') ? describe : describe.skip;
 
 interface Outcome {
   kind?: string;

@@ -122,8 +122,9 @@ export function writeNginxConfig(o: NginxOptions): string {
   return path.join(prefix, 'nginx.conf');
 }
 
-/** The nginx binary: NGINX_BIN, else PATH, else Debian's /usr/sbin/nginx; undefined when absent. */
+/** The nginx binary: NGINX_BIN, else PATH; undefined when absent. */
 export function findNginx(): string | undefined {
-  const candidates = [process.env.NGINX_BIN, ...(process.env.PATH ?? '').split(':').map((d) => path.join(d, 'nginx')), '/usr/sbin/nginx'];
-  return candidates.find((c): c is string => !!c && fs.existsSync(c));
+  // NGINX_BIN, else PATH. Not a fixed path: a user hides nginx by taking it off PATH.
+  if (process.env.NGINX_BIN) return fs.existsSync(process.env.NGINX_BIN) ? process.env.NGINX_BIN : undefined;
+  return (process.env.PATH ?? '').split(':').filter(Boolean).map((d) => path.join(d, 'nginx')).find((c) => fs.existsSync(c));
 }

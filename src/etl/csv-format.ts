@@ -1,4 +1,4 @@
-// The Atelier export's CSV format (../shared/spec/dataset.md): file names, headers,
+// The Atelier export's CSV format (docs/dataset.md): file names, headers,
 // and how one field is written. Shared by the generator and the loader.
 
 export const FILES = {

@@ -5,6 +5,7 @@ import { ident, withClient } from '../../src/db';
 import { startEmbeddedPostgres } from '../../src/embedded-postgres';
 import { freePort } from '../../src/cluster/cluster';
 import { migrate } from '../../src/migrate';
+import { cleanTestLeftovers } from './leftovers';
 
 export const TEMPLATE = 'atelier_test_template';
 
@@ -15,8 +16,10 @@ function serverUrlFrom(url: string): string {
 }
 
 export default async function globalSetup(): Promise<void> {
-  // Process-level tests (server, ETL interruption) run the compiled entry points.
-  execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', '.'], { stdio: 'inherit' });
+  // Process-level tests (server, ETL interruption) run the compiled entry points; npm test
+  // has built them already (ATELIER_TEST_BUILT), a bare `npx jest` builds here.
+  if (process.env.ATELIER_TEST_BUILT !== '1') execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', '.'], { stdio: 'inherit' });
+  for (const dir of await cleanTestLeftovers()) console.log(`[test] removed a crashed run's embedded PostgreSQL: ${dir}`);
   const given = process.env.TEST_DATABASE_URL || process.env.DATABASE_URL;
   let serverUrl: string;
   if (given) {
