@@ -128,7 +128,7 @@ export const openApiDocument = {
       post: {
         tags: ['reviews'],
         summary: 'Add a review (with its photos and characteristic ratings, in one transaction)',
-        parameters: [{ name: 'Idempotency-Key', in: 'header', required: false, schema: { type: 'string', pattern: '^[\\x21-\\x7e]{1,200}$' }, description: 'A retry with the same key returns the first review instead of creating another.' }],
+        parameters: [{ name: 'Idempotency-Key', in: 'header', required: false, schema: { type: 'string', pattern: '^[\\x21-\\x7e]{1,200}$' }, description: 'A retry with the same key and the same request returns the first review instead of creating another; the same key with a different request is a 422.' }],
         requestBody: { required: true, content: { 'application/json': { schema: json(newReview) } } },
         responses: {
           201: {
@@ -139,6 +139,7 @@ export const openApiDocument = {
           400: errorResponse('Invalid review: every offending field in details.'),
           413: errorResponse('Body over 64 KiB.'),
           415: errorResponse('Body is not application/json.'),
+          422: errorResponse('The Idempotency-Key was already used with a different request (the message names the key); nothing was written.'),
           503: unavailable,
         },
       },

@@ -211,6 +211,22 @@ describe('two hosts, one database', () => {
     expect(delays[9]).toBeLessThan(5000);
   });
 
+  test("an operator moving a photo to another product's review changes both products' cached lists", async () => {
+    // Review 1 is product 1's, review 2 product 2's (arranged above).
+    const list = (p: number) => `/reviews?product_id=${p}&sort=newest&count=50`;
+    const { rows } = await t.db.query<{ id: number }>("INSERT INTO atelier.reviews_photos (review_id, url) VALUES (1, 'https://img.example/moved.jpg') RETURNING id");
+    expect(await within(5000, async () => (await text(`${a.url}${list(1)}`)).body.includes('moved.jpg'))).toBeLessThan(Infinity);
+    await text(`${a.url}${list(2)}`);
+    expect((await text(`${a.url}${list(1)}`)).cache).toBe('HIT');
+    expect((await text(`${a.url}${list(2)}`)).cache).toBe('HIT');
+    await t.db.query('UPDATE atelier.reviews_photos SET review_id = 2 WHERE id = $1', [rows[0].id]);
+    for (const p of [1, 2]) {
+      const truthNow = await fresh(list(p));
+      expect(await within(5000, async () => (await text(`${a.url}${list(p)}`)).body === truthNow)).toBeLessThan(Infinity);
+    }
+    expect((await text(`${a.url}${list(1)}`)).body).not.toContain('moved.jpg');
+  });
+
   test('after writers and readers hammer both hosts, every cached answer on both equals a fresh read', async () => {
     let posted = 0;
     await concurrently(600, 12, async (i) => {

@@ -316,23 +316,62 @@ describe('POST /reviews with an Idempotency-Key', () => {
   });
 
   test('a request whose key is claimed by a transaction still open gets that review once it commits, and leaves nothing of its own', async () => {
-    // A holds the key uncommitted (its own product, so B does not wait on A's product lock);
-    // B finds no key, writes its review, then waits on the key, finds it taken when A
-    // commits, and rolls its own writes back (public.create_review, db/migrations/0004).
-    const before = (await request(app).get('/reviews/meta?product_id=8')).body;
+    // A holds the key uncommitted; B (the same request, a retry) finds no key, writes its
+    // review, then waits on the key, finds it taken when A commits, and rolls its own writes
+    // back (public.create_review, db/migrations/0004 and 0005).
     const a = await t.db.connect();
     try {
       await a.query('BEGIN');
-      const mine = await a.query<{ review_id: number }>("SELECT review_id FROM public.create_review(7, 4::smallint, 's', $1, true, 'key-holder', 'k@example.com', '{}', '{}', '{}', 'held-key')", [LONG_BODY]);
-      const b = request(app).post('/reviews').set('Idempotency-Key', 'held-key').send(validReview({ product_id: 8, name: 'key-waiter' })).then((r) => r);
+      const mine = await a.query<{ review_id: number }>("SELECT review_id FROM public.create_review(9, 4::smallint, 's', $1, true, 'key-holder', 'k@example.com', '{}', '{}', '{}', 'held-key')", [LONG_BODY]);
+      const b = request(app).post('/reviews').set('Idempotency-Key', 'held-key')
+        .send({ product_id: 9, rating: 4, summary: 's', body: LONG_BODY, recommend: true, name: 'key-holder', email: 'k@example.com' }).then((r) => r);
       await new Promise((r) => setTimeout(r, 300));
       await a.query('COMMIT');
       const res = await b;
       expect(res.status).toBe(201);
       expect(res.body.review_id).toBe(mine.rows[0].review_id);
       expect(res.headers['idempotent-replayed']).toBe('true');
-      expect(await count('key-waiter')).toBe(0);
-      // B's aggregates were rolled back with its review.
+      expect(await count('key-holder')).toBe(1);
+      const ratings = (await request(app).get('/reviews/meta?product_id=9')).body.ratings;
+      expect(ratings).toEqual({ 4: '1' });
+    } finally {
+      await a.query('ROLLBACK').catch(() => undefined);
+      a.release();
+    }
+  });
+
+  test('a key reused with a different request is a 422 naming the key, and nothing of that request is stored', async () => {
+    const first = await request(app).post('/reviews').set('Idempotency-Key', 'reused-key').send(validReview({ product_id: 1, name: 'first-use' }));
+    expect(first.status).toBe(201);
+    const before = (await request(app).get('/reviews/meta?product_id=2')).body;
+    for (const other of [validReview({ product_id: 1, name: 'first-use', body: `${LONG_BODY} (edited)` }), validReview({ product_id: 2, name: 'first-use' })]) {
+      const res = await request(app).post('/reviews').set('Idempotency-Key', 'reused-key').send(other);
+      expect(res.status).toBe(422);
+      expect(res.body.error).toContain('"reused-key"');
+      expect(res.headers['idempotent-replayed']).toBeUndefined();
+      expect(res.headers['set-cookie']).toBeUndefined();
+    }
+    expect(await count('first-use')).toBe(1);
+    expect((await request(app).get('/reviews/meta?product_id=2')).body).toEqual(before);
+    // The same request again still replays.
+    const again = await request(app).post('/reviews').set('Idempotency-Key', 'reused-key').send(validReview({ product_id: 1, name: 'first-use' }));
+    expect(again.status).toBe(201);
+    expect(again.body).toEqual(first.body);
+  });
+
+  test('a different request racing an uncommitted use of its key gets the 422 once that commits, and leaves nothing', async () => {
+    const before = (await request(app).get('/reviews/meta?product_id=8')).body;
+    const a = await t.db.connect();
+    try {
+      await a.query('BEGIN');
+      await a.query("SELECT review_id FROM public.create_review(7, 4::smallint, 's', $1, true, 'race-holder', 'k@example.com', '{}', '{}', '{}', 'raced-key')", [LONG_BODY]);
+      const b = request(app).post('/reviews').set('Idempotency-Key', 'raced-key').send(validReview({ product_id: 8, name: 'race-other' })).then((r) => r);
+      await new Promise((r) => setTimeout(r, 300));
+      await a.query('COMMIT');
+      const res = await b;
+      expect(res.status).toBe(422);
+      expect(res.body.error).toContain('"raced-key"');
+      expect(await count('race-other')).toBe(0);
       expect((await request(app).get('/reviews/meta?product_id=8')).body).toEqual(before);
     } finally {
       await a.query('ROLLBACK').catch(() => undefined);

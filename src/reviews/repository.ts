@@ -83,7 +83,13 @@ export class ReviewRepository {
     const { rows } = await this.db.query<{ review_id: number; created: boolean; foreign_characteristics: number[] | null }>(CREATE_SQL, [
       r.product_id, r.rating, r.summary, r.body, r.recommend, r.name, r.email,
       r.photos, ids, ids.map((id) => r.characteristics[String(id)]), idempotencyKey ?? null,
-    ], 'create');
+    ], 'create').catch((err: { code?: string; message?: string }) => {
+      // A key reused with another request (db/migrations/0005): the database names the key.
+      if (err?.code === 'AT422') {
+        throw new HttpError(422, `${err.message}; use a new key for a new review.`, [{ field: 'Idempotency-Key', message: 'already used with a different request' }]);
+      }
+      throw err;
+    });
     const { review_id, created, foreign_characteristics: foreign } = rows[0];
     if (foreign) {
       throw new HttpError(400, 'Invalid review: characteristics must belong to the product.',

@@ -25,7 +25,7 @@ export function findChromium(): string | undefined {
 }
 
 interface Requirement {
-  /** Debian packages that bring it. */
+  /** Debian packages that bring it (host isolation needs root too, which no package brings). */
   packages: string[];
   /** Why it is not usable here, or undefined when it is. */
   missing(): string | undefined;
@@ -57,7 +57,7 @@ export const REQUIREMENTS: Record<Need, Requirement> = {
     enable: 'apt-get install openssl (as root)',
   },
   'host-isolation': {
-    packages: ['iproute2'],
+    packages: onPath('ip') ? [] : ['iproute2'],
     missing: () => {
       const s = isolationSupport();
       return s.ok ? undefined : s.missing.filter((m) => !m.startsWith('run without')).join('; ');
