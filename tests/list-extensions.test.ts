@@ -4,7 +4,7 @@
 import request from 'supertest';
 import { createApp } from '../src/app';
 import { contractChecked } from './helpers/contract-check';
-import { finishArrange, insertReviews } from './helpers/fixtures';
+import { finishArrange, insertReviews, validReview } from './helpers/fixtures';
 import { createTestDatabase, type TestDatabase } from './helpers/test-db';
 
 let t: TestDatabase;
@@ -58,6 +58,21 @@ test('without the parameter the body is exactly the contract (no new field); bad
     expect(r.body.details.map((d: { field: string }) => d.field)).toEqual(['rating']);
   }
   expect((await request(app).get('/reviews?product_id=1&rating=4&rating=5')).body.error).toMatch(/rating/);
+});
+
+test("a write that changes X-Total-Count but not the page changes the ETag: revalidation never keeps an old count", async () => {
+  const url = '/reviews?product_id=3&page=99';
+  const before = await request(app).get(url);
+  expect(before.headers['x-total-count']).toBe('0');
+  const posted = await request(app).post('/reviews').send(validReview({ product_id: 3 }));
+  expect(posted.status).toBe(201);
+  const after = await request(app).get(url).set('If-None-Match', before.headers.etag);
+  expect(after.text).toBe(before.text);
+  expect(after.status).toBe(200);
+  expect(after.headers['x-total-count']).toBe('1');
+  expect(after.headers.etag).not.toBe(before.headers.etag);
+  // And the new validator revalidates as before.
+  expect((await request(app).get(url).set('If-None-Match', after.headers.etag)).status).toBe(304);
 });
 
 test('every response above matches the OpenAPI document', () => {

@@ -9,7 +9,7 @@ import { LRUCache } from 'lru-cache';
 
 export interface CachedBody {
   body: Buffer;
-  /** Strong validator of the body, for If-None-Match. */
+  /** Strong validator of the body and its headers, for If-None-Match. */
   etag: string;
   /** Headers that belong to this answer (e.g. X-Total-Count). */
   headers?: Record<string, string>;
@@ -56,8 +56,15 @@ interface Flight {
 
 const ENTRY_OVERHEAD = 200;
 
-export function entityTag(body: Buffer): string {
-  return `"${createHash('sha1').update(body).digest('base64url').slice(0, 22)}"`;
+/**
+ * Strong validator of an answer: its body and the headers that belong to it (X-Total-Count).
+ * A header outside the tag would survive every 304 (nginx keeps a revalidated entry's stored
+ * headers), so a write that changes the count but not the page must change the tag.
+ */
+export function entityTag(body: Buffer, headers?: Record<string, string>): string {
+  const h = createHash('sha1').update(body);
+  if (headers) for (const k of Object.keys(headers).sort()) h.update(`\0${k}:${headers[k]}`);
+  return `"${h.digest('base64url').slice(0, 22)}"`;
 }
 
 export class ResponseCache {
@@ -188,5 +195,6 @@ export class ResponseCache {
 
 function toEntry(r: Rendered): CachedBody {
   const body = Buffer.from(typeof r === 'string' ? r : r.text);
-  return { body, etag: entityTag(body), headers: typeof r === 'string' ? undefined : r.headers };
+  const headers = typeof r === 'string' ? undefined : r.headers;
+  return { body, etag: entityTag(body, headers), headers };
 }
