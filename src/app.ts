@@ -8,7 +8,7 @@ import { applyCors, type CorsPolicy } from './cors';
 import type { Metrics } from './metrics';
 import { openApiDocument } from './openapi';
 import type { Db } from './db';
-import { errorHandler, errorResponder, notFound } from './errors';
+import { answerClientErrors, errorHandler, errorResponder, HttpError, notFound } from './errors';
 import { ResponseCache } from './response-cache/response-cache';
 import { createReadPath } from './reviews/read-path';
 import { ReviewRepository } from './reviews/repository';
@@ -100,11 +100,18 @@ export function createApp(db: Db, opts: AppOptions = {}): App {
   // through Express (and its compression middleware).
   const cors = opts.cors;
   const handler = (req: IncomingMessage, res: ServerResponse) => {
+    // HTTP/1.1 requires Host (RFC 9112 §3.2); answered here, as JSON, rather than by Node.
+    if (req.headers.host === undefined && req.httpVersion === '1.1') return respondError(new HttpError(400, 'Bad request: the Host header is required.'), res);
     if (cors && applyCors(cors, req, res)) return metrics?.track(req, res);
     // The read path observes its own requests; everything else is tracked here.
     if (!opts.compression && reads.dispatch(req, res)) return;
     metrics?.track(req, res);
     app(req, res);
   };
-  return Object.assign(handler, { listen: ((...args: unknown[]) => http.createServer(handler).listen(...(args as []))) as http.Server['listen'] });
+  const listen = (...args: unknown[]) => {
+    const server = http.createServer({ requireHostHeader: false }, handler);
+    answerClientErrors(server);
+    return server.listen(...(args as []));
+  };
+  return Object.assign(handler, { listen: listen as http.Server['listen'] });
 }

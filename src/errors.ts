@@ -96,3 +96,26 @@ export function errorResponder(log: (line: string) => void = (l) => console.erro
 export function errorHandler(respond: ErrorResponder): ErrorRequestHandler {
   return (err, _req, res, _next) => respond(err, res);
 }
+
+/**
+ * Requests Node's HTTP parser refuses before any handler runs (an unknown method like BREW,
+ * a malformed request line or header, headers over the limit, a client too slow) are
+ * answered in the same JSON shape, instead of Node's empty 400.
+ */
+export function answerClientErrors(server: import('node:http').Server): void {
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: import('node:stream').Duplex) => {
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const [status, reason, message] = err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'Request Header Fields Too Large', 'Request headers are too large.']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'Request Timeout', 'The request was not received in time.']
+        : err.code === 'HPE_INVALID_METHOD'
+          ? [400, 'Bad Request', 'Unknown HTTP method; use GET, HEAD, POST, PUT or OPTIONS.']
+          : [400, 'Bad Request', 'Bad request: the request line or a header is malformed.'];
+    const body = JSON.stringify({ error: message });
+    socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  });
+}

@@ -5,6 +5,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import { createApp } from './app';
+import { answerClientErrors } from './errors';
 import { ConfigError, loadConfig, type Config } from './config';
 import { resolveDatabase } from './database';
 import { parseCorsOrigins } from './cors';
@@ -80,7 +81,8 @@ async function serve(config: Config): Promise<void> {
   if (warm < config.PG_POOL_SIZE) log(`opened ${warm} of ${config.PG_POOL_SIZE} database connections; the rest open on demand`);
 
   let closing = false;
-  const server = http.createServer((req, res) => {
+  // Node's own answer to a request without Host is an empty 400: the app answers it instead.
+  const server = http.createServer({ requireHostHeader: false }, (req, res) => {
     if (closing) {
       // While draining, tell keep-alive clients to reconnect (to another host) after this
       // response, and health checks that this host is leaving.
@@ -93,6 +95,7 @@ async function serve(config: Config): Promise<void> {
     }
     app(req, res);
   });
+  answerClientErrors(server);
   // Slightly above typical proxy idle timeouts, so nginx closes first and never reuses a dead socket.
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;

@@ -93,7 +93,8 @@ export function renderNginx(o: NginxOptions): Record<'nginx.conf' | 'reviews-rea
     READ_CACHE: o.readCache === false ? 'off' : 'reviews_cache',
     CORS_ORIGIN_MAP: (o.corsOrigins ?? []).filter((x) => x !== '*').map((x) => {
       if (!/^https?:\/\/[\w.:[\]-]+$/.test(x)) throw new Error(`CORS origin "${x}" is not an origin like https://shop.example.com`);
-      return `    "${x}" "${x}";`;
+      // A case-sensitive regex (nginx matches map strings ignoring case).
+      return `    "~^${x.replace(/[.[\]\\^$|?*+(){}]/g, (c) => `\\${c}`)}$" "${x}";`;
     }).join('\n'),
     TLS_SERVER: o.tls ? tlsServer(o.tls) : '',
     CACHE_TTL: ttl,

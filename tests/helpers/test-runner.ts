@@ -54,10 +54,12 @@ export interface Summary {
   unexplained: string[];
 }
 
-export function summarise(result: JestResult, skips: SkipRecord[]): Summary {
+export function summarise(result: JestResult, skips: SkipRecord[], filtered = false): Summary {
   const explained = new Set(skips.map((s) => s.file));
+  // With -t (a name filter) jest reports the tests it left out as skipped: not a defect.
+  if (filtered) explained.add('*');
   const unexplained = result.testResults
-    .filter((f) => !explained.has(path.relative(projectRoot, f.name)))
+    .filter((f) => !explained.has('*') && !explained.has(path.relative(projectRoot, f.name)))
     .flatMap((f) => f.assertionResults.filter((a) => a.status === 'pending' || a.status === 'todo').map((a) => `${path.relative(projectRoot, f.name)}: ${a.fullName}`));
   return { passed: result.numPassedTests, failed: result.numFailedTests, skipped: result.numPendingTests + result.numTodoTests, skips, unexplained };
 }
@@ -99,7 +101,8 @@ export function runTests(args: string[]): number {
     const records = fs.readFileSync(skipsFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as SkipRecord);
     // A file loads in more than one worker at most once per run; keep one line per suite.
     const unique = [...new Map(records.map((r) => [`${r.file}\0${r.suite}\0${r.need}`, r])).values()];
-    const summary = summarise(JSON.parse(fs.readFileSync(resultsFile, 'utf8')) as JestResult, unique);
+    const filtered = args.some((a) => a === '-t' || a.startsWith('--testNamePattern') || a.startsWith('-t='));
+    const summary = summarise(JSON.parse(fs.readFileSync(resultsFile, 'utf8')) as JestResult, unique, filtered);
     console.log(summaryLines(summary).join('\n'));
     if (summary.unexplained.length) return 1;
     return jest.status ?? 1;

@@ -1,0 +1,159 @@
+// Defects an outside review found in the nginx front (issue 19), each shown through real
+// nginx in front of two real hosts: an odd-case Origin poisoning the storefront's cache
+// entry, a cookie that costs nginx quadratic time, locations without a rate limit, errors
+// that were HTML or empty, and a slow POST answered "retry" while it committed.
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { cpuMs } from '../src/bench/cpu';
+import { freePort, startCluster, type Cluster } from '../src/cluster/cluster';
+import { concurrently } from './helpers/concurrently';
+import { finishArrange, insertCharacteristics, insertReviews, LONG_BODY } from './helpers/fixtures';
+import { available } from './helpers/requirements';
+import { createTestDatabase, type TestDatabase } from './helpers/test-db';
+
+const maybe = available(__filename, 'the nginx hardening tests', 'nginx') ? describe : describe.skip;
+const SHOP = 'https://shop.example.com';
+
+/** One raw HTTP/1.1 exchange (what curl or a fuzzer can send and fetch cannot). */
+function raw(port: number, request: string | Buffer): Promise<{ status: number; headers: string; body: string }> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1', () => socket.end(request));
+    let data = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (d) => (data += d));
+    socket.on('error', reject);
+    socket.on('close', () => {
+      const [head, ...rest] = data.split('\r\n\r\n');
+      resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0), headers: head, body: rest.join('\r\n\r\n') });
+    });
+    socket.setTimeout(10_000, () => socket.destroy(new Error('no answer in 10 s')));
+  });
+}
+
+maybe('nginx hardening', () => {
+  let t: TestDatabase;
+  let cluster: Cluster;
+  let tmp: string;
+  let port: number;
+
+  beforeAll(async () => {
+    t = await createTestDatabase();
+    await insertCharacteristics(t.db, [{ id: 1, product_id: 1, name: 'Fit' }]);
+    await insertReviews(t.db, Array.from({ length: 12 }, (_, i) => ({
+      id: i + 1, product_id: 1 + (i % 3), rating: 4, date: '2021-01-01T00:00:00.000Z', ratings: i % 3 === 0 ? { 1: 4 } : {},
+    })));
+    await finishArrange(t.db);
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'atelier-harden-'));
+    port = await freePort();
+    // The default read and write limits, and a TTL long enough that a poisoned entry stays.
+    cluster = await startCluster({
+      databaseUrl: t.url, port, hostPorts: [await freePort(), await freePort()], prefix: tmp, workerProcesses: '1',
+      cacheTtl: '30s', hostEnv: { CORS_ORIGINS: SHOP }, corsOrigins: [SHOP],
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await cluster?.stop();
+    await t.drop();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  test("an odd-case Origin with a forged writer's cookie cannot store an answer under the storefront's key", async () => {
+    const url = `${cluster.url}/reviews/meta?product_id=2`;
+    // curl, not a browser: the hosts give HTTPS://SHOP.EXAMPLE.COM no allowance.
+    const forged = await fetch(url, { headers: { origin: SHOP.toUpperCase(), cookie: 'atelier_wrote=2' } });
+    expect(forged.status).toBe(200);
+    expect(forged.headers.get('access-control-allow-origin')).toBeNull();
+    for (let i = 0; i < 2; i++) {
+      const shopper = await fetch(url, { headers: { origin: SHOP } });
+      expect(shopper.headers.get('access-control-allow-origin')).toBe(SHOP);
+    }
+  });
+
+  test("the writer's cookie costs bounded nginx time whatever its length, and still matches exactly", async () => {
+    const workers = () => fs.readFileSync(`/proc/${cluster.nginx.process.pid}/task/${cluster.nginx.process.pid}/children`, 'utf8').trim().split(/\s+/).map(Number);
+    const cpu = () => workers().reduce((n, pid) => n + cpuMs(pid), 0);
+    const long = `${'1.'.repeat(3500)}1`; // 7 KB that does not name product 2
+    const before = cpu();
+    for (let i = 0; i < 20; i++) {
+      const res = await fetch(`${cluster.url}/reviews?product_id=2&count=${i + 1}`, { headers: { cookie: `atelier_wrote=${long}` } });
+      expect(res.status).toBe(200);
+      expect(res.headers.get('x-cache-status')).not.toBe('BYPASS');
+    }
+    const spent = cpu() - before;
+    console.log(`[harden] nginx CPU for 20 reads with a 7 KB cookie: ${spent} ms`);
+    // A hang detector with a wide margin: the backtracking form took ~285 ms per request.
+    expect(spent).toBeLessThan(1500);
+    const status = async (cookie: string) => (await fetch(`${cluster.url}/reviews?product_id=2&count=99`, { headers: { cookie } })).headers.get('x-cache-status');
+    expect(await status('atelier_wrote=12.2.5')).toBe('BYPASS');
+    expect(await status('atelier_wrote=2')).toBe('BYPASS');
+    expect(await status('atelier_wrote=5.2')).toBe('BYPASS');
+    expect(await status('atelier_wrote=12.22.20')).not.toBe('BYPASS');
+    expect(await status('atelier_wrote=22')).not.toBe('BYPASS');
+  });
+
+  test('every location has a per-client limit: a flood of /readyz, /openapi.json, /docs or GET on a PUT path gets JSON 429s', async () => {
+    for (const p of ['/readyz', '/openapi.json', '/docs/', '/reviews/1/helpful', '/healthz']) {
+      const statuses: number[] = [];
+      await concurrently(900, 16, async () => {
+        statuses.push((await fetch(`${cluster.url}${p}`)).status);
+      });
+      const counts = statuses.reduce<Record<number, number>>((m, s) => ({ ...m, [s]: (m[s] ?? 0) + 1 }), {});
+      expect({ p, counts, limited: (counts[429] ?? 0) > 100 }).toMatchObject({ p, limited: true });
+      const limited = await fetch(`${cluster.url}${p}`);
+      if (limited.status === 429) expect(((await limited.json()) as { error: string }).error).toMatch(/Too many requests/);
+      await new Promise((r) => setTimeout(r, 2500)); // the bucket refills for the next path and test
+    }
+  }, 60_000);
+
+  test('errors nginx or Node make before any handler runs are the same JSON shape', async () => {
+    const cases: [string, string | Buffer][] = [
+      ['a NUL in the path', 'PUT /reviews/%00/helpful HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n'],
+      ['a header over the buffers', `GET /reviews?product_id=1 HTTP/1.1\r\nHost: x\r\nCookie: a=${'x'.repeat(20_000)}\r\n\r\n`],
+      ['a URI over the buffers', `GET /reviews?product_id=1&x=${'y'.repeat(20_000)} HTTP/1.1\r\nHost: x\r\n\r\n`],
+      ['an unknown method', 'BREW /reviews HTTP/1.1\r\nHost: x\r\n\r\n'],
+      ['a malformed request line', 'GET /reviews HTTP/9.9.9\r\nHost: x\r\n\r\n'],
+      ['no Host', 'GET /reviews?product_id=1 HTTP/1.1\r\n\r\n'],
+      ['a bad header line', 'GET /reviews?product_id=1 HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n'],
+    ];
+    const targets = { nginx: port, host: Number(new URL(`http://${cluster.hosts[0].address}`).port) };
+    for (const [where, p] of Object.entries(targets)) {
+      for (const [what, request] of cases) {
+        const r = await raw(p, request);
+        // 4xx, or 505 for an HTTP version nobody speaks.
+        expect({ where, what, status: r.status, ok: (r.status >= 400 && r.status < 500) || r.status === 505, got: r.body.slice(0, 200) }).toMatchObject({ where, what, ok: true });
+        expect({ where, what, type: /content-type: application\/json/i.test(r.headers) }).toEqual({ where, what, type: true });
+        expect({ where, what, error: typeof (JSON.parse(r.body) as { error?: unknown }).error }).toEqual({ where, what, error: 'string' });
+      }
+    }
+  });
+
+  test('a POST that waits 3.5 s on a busy product commits once and answers 201, not a "retry" 503', async () => {
+    const locker = await t.db.connect();
+    try {
+      await locker.query('BEGIN');
+      await locker.query('SELECT id FROM atelier.characteristics WHERE product_id = 1 FOR UPDATE');
+      const started = performance.now();
+      const posting = fetch(`${cluster.url}/reviews`, {
+        method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ product_id: 1, rating: 5, body: LONG_BODY, recommend: true, name: 'slow-post', email: 's@example.com' }),
+      });
+      await new Promise((r) => setTimeout(r, 3500));
+      await locker.query('COMMIT');
+      const res = await posting;
+      expect({ status: res.status, body: await res.text() }).toMatchObject({ status: 201 });
+      expect(performance.now() - started).toBeGreaterThan(3400);
+    } finally {
+      await locker.query('ROLLBACK').catch(() => undefined);
+      locker.release();
+    }
+    const { rows } = await t.db.query("SELECT count(*)::int AS n FROM atelier.reviews WHERE reviewer_name = 'slow-post'");
+    expect(rows[0].n).toBe(1);
+    // The slow host was not taken out: reads still alternate between both.
+    const upstreams = new Set<string>();
+    for (let i = 0; i < 4; i++) upstreams.add((await fetch(`${cluster.url}/reviews?product_id=3&count=${40 + i}`)).headers.get('x-upstream')!);
+    expect(upstreams.size).toBe(2);
+  }, 30_000);
+});
