@@ -94,6 +94,16 @@ describe('ResponseCache', () => {
     expect((await cache.get(0, 'k0', async () => 'gone')).outcome).toBe('MISS');
   });
 
+  test('a body larger than the whole cache is answered, not stored, and leaves no key behind', async () => {
+    const cache = new ResponseCache({ maxBytes: 4096, ttlMs: 60_000 });
+    const big = 'x'.repeat(8192);
+    for (let i = 0; i < 500; i++) expect((await cache.get(i % 7, `k${i}`, async () => big)).entry.body.length).toBe(8192);
+    await cache.get(1, 'small', async () => 'y');
+    expect(cache.stats()).toMatchObject({ entries: 1, indexedKeys: 1 });
+    cache.invalidate(1);
+    expect(cache.stats()).toMatchObject({ entries: 0, indexedKeys: 0 });
+  });
+
   test('off (0 bytes), every read renders', async () => {
     const cache = new ResponseCache({ maxBytes: 0, ttlMs: 1 });
     expect(cache.enabled).toBe(false);

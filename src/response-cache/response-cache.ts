@@ -44,6 +44,8 @@ export interface ResponseCacheStats {
   invalidations: number;
   entries: number;
   bytes: number;
+  /** Keys in the per-product index (equal to entries: a key is indexed only while stored). */
+  indexedKeys: number;
 }
 
 interface Flight {
@@ -131,6 +133,9 @@ export class ResponseCache {
         const entry = toEntry(await render());
         if (!flight.poisoned && epoch === this.epoch && this.trusted) {
           lru.set(key, { ...entry, product });
+          // A body larger than the whole cache is not stored by lru-cache (and no dispose
+          // follows): indexing its key anyway would leak one index entry per such key.
+          if (!lru.has(key)) return entry;
           let keys = this.keysByProduct.get(product);
           if (!keys) this.keysByProduct.set(product, (keys = new Set()));
           keys.add(key);
@@ -189,7 +194,9 @@ export class ResponseCache {
   }
 
   stats(): ResponseCacheStats {
-    return { ...this.counters, entries: this.lru?.size ?? 0, bytes: this.lru?.calculatedSize ?? 0 };
+    let indexedKeys = 0;
+    for (const keys of this.keysByProduct.values()) indexedKeys += keys.size;
+    return { ...this.counters, entries: this.lru?.size ?? 0, bytes: this.lru?.calculatedSize ?? 0, indexedKeys };
   }
 }
 
