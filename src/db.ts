@@ -47,6 +47,10 @@ export function toUnavailable(err: unknown): UnavailableError | undefined {
   if (err instanceof UnavailableError) return err;
   const e = err as { code?: string; message?: string };
   if (e?.code === '57014') return new UnavailableError('The review database took too long to answer; retry shortly.', err);
+  // node-postgres's client-side query_timeout: the server stopped answering on this
+  // connection (a partition, a failover that drops packets). Its query is still active on
+  // the client, so the client is broken too (isBroken) and must not go back to the pool.
+  if (e?.message === 'Query read timeout') return new UnavailableError('The review database did not answer in time; retry shortly.', err);
   if ((e?.code && (UNAVAILABLE_CODES.has(e.code) || NETWORK_CODES.has(e.code))) ||
       /timeout exceeded when trying to connect|Connection terminated|Client has encountered a connection error|Client was closed|Cannot use a pool after calling end/i.test(e?.message ?? '')) {
     return new UnavailableError(undefined, err);
@@ -113,6 +117,10 @@ export class Db {
       application_name: opts.application ?? 'atelier-reviews',
       ...(opts.genericPlans ? { options: '-c plan_cache_mode=force_generic_plan' } : {}),
       idleTimeoutMillis: 30000,
+      // TCP keep-alive: a peer that vanished without a FIN or RST (a partition, a failed-over
+      // address) is found by the kernel on idle connections too (off by default in pg).
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
       // Keep the pool's connections open while idle: opening one (TCP + SCRAM) under load
       // can take longer than the connect timeout, and then no request ever gets through.
       min: opts.poolSize ?? 10,

@@ -51,6 +51,42 @@ test('when the database accepts connections but never answers, then the pool tim
   }
 });
 
+test('when a connection goes silent mid-query, the read timeout gives a 503 and that connection is dropped, so the next request is served', async () => {
+  // A TCP relay to PostgreSQL that can swallow traffic on open connections without closing them.
+  let silent = false;
+  const sockets = new Set<net.Socket>();
+  const pgUrl = new URL(t.url);
+  const relay = net.createServer((client) => {
+    const upstream = net.connect(Number(pgUrl.port), pgUrl.hostname);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('error', () => undefined);
+      s.on('close', () => sockets.delete(s));
+    }
+    client.on('data', (d) => void (silent || upstream.write(d)));
+    upstream.on('data', (d) => void (silent || client.write(d)));
+  });
+  await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+  const url = new URL(t.url);
+  url.port = String((relay.address() as net.AddressInfo).port);
+  const db = new Db({ connectionString: url.toString(), poolSize: 1, queryTimeoutMs: 500, connectTimeoutMs: 1000 });
+  const app = createApp(db, { log: () => undefined });
+  try {
+    expect((await request(app).get('/reviews/meta?product_id=1')).status).toBe(200);
+    silent = true;
+    expect503(await request(app).get('/reviews/meta?product_id=2').timeout(10_000));
+    silent = false;
+    // The stuck connection still waits for an answer that was swallowed: reused, every
+    // later query on it would wait too (and end in a 500).
+    const next = await request(app).get('/reviews/meta?product_id=3').timeout(10_000);
+    expect({ status: next.status, body: next.body }).toMatchObject({ status: 200 });
+  } finally {
+    await db.close().catch(() => undefined);
+    for (const s of sockets) s.destroy();
+    relay.close();
+  }
+});
+
 test('when a statement exceeds the statement timeout, then it is cancelled with a 503 and the pool stays healthy', async () => {
   const db = new Db({ connectionString: t.url, statementTimeoutMs: 300, poolSize: 2 });
   const app = createApp(db, { log: () => undefined });
