@@ -237,6 +237,32 @@ describe('two hosts, one database', () => {
     expect((await text(`${a.url}${list(1)}`)).body).not.toContain('moved.jpg');
   });
 
+  test("a read carrying the writer's cookie for the product is rendered fresh, even before this host hears the write", async () => {
+    const path = '/reviews/meta?product_id=3';
+    await text(`${b.url}${path}`);
+    const stale = await text(`${b.url}${path}`);
+    expect(stale.cache).toBe('HIT');
+    // A write this host has not heard of (triggers off for this session: no NOTIFY), as when
+    // the writer's next read reaches it before the notification does.
+    const unheard = await t.db.connect();
+    try {
+      await unheard.query('SET session_replication_role = replica');
+      await unheard.query('UPDATE atelier.product_ratings SET r1 = r1 + 5 WHERE product_id = 3');
+      const truthNow = await fresh(path);
+      expect(truthNow).not.toBe(stale.body);
+      expect((await text(`${b.url}${path}`)).body).toBe(stale.body);
+      const writer = await text(`${b.url}${path}`, { headers: { cookie: 'other=1; atelier_wrote=12.3' } });
+      expect(writer.body).toBe(truthNow);
+      // And it refreshed the cache for everyone.
+      expect((await text(`${b.url}${path}`)).body).toBe(truthNow);
+      // A cookie naming other products changes nothing.
+      expect((await text(`${b.url}${path}`, { headers: { cookie: 'atelier_wrote=33.31' } })).cache).toBe('HIT');
+    } finally {
+      await unheard.query('UPDATE atelier.product_ratings SET r1 = r1 - 5 WHERE product_id = 3');
+      unheard.release();
+    }
+  });
+
   test('after writers and readers hammer both hosts, every cached answer on both equals a fresh read', async () => {
     let posted = 0;
     await concurrently(600, 12, async (i) => {

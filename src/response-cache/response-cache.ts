@@ -126,6 +126,22 @@ export class ResponseCache {
       this.counters.coalesced++;
       return { entry: await inFlight.promise, outcome: 'MISS' };
     }
+    return { entry: await this.fill(product, key, render), outcome: 'MISS' };
+  }
+
+  /**
+   * For a reader who has just written `product` (its cookie says so): rendered now from the
+   * database, never from memory nor from a render that began earlier, since this host may
+   * not have heard that write's notification yet. The fresh body is stored for everyone.
+   */
+  async refresh(product: number, key: string, render: () => Promise<Rendered>): Promise<{ entry: CachedBody; outcome: CacheOutcome }> {
+    this.counters.bypassed++;
+    if (!this.lru || !this.trusted) return { entry: toEntry(await render()), outcome: 'BYPASS' };
+    return { entry: await this.fill(product, key, render), outcome: 'BYPASS' };
+  }
+
+  private fill(product: number, key: string, render: () => Promise<Rendered>): Promise<CachedBody> {
+    const lru = this.lru!;
     const epoch = this.epoch;
     const flight: Flight = { key, product, poisoned: false, promise: undefined as unknown as Promise<CachedBody> };
     flight.promise = (async () => {
@@ -149,7 +165,7 @@ export class ResponseCache {
     let forProduct = this.flightsByProduct.get(product);
     if (!forProduct) this.flightsByProduct.set(product, (forProduct = new Set()));
     forProduct.add(flight);
-    return { entry: await flight.promise, outcome: 'MISS' };
+    return flight.promise;
   }
 
   private endFlight(flight: Flight): void {

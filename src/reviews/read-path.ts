@@ -9,7 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import querystring from 'node:querystring';
 import type { ErrorResponder } from '../errors';
 import type { Metrics } from '../metrics';
-import type { CachedBody, CacheOutcome, ResponseCache } from '../response-cache/response-cache';
+import type { CachedBody, CacheOutcome, Rendered, ResponseCache } from '../response-cache/response-cache';
 import type { ReviewRepository } from './repository';
 import { listQuery, parseOr400, productIdQuery } from './schemas';
 
@@ -56,6 +56,22 @@ function notModified(req: IncomingMessage, etag: string): boolean {
   });
 }
 
+/** The product ids in the writer's cookie (at most MAX_WROTE; one linear scan of the header). */
+function wroteProducts(req: IncomingMessage): string[] {
+  const cookie = req.headers.cookie;
+  if (!cookie) return [];
+  const ids = /(?:^|;\s*)atelier_wrote=([0-9.]*)/.exec(cookie)?.[1];
+  return ids ? ids.split('.').filter((s) => /^[1-9]\d{0,9}$/.test(s)).slice(-MAX_WROTE) : [];
+}
+
+/**
+ * The cache lookup for a read: a reader whose cookie names the product wrote it moments ago
+ * (possibly through the other host), so its read is rendered fresh (and refreshes the cache).
+ */
+function lookup(cache: ResponseCache, req: IncomingMessage, product: number, key: string, render: () => Promise<Rendered>) {
+  return wroteProducts(req).includes(String(product)) ? cache.refresh(product, key, render) : cache.get(product, key, render);
+}
+
 function send(req: IncomingMessage, res: ServerResponse, entry: CachedBody, outcome: CacheOutcome): void {
   if (notModified(req, entry.etag)) {
     res.writeHead(304, { ETag: entry.etag, 'X-Response-Cache': outcome });
@@ -82,7 +98,7 @@ export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): Read
       const key = `l:${q.product_id}:${q.sort}:${q.page}:${q.count}:${q.rating?.join('') ?? ''}`;
       // No product has 2^31 reviews: a page that far out is empty (LIMIT 0), the count still holds.
       const beyond = offset > 2147483647;
-      const { entry, outcome } = await cache.get(q.product_id, key, async () => {
+      const { entry, outcome } = await lookup(cache, req, q.product_id, key, async () => {
         const { results, total } = await repo.list(q.product_id, q.sort, beyond ? 0 : q.count, beyond ? 0 : offset, q.rating);
         return { text: `{"product":"${q.product_id}","page":${q.page - 1},"count":${q.count},"results":${results}}`, headers: { 'X-Total-Count': String(total) } };
       });
@@ -95,7 +111,7 @@ export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): Read
   const meta: Handler = async (req, res) => {
     try {
       const q = parseOr400(productIdQuery, queryOf(req), 'query parameters');
-      const { entry, outcome } = await cache.get(q.product_id, `m:${q.product_id}`, () => repo.meta(q.product_id));
+      const { entry, outcome } = await lookup(cache, req, q.product_id, `m:${q.product_id}`, () => repo.meta(q.product_id));
       send(req, res, entry, outcome);
     } catch (err) {
       respondError(err, res);
@@ -128,8 +144,7 @@ export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): Read
     },
     noteWrite(req, res, product) {
       cache.invalidate(product);
-      const earlier = /(?:^|;\s*)atelier_wrote=([0-9.]*)/.exec(req.headers.cookie ?? '')?.[1] ?? '';
-      const ids = [...new Set([...earlier.split('.').filter((s) => /^[1-9]\d{0,9}$/.test(s)), String(product)].reverse())].reverse().slice(-MAX_WROTE);
+      const ids = [...new Set([...wroteProducts(req), String(product)].reverse())].reverse().slice(-MAX_WROTE);
       res.setHeader('Set-Cookie', `${WROTE_COOKIE}=${ids.join('.')}; Max-Age=${o.readYourWritesSeconds}; Path=/reviews; HttpOnly; SameSite=Lax`);
     },
   };
