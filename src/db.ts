@@ -47,6 +47,8 @@ export function toUnavailable(err: unknown): UnavailableError | undefined {
   if (err instanceof UnavailableError) return err;
   const e = err as { code?: string; message?: string };
   if (e?.code === '57014') return new UnavailableError('The review database took too long to answer; retry shortly.', err);
+  // The write fence (db/migrations/0006): an import is replacing the data set.
+  if (e?.code === 'AT503') return new UnavailableError(e.message, err, 30);
   // node-postgres's client-side query_timeout: the server stopped answering on this
   // connection (a partition, a failover that drops packets). Its query is still active on
   // the client, so the client is broken too (isBroken) and must not go back to the pool.
@@ -399,7 +401,8 @@ export class Db {
 /** A client whose connection failed must be destroyed, not returned to the pool. */
 function isBroken(err: unknown): boolean {
   const u = toUnavailable(err);
-  return u !== undefined && (u.cause as { code?: string } | undefined)?.code !== '57014';
+  const code = (u?.cause as { code?: string } | undefined)?.code;
+  return u !== undefined && code !== '57014' && code !== 'AT503';
 }
 
 /** Quotes an identifier that came from code (a database name), never from a request. */

@@ -21,8 +21,8 @@ export class HttpError extends Error {
 
 /** The database is down, too slow or saturated: the client should retry shortly. */
 export class UnavailableError extends HttpError {
-  constructor(message = 'The review database is unavailable; retry shortly.', readonly cause?: unknown) {
-    super(503, message, undefined, { 'Retry-After': '1' });
+  constructor(message = 'The review database is unavailable; retry shortly.', readonly cause?: unknown, retryAfterSeconds = 1) {
+    super(503, message, undefined, { 'Retry-After': String(retryAfterSeconds) });
   }
 }
 

@@ -215,4 +215,48 @@ describe('a generated dirty export', () => {
       expect(await fingerprint()).toEqual(before);
     },
   );
+
+  // These write through the API, so they run after the tests that compare with the export.
+  test('writes during an import get a JSON 503 (Retry-After) for its whole run and nothing of them is stored; after it they land', async () => {
+    const app = createApp(t.db, { log: () => undefined });
+    const { rows: [old] } = await t.db.query<{ id: number; product_id: number }>('SELECT id, product_id FROM atelier.reviews WHERE NOT reported ORDER BY id LIMIT 1');
+    const writes = () => Promise.all([
+      request(app).post('/reviews').send({ product_id: old.product_id, rating: 5, body: 'x'.repeat(60), recommend: true, name: 'during-import', email: 'd@example.com' }),
+      request(app).put(`/reviews/${old.id}/helpful`),
+      request(app).put(`/reviews/${old.id}/report`),
+    ]);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const seen: string[] = [];
+    const importing = load({
+      dir, databaseUrl: t.url, rejectsFile: path.join(tmp, 'fenced.csv'),
+      onPoint: async (p) => {
+        seen.push(p);
+        if (p === 'copied-all') await gate;
+      },
+    });
+    while (!seen.includes('copied-all')) await new Promise((r) => setTimeout(r, 20));
+    for (const res of await writes()) {
+      expect(res.status).toBe(503);
+      expect(res.headers['retry-after']).toBe('30');
+      expect(res.body.error).toMatch(/import/);
+    }
+    release();
+    await importing;
+    const { rows } = await t.db.query("SELECT count(*)::int AS n FROM atelier.reviews WHERE reviewer_name = 'during-import'");
+    expect(rows[0].n).toBe(0);
+    const after = await writes();
+    expect(after.map((r) => r.status)).toEqual([201, 204, 204]);
+    const listed = await request(app).get(`/reviews?product_id=${old.product_id}&sort=newest&count=1000`);
+    expect(listed.body.results.filter((r: { reviewer_name: string }) => r.reviewer_name === 'during-import')).toHaveLength(1);
+  });
+
+  test('a failed import lifts the write fence as well', async () => {
+    const app = createApp(t.db, { log: () => undefined });
+    await expect(load({ dir, databaseUrl: t.url, rejectsFile: path.join(tmp, 'failed.csv'), onPoint: async (p) => {
+      if (p === 'copied-all') throw new Error('stopped here by the test');
+    } })).rejects.toThrow(/stopped here/);
+    const { rows: [r] } = await t.db.query<{ id: number }>('SELECT id FROM atelier.reviews ORDER BY id LIMIT 1');
+    expect((await request(app).put(`/reviews/${r.id}/helpful`)).status).toBe(204);
+  });
 });

@@ -26,6 +26,11 @@ const OLD = 'atelier_old';
 /** The tables the import fills; any other live table starts empty in the new data set. */
 const LOADED_TABLES = ['reviews', 'reviews_photos', 'characteristics', 'characteristic_reviews', 'product_ratings'];
 const IMPORT_LOCK = 7_240_102;
+/**
+ * The write fence (db/migrations/0006): held exclusively for the import's run, so the API's
+ * writes, which take it shared, get a JSON 503 instead of landing in tables the swap drops.
+ */
+const WRITE_FENCE = 7_240_103;
 // Small reads keep each chunk's short-lived strings in V8's young generation: measured at
 // full scale, 64 KiB reads ran a dry run in 34 s at 142 MB peak RSS, 1 MiB reads in 47 s at 265 MB.
 const READ_CHUNK = 64 * 1024;
@@ -304,6 +309,9 @@ export async function load(opts: LoadOptions): Promise<LoadReport> {
     await lock.query('SET statement_timeout = 0');
     const got = await lock.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [IMPORT_LOCK]);
     if (!got.rows[0].ok) throw new ImportError('another import is running against this database');
+    // Waits for writes in flight (milliseconds); from here until the end every write is refused.
+    await lock.query('SELECT pg_advisory_lock($1)', [WRITE_FENCE]);
+    await point('writes-fenced');
     await lock.query(`DROP SCHEMA IF EXISTS ${STAGING} CASCADE`);
     await lock.query(`CREATE SCHEMA ${STAGING}`);
     // Tables the export does not fill (idempotency keys, …) start empty in the new data set.
@@ -372,6 +380,7 @@ export async function load(opts: LoadOptions): Promise<LoadReport> {
     return { files, steps, totalSeconds: (performance.now() - started) / 1000, peakRssBytes: peakRss(), rejectsFile: rejects.file, dryRun };
   } finally {
     await rejects.close().catch(() => undefined);
+    await lock.query('SELECT pg_advisory_unlock($1)', [WRITE_FENCE]).catch(() => undefined);
     await lock.query('SELECT pg_advisory_unlock($1)', [IMPORT_LOCK]).catch(() => undefined);
     lock.release();
     await db.close();

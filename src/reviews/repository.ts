@@ -48,7 +48,6 @@ const metaStatement: BatchStatement<number, string> = {
 
 const META_SQL = loadSql('review-meta.sql');
 const CREATE_SQL = 'SELECT review_id, created, foreign_characteristics FROM public.create_review($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)';
-const REPORT_SQL = loadSql('report-review.sql');
 
 export class ReviewRepository {
   /** Concurrent cold list reads of one sort order share a statement (src/batched-query.ts). */
@@ -98,29 +97,18 @@ export class ReviewRepository {
     return { id: review_id, created };
   }
 
-  /** The review's product; undefined when no review has this id. */
+  /** The review's product; undefined when no review has this id (public.mark_helpful, db/migrations/0006). */
   async markHelpful(reviewId: number): Promise<number | undefined> {
-    const res = await this.db.query<{ product_id: number }>(
-      'UPDATE atelier.reviews SET helpfulness = helpfulness + 1 WHERE id = $1 RETURNING product_id', [reviewId], 'helpful');
-    return res.rows[0]?.product_id;
+    const res = await this.db.query<{ product_id: number | null }>('SELECT product_id FROM public.mark_helpful($1)', [reviewId], 'helpful');
+    return res.rows[0]?.product_id ?? undefined;
   }
 
   /**
    * Hides the review and subtracts it from the aggregates once; returns its product,
-   * undefined when no review has this id.
+   * undefined when no review has this id. One statement: public.report_review (0006).
    */
   async report(reviewId: number): Promise<number | undefined> {
-    return this.db.withTransaction(async (q) => {
-      const flipped = await q<{ product_id: number; rating: number; recommend: boolean }>(
-        'UPDATE atelier.reviews SET reported = true WHERE id = $1 AND NOT reported RETURNING product_id, rating, recommend', [reviewId]);
-      if (flipped.rowCount === 0) {
-        const exists = await q<{ product_id: number }>('SELECT product_id FROM atelier.reviews WHERE id = $1', [reviewId]);
-        return exists.rows[0]?.product_id;
-      }
-      const { product_id, rating, recommend } = flipped.rows[0];
-      await q('SELECT 1 FROM atelier.characteristics WHERE product_id = $1 ORDER BY id FOR UPDATE', [product_id]);
-      await q(REPORT_SQL, [reviewId, product_id, rating, recommend]);
-      return product_id;
-    });
+    const res = await this.db.query<{ product_id: number | null }>('SELECT product_id FROM public.report_review($1)', [reviewId], 'report');
+    return res.rows[0]?.product_id ?? undefined;
   }
 }
