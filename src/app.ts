@@ -8,6 +8,7 @@ import { applyCors, type CorsPolicy } from './cors';
 import type { Metrics } from './metrics';
 import { openApiDocument } from './openapi';
 import type { Db } from './db';
+import type { ReadBudget } from './reviews/read-budget';
 import { answerClientErrors, errorHandler, errorResponder, HttpError, notFound } from './errors';
 import { ResponseCache } from './response-cache/response-cache';
 import { createReadPath } from './reviews/read-path';
@@ -28,6 +29,8 @@ export interface AppOptions {
   cors?: CorsPolicy;
   /** Prometheus metrics (GET /metrics); none when absent. */
   metrics?: Metrics;
+  /** Per-client budget of bytes rendered on read misses (READ_BUDGET_KB_S); none when absent. */
+  readBudget?: ReadBudget;
 }
 
 /** A request listener; `listen` starts an http.Server with it, as Express's app.listen does. */
@@ -57,6 +60,7 @@ export function createApp(db: Db, opts: AppOptions = {}): App {
     readYourWritesSeconds: opts.readYourWritesSeconds ?? 10,
     logger,
     metrics: opts.metrics,
+    budget: opts.readBudget,
   });
 
   app.use((_req, res, next) => {

@@ -60,6 +60,13 @@ const schema = z.object({
   RESPONSE_CACHE_MB: int(0, 65536).default(64),
   RESPONSE_CACHE_TTL_S: int(1, 86400).default(300),
   READ_YOUR_WRITES_S: int(1, 3600).default(10),
+  // Per client (address) and host: KiB per second of bodies rendered on read misses, the
+  // debt allowed before its misses get a 429 being four seconds' worth (0 = no budget).
+  // A storefront page renders ~2 KiB; a count=1000 page of a popular product ~290 KiB.
+  READ_BUDGET_KB_S: int(0, 1048576).default(2048),
+  // Proxies (nginx) whose X-Forwarded-For names the client, comma-separated addresses.
+  TRUSTED_PROXIES: z.string().default('127.0.0.1,::1,::ffff:127.0.0.1')
+    .transform((v) => new Set(v.split(',').map((s) => s.trim()).filter(Boolean))),
   // Origins whose pages may call the API (comma-separated; "*" lets any page read, never
   // write); empty = no cross-origin access. See README, "Browsers: CORS and HTTPS".
   CORS_ORIGINS: z

@@ -10,6 +10,7 @@ import { ConfigError, loadConfig, type Config } from './config';
 import { resolveDatabase } from './database';
 import { parseCorsOrigins } from './cors';
 import { createMetrics } from './metrics';
+import { ReadBudget } from './reviews/read-budget';
 import { Db } from './db';
 import { followChanges } from './response-cache/invalidation-feed';
 import { ResponseCache } from './response-cache/response-cache';
@@ -76,6 +77,9 @@ async function serve(config: Config): Promise<void> {
   const app = createApp(db, { logFormat: config.LOG_FORMAT, compression: config.COMPRESSION, cache, readYourWritesSeconds: config.READ_YOUR_WRITES_S,
     cors: parseCorsOrigins(config.CORS_ORIGINS),
     metrics: config.METRICS ? createMetrics({ db, cache }) : undefined,
+    readBudget: config.READ_BUDGET_KB_S > 0
+      ? new ReadBudget({ bytesPerSecond: config.READ_BUDGET_KB_S * 1024, burstBytes: config.READ_BUDGET_KB_S * 1024 * 4, trustedProxies: config.TRUSTED_PROXIES })
+      : undefined,
   });
   const warm = await db.warm();
   if (warm < config.PG_POOL_SIZE) log(`opened ${warm} of ${config.PG_POOL_SIZE} database connections; the rest open on demand`);

@@ -201,7 +201,7 @@ describe('with the shared test database', () => {
 
   test('under several times its capacity, a host keeps serving near capacity (goodput), refuses the excess with JSON 503s, and recovers', async () => {
     // Cache off: every request is a database query, and the pool (2) is the bottleneck.
-    const host = await startHost({ port: await freePort(), databaseUrl: t.url, env: { PG_POOL_SIZE: '2', RESPONSE_CACHE_MB: '0', PG_QUEUE_TIMEOUT_MS: '250' } });
+    const host = await startHost({ port: await freePort(), databaseUrl: t.url, env: { PG_POOL_SIZE: '2', RESPONSE_CACHE_MB: '0', PG_QUEUE_TIMEOUT_MS: '250', READ_BUDGET_KB_S: '0' /* one generator, many clients */ } });
     const base = `http://${host.address}`;
     const url = `${base}/reviews?product_id=1&count=50&sort=helpful`;
     type Run = Omit<autocannon.Result, 'statusCodeStats'> & { statusCodeStats?: Record<string, { count: number }> };

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fromRoot } from '../paths';
 import { EMBEDDED_SOCKET_DIR } from '../embedded-postgres';
 import { createIsolation, type Isolation } from './host-isolation';
-import { findNginx, writeNginxConfig, type NginxOptions } from './nginx-config';
+import { DEFAULT_READ_RATE, findNginx, writeNginxConfig, type NginxOptions } from './nginx-config';
 
 export interface Proc {
   process: ChildProcess;
@@ -217,7 +217,15 @@ export function hostDatabaseUrl(url: string): string {
  * upstream keepalive_timeout, see rolling-restart.ts) unless the options say otherwise.
  */
 export function clusterHostEnv(o: ClusterOptions): Record<string, string> {
-  return { DRAIN_GRACE_MS: '3000', ...o.hostEnv };
+  return { DRAIN_GRACE_MS: '3000', ...budgetEnv(o), ...o.hostEnv };
+}
+
+/**
+ * A raised per-client read limit at nginx means one address stands for many clients (a load
+ * generator): the hosts' per-client render budget (READ_BUDGET_KB_S) is lifted with it.
+ */
+function budgetEnv(o: ClusterOptions): Record<string, string> {
+  return o.readRate !== undefined && o.readRate !== DEFAULT_READ_RATE ? { READ_BUDGET_KB_S: '0' } : {};
 }
 
 /** The URL of something listening on `listen` ("port" or "address:port"). */
@@ -231,7 +239,7 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
       const databaseUrl = hostDatabaseUrl(o.databaseUrl);
       isolation = createIsolation(o.isolate.hosts, o.isolate.cpu);
       for (const h of isolation.hosts) {
-        hosts.push(await startHost({ port: 3000, host: h.address, databaseUrl, env: o.hostEnv, echo: o.echo, wrap: h.wrap }));
+        hosts.push(await startHost({ port: 3000, host: h.address, databaseUrl, env: { ...budgetEnv(o), ...o.hostEnv }, echo: o.echo, wrap: h.wrap }));
       }
     } else {
       for (const port of o.hostPorts ?? [3001, 3002]) hosts.push(await startHost({ port, databaseUrl: o.databaseUrl, env: clusterHostEnv(o), echo: o.echo }));

@@ -105,6 +105,11 @@ export class ResponseCache {
     return this.trusted;
   }
 
+  /** Whether `key` would be answered from memory now (no render, no change to recency). */
+  holds(key: string): boolean {
+    return this.trusted && this.lru !== undefined && this.lru.has(key);
+  }
+
   /**
    * The body for `key` (a response of `product`): from memory, from a render already in
    * flight, or rendered now by `render` (JSON text).

@@ -7,10 +7,11 @@
 // and give the writer a cookie with which nginx lets its next reads bypass its cache.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import querystring from 'node:querystring';
-import type { ErrorResponder } from '../errors';
+import { HttpError, type ErrorResponder } from '../errors';
 import type { Metrics } from '../metrics';
 import type { CachedBody, CacheOutcome, Rendered, ResponseCache } from '../response-cache/response-cache';
 import type { ReviewRepository } from './repository';
+import type { ReadBudget } from './read-budget';
 import { listQuery, parseOr400, productIdQuery } from './schemas';
 
 /** Cookie naming the products a client wrote recently (nginx's cache key config reads it). */
@@ -35,6 +36,8 @@ export interface ReadPathOptions {
   readYourWritesSeconds: number;
   /** Metrics, observed here without a listener per request. */
   metrics?: Metrics;
+  /** The per-client budget of bytes rendered on misses (none: unlimited). */
+  budget?: ReadBudget;
   /** Request logger (morgan) to run on requests served here. */
   logger?: (req: IncomingMessage, res: ServerResponse, next: () => void) => void;
 }
@@ -89,7 +92,23 @@ function send(req: IncomingMessage, res: ServerResponse, entry: CachedBody, outc
 }
 
 export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): ReadPath {
-  const { cache, respondError } = o;
+  const { cache, respondError, budget } = o;
+
+  /** The cache lookup, within the client's budget: a miss is refused while it is over. */
+  const budgeted = async (req: IncomingMessage, product: number, key: string, render: () => Promise<Rendered>) => {
+    if (!budget) return lookup(cache, req, product, key, render);
+    const client = budget.clientOf(req);
+    if (budget.anyOver() && !cache.holds(key)) {
+      const wait = budget.retryAfter(client);
+      if (wait > 0) {
+        throw new HttpError(429, 'Too many expensive reads from this client (large pages that are not cached); retry shortly.', undefined,
+          { 'Retry-After': String(Math.ceil(wait)) });
+      }
+    }
+    const answer = await lookup(cache, req, product, key, render);
+    if (answer.outcome !== 'HIT') budget.charge(client, answer.entry.body.length);
+    return answer;
+  };
 
   const list: Handler = async (req, res) => {
     try {
@@ -98,7 +117,7 @@ export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): Read
       const key = `l:${q.product_id}:${q.sort}:${q.page}:${q.count}:${q.rating?.join('') ?? ''}`;
       // No product has 2^31 reviews: a page that far out is empty (LIMIT 0), the count still holds.
       const beyond = offset > 2147483647;
-      const { entry, outcome } = await lookup(cache, req, q.product_id, key, async () => {
+      const { entry, outcome } = await budgeted(req, q.product_id, key, async () => {
         const { results, total } = await repo.list(q.product_id, q.sort, beyond ? 0 : q.count, beyond ? 0 : offset, q.rating);
         return { text: `{"product":"${q.product_id}","page":${q.page - 1},"count":${q.count},"results":${results}}`, headers: { 'X-Total-Count': String(total) } };
       });
@@ -111,7 +130,7 @@ export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): Read
   const meta: Handler = async (req, res) => {
     try {
       const q = parseOr400(productIdQuery, queryOf(req), 'query parameters');
-      const { entry, outcome } = await lookup(cache, req, q.product_id, `m:${q.product_id}`, () => repo.meta(q.product_id));
+      const { entry, outcome } = await budgeted(req, q.product_id, `m:${q.product_id}`, () => repo.meta(q.product_id));
       send(req, res, entry, outcome);
     } catch (err) {
       respondError(err, res);

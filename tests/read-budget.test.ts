@@ -1,0 +1,79 @@
+// Issue 19 #12: the read limit counts requests, not work. One client asking for large,
+// uncached pages (count=1000, every sort and page) gets JSON 429s once it has rendered its
+// budget, while another client is served as before, and its own cached pages still answer.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createApp } from '../src/app';
+import { ResponseCache } from '../src/response-cache/response-cache';
+import { ReadBudget } from '../src/reviews/read-budget';
+import { finishArrange, insertReviews } from './helpers/fixtures';
+import { createTestDatabase, type TestDatabase } from './helpers/test-db';
+
+let t: TestDatabase;
+let server: http.Server;
+let base: string;
+
+beforeAll(async () => {
+  t = await createTestDatabase();
+  await insertReviews(t.db, Array.from({ length: 600 }, (_, i) => ({
+    id: i + 1, product_id: 1, rating: 1 + (i % 5), date: `2021-01-01T00:00:${String(i % 60).padStart(2, '0')}.000Z`, helpfulness: i % 13,
+  })));
+  await finishArrange(t.db);
+  // 64 KiB/s, 256 KiB of debt: about one count=1000 page of this product (~150 KiB) a
+  // couple of seconds; the test's clients are told apart by the X-Forwarded-For nginx sets.
+  const budget = new ReadBudget({ bytesPerSecond: 64 * 1024, burstBytes: 256 * 1024, trustedProxies: new Set(['127.0.0.1', '::ffff:127.0.0.1']) });
+  server = createApp(t.db, { log: () => undefined, cache: new ResponseCache({ maxBytes: 64 << 20, ttlMs: 60_000 }), readBudget: budget }).listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  await new Promise((r) => server.close(r));
+  await t.drop();
+});
+
+const get = async (path: string, client: string) => {
+  const res = await fetch(`${base}${path}`, { headers: { 'x-forwarded-for': `203.0.113.9, ${client}` } });
+  return { status: res.status, retryAfter: res.headers.get('retry-after'), body: await res.text(), cache: res.headers.get('x-response-cache') };
+};
+
+test('a client rendering large uncached pages gets 429s past its budget; another client and its own cached pages are served', async () => {
+  const statuses: number[] = [];
+  const first = await get('/reviews?product_id=1&count=1000&sort=newest', '10.0.0.1');
+  expect(first.status).toBe(200);
+  expect(first.body.length).toBeGreaterThan(100_000);
+  for (const sort of ['helpful', 'relevant']) {
+    for (let count = 990; count < 1000; count++) statuses.push((await get(`/reviews?product_id=1&count=${count}&sort=${sort}`, '10.0.0.1')).status);
+  }
+  expect(statuses.filter((s) => s === 200).length).toBeGreaterThan(0);
+  expect(statuses.filter((s) => s === 429).length).toBeGreaterThan(10);
+  const refused = await get('/reviews?product_id=1&count=500&sort=helpful', '10.0.0.1');
+  expect(refused.status).toBe(429);
+  expect(Number(refused.retryAfter)).toBeGreaterThanOrEqual(1);
+  expect(JSON.parse(refused.body).error).toMatch(/expensive reads/);
+  // Its cached page costs nothing: still served.
+  const cached = await get('/reviews?product_id=1&count=1000&sort=newest', '10.0.0.1');
+  expect({ status: cached.status, cache: cached.cache }).toEqual({ status: 200, cache: 'HIT' });
+  // Another client (another address behind the same proxy) is served, large pages included.
+  expect((await get('/reviews?product_id=1&count=999&sort=newest', '10.0.0.2')).status).toBe(200);
+  expect((await get('/reviews/meta?product_id=1', '10.0.0.2')).status).toBe(200);
+});
+
+test('the header of an untrusted peer is not believed, and a long X-Forwarded-For costs one scan', () => {
+  const budget = new ReadBudget({ bytesPerSecond: 1, burstBytes: 1, trustedProxies: new Set(['10.9.9.9']) });
+  const req = (peer: string, xff: string) => ({ socket: { remoteAddress: peer }, headers: { 'x-forwarded-for': xff } }) as unknown as http.IncomingMessage;
+  expect(budget.clientOf(req('127.0.0.1', '10.0.0.1'))).toBe('127.0.0.1');
+  expect(budget.clientOf(req('10.9.9.9', '1.1.1.1, 10.0.0.7'))).toBe('10.0.0.7');
+  expect(budget.clientOf(req('10.9.9.9', `${'1.2.3.4,'.repeat(100_000)}10.0.0.8`))).toBe('10.0.0.8');
+});
+
+test('the debt drains at the budget rate', () => {
+  const budget = new ReadBudget({ bytesPerSecond: 1000, burstBytes: 2000, trustedProxies: new Set() });
+  budget.charge('a', 5000, 0);
+  expect(budget.anyOver(0)).toBe(true);
+  expect(budget.retryAfter('a', 0)).toBeCloseTo(3);
+  expect(budget.retryAfter('a', 2000)).toBeCloseTo(1);
+  expect(budget.retryAfter('a', 3000)).toBe(0);
+  expect(budget.anyOver(3001)).toBe(false);
+  expect(budget.retryAfter('b', 0)).toBe(0);
+});
