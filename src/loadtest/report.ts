@@ -16,7 +16,9 @@ export function stageLine(s: StageResult): string {
   const offered = s.offeredRate > 0 ? `${fmt(s.offeredRate)} req/s offered` : 'max rate';
   return `${offered}: ${fmt(s.rps)} rps served, ${fmt(s.requests)} requests, errors ${fmt(s.errors)} (${fmt(s.errorRate * 100, 3)} %), ` +
     `latency p50 ${fmt(s.latencyMs.p50, 1)} ms, p90 ${fmt(s.latencyMs.p90, 1)} ms, p99 ${fmt(s.latencyMs.p99, 1)} ms, max ${fmt(s.latencyMs.max, 1)} ms` +
-    `${s.cacheHits ? `, cache hits ${fmt((100 * s.cacheHits) / Math.max(1, s.requests - s.errors), 1)} %` : ''} — ${s.passed ? 'PASS' : 'FAIL'}`;
+    `${s.cacheHits ? `, cache hits ${fmt((100 * s.cacheHits) / Math.max(1, s.requests - s.errors), 1)} %` : ''}` +
+    `${s.writes.count ? `; writes p99 ${fmt(s.writes.p99, 1)} ms` : ''}` +
+    `${s.offeredRate > 0 ? `; late sends ${fmt(s.lateSends)} (latest ${fmt(s.maxSendLagMs, 1)} ms after its time)` : ''} — ${s.passed ? 'PASS' : 'FAIL'}`;
 }
 
 function chart(r: RunResult): string {

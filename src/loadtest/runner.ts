@@ -1,8 +1,18 @@
-// The Node load generator: drives the shared traffic model (loadtest/lib/traffic.js)
-// with autocannon, stage by stage at constant arrival rates, and measures what the
-// service did: achieved rps, errors by status, latency percentiles, per-second timeline.
-import type { EventEmitter } from 'node:events';
-import autocannon from 'autocannon';
+// The Node load generator: drives the shared traffic model (loadtest/lib/traffic.js) stage
+// by stage and measures what the service did: achieved rps, errors by status, latency
+// percentiles by operation and cache path, a per-second timeline.
+//
+// Open loop, like k6's constant-arrival-rate: a stage of R req/s is a schedule of send
+// times, R a second, fixed before the run. Each request goes out at its time whatever the
+// server is doing (a pool of up to `connections` keep-alive sockets, 1024 by default, so a
+// send is not held back by answers still outstanding), and its latency is counted from its
+// scheduled time, not from when it went out: a server that stalls for 200 ms shows 200 ms
+// in every request scheduled during the stall, whatever the connection setting
+// (coordinated omission is not hidden). Sends that left more than LATE_MS after their time
+// (the generator itself was busy, or every socket was in use) are counted as late.
+// A stage with rate 0 is closed loop: `connections` loops, each sending its next request
+// when the previous one is answered (as fast as the server allows).
+import http from 'node:http';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const traffic = require('../../loadtest/lib/traffic.js') as typeof import('../../loadtest/lib/traffic.js');
 
@@ -28,6 +38,7 @@ export interface RunOptions {
   stopOnFailure?: boolean;
   distribution?: string;
   products: number;
+  /** Open loop: most sockets in use at once (default 1024). Closed loop (rate 0): the number of loops (default 64). */
   connections?: number;
   seed?: number;
   /** Override the request mix (e.g. only GET /reviews for a benchmark row). */
@@ -73,6 +84,10 @@ export interface StageResult {
   /** All reads (GET /reviews, /reviews/meta) together, and all writes together. */
   reads: ClassLatency;
   writes: ClassLatency;
+  /** Open loop: sends that left more than LATE_MS after their scheduled time. */
+  lateSends: number;
+  /** Open loop: the latest a send left after its scheduled time (ms). */
+  maxSendLagMs: number;
   passed: boolean;
 }
 
@@ -112,9 +127,19 @@ function percentiles(values: number[]): Percentiles {
   return { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: v[v.length - 1], mean: sum / v.length };
 }
 
-interface Ctx {
-  last?: { op: string; productId: number };
-  postNext?: number;
+/** A send later than this after its scheduled time counts as late (the generator could not keep up). */
+export const LATE_MS = 10;
+const REQUEST_TIMEOUT_MS = 10_000;
+
+interface Outcome {
+  op: string;
+  status: number | 'connection-error';
+  latency: number;
+  scheduled: number;
+  /** Reads: nginx's X-Cache-Status and the host's X-Response-Cache, joined (e.g. "MISS/HIT"). */
+  cache?: string;
+  edgeHit?: boolean;
+  hostHit?: boolean;
 }
 
 export async function runLoad(o: RunOptions): Promise<RunResult> {
@@ -124,121 +149,168 @@ export async function runLoad(o: RunOptions): Promise<RunResult> {
   const model = { pickProduct, mix: o.mix ?? traffic.ENDPOINT_MIX };
   // Characteristic ids learned from meta responses, so POST bodies rate the right ones.
   const characteristics = new Map<number, number[]>();
+  // POSTs waiting for their product's characteristics (a meta was sent in their place).
+  const postNext: number[] = [];
+  const target = new URL(o.target);
   const result: RunResult = { target: o.target, distribution, products: o.products, startedAt: new Date().toISOString(), stages: [], timeline: [], passed: true };
   const started = performance.now();
 
+  const nextRequest = () => {
+    let r = traffic.nextRequest(model, rand);
+    const waiting = postNext.find((p) => characteristics.has(p));
+    if (waiting !== undefined) {
+      postNext.splice(postNext.indexOf(waiting), 1);
+      r = { op: 'post', method: 'POST', path: '/reviews', productId: waiting };
+    }
+    let body: string | undefined;
+    let headers: Record<string, string> = {};
+    if (r.op === 'post') {
+      const ids = characteristics.get(r.productId);
+      if (ids === undefined) {
+        if (postNext.length < 1000) postNext.push(r.productId);
+        r = { op: 'meta', method: 'GET', path: `/reviews/meta?product_id=${r.productId}`, productId: r.productId };
+      } else {
+        const review = traffic.reviewBody(r.productId, ids, rand);
+        body = JSON.stringify(review);
+        headers = { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), 'idempotency-key': review.name };
+      }
+    }
+    return { ...r, body, headers };
+  };
+
+  /** Sends one request; resolves with what happened, latency counted from `scheduled`. */
+  const send = (agent: http.Agent, scheduled: number): Promise<Outcome> => {
+    const r = nextRequest();
+    return new Promise<Outcome>((resolve) => {
+      let done = false;
+      const finish = (status: Outcome['status'], headers?: http.IncomingHttpHeaders) => {
+        if (done) return;
+        done = true;
+        const edge = headers?.['x-cache-status'];
+        const host = headers?.['x-response-cache'];
+        const cache = headers && (r.op === 'list' || r.op === 'meta') ? [edge, host].filter(Boolean).join('/') || 'none' : undefined;
+        resolve({ op: r.op, status, latency: performance.now() - scheduled, scheduled, cache, edgeHit: edge === 'HIT', hostHit: host === 'HIT' });
+      };
+      const req = http.request({ agent, hostname: target.hostname, port: target.port, path: r.path, method: r.method, headers: r.headers }, (res) => {
+        const chunks: Buffer[] = [];
+        const keep = r.op === 'meta' && res.statusCode === 200;
+        res.on('data', (c: Buffer) => keep && chunks.push(c));
+        res.on('end', () => {
+          if (keep && characteristics.size < 100_000) {
+            try {
+              characteristics.set(r.productId, traffic.characteristicIdsFromMeta(Buffer.concat(chunks).toString()));
+            } catch {
+              // not JSON: counted by its status
+            }
+          }
+          finish(res.statusCode ?? 0, res.headers);
+        });
+        res.on('error', () => finish('connection-error'));
+      });
+      req.setTimeout(REQUEST_TIMEOUT_MS, () => req.destroy(new Error('timeout')));
+      req.on('error', () => finish('connection-error'));
+      req.end(r.body);
+    });
+  };
+
   for (const stage of o.stages) {
-    const latencies: number[] = [];
+    const outcomes: Outcome[] = [];
+    let lateSends = 0;
+    let maxSendLagMs = 0;
+    const open = stage.rate > 0;
+    const connections = o.connections ?? (open ? 1024 : 64);
+    const agent = new http.Agent({ keepAlive: true, maxSockets: connections, maxFreeSockets: connections, scheduling: 'fifo' });
+    const stageStart = performance.now() + 5;
+    const end = stageStart + stage.duration * 1000;
+    const pending: Promise<void>[] = [];
+    const record = (p: Promise<Outcome>) => pending.push(p.then((x) => void outcomes.push(x)));
+
+    if (open) {
+      const interval = 1000 / stage.rate;
+      const total = Math.round(stage.rate * stage.duration);
+      let i = 0;
+      await new Promise<void>((resolve) => {
+        const tick = () => {
+          const now = performance.now();
+          while (i < total && stageStart + i * interval <= now) {
+            const scheduled = stageStart + i * interval;
+            const lag = now - scheduled;
+            // Late: the generator itself fell behind, or every socket is busy (the request
+            // then waits in the agent, and that wait counts in its latency too).
+            const busy = Object.values(agent.sockets).reduce((n, l) => n + (l?.length ?? 0), 0) >= connections;
+            if (lag > LATE_MS || busy) lateSends++;
+            if (lag > maxSendLagMs) maxSendLagMs = lag;
+            record(send(agent, scheduled));
+            i++;
+          }
+          if (i >= total) resolve();
+          else setTimeout(tick, Math.max(0, stageStart + i * interval - performance.now()));
+        };
+        setTimeout(tick, Math.max(0, stageStart - performance.now()));
+      });
+    } else {
+      const loop = async () => {
+        while (performance.now() < end) {
+          const x = await send(agent, performance.now());
+          outcomes.push(x);
+        }
+      };
+      await Promise.all(Array.from({ length: connections }, loop));
+    }
+    // Every request sent is answered (or times out) before the stage is counted.
+    await Promise.all(pending);
+    agent.destroy();
+    const seconds = Math.max(stage.duration, (performance.now() - stageStart) / 1000);
+
     const statuses: Record<string, number> = {};
-    let errors = 0;
-    let cacheHits = 0;
-    let hostCacheHits = 0;
     const byOp = new Map<string, number[]>();
     const byCache = new Map<string, number[]>();
     const byKind = new Map<string, number[]>([['reads', []], ['writes', []]]);
-    // Set by onResponse and read by the 'response' event, which autocannon emits right after
-    // it, synchronously, for the same response.
-    let last: { op: string; cache?: string } | undefined;
     const buckets = new Map<number, { n: number; errors: number; lat: number[] }>();
-    const connections = o.connections ?? Math.min(256, Math.max(8, Math.ceil((stage.rate || 20000) / 250)));
-
-    const setupRequest = (req: Record<string, unknown>, ctx: Ctx) => {
-      let r = traffic.nextRequest(model, rand);
-      if (ctx.postNext !== undefined) {
-        r = { op: 'post', method: 'POST', path: '/reviews', productId: ctx.postNext };
-        ctx.postNext = undefined;
-      }
-      if (r.op === 'post') {
-        const ids = characteristics.get(r.productId);
-        if (ids === undefined) {
-          // Unknown characteristics: read the meta first, post on this connection's next turn.
-          ctx.postNext = r.productId;
-          r = { op: 'meta', method: 'GET', path: `/reviews/meta?product_id=${r.productId}`, productId: r.productId };
-        } else {
-          const body = traffic.reviewBody(r.productId, ids, rand);
-          req.body = JSON.stringify(body);
-          req.headers = { 'content-type': 'application/json', 'idempotency-key': body.name };
-        }
-      }
-      if (r.op !== 'post') {
-        req.body = undefined;
-        req.headers = {};
-      }
-      req.method = r.method;
-      req.path = r.path;
-      ctx.last = { op: r.op, productId: r.productId };
-      return req;
+    const push = (m: Map<string, number[]>, k: string, v: number) => {
+      let g = m.get(k);
+      if (!g) m.set(k, (g = []));
+      g.push(v);
     };
-    const onResponse = (status: number, body: string, ctx: Ctx, headers: Record<string, string>) => {
-      if (ctx.last?.op === 'meta' && status === 200 && characteristics.size < 100_000) {
-        try {
-          characteristics.set(ctx.last.productId, traffic.characteristicIdsFromMeta(body));
-        } catch {
-          // not JSON: counted by status below
-        }
-      }
-      // Raw header names keep the server's case.
-      const edge = headers?.['X-Cache-Status'] ?? headers?.['x-cache-status'];
-      const host = headers?.['X-Response-Cache'] ?? headers?.['x-response-cache'];
-      if (edge === 'HIT') cacheHits++;
-      if (host === 'HIT') hostCacheHits++;
-      const op = ctx.last?.op ?? 'unknown';
-      last = { op, cache: op === 'list' || op === 'meta' ? [edge, host].filter(Boolean).join('/') || 'none' : undefined };
-    };
-
-    const instance = autocannon({
-      url: o.target,
-      connections,
-      duration: stage.duration,
-      ...(stage.rate > 0 ? { overallRate: stage.rate } : {}),
-      timeout: 10,
-      requests: [{ setupRequest: setupRequest as never, onResponse: onResponse as never }],
-    }) as unknown as EventEmitter & PromiseLike<autocannon.Result>; // the instance is both (its typings say only Promise)
-    const stageStart = performance.now();
-    instance.on('response', (_client: unknown, statusCode: number, _bytes: number, responseTime: number) => {
-      latencies.push(responseTime);
-      statuses[statusCode] = (statuses[statusCode] ?? 0) + 1;
-      if (last) {
-        let g = byOp.get(last.op);
-        if (!g) byOp.set(last.op, (g = []));
-        g.push(responseTime);
-        byKind.get(last.op === 'list' || last.op === 'meta' ? 'reads' : 'writes')!.push(responseTime);
-        if (last.cache) {
-          let c = byCache.get(last.cache);
-          if (!c) byCache.set(last.cache, (c = []));
-          c.push(responseTime);
-        }
-        last = undefined;
-      }
-      const bad = traffic.isError(statusCode);
+    let errors = 0;
+    let cacheHits = 0;
+    let hostCacheHits = 0;
+    for (const x of outcomes) {
+      statuses[x.status] = (statuses[x.status] ?? 0) + 1;
+      const bad = x.status === 'connection-error' || traffic.isError(x.status);
       if (bad) errors++;
-      const second = Math.floor((performance.now() - started) / 1000);
+      push(byOp, x.op, x.latency);
+      push(byKind, x.op === 'list' || x.op === 'meta' ? 'reads' : 'writes', x.latency);
+      if (x.cache) push(byCache, x.cache, x.latency);
+      if (x.edgeHit) cacheHits++;
+      if (x.hostHit) hostCacheHits++;
+      // The timeline is by scheduled second: a stall shows where it happened.
+      const second = Math.floor((x.scheduled - started) / 1000);
       let b = buckets.get(second);
       if (!b) buckets.set(second, (b = { n: 0, errors: 0, lat: [] }));
       b.n++;
       if (bad) b.errors++;
-      b.lat.push(responseTime);
-    });
-    const summary = await instance;
-    const seconds = (performance.now() - stageStart) / 1000;
-    const connectionErrors = summary.errors + summary.timeouts;
-    if (connectionErrors) statuses['connection-error'] = connectionErrors;
-    const requests = latencies.length + connectionErrors;
+      b.lat.push(x.latency);
+    }
+    const requests = outcomes.length;
+    const kinds = classLatency(byKind);
     const s: StageResult = {
       offeredRate: stage.rate,
       duration: stage.duration,
       requests,
-      rps: latencies.length / seconds,
-      errors: errors + connectionErrors,
-      errorRate: requests ? (errors + connectionErrors) / requests : 0,
+      rps: requests / seconds,
+      errors,
+      errorRate: requests ? errors / requests : 0,
       statuses,
-      latencyMs: percentiles(latencies),
+      latencyMs: percentiles(outcomes.map((x) => x.latency)),
       cacheHits,
       hostCacheHits,
       byOp: classLatency(byOp),
       byCache: classLatency(byCache),
-      reads: classLatency(byKind).reads,
-      writes: classLatency(byKind).writes,
+      reads: kinds.reads ?? { count: 0, p50: 0, p99: 0, max: 0 },
+      writes: kinds.writes ?? { count: 0, p50: 0, p99: 0, max: 0 },
+      lateSends,
+      maxSendLagMs,
       passed: true,
     };
     const t = o.thresholds;
