@@ -128,9 +128,7 @@ runCli(async () => {
     const groups = processGroups(cluster.hosts.map((h) => h.process.pid!), true);
     try {
       log(`cluster: the load scenario, 1000 req/s for ${a['load-duration']} s (Node generator), Zipf`);
-      // The generator's default connection count for this rate (8), as `npm run loadtest` uses:
-      // autocannon paces each connection separately, and with 32 connections at 1000 req/s
-      // their sends bunch up (measured: p99 48.8 ms with 32 against 15.3 ms with 8, same cluster).
+      // Open loop (src/loadtest/runner.ts): latency from each request's scheduled time.
       const { result, cpuMs } = await withCpu(groups, () => runLoad({ target: cluster.url, stages: [{ rate: 1000, duration: a['load-duration'] }], products, distribution: 'zipf', seed: seed++ }));
       add(stageRow('nginx + 2 hosts, load scenario: 1000 req/s, Zipf mix', result.stages[0], cpuMs));
       await wrkRow('warm-up', cluster.url, await list('zipf', undefined), { seconds: d, connections: 64, groups });

@@ -29,6 +29,8 @@ export interface AppOptions {
   cors?: CorsPolicy;
   /** Prometheus metrics (GET /metrics); none when absent. */
   metrics?: Metrics;
+  /** The write lane (PG_WRITE_POOL_SIZE): POST, helpful and report run here; on `db` when absent. */
+  writeDb?: Db;
   /** Per-client budget of bytes rendered on read misses (READ_BUDGET_KB_S); none when absent. */
   readBudget?: ReadBudget;
 }
@@ -53,7 +55,7 @@ export function createApp(db: Db, opts: AppOptions = {}): App {
   const respondError = errorResponder(opts.log);
   const metrics = opts.metrics;
   const logger = opts.logFormat && opts.logFormat !== 'off' ? morgan(opts.logFormat) : undefined;
-  const repo = new ReviewRepository(db);
+  const repo = new ReviewRepository(db, opts.writeDb ?? db);
   const reads = createReadPath(repo, {
     cache: opts.cache ?? new ResponseCache({ maxBytes: 0, ttlMs: 0 }),
     respondError,

@@ -62,26 +62,30 @@ async function serve(config: Config): Promise<void> {
   const database = await resolveDatabase(config, log);
   if (database.embedded) await seedSampleIfEmpty(database.url, config.SAMPLE_SCALE, log);
 
-  const db = new Db({
+  const dbOptions = {
     connectionString: database.url,
-    poolSize: config.PG_POOL_SIZE,
     maxQueue: config.PG_POOL_QUEUE,
     queueTimeoutMs: config.PG_QUEUE_TIMEOUT_MS,
     connectTimeoutMs: config.PG_CONNECT_TIMEOUT_MS,
     statementTimeoutMs: config.PG_STATEMENT_TIMEOUT_MS,
     genericPlans: true,
-  });
+  };
+  const db = new Db({ ...dbOptions, poolSize: config.PG_POOL_SIZE });
+  // The write lane: its own connections and admission queue.
+  const writeDb = config.PG_WRITE_POOL_SIZE > 0 ? new Db({ ...dbOptions, poolSize: config.PG_WRITE_POOL_SIZE, application: 'atelier-reviews-writes' }) : undefined;
   // Untrusted until its change feed listens: until then every read goes to the database.
   const cache = new ResponseCache({ maxBytes: config.RESPONSE_CACHE_MB * 2 ** 20, ttlMs: config.RESPONSE_CACHE_TTL_S * 1000, trusted: false });
   const feed = cache.enabled ? followChanges(db, cache, log) : undefined;
   const app = createApp(db, { logFormat: config.LOG_FORMAT, compression: config.COMPRESSION, cache, readYourWritesSeconds: config.READ_YOUR_WRITES_S,
     cors: parseCorsOrigins(config.CORS_ORIGINS),
+    writeDb,
     metrics: config.METRICS ? createMetrics({ db, cache }) : undefined,
     readBudget: config.READ_BUDGET_KB_S > 0
       ? new ReadBudget({ bytesPerSecond: config.READ_BUDGET_KB_S * 1024, burstBytes: config.READ_BUDGET_KB_S * 1024 * 4, trustedProxies: config.TRUSTED_PROXIES })
       : undefined,
   });
   const warm = await db.warm();
+  await writeDb?.warm();
   if (warm < config.PG_POOL_SIZE) log(`opened ${warm} of ${config.PG_POOL_SIZE} database connections; the rest open on demand`);
 
   let closing = false;
@@ -139,6 +143,7 @@ async function serve(config: Config): Promise<void> {
     clearTimeout(forced);
     await feed?.close();
     await db.close().catch(() => undefined);
+    await writeDb?.close().catch(() => undefined);
     await database.stop().catch((err) => log(`stopping embedded PostgreSQL failed: ${err}`));
     log('stopped');
     process.exit(0);

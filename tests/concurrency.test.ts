@@ -1,6 +1,7 @@
 // Many parallel writers on one product: the aggregates must never drift from the raw rows.
 import request from 'supertest';
 import { createApp } from '../src/app';
+import { Db } from '../src/db';
 import { auditAggregates } from '../src/reviews/aggregates';
 import { finishArrange, insertCharacteristics, insertReviews, validReview } from './helpers/fixtures';
 import { createTestDatabase, type TestDatabase } from './helpers/test-db';
@@ -68,4 +69,27 @@ test('the audit notices drift, and repair fixes exactly that', async () => {
   expect(audit.examples.length).toBe(2);
   await repairAggregates(t.db, audit.drifted);
   expect((await auditAggregates(t.db)).drifted).toEqual([]);
+});
+
+describe('the write lane', () => {
+  test('a write is answered while every read connection is busy (its own pool and queue)', async () => {
+    const reads = new Db({ connectionString: t.url, poolSize: 1, queueTimeoutMs: 10_000 });
+    const writes = new Db({ connectionString: t.url, poolSize: 1, queueTimeoutMs: 10_000 });
+    const app = createApp(reads, { log: () => undefined, writeDb: writes });
+    const held = await reads.connect();
+    try {
+      const read = request(app).get('/reviews/meta?product_id=1').then((r) => r.status);
+      const started = performance.now();
+      const posted = await request(app).post('/reviews').send(validReview({ product_id: 1, name: 'lane' }));
+      expect(posted.status).toBe(201);
+      expect(await request(app).put(`/reviews/${posted.body.review_id}/helpful`).then((r) => r.status)).toBe(204);
+      // A hang detector: without the lane these would wait for the held read connection.
+      expect(performance.now() - started).toBeLessThan(5000);
+      held.release();
+      expect(await read).toBe(200);
+    } finally {
+      await reads.close();
+      await writes.close();
+    }
+  });
 });

@@ -54,7 +54,8 @@ export class ReviewRepository {
   private readonly lists: BatchedQuery<ListInput, ListPage>;
   private readonly metas: BatchedQuery<number, string>;
 
-  constructor(private readonly db: Db) {
+  /** `writes`: the write lane's pool (its own connections and queue), `db` by default. */
+  constructor(db: Db, private readonly writes: Db = db) {
     this.lists = new BatchedQuery(db, listStatement);
     this.metas = new BatchedQuery(db, metaStatement);
   }
@@ -79,7 +80,7 @@ export class ReviewRepository {
    */
   async create(r: NewReview, idempotencyKey?: string): Promise<{ id: number; created: boolean }> {
     const ids = Object.keys(r.characteristics).map(Number).sort((a, b) => a - b);
-    const { rows } = await this.db.query<{ review_id: number; created: boolean; foreign_characteristics: number[] | null }>(CREATE_SQL, [
+    const { rows } = await this.writes.query<{ review_id: number; created: boolean; foreign_characteristics: number[] | null }>(CREATE_SQL, [
       r.product_id, r.rating, r.summary, r.body, r.recommend, r.name, r.email,
       r.photos, ids, ids.map((id) => r.characteristics[String(id)]), idempotencyKey ?? null,
     ], 'create').catch((err: { code?: string; message?: string }) => {
@@ -99,7 +100,7 @@ export class ReviewRepository {
 
   /** The review's product; undefined when no review has this id (public.mark_helpful, db/migrations/0006). */
   async markHelpful(reviewId: number): Promise<number | undefined> {
-    const res = await this.db.query<{ product_id: number | null }>('SELECT product_id FROM public.mark_helpful($1)', [reviewId], 'helpful');
+    const res = await this.writes.query<{ product_id: number | null }>('SELECT product_id FROM public.mark_helpful($1)', [reviewId], 'helpful');
     return res.rows[0]?.product_id ?? undefined;
   }
 
@@ -108,7 +109,7 @@ export class ReviewRepository {
    * undefined when no review has this id. One statement: public.report_review (0006).
    */
   async report(reviewId: number): Promise<number | undefined> {
-    const res = await this.db.query<{ product_id: number | null }>('SELECT product_id FROM public.report_review($1)', [reviewId], 'report');
+    const res = await this.writes.query<{ product_id: number | null }>('SELECT product_id FROM public.report_review($1)', [reviewId], 'report');
     return res.rows[0]?.product_id ?? undefined;
   }
 }
