@@ -1,12 +1,12 @@
 // The API benchmark's pieces (scripts/bench.ts runs them in order): request lists drawn
 // from the shared traffic model for wrk, max-rate and overload rows with CPU per request
 // per process, and the load scenario at a fixed rate through the cluster.
-import type { Db } from '../db';
-import type { StageResult } from '../loadtest/runner';
+import type { Db } from '../src/db';
+import type { StageResult } from '../loadtest/node/runner';
 import { pidsNamed, withCpu, type ProcessGroups } from './cpu';
 import { runWrk, type WrkRequest, type WrkResult } from './wrk';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const traffic = require('../../loadtest/lib/traffic.js') as typeof import('../../loadtest/lib/traffic.js');
+const traffic = require('../loadtest/lib/traffic.js') as typeof import('../loadtest/lib/traffic.js');
 
 export type Mix = { op: string; weight: number }[];
 export const READS: Mix = [{ op: 'list', weight: 0.62 }, { op: 'meta', weight: 0.3 }];

@@ -2,12 +2,12 @@
 // own database (bench_scale_S on the embedded server, or DATABASE_URL as it is).
 import fs from 'node:fs';
 import path from 'node:path';
-import { loadConfig } from '../config';
-import { resolveDatabase } from '../database';
-import { withClient } from '../db';
-import { benchmarkExport, FULL_SCALE_PRODUCTS } from '../etl/generate';
-import { load } from '../etl/load';
-import { migrate } from '../migrate';
+import { loadConfig } from '../src/config';
+import { resolveDatabase } from '../src/db/resolve';
+import { withClient } from '../src/db';
+import { benchmarkExport, FULL_SCALE_PRODUCTS } from '../src/etl/generate';
+import { load } from '../src/etl/load';
+import { migrate } from '../src/db/migrate';
 
 export interface BenchDatabase {
   url: string;

@@ -5,8 +5,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { from as copyFrom } from 'pg-copy-streams';
-import type { Db } from '../db';
-import { FILES, type FileKey } from './csv-format';
+import type { Db } from '../src/db';
+import { FILES, type FileKey } from '../src/etl/csv-format';
 
 const SCHEMA = 'bench_raw';
 const DDL: Record<FileKey, string> = {

@@ -2,7 +2,7 @@
 // nginx, the highest constant arrival rate that holds p99 ≤ a bound with no errors, found
 // by raising the rate until it fails and then bisecting; with the CPU each process group
 // spent per request at that rate. Also renders the result as a self-contained HTML chart.
-import { runLoad, type StageResult } from '../loadtest/runner';
+import { runLoad, type StageResult } from '../loadtest/node/runner';
 import { pidsNamed, withCpu } from './cpu';
 import type { Mix } from './api-bench';
 

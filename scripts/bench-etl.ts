@@ -4,14 +4,14 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { parseArgs, runCli, formatNumber as fmt } from '../src/cli';
+import { parseArgs, runCli, formatNumber as fmt } from '../src/lib/cli';
 import { loadConfig } from '../src/config';
-import { resolveDatabase } from '../src/database';
+import { resolveDatabase } from '../src/db/resolve';
 import { Db } from '../src/db';
 import { benchmarkExport } from '../src/etl/generate';
 import type { LoadReport } from '../src/etl/load';
-import { rawCopy } from '../src/etl/raw-copy';
-import { fromRoot } from '../src/paths';
+import { rawCopy } from '../bench/raw-copy';
+import { fromRoot } from '../src/lib/paths';
 
 
 runCli(async () => {

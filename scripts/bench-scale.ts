@@ -6,13 +6,13 @@
 // a self-contained HTML chart. Needs root (see README, "Scale-out").
 import fs from 'node:fs';
 import path from 'node:path';
-import { READS } from '../src/bench/api-bench';
-import { prepareBenchDatabase } from '../src/bench/dataset';
-import { findMaxRate, scaleChart, type ScalePoint } from '../src/bench/scale-bench';
-import { parseArgs, runCli, UsageError, formatNumber as fmt } from '../src/cli';
+import { READS } from '../bench/api-bench';
+import { prepareBenchDatabase } from '../bench/dataset';
+import { findMaxRate, scaleChart, type ScalePoint } from '../bench/scale-bench';
+import { parseArgs, runCli, UsageError, formatNumber as fmt } from '../src/lib/cli';
 import { freePort, startCluster } from '../src/cluster/cluster';
 import { isolationSupport } from '../src/cluster/host-isolation';
-import { fromRoot } from '../src/paths';
+import { fromRoot } from '../src/lib/paths';
 
 runCli(async () => {
   const a = parseArgs({

@@ -1,9 +1,9 @@
 // npm run db -- [--dir .data/pg] [--port 54329] [--database atelier]
 // Runs the embedded PostgreSQL in the foreground (migrated), prints its URL, and stops it
 // on Ctrl-C/SIGTERM: for running the API, the import and psql against one server by hand.
-import { parseArgs, runCli } from '../src/cli';
-import { startEmbeddedPostgres } from '../src/embedded-postgres';
-import { migrate } from '../src/migrate';
+import { parseArgs, runCli } from '../src/lib/cli';
+import { startEmbeddedPostgres } from '../src/db/embedded-postgres';
+import { migrate } from '../src/db/migrate';
 
 runCli(async () => {
   const a = parseArgs({

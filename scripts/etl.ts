@@ -1,8 +1,8 @@
 // npm run etl -- --dir DIR [--rejects FILE] [--dry-run]
 import fs from 'node:fs';
-import { parseArgs, runCli } from '../src/cli';
+import { parseArgs, runCli } from '../src/lib/cli';
 import { loadConfig } from '../src/config';
-import { resolveDatabase } from '../src/database';
+import { resolveDatabase } from '../src/db/resolve';
 import { load } from '../src/etl/load';
 import { consoleProgress, summaryTable } from '../src/etl/report';
 

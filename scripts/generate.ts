@@ -1,6 +1,6 @@
 // npm run generate -- --out DIR [--scale S] [--seed N] [--dirty F]
 import { generate } from '../src/etl/generate';
-import { parseArgs, runCli } from '../src/cli';
+import { parseArgs, runCli } from '../src/lib/cli';
 
 runCli(async () => {
   const args = parseArgs({

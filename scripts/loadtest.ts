@@ -5,12 +5,12 @@
 // .html. Exits 1 when the scenario's thresholds are missed.
 import fs from 'node:fs';
 import path from 'node:path';
-import { parseArgs, runCli, UsageError } from '../src/cli';
-import { breakdownLines, htmlReport, stageLine } from '../src/loadtest/report';
-import { runLoad, type StageResult } from '../src/loadtest/runner';
+import { parseArgs, runCli, UsageError } from '../src/lib/cli';
+import { breakdownLines, htmlReport, stageLine } from '../loadtest/node/report';
+import { runLoad, type StageResult } from '../loadtest/node/runner';
 import { spawn } from 'node:child_process';
 import { freePort } from '../src/cluster/cluster';
-import { fromRoot } from '../src/paths';
+import { fromRoot } from '../src/lib/paths';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { SCENARIOS, FULL_SCALE_PRODUCTS } = require('../loadtest/lib/traffic.js') as typeof import('../loadtest/lib/traffic.js');
 
@@ -44,7 +44,7 @@ runCli(async () => {
   if (a['floor-seconds'] > 0) {
     const rate = stages.find((s) => s.rate > 0)?.rate ?? 1000;
     const port = await freePort();
-    const server = spawn(process.execPath, [fromRoot('dist', 'src', 'bench', 'baseline-server.js'), String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const server = spawn(process.execPath, [fromRoot('dist', 'bench', 'baseline-server.js'), String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
     try {
       await new Promise((r) => server.stdout!.once('data', r));
       floor = (await runLoad({ target: `http://127.0.0.1:${port}`, stages: [{ rate, duration: a['floor-seconds'] }], products: a.products, mix: [{ op: 'list', weight: 1 }], seed: a.seed })).stages[0];

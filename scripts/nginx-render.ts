@@ -1,7 +1,7 @@
 // npm run nginx:render -- --prefix DIR --listen ADDR --upstreams host:port,host:port [--cache-ttl 5s] [--write-rate 10r/s] [--read-rate 200r/s] [--cache-dir /dev/shm/atelier-nginx]
 //   [--tls-cert fullchain.pem --tls-key key.pem --https-listen 443] [--cors-origins https://shop.example.com]
 // Renders the production nginx config for ops; run it with `nginx -p DIR -c DIR/nginx.conf`.
-import { parseArgs, runCli, UsageError } from '../src/cli';
+import { parseArgs, runCli, UsageError } from '../src/lib/cli';
 import { testNginxConfig } from '../src/cluster/cluster';
 import { DEFAULT_CACHE_TTL, DEFAULT_READ_RATE, DEFAULT_WRITE_RATE, findNginx, writeNginxConfig } from '../src/cluster/nginx-config';
 

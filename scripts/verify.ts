@@ -1,8 +1,8 @@
 // npm run verify [-- --repair]: proves the meta aggregates match the raw rows.
 // Exits 1 when drift is found (and not repaired).
-import { parseArgs, runCli, formatNumber as fmt } from '../src/cli';
+import { parseArgs, runCli, formatNumber as fmt } from '../src/lib/cli';
 import { loadConfig } from '../src/config';
-import { resolveDatabase } from '../src/database';
+import { resolveDatabase } from '../src/db/resolve';
 import { Db } from '../src/db';
 import { auditAggregates, repairAggregates, type AuditReport } from '../src/reviews/aggregates';
 

@@ -2,7 +2,7 @@
 // and refuses to start with one clear line per bad value.
 import 'dotenv/config';
 import { z } from 'zod';
-import { parseCorsOrigins } from './cors';
+import { parseCorsOrigins } from './http/cors';
 
 const onOff = z
   .enum(['on', 'off', 'true', 'false', '1', '0'])

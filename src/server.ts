@@ -5,16 +5,15 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import { createApp } from './app';
-import { answerClientErrors } from './errors';
+import { answerClientErrors } from './http/errors';
 import { ConfigError, loadConfig, type Config } from './config';
-import { resolveDatabase } from './database';
-import { parseCorsOrigins } from './cors';
-import { createMetrics } from './metrics';
+import { parseCorsOrigins } from './http/cors';
+import { createMetrics } from './http/metrics';
 import { ReadBudget } from './reviews/read-budget';
 import { Db } from './db';
 import { followChanges } from './response-cache/invalidation-feed';
 import { ResponseCache } from './response-cache/response-cache';
-import { seedSampleIfEmpty } from './etl/sample';
+import { prepareDatabase } from './etl/sample';
 
 const log = (line: string) => console.log(`[reviews${cluster.isWorker ? ` worker ${cluster.worker!.id}` : ''}] ${line}`);
 
@@ -30,8 +29,7 @@ export async function main(config: Config): Promise<void> {
  * on SIGTERM/SIGINT, lets every worker drain before stopping the database.
  */
 async function primary(config: Config, workers: number): Promise<void> {
-  const database = await resolveDatabase(config, log);
-  if (database.embedded) await seedSampleIfEmpty(database.url, config.SAMPLE_SCALE, log);
+  const database = await prepareDatabase(config, log);
   let closing = false;
   const fork = () => cluster.fork({ DATABASE_URL: database.url, WORKERS: '1' });
   for (let i = 0; i < workers; i++) fork();
@@ -59,8 +57,7 @@ async function primary(config: Config, workers: number): Promise<void> {
 }
 
 async function serve(config: Config): Promise<void> {
-  const database = await resolveDatabase(config, log);
-  if (database.embedded) await seedSampleIfEmpty(database.url, config.SAMPLE_SCALE, log);
+  const database = await prepareDatabase(config, log);
 
   const dbOptions = {
     connectionString: database.url,

@@ -2,7 +2,7 @@
 // generator (src/loadtest/): which requests, in which proportions, for which products,
 // at which rates, and what counts as passing. Plain ES modules: no k6 or Node APIs, so
 // both runtimes (and the jest tests) import this same file.
-import { createRandom } from '../../src/random.js';
+import { createRandom } from '../../src/lib/random.js';
 
 /** Seeded randomness for reproducible runs (k6 passes Math.random instead). */
 export { createRandom };

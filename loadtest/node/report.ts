@@ -1,7 +1,7 @@
 // Renders a load run as a self-contained HTML page (tables + an inline SVG chart of
 // throughput and latency over time) and as a terminal table.
 import type { RunResult, StageResult } from './runner';
-import { formatNumber as fmt } from '../cli';
+import { formatNumber as fmt } from '../../src/lib/cli';
 
 const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 

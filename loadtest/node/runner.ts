@@ -14,7 +14,7 @@
 // when the previous one is answered (as fast as the server allows).
 import http from 'node:http';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const traffic = require('../../loadtest/lib/traffic.js') as typeof import('../../loadtest/lib/traffic.js');
+const traffic = require('../lib/traffic.js') as typeof import('../lib/traffic.js');
 
 export interface Stage {
   /** Requests per second to offer; 0 = as fast as the connections allow. */

@@ -1,140 +1,22 @@
 // A local cluster: two Node hosts on loopback behind nginx, against one PostgreSQL.
 // Used by `npm run cluster`, the nginx tests and the benchmark.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
-import { fromRoot } from '../paths';
-import { EMBEDDED_SOCKET_DIR } from '../embedded-postgres';
+import { fromRoot } from '../lib/paths';
+import { EMBEDDED_SOCKET_DIR } from '../db/embedded-postgres';
+import { startHost } from './host';
 import { createIsolation, type Isolation } from './host-isolation';
-import { DEFAULT_READ_RATE, findNginx, writeNginxConfig, type NginxOptions } from './nginx-config';
+import { DEFAULT_READ_RATE } from './nginx-config';
+import { startNginx, type NginxHandle } from './nginx-process';
+import type { Proc } from './processes';
+import { selfSignedCertificate } from './tls';
 
-export interface Proc {
-  process: ChildProcess;
-  /** Output so far (for error messages). */
-  output(): string;
-  /** Graceful stop with `signal`, SIGKILL after `graceMs`. */
-  stop(signal?: NodeJS.Signals, graceMs?: number): Promise<void>;
-}
+// The pieces, for callers that start them one by one (tests, benchmarks).
+export { startHost, type HostOptions } from './host';
+export { startNginx, testNginxConfig, type NginxHandle } from './nginx-process';
+export { freePort, type Proc } from './processes';
+export { selfSignedCertificate } from './tls';
 
-function manage(child: ChildProcess, name: string, echo = false): Proc {
-  let out = '';
-  const collect = (d: Buffer) => {
-    out = (out + d.toString()).slice(-20_000);
-    if (echo) process.stdout.write(`[${name}] ${d}`);
-  };
-  child.stdout?.on('data', collect);
-  child.stderr?.on('data', collect);
-  return {
-    process: child,
-    output: () => out,
-    async stop(signal = 'SIGTERM', graceMs = 10_000) {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const exited = once(child, 'exit');
-      child.kill(signal);
-      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
-}
-
-/** A free TCP port on loopback. */
-export async function freePort(host = '127.0.0.1'): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, host, r));
-  const { port } = srv.address() as net.AddressInfo;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
-
-async function waitFor(url: string, proc: Proc, name: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (proc.process.exitCode !== null) throw new Error(`${name} exited (code ${proc.process.exitCode}):\n${proc.output()}`);
-    try {
-      // A redirect counts: with HTTPS on, nginx's plain listener only redirects.
-      const res = await fetch(url, { signal: AbortSignal.timeout(1000), redirect: 'manual' });
-      if (res.ok || res.status === 301) return;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) throw new Error(`${name} not ready at ${url} after ${timeoutMs} ms:\n${proc.output()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-export interface HostOptions {
-  port: number;
-  host?: string;
-  databaseUrl: string;
-  env?: Record<string, string>;
-  echo?: boolean;
-  /** Rewrites the command line, e.g. to run it inside a network namespace and cgroup. */
-  wrap?: (argv: string[]) => string[];
-}
-
-/** Starts one API host (the compiled server) and waits until it is ready. */
-export async function startHost(o: HostOptions): Promise<Proc & { address: string }> {
-  const host = o.host ?? '127.0.0.1';
-  const argv = (o.wrap ?? ((a: string[]) => a))([process.execPath, fromRoot('dist', 'src', 'server.js')]);
-  const child = spawn(argv[0], argv.slice(1), {
-    env: { ...process.env, LOG_FORMAT: 'off', ...o.env, PORT: String(o.port), HOST: host, DATABASE_URL: o.databaseUrl },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const proc = manage(child, `host ${o.port}`, o.echo);
-  await waitFor(`http://${host}:${o.port}/readyz`, proc, `API host on port ${o.port}`);
-  return { ...proc, address: `${host}:${o.port}` };
-}
-
-export interface NginxHandle extends Proc {
-  url: string;
-  /** With TLS: the HTTPS URL. */
-  httpsUrl?: string;
-  configFile: string;
-}
-
-/** Checks a rendered config with `nginx -t`; throws with nginx's message. */
-export function testNginxConfig(configFile: string, prefix: string): void {
-  const nginx = findNginx();
-  if (!nginx) throw new Error('nginx not found (install it, or set NGINX_BIN)');
-  const r = spawnSync(nginx, ['-t', '-p', prefix, '-c', configFile], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`nginx -t failed:\n${r.stderr}`);
-}
-
-/** Renders the config into `prefix` and runs nginx in the foreground as a child process. */
-export async function startNginx(o: Omit<NginxOptions, 'foreground' | 'user'>, echo = false): Promise<NginxHandle> {
-  const nginx = findNginx();
-  if (!nginx) throw new Error('nginx not found (install it, or set NGINX_BIN)');
-  // As root, nginx would drop its workers to "nobody", who cannot write our prefix.
-  const user = process.getuid?.() === 0 ? 'root' : undefined;
-  // The cache on tmpfs when there is one (a miss writes a file; see nginx.conf.template).
-  // A cache left by an earlier run would answer from old data (and flatter a benchmark).
-  const cacheDir = o.cacheDir ?? localCacheDir(o.prefix);
-  fs.rmSync(cacheDir, { recursive: true, force: true });
-  const configFile = writeNginxConfig({ ...o, cacheDir, foreground: true, user });
-  testNginxConfig(configFile, o.prefix);
-  const child = spawn(nginx, ['-p', path.resolve(o.prefix), '-c', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const proc = manage(child, 'nginx', echo);
-  const url = urlOf('http', o.listen);
-  await waitFor(`${url}/healthz`, proc, 'nginx');
-  const httpsUrl = o.tls ? urlOf('https', o.tls.listen) : undefined;
-  return {
-    ...proc, url, httpsUrl, configFile,
-    stop: async (signal = 'SIGQUIT', grace = 5000) => {
-      await proc.stop(signal, grace);
-      fs.rmSync(cacheDir, { recursive: true, force: true });
-    },
-  };
-}
-
-/** A folder on /dev/shm (tmpfs) named after the prefix, or PREFIX/cache without one. */
-function localCacheDir(prefix: string): string {
-  const abs = path.resolve(prefix);
-  if (!fs.existsSync('/dev/shm')) return path.join(abs, 'cache');
-  return path.join('/dev/shm', `atelier-nginx-${Buffer.from(abs).toString('base64url').slice(-40)}`);
-}
 
 export interface ClusterOptions {
   databaseUrl: string;
@@ -183,17 +65,6 @@ export interface Cluster {
   stop(): Promise<void>;
 }
 
-/** A self-signed certificate for localhost and 127.0.0.1, made with openssl (valid one day). */
-export function selfSignedCertificate(dir: string): { cert: string; key: string } {
-  fs.mkdirSync(dir, { recursive: true });
-  const cert = path.join(dir, 'cert.pem');
-  const key = path.join(dir, 'key.pem');
-  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1',
-    '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`openssl could not make a certificate (apt-get install openssl): ${r.stderr ?? r.error}`);
-  return { cert, key };
-}
-
 /**
  * The database URL as a host inside a network namespace can use it: a server on this
  * machine's loopback is reached through its Unix socket (the namespace has its own
@@ -228,8 +99,6 @@ function budgetEnv(o: ClusterOptions): Record<string, string> {
   return o.readRate !== undefined && o.readRate !== DEFAULT_READ_RATE ? { READ_BUDGET_KB_S: '0' } : {};
 }
 
-/** The URL of something listening on `listen` ("port" or "address:port"). */
-const urlOf = (scheme: 'http' | 'https', listen: string) => `${scheme}://${listen.includes(':') ? listen : `127.0.0.1:${listen}`}`;
 
 export async function startCluster(o: ClusterOptions): Promise<Cluster> {
   const hosts: (Proc & { address: string })[] = [];

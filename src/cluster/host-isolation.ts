@@ -9,7 +9,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { processAlive } from '../processes';
+import { processAlive } from '../lib/processes';
 
 const PREFIX = 'atelier-p';
 

@@ -2,7 +2,7 @@
 // hosts, into a prefix folder that also holds nginx's pid, logs, temp files and cache.
 import fs from 'node:fs';
 import path from 'node:path';
-import { fromRoot } from '../paths';
+import { fromRoot } from '../lib/paths';
 
 export interface NginxOptions {
   /** Folder for the rendered config, pid file, logs, temp paths and cache. */

@@ -8,7 +8,7 @@
 // No nginx reload: a reload closes clients' idle keep-alive connections to the old
 // workers, and clients that reuse one at that instant see "other side closed" (measured:
 // 14 of 1,189 requests failed that way in one roll).
-import { migrate } from '../migrate';
+import { migrate } from '../db/migrate';
 import { clusterHostEnv, startHost, type Cluster } from './cluster';
 
 export interface RollReport {

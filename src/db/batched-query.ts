@@ -5,7 +5,8 @@
 // once as a batch of one: batching costs nothing when idle and grows with the load, when
 // the per-statement cost (round trip, executor start-up, the pg client's work per query,
 // context switches) is what fills both cores.
-import type { Db, Ride } from './db';
+import type { Ride } from './admission';
+import type { Db } from './pool';
 
 interface Pending<I, O> {
   input: I;

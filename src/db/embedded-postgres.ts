@@ -3,9 +3,9 @@
 // git-ignored folder and is reused by the next start.
 import fs from 'node:fs';
 import path from 'node:path';
-import { ident, withClient } from './db';
-import { projectRoot } from './paths';
-import { processAlive } from './processes';
+import { ident, withClient } from './connection';
+import { projectRoot } from '../lib/paths';
+import { processAlive } from '../lib/processes';
 
 export interface EmbeddedPostgres {
   /** Server URL without a database name (append `/<db>`). */

@@ -1,8 +1,8 @@
 // Applies db/migrations/NNNN_*.sql in order, each in its own transaction, recording
 // each in public.schema_migrations. An advisory lock lets several hosts start at once.
 import fs from 'node:fs';
-import { withClient } from './db';
-import { fromRoot } from './paths';
+import { withClient } from './connection';
+import { fromRoot } from '../lib/paths';
 
 const LOCK_KEY = 7_240_101; // any constant shared by every instance of this service
 

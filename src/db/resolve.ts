@@ -1,6 +1,5 @@
 // Resolves which PostgreSQL the service talks to: DATABASE_URL when set, otherwise the
 // embedded server (started here) with the `atelier` database, migrated either way.
-import type { Config } from './config';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres';
 import { migrate } from './migrate';
 
@@ -13,7 +12,15 @@ export interface ResolvedDatabase {
 
 export const EMBEDDED_DATABASE = 'atelier';
 
-export async function resolveDatabase(config: Config, log: (line: string) => void = () => undefined): Promise<ResolvedDatabase> {
+/** The settings this needs (a subset of src/config.ts's). */
+export interface DatabaseSettings {
+  DATABASE_URL?: string;
+  MIGRATE_ON_START: boolean;
+  EMBEDDED_PG_DIR: string;
+  EMBEDDED_PG_PORT: number;
+}
+
+export async function resolveDatabase(config: DatabaseSettings, log: (line: string) => void = () => undefined): Promise<ResolvedDatabase> {
   if (config.DATABASE_URL) {
     if (config.MIGRATE_ON_START) await migrate(config.DATABASE_URL);
     return { url: config.DATABASE_URL, stop: async () => undefined };

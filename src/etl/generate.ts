@@ -6,8 +6,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { once } from 'node:events';
-import { fromRoot } from '../paths';
-import { createRandom } from '../random.js';
+import { fromRoot } from '../lib/paths';
+import { createRandom } from '../lib/random.js';
 import { CHARACTERISTIC_NAMES, FILES, quote, type FileKey } from './csv-format';
 
 export const FULL_SCALE_PRODUCTS = 1_000_011;

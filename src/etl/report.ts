@@ -3,7 +3,7 @@
 import cliProgress from 'cli-progress';
 import type { FileKey } from './csv-format';
 import type { LoadReport, Progress } from './load';
-import { formatNumber as fmt } from '../cli';
+import { formatNumber as fmt } from '../lib/cli';
 
 
 export function consoleProgress(stream: NodeJS.WriteStream = process.stdout, everyMs = 5000): Progress {

@@ -1,11 +1,20 @@
-// The sample data `npm start` serves on the embedded database: generated at a small
-// scale and loaded through the real import, once, when the database has no reviews.
+// The database `npm start` and `npm run cluster` serve: DATABASE_URL (migrated), or the
+// embedded PostgreSQL with sample data generated at a small scale and loaded through the real
+// import, once, when it has no reviews.
 import fs from 'node:fs';
 import { withClient } from '../db';
-import { fromRoot } from '../paths';
+import { resolveDatabase, type DatabaseSettings, type ResolvedDatabase } from '../db/resolve';
+import { fromRoot } from '../lib/paths';
 import { FILES } from './csv-format';
 import { generate } from './generate';
 import { load } from './load';
+
+/** The database to serve, ready: resolved, migrated, and (embedded only) seeded when empty. */
+export async function prepareDatabase(config: DatabaseSettings & { SAMPLE_SCALE: number }, log: (line: string) => void): Promise<ResolvedDatabase> {
+  const database = await resolveDatabase(config, log);
+  if (database.embedded) await seedSampleIfEmpty(database.url, config.SAMPLE_SCALE, log);
+  return database;
+}
 
 export async function seedSampleIfEmpty(url: string, scale: number, log: (line: string) => void): Promise<void> {
   const empty = await withClient(url, async (c) => (await c.query('SELECT NOT EXISTS (SELECT 1 FROM atelier.reviews) AS empty')).rows[0].empty as boolean);

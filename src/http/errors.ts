@@ -1,30 +1,9 @@
-// The one error type routes throw, and the one middleware that turns any error into
-// the contract's JSON shape without leaking stacks, SQL or database messages.
+// The one place that turns any error into the contract's JSON shape without leaking
+// stacks, SQL or database messages: the Express error middleware, the responder the read
+// path uses, and the answers to requests Node's parser refuses.
 import type { ServerResponse } from 'node:http';
 import type { ErrorRequestHandler, RequestHandler } from 'express';
-
-export interface FieldProblem {
-  field: string;
-  message: string;
-}
-
-export class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-    readonly details?: FieldProblem[],
-    readonly headers: Record<string, string> = {},
-  ) {
-    super(message);
-  }
-}
-
-/** The database is down, too slow or saturated: the client should retry shortly. */
-export class UnavailableError extends HttpError {
-  constructor(message = 'The review database is unavailable; retry shortly.', readonly cause?: unknown, retryAfterSeconds = 1) {
-    super(503, message, undefined, { 'Retry-After': String(retryAfterSeconds) });
-  }
-}
+import { HttpError, UnavailableError } from '../lib/http-error';
 
 export const notFound: RequestHandler = (req, _res, next) => {
   next(new HttpError(404, `No route for ${req.method} ${req.path}.`));

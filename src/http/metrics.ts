@@ -4,8 +4,8 @@
 // GC, CPU). Labels are route templates and status codes only, never URLs or ids.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import client from 'prom-client';
-import type { Db } from './db';
-import type { ResponseCache } from './response-cache/response-cache';
+import type { Db } from '../db';
+import type { ResponseCache } from '../response-cache/response-cache';
 
 export interface Metrics {
   registry: client.Registry;

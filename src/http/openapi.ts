@@ -4,7 +4,7 @@
 // contract tests receive is validated against them (tests/helpers/contract-check.ts).
 import { z } from 'zod';
 import { CORS_EXPOSED_HEADERS } from './cors';
-import { listQuery, newReview, productIdQuery } from './reviews/schemas';
+import { listQuery, newReview, productIdQuery } from '../reviews/schemas';
 
 const json = (schema: z.ZodType) => {
   const s = z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;

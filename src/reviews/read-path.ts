@@ -7,8 +7,7 @@
 // and give the writer a cookie with which nginx lets its next reads bypass its cache.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import querystring from 'node:querystring';
-import { HttpError, type ErrorResponder } from '../errors';
-import type { Metrics } from '../metrics';
+import { HttpError } from '../lib/http-error';
 import type { CachedBody, CacheOutcome, Rendered, ResponseCache } from '../response-cache/response-cache';
 import type { ReviewRepository } from './repository';
 import type { ReadBudget } from './read-budget';
@@ -31,11 +30,12 @@ export interface ReadPath {
 
 export interface ReadPathOptions {
   cache: ResponseCache;
-  respondError: ErrorResponder;
+  /** Answers an error as the contract's JSON (the HTTP edge's responder). */
+  respondError: (err: unknown, res: ServerResponse) => void;
   /** Lifetime of the writer's cookie: at least nginx's cache TTL. */
   readYourWritesSeconds: number;
   /** Metrics, observed here without a listener per request. */
-  metrics?: Metrics;
+  metrics?: { begin(): number; end(started: number, route: string, method: string, status: number | string): void };
   /** The per-client budget of bytes rendered on misses (none: unlimited). */
   budget?: ReadBudget;
   /** Request logger (morgan) to run on requests served here. */

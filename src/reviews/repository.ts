@@ -2,10 +2,10 @@
 // at start-up (a missing file fails the boot); sort orders come from a closed map.
 import fs from 'node:fs';
 import path from 'node:path';
-import { BatchedQuery, type BatchStatement } from '../batched-query';
+import { BatchedQuery, type BatchStatement } from '../db/batched-query';
 import type { Db } from '../db';
-import { HttpError } from '../errors';
-import { fromRoot } from '../paths';
+import { HttpError } from '../lib/http-error';
+import { fromRoot } from '../lib/paths';
 import type { NewReview, Sort } from './schemas';
 
 function loadSql(name: string): string {

@@ -4,7 +4,7 @@
 // the app directly (no sub-router), with the JSON body parser only on the route that
 // takes a body: on this box each skipped layer is measurable throughput.
 import express, { type Express } from 'express';
-import { HttpError } from '../errors';
+import { HttpError } from '../lib/http-error';
 import type { ReadPath } from './read-path';
 import type { ReviewRepository } from './repository';
 import { newReview, parseIdempotencyKey, parseOr400, parseReviewId } from './schemas';

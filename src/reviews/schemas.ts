@@ -1,7 +1,7 @@
 // Input schemas for the reviews endpoints: the contract's rules (api.md), checked at
 // the edge so the data layer only ever sees valid, typed values.
 import { z } from 'zod';
-import { HttpError, type FieldProblem } from '../errors';
+import { HttpError, type FieldProblem } from '../lib/http-error';
 
 export const SORTS = ['newest', 'helpful', 'relevant'] as const;
 export type Sort = (typeof SORTS)[number];

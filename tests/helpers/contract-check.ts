@@ -4,7 +4,7 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import Ajv2020 from 'ajv/dist/2020';
 import type { App } from '../../src/app';
-import { openApiDocument } from '../../src/openapi';
+import { openApiDocument } from '../../src/http/openapi';
 
 type Doc = { paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, { schema: object }> }> }>>; components: object };
 const doc = openApiDocument as unknown as Doc;

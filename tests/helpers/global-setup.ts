@@ -2,9 +2,9 @@
 // template database that every test file clones.
 import { execFileSync } from 'node:child_process';
 import { ident, withClient } from '../../src/db';
-import { startEmbeddedPostgres } from '../../src/embedded-postgres';
-import { freePort } from '../../src/cluster/cluster';
-import { migrate } from '../../src/migrate';
+import { startEmbeddedPostgres } from '../../src/db/embedded-postgres';
+import { freePort } from '../../src/cluster/processes';
+import { migrate } from '../../src/db/migrate';
 import { cleanTestLeftovers } from './leftovers';
 
 export const TEMPLATE = 'atelier_test_template';
@@ -16,6 +16,9 @@ function serverUrlFrom(url: string): string {
 }
 
 export default async function globalSetup(): Promise<void> {
+  // Both database tiers (integration, system) name this set-up; jest runs it once per
+  // project in this one process: the first starts the server, the second finds it.
+  if (process.env.ATELIER_TEST_SERVER) return;
   // Process-level tests (server, ETL interruption) run the compiled entry points; npm test
   // has built them already (ATELIER_TEST_BUILT), a bare `npx jest` builds here.
   if (process.env.ATELIER_TEST_BUILT !== '1') execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', '.'], { stdio: 'inherit' });

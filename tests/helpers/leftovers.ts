@@ -4,8 +4,8 @@
 // process is still a postgres of this folder, and deletes the folder.
 import fs from 'node:fs';
 import path from 'node:path';
-import { processAlive } from '../../src/processes';
-import { fromRoot } from '../../src/paths';
+import { processAlive } from '../../src/lib/processes';
+import { fromRoot } from '../../src/lib/paths';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { isolationSupport } from '../../src/cluster/host-isolation';
 import { findNginx } from '../../src/cluster/nginx-config';
-import { projectRoot } from '../../src/paths';
+import { projectRoot } from '../../src/lib/paths';
 
 export type Need = 'nginx' | 'chromium' | 'systemd-analyze' | 'openssl' | 'host-isolation';
 

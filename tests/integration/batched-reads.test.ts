@@ -2,12 +2,12 @@
 // together, each request gets exactly the answer it gets alone, and batching does happen.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createApp } from '../src/app';
-import { Db } from '../src/db';
-import { ReviewRepository, type ListPage } from '../src/reviews/repository';
-import type { Sort } from '../src/reviews/schemas';
-import { finishArrange, insertReviews, type ReviewRow } from './helpers/fixtures';
-import { createTestDatabase, type TestDatabase } from './helpers/test-db';
+import { createApp } from '../../src/app';
+import { Db } from '../../src/db';
+import { ReviewRepository, type ListPage } from '../../src/reviews/repository';
+import type { Sort } from '../../src/reviews/schemas';
+import { finishArrange, insertReviews, type ReviewRow } from '../helpers/fixtures';
+import { createTestDatabase, type TestDatabase } from '../helpers/test-db';
 
 let t: TestDatabase;
 const PRODUCTS = 30;

@@ -1,10 +1,10 @@
 // Many parallel writers on one product: the aggregates must never drift from the raw rows.
 import request from 'supertest';
-import { createApp } from '../src/app';
-import { Db } from '../src/db';
-import { auditAggregates } from '../src/reviews/aggregates';
-import { finishArrange, insertCharacteristics, insertReviews, validReview } from './helpers/fixtures';
-import { createTestDatabase, type TestDatabase } from './helpers/test-db';
+import { createApp } from '../../src/app';
+import { Db } from '../../src/db';
+import { auditAggregates } from '../../src/reviews/aggregates';
+import { finishArrange, insertCharacteristics, insertReviews, validReview } from '../helpers/fixtures';
+import { createTestDatabase, type TestDatabase } from '../helpers/test-db';
 
 let t: TestDatabase;
 let app: ReturnType<typeof createApp>;
@@ -61,7 +61,7 @@ test('when POSTs, helpfuls and repeated reports of one product run in parallel, 
 });
 
 test('the audit notices drift, and repair fixes exactly that', async () => {
-  const { repairAggregates } = await import('../src/reviews/aggregates');
+  const { repairAggregates } = await import('../../src/reviews/aggregates');
   await t.db.query('UPDATE atelier.product_ratings SET r5 = r5 + 3 WHERE product_id = 7');
   await t.db.query('UPDATE atelier.characteristics SET rating_sum = rating_sum - 1 WHERE id = 2');
   const audit = await auditAggregates(t.db);

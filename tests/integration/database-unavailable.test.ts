@@ -2,9 +2,9 @@
 // never a hung request; a bug gives a bare 500 that leaks nothing.
 import net from 'node:net';
 import request from 'supertest';
-import { createApp } from '../src/app';
-import { Db } from '../src/db';
-import { createTestDatabase, type TestDatabase } from './helpers/test-db';
+import { createApp } from '../../src/app';
+import { Db } from '../../src/db';
+import { createTestDatabase, type TestDatabase } from '../helpers/test-db';
 
 let t: TestDatabase;
 beforeAll(async () => {

@@ -2,18 +2,19 @@
 // loads; loaded data answers the API; reruns are idempotent; interrupted imports leave
 // the previous data serving.
 import { spawn } from 'node:child_process';
+import { fromRoot } from '../../src/lib/paths';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parse } from 'csv-parse/sync';
 import request from 'supertest';
-import { createApp } from '../src/app';
-import { generate } from '../src/etl/generate';
-import { load } from '../src/etl/load';
-import { auditAggregates } from '../src/reviews/aggregates';
-import { createTestDatabase, type TestDatabase } from './helpers/test-db';
+import { createApp } from '../../src/app';
+import { generate } from '../../src/etl/generate';
+import { load } from '../../src/etl/load';
+import { auditAggregates } from '../../src/reviews/aggregates';
+import { createTestDatabase, type TestDatabase } from '../helpers/test-db';
 
-const FIXTURE = path.join(__dirname, 'fixtures', 'dirty-export');
+const FIXTURE = fromRoot('tests', 'fixtures', 'dirty-export');
 let t: TestDatabase;
 let tmp: string;
 
@@ -185,7 +186,7 @@ describe('a generated dirty export', () => {
 
   /** Runs the compiled ETL CLI, pauses it at `point`, kills it with SIGKILL. */
   async function killAt(point: string): Promise<void> {
-    const child = spawn(process.execPath, [path.join(__dirname, '..', 'dist', 'scripts', 'etl.js'), '--dir', dir, '--rejects', path.join(tmp, 'killed.csv')], {
+    const child = spawn(process.execPath, [fromRoot('dist', 'scripts', 'etl.js'), '--dir', dir, '--rejects', path.join(tmp, 'killed.csv')], {
       env: { ...process.env, DATABASE_URL: t.url, ETL_PAUSE_AT: point },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

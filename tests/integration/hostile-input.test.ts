@@ -3,11 +3,11 @@
 // field is data, and the aggregates still equal a recomputation afterwards.
 import fc from 'fast-check';
 import request from 'supertest';
-import { createApp } from '../src/app';
-import { contractChecked } from './helpers/contract-check';
-import { auditAggregates } from '../src/reviews/aggregates';
-import { finishArrange, insertCharacteristics, insertReviews, LONG_BODY } from './helpers/fixtures';
-import { createTestDatabase, type TestDatabase } from './helpers/test-db';
+import { createApp } from '../../src/app';
+import { contractChecked } from '../helpers/contract-check';
+import { auditAggregates } from '../../src/reviews/aggregates';
+import { finishArrange, insertCharacteristics, insertReviews, LONG_BODY } from '../helpers/fixtures';
+import { createTestDatabase, type TestDatabase } from '../helpers/test-db';
 
 let t: TestDatabase;
 let app: ReturnType<typeof contractChecked>;

@@ -2,10 +2,10 @@
 // with those star ratings, any sort) and X-Total-Count (visible reviews on all pages, from
 // the rating counts the service keeps: no extra scan).
 import request from 'supertest';
-import { createApp } from '../src/app';
-import { contractChecked } from './helpers/contract-check';
-import { finishArrange, insertReviews, validReview } from './helpers/fixtures';
-import { createTestDatabase, type TestDatabase } from './helpers/test-db';
+import { createApp } from '../../src/app';
+import { contractChecked } from '../helpers/contract-check';
+import { finishArrange, insertReviews, validReview } from '../helpers/fixtures';
+import { createTestDatabase, type TestDatabase } from '../helpers/test-db';
 
 let t: TestDatabase;
 let app: ReturnType<typeof contractChecked>;

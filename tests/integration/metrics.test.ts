@@ -1,11 +1,11 @@
 // GET /metrics: Prometheus text with the request histogram by route template and status,
 // in-flight requests, overload refusals, the pool, the response cache and Node's own.
 import request from 'supertest';
-import { createApp } from '../src/app';
-import { createMetrics } from '../src/metrics';
-import { ResponseCache } from '../src/response-cache/response-cache';
-import { finishArrange, insertReviews, validReview } from './helpers/fixtures';
-import { createTestDatabase, type TestDatabase } from './helpers/test-db';
+import { createApp } from '../../src/app';
+import { createMetrics } from '../../src/http/metrics';
+import { ResponseCache } from '../../src/response-cache/response-cache';
+import { finishArrange, insertReviews, validReview } from '../helpers/fixtures';
+import { createTestDatabase, type TestDatabase } from '../helpers/test-db';
 
 let t: TestDatabase;
 

@@ -4,11 +4,11 @@
 import fs from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import request from 'supertest';
-import { createApp, type App } from '../src/app';
-import { fromRoot } from '../src/paths';
-import { contractChecked } from './helpers/contract-check';
-import { available, findChromium } from './helpers/requirements';
-import { createTestDatabase, type TestDatabase } from './helpers/test-db';
+import { createApp, type App } from '../../src/app';
+import { fromRoot } from '../../src/lib/paths';
+import { contractChecked } from '../helpers/contract-check';
+import { available, findChromium } from '../helpers/requirements';
+import { createTestDatabase, type TestDatabase } from '../helpers/test-db';
 
 let t: TestDatabase;
 

@@ -1,15 +1,15 @@
 // Every read query must be served by indexes: on a table big enough for the planner to
 // care, no plan may sequentially scan reviews, photos, ratings or characteristics.
 import fs from 'node:fs';
-import path from 'node:path';
-import { Db } from '../src/db';
-import { listSql, ratingMask, ReviewRepository } from '../src/reviews/repository';
-import { createTestDatabase, type TestDatabase } from './helpers/test-db';
-import { rebuildAggregates } from '../src/reviews/aggregates';
+import { fromRoot } from '../../src/lib/paths';
+import { Db } from '../../src/db';
+import { listSql, ratingMask, ReviewRepository } from '../../src/reviews/repository';
+import { createTestDatabase, type TestDatabase } from '../helpers/test-db';
+import { rebuildAggregates } from '../../src/reviews/aggregates';
 
 let t: TestDatabase;
 
-const sql = (name: string) => fs.readFileSync(path.join(__dirname, '..', 'src', 'reviews', 'sql', name), 'utf8');
+const sql = (name: string) => fs.readFileSync(fromRoot('src', 'reviews', 'sql', name), 'utf8');
 const GUARDED = ['reviews', 'reviews_photos', 'characteristic_reviews', 'characteristics', 'product_ratings'];
 
 beforeAll(async () => {

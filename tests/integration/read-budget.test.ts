@@ -3,11 +3,11 @@
 // budget, while another client is served as before, and its own cached pages still answer.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createApp } from '../src/app';
-import { ResponseCache } from '../src/response-cache/response-cache';
-import { ReadBudget } from '../src/reviews/read-budget';
-import { finishArrange, insertReviews } from './helpers/fixtures';
-import { createTestDatabase, type TestDatabase } from './helpers/test-db';
+import { createApp } from '../../src/app';
+import { ResponseCache } from '../../src/response-cache/response-cache';
+import { ReadBudget } from '../../src/reviews/read-budget';
+import { finishArrange, insertReviews } from '../helpers/fixtures';
+import { createTestDatabase, type TestDatabase } from '../helpers/test-db';
 
 let t: TestDatabase;
 let server: http.Server;

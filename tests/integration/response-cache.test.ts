@@ -6,13 +6,13 @@
 import http from 'node:http';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { createApp, type App } from '../src/app';
-import { Db, type ChannelListener } from '../src/db';
-import { followChanges } from '../src/response-cache/invalidation-feed';
-import { ResponseCache } from '../src/response-cache/response-cache';
-import { concurrently } from './helpers/concurrently';
-import { finishArrange, insertCharacteristics, insertReviews, LONG_BODY } from './helpers/fixtures';
-import { createTestDatabase, type TestDatabase } from './helpers/test-db';
+import { createApp, type App } from '../../src/app';
+import { Db, type ChannelListener } from '../../src/db';
+import { followChanges } from '../../src/response-cache/invalidation-feed';
+import { ResponseCache } from '../../src/response-cache/response-cache';
+import { concurrently } from '../helpers/concurrently';
+import { finishArrange, insertCharacteristics, insertReviews, LONG_BODY } from '../helpers/fixtures';
+import { createTestDatabase, type TestDatabase } from '../helpers/test-db';
 
 const tick = () => new Promise((r) => setImmediate(r));
 

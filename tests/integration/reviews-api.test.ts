@@ -1,10 +1,10 @@
 // The contract of docs/api.md, end to end over HTTP against a real PostgreSQL.
 import request from 'supertest';
-import { createApp } from '../src/app';
-import { contractChecked } from './helpers/contract-check';
-import { productTotalsSql } from '../src/reviews/aggregates';
-import { finishArrange, insertCharacteristics, insertReviews, LONG_BODY, validReview } from './helpers/fixtures';
-import { createTestDatabase, type TestDatabase } from './helpers/test-db';
+import { createApp } from '../../src/app';
+import { contractChecked } from '../helpers/contract-check';
+import { productTotalsSql } from '../../src/reviews/aggregates';
+import { finishArrange, insertCharacteristics, insertReviews, LONG_BODY, validReview } from '../helpers/fixtures';
+import { createTestDatabase, type TestDatabase } from '../helpers/test-db';
 
 let t: TestDatabase;
 let app: ReturnType<typeof contractChecked>;

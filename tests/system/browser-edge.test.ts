@@ -7,12 +7,12 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import request from 'supertest';
-import { createApp } from '../src/app';
-import { freePort, startCluster, type Cluster } from '../src/cluster/cluster';
-import { parseCorsOrigins } from '../src/cors';
-import { finishArrange, insertCharacteristics, insertReviews, LONG_BODY } from './helpers/fixtures';
-import { available, findChromium } from './helpers/requirements';
-import { createTestDatabase, type TestDatabase } from './helpers/test-db';
+import { createApp } from '../../src/app';
+import { freePort, startCluster, type Cluster } from '../../src/cluster/cluster';
+import { parseCorsOrigins } from '../../src/http/cors';
+import { finishArrange, insertCharacteristics, insertReviews, LONG_BODY } from '../helpers/fixtures';
+import { available, findChromium } from '../helpers/requirements';
+import { createTestDatabase, type TestDatabase } from '../helpers/test-db';
 
 const CHROMIUM = findChromium();
 const inBrowser = available(__filename, 'the browser tests through nginx', 'chromium', 'nginx', 'openssl') ? describe : describe.skip;

@@ -5,13 +5,13 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import request from 'supertest';
-import { createApp } from '../src/app';
-import { Db, ident, withClient } from '../src/db';
-import { load } from '../src/etl/load';
-import { migrate } from '../src/migrate';
-import { fromRoot } from '../src/paths';
-import { available } from './helpers/requirements';
-import { LONG_BODY } from './helpers/fixtures';
+import { createApp } from '../../src/app';
+import { Db, ident, withClient } from '../../src/db';
+import { load } from '../../src/etl/load';
+import { migrate } from '../../src/db/migrate';
+import { fromRoot } from '../../src/lib/paths';
+import { available } from '../helpers/requirements';
+import { LONG_BODY } from '../helpers/fixtures';
 
 (available(__filename, 'the systemd unit checks', 'systemd-analyze') ? describe : describe.skip)('systemd units', () => {
   const units = fs.readdirSync(fromRoot('deploy', 'systemd')).filter((f) => f.endsWith('.service'));

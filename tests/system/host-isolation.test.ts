@@ -6,14 +6,14 @@ import autocannon from 'autocannon';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { cpuMs } from '../src/bench/cpu';
-import { freePort, startCluster, type Cluster } from '../src/cluster/cluster';
+import { cpuMs } from '../../bench/cpu';
+import { freePort, startCluster, type Cluster } from '../../src/cluster/cluster';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { cleanLeftovers, isolationLeftovers, isolationSupport } from '../src/cluster/host-isolation';
-import { concurrently } from './helpers/concurrently';
-import { finishArrange, insertReviews, LONG_BODY } from './helpers/fixtures';
-import { available } from './helpers/requirements';
-import { createTestDatabase, type TestDatabase } from './helpers/test-db';
+import { cleanLeftovers, isolationLeftovers, isolationSupport } from '../../src/cluster/host-isolation';
+import { concurrently } from '../helpers/concurrently';
+import { finishArrange, insertReviews, LONG_BODY } from '../helpers/fixtures';
+import { available } from '../helpers/requirements';
+import { createTestDatabase, type TestDatabase } from '../helpers/test-db';
 
 const maybe = available(__filename, 'the host isolation tests', 'nginx', 'host-isolation') ? describe : describe.skip;
 

@@ -5,12 +5,12 @@ import path from 'node:path';
 import fs from 'node:fs';
 import http from 'node:http';
 import autocannon from 'autocannon';
-import { freePort, startCluster, startNginx, testNginxConfig, type Cluster } from '../src/cluster/cluster';
-import { writeNginxConfig } from '../src/cluster/nginx-config';
-import { finishArrange, insertCharacteristics, insertReviews, LONG_BODY } from './helpers/fixtures';
-import { concurrently } from './helpers/concurrently';
-import { available } from './helpers/requirements';
-import { createTestDatabase, type TestDatabase } from './helpers/test-db';
+import { freePort, startCluster, startNginx, testNginxConfig, type Cluster } from '../../src/cluster/cluster';
+import { writeNginxConfig } from '../../src/cluster/nginx-config';
+import { finishArrange, insertCharacteristics, insertReviews, LONG_BODY } from '../helpers/fixtures';
+import { concurrently } from '../helpers/concurrently';
+import { available } from '../helpers/requirements';
+import { createTestDatabase, type TestDatabase } from '../helpers/test-db';
 
 const maybe = available(__filename, 'the nginx cluster tests', 'nginx') ? describe : describe.skip;
 

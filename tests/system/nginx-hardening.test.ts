@@ -6,12 +6,12 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { cpuMs } from '../src/bench/cpu';
-import { freePort, startCluster, type Cluster } from '../src/cluster/cluster';
-import { concurrently } from './helpers/concurrently';
-import { finishArrange, insertCharacteristics, insertReviews, LONG_BODY } from './helpers/fixtures';
-import { available } from './helpers/requirements';
-import { createTestDatabase, type TestDatabase } from './helpers/test-db';
+import { cpuMs } from '../../bench/cpu';
+import { freePort, startCluster, type Cluster } from '../../src/cluster/cluster';
+import { concurrently } from '../helpers/concurrently';
+import { finishArrange, insertCharacteristics, insertReviews, LONG_BODY } from '../helpers/fixtures';
+import { available } from '../helpers/requirements';
+import { createTestDatabase, type TestDatabase } from '../helpers/test-db';
 
 const maybe = available(__filename, 'the nginx hardening tests', 'nginx') ? describe : describe.skip;
 const SHOP = 'https://shop.example.com';

@@ -4,11 +4,11 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort, startCluster, type Cluster } from '../src/cluster/cluster';
-import { rollingRestart } from '../src/cluster/rolling-restart';
-import { finishArrange, insertCharacteristics, insertReviews, LONG_BODY } from './helpers/fixtures';
-import { available } from './helpers/requirements';
-import { createTestDatabase, type TestDatabase } from './helpers/test-db';
+import { freePort, startCluster, type Cluster } from '../../src/cluster/cluster';
+import { rollingRestart } from '../../src/cluster/rolling-restart';
+import { finishArrange, insertCharacteristics, insertReviews, LONG_BODY } from '../helpers/fixtures';
+import { available } from '../helpers/requirements';
+import { createTestDatabase, type TestDatabase } from '../helpers/test-db';
 
 const maybe = available(__filename, 'the rolling restart tests', 'nginx') ? describe : describe.skip;
 

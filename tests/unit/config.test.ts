@@ -1,5 +1,5 @@
 // Configuration is validated once, with one line per bad variable.
-import { ConfigError, loadConfig } from '../src/config';
+import { ConfigError, loadConfig } from '../../src/config';
 
 test('defaults apply when nothing is set', () => {
   const c = loadConfig({});

@@ -1,8 +1,8 @@
 // The import's CSV reader agrees with csv-parse (the reference) record for record,
 // and adds what the rejects file needs: start line numbers and raw text.
 import { parse } from 'csv-parse/sync';
-import { CsvReader } from '../src/etl/csv-reader';
-import { createRandom } from '../src/random.js';
+import { CsvReader } from '../../src/etl/csv-reader';
+import { createRandom } from '../../src/lib/random.js';
 
 function readAll(text: string, chunk = 7) {
   const out: { fields: string[]; line: number; raw: string; error?: string }[] = [];

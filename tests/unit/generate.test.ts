@@ -4,9 +4,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parse } from 'csv-parse/sync';
-import { FILES } from '../src/etl/csv-format';
-import { generate } from '../src/etl/generate';
-import { load } from '../src/etl/load';
+import { FILES } from '../../src/etl/csv-format';
+import { generate } from '../../src/etl/generate';
+import { load } from '../../src/etl/load';
 
 let tmp: string;
 beforeAll(() => {

@@ -1,0 +1,58 @@
+// nginx as a child process: the config rendered (nginx-config.ts) and checked with
+// nginx -t, run in the foreground with its own prefix, ready when it proxies /healthz.
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { findNginx, writeNginxConfig, type NginxOptions } from './nginx-config';
+import { manage, waitFor, type Proc } from './processes';
+
+/** The URL of something listening on `listen` ("port" or "address:port"). */
+const urlOf = (scheme: 'http' | 'https', listen: string) => `${scheme}://${listen.includes(':') ? listen : `127.0.0.1:${listen}`}`;
+
+export interface NginxHandle extends Proc {
+  url: string;
+  /** With TLS: the HTTPS URL. */
+  httpsUrl?: string;
+  configFile: string;
+}
+
+/** Checks a rendered config with `nginx -t`; throws with nginx's message. */
+export function testNginxConfig(configFile: string, prefix: string): void {
+  const nginx = findNginx();
+  if (!nginx) throw new Error('nginx not found (install it, or set NGINX_BIN)');
+  const r = spawnSync(nginx, ['-t', '-p', prefix, '-c', configFile], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`nginx -t failed:\n${r.stderr}`);
+}
+
+/** Renders the config into `prefix` and runs nginx in the foreground as a child process. */
+export async function startNginx(o: Omit<NginxOptions, 'foreground' | 'user'>, echo = false): Promise<NginxHandle> {
+  const nginx = findNginx();
+  if (!nginx) throw new Error('nginx not found (install it, or set NGINX_BIN)');
+  // As root, nginx would drop its workers to "nobody", who cannot write our prefix.
+  const user = process.getuid?.() === 0 ? 'root' : undefined;
+  // The cache on tmpfs when there is one (a miss writes a file; see nginx.conf.template).
+  // A cache left by an earlier run would answer from old data (and flatter a benchmark).
+  const cacheDir = o.cacheDir ?? localCacheDir(o.prefix);
+  fs.rmSync(cacheDir, { recursive: true, force: true });
+  const configFile = writeNginxConfig({ ...o, cacheDir, foreground: true, user });
+  testNginxConfig(configFile, o.prefix);
+  const child = spawn(nginx, ['-p', path.resolve(o.prefix), '-c', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = manage(child, 'nginx', echo);
+  const url = urlOf('http', o.listen);
+  await waitFor(`${url}/healthz`, proc, 'nginx');
+  const httpsUrl = o.tls ? urlOf('https', o.tls.listen) : undefined;
+  return {
+    ...proc, url, httpsUrl, configFile,
+    stop: async (signal = 'SIGQUIT', grace = 5000) => {
+      await proc.stop(signal, grace);
+      fs.rmSync(cacheDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A folder on /dev/shm (tmpfs) named after the prefix, or PREFIX/cache without one. */
+function localCacheDir(prefix: string): string {
+  const abs = path.resolve(prefix);
+  if (!fs.existsSync('/dev/shm')) return path.join(abs, 'cache');
+  return path.join('/dev/shm', `atelier-nginx-${Buffer.from(abs).toString('base64url').slice(-40)}`);
+}

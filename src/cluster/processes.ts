@@ -1,0 +1,60 @@
+// Child processes the local cluster runs (hosts, nginx): their output kept for error
+// messages, a graceful stop with a deadline, readiness by polling a URL; and free ports.
+import type { ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import net from 'node:net';
+
+export interface Proc {
+  process: ChildProcess;
+  /** Output so far (for error messages). */
+  output(): string;
+  /** Graceful stop with `signal`, SIGKILL after `graceMs`. */
+  stop(signal?: NodeJS.Signals, graceMs?: number): Promise<void>;
+}
+
+export function manage(child: ChildProcess, name: string, echo = false): Proc {
+  let out = '';
+  const collect = (d: Buffer) => {
+    out = (out + d.toString()).slice(-20_000);
+    if (echo) process.stdout.write(`[${name}] ${d}`);
+  };
+  child.stdout?.on('data', collect);
+  child.stderr?.on('data', collect);
+  return {
+    process: child,
+    output: () => out,
+    async stop(signal = 'SIGTERM', graceMs = 10_000) {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = once(child, 'exit');
+      child.kill(signal);
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** A free TCP port on loopback. */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, host, r));
+  const { port } = srv.address() as net.AddressInfo;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+export async function waitFor(url: string, proc: Proc, name: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (proc.process.exitCode !== null) throw new Error(`${name} exited (code ${proc.process.exitCode}):\n${proc.output()}`);
+    try {
+      // A redirect counts: with HTTPS on, nginx's plain listener only redirects.
+      const res = await fetch(url, { signal: AbortSignal.timeout(1000), redirect: 'manual' });
+      if (res.ok || res.status === 301) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`${name} not ready at ${url} after ${timeoutMs} ms:\n${proc.output()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
