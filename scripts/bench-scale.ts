@@ -3,7 +3,7 @@
 // behind nginx, each configuration's highest constant rate holding p99 ≤ the bound with no
 // errors, for the load scenario's mix (both cache tiers on) and for Zipf GETs with nginx's
 // cache off (the hosts do the work). Prints a table, writes bench/results/scale-*.json and
-// a self-contained HTML chart. Needs root (see README, "Scale-out").
+// a self-contained HTML chart. Needs root (see docs/cluster.md).
 import fs from 'node:fs';
 import path from 'node:path';
 import { READS } from '../bench/api-bench';

@@ -1,5 +1,5 @@
 // npm run migrate: applies db/migrations to DATABASE_URL (as the schema's owner role in
-// production; see README, "Runbook") and prints what it applied.
+// production; see docs/operations.md) and prints what it applied.
 import { parseArgs, runCli } from '../src/lib/cli';
 import { loadConfig } from '../src/config';
 import { migrate } from '../src/db/migrate';

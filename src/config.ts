@@ -33,7 +33,7 @@ const schema = z.object({
   // ~6 % (9,226 / 9,638 rps off, 8,859 / 8,802 on). See docs/benchmarks.md.
   PG_WRITE_POOL_SIZE: int(0, 1000).default(0),
   PG_POOL_QUEUE: int(0, 100000).default(1000),
-  // Longest wait for a database connection before a 503 (see README, "Overload").
+  // Longest wait for a database connection before a 503 (see docs/reliability.md).
   PG_QUEUE_TIMEOUT_MS: int(1, 60000).default(250),
   PG_CONNECT_TIMEOUT_MS: int(100, 600000).default(2000),
   PG_STATEMENT_TIMEOUT_MS: int(100, 600000).default(5000),
@@ -45,7 +45,7 @@ const schema = z.object({
   COMPRESSION: onOff.default(false),
   SHUTDOWN_TIMEOUT_MS: int(0, 600000).default(10000),
   // On SIGTERM, serve this long with Connection: close before refusing new connections, so
-  // a proxy leaves this host without a request caught on a closing connection (README,
+  // a proxy leaves this host without a request caught on a closing connection (docs/operations.md,
   // "Runbook": rolling restarts). 0 (the default) stops accepting at once.
   DRAIN_GRACE_MS: int(0, 600000).default(0),
   // GET /metrics (Prometheus) and the per-request bookkeeping behind it.
@@ -60,7 +60,7 @@ const schema = z.object({
     .transform((v) => (v === 'auto' ? 0 : Number(v)))
     .pipe(z.number().max(64, 'must be at most 64'))
     .default(1),
-  // The host's response cache (see README, "The cache tier"): memory bound in MiB (0 = off),
+  // The host's response cache (see docs/architecture.md): memory bound in MiB (0 = off),
   // the longest life of an entry behind the exact invalidation, and how long a writer's
   // reads bypass nginx's cache (at least nginx's TTL).
   RESPONSE_CACHE_MB: int(0, 65536).default(64),
@@ -74,7 +74,7 @@ const schema = z.object({
   TRUSTED_PROXIES: z.string().default('127.0.0.1,::1,::ffff:127.0.0.1')
     .transform((v) => new Set(v.split(',').map((s) => s.trim()).filter(Boolean))),
   // Origins whose pages may call the API (comma-separated; "*" lets any page read, never
-  // write); empty = no cross-origin access. See README, "Browsers: CORS and HTTPS".
+  // write); empty = no cross-origin access. See docs/cluster.md.
   CORS_ORIGINS: z
     .string()
     .default('')

@@ -1,6 +1,6 @@
 // Faults with real processes on loopback, each bounded in time: the database restarting
 // under load, SIGTERM during traffic, overload, a host killed with POSTs in flight.
-// Each test prints its figures (the README's Reliability section quotes them).
+// Each test prints its figures (docs/reliability.md quotes them).
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
