@@ -10,7 +10,7 @@ export function toUnavailable(err: unknown): UnavailableError | undefined {
   if (err instanceof UnavailableError) return err;
   const e = err as { code?: string; message?: string };
   if (e?.code === '57014') return new UnavailableError('The review database took too long to answer; retry shortly.', err);
-  // The write fence (db/migrations/0006): an import is replacing the data set.
+  // The write fence (db/migrations/0005): an import is replacing the data set.
   if (e?.code === 'AT503') return new UnavailableError(e.message, err, 30);
   // node-postgres's client-side query_timeout: the server stopped answering on this
   // connection (a partition, a failover that drops packets). Its query is still active on

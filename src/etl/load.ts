@@ -27,7 +27,7 @@ const OLD = 'atelier_old';
 const LOADED_TABLES = ['reviews', 'reviews_photos', 'characteristics', 'characteristic_reviews', 'product_ratings'];
 const IMPORT_LOCK = 7_240_102;
 /**
- * The write fence (db/migrations/0006): held exclusively for the import's run, so the API's
+ * The write fence (db/migrations/0005): held exclusively for the import's run, so the API's
  * writes, which take it shared, get a JSON 503 instead of landing in tables the swap drops.
  */
 const WRITE_FENCE = 7_240_103;

@@ -98,7 +98,7 @@ export class ReviewRepository {
     return { id: review_id, created };
   }
 
-  /** The review's product; undefined when no review has this id (public.mark_helpful, db/migrations/0006). */
+  /** The review's product; undefined when no review has this id (public.mark_helpful, db/migrations/0005). */
   async markHelpful(reviewId: number): Promise<number | undefined> {
     const res = await this.writes.query<{ product_id: number | null }>('SELECT product_id FROM public.mark_helpful($1)', [reviewId], 'helpful');
     return res.rows[0]?.product_id ?? undefined;
@@ -106,7 +106,7 @@ export class ReviewRepository {
 
   /**
    * Hides the review and subtracts it from the aggregates once; returns its product,
-   * undefined when no review has this id. One statement: public.report_review (0006).
+   * undefined when no review has this id. One statement: public.report_review (0005).
    */
   async report(reviewId: number): Promise<number | undefined> {
     const res = await this.writes.query<{ product_id: number | null }>('SELECT product_id FROM public.report_review($1)', [reviewId], 'report');

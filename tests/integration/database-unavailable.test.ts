@@ -4,6 +4,7 @@ import net from 'node:net';
 import request from 'supertest';
 import { createApp } from '../../src/app';
 import { Db } from '../../src/db';
+import { silentRelay } from '../helpers/relay';
 import { createTestDatabase, type TestDatabase } from '../helpers/test-db';
 
 let t: TestDatabase;
@@ -52,37 +53,20 @@ test('when the database accepts connections but never answers, then the pool tim
 });
 
 test('when a connection goes silent mid-query, the read timeout gives a 503 and that connection is dropped, so the next request is served', async () => {
-  // A TCP relay to PostgreSQL that can swallow traffic on open connections without closing them.
-  let silent = false;
-  const sockets = new Set<net.Socket>();
-  const pgUrl = new URL(t.url);
-  const relay = net.createServer((client) => {
-    const upstream = net.connect(Number(pgUrl.port), pgUrl.hostname);
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('error', () => undefined);
-      s.on('close', () => sockets.delete(s));
-    }
-    client.on('data', (d) => void (silent || upstream.write(d)));
-    upstream.on('data', (d) => void (silent || client.write(d)));
-  });
-  await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
-  const url = new URL(t.url);
-  url.port = String((relay.address() as net.AddressInfo).port);
-  const db = new Db({ connectionString: url.toString(), poolSize: 1, queryTimeoutMs: 500, connectTimeoutMs: 1000 });
+  const relay = await silentRelay(t.url);
+  const db = new Db({ connectionString: relay.url, poolSize: 1, queryTimeoutMs: 500, connectTimeoutMs: 1000 });
   const app = createApp(db, { log: () => undefined });
   try {
     expect((await request(app).get('/reviews/meta?product_id=1')).status).toBe(200);
-    silent = true;
+    relay.silent = true;
     expect503(await request(app).get('/reviews/meta?product_id=2').timeout(10_000));
-    silent = false;
+    relay.silent = false;
     // The stuck connection still waits for an answer that was swallowed: reused, every
     // later query on it would wait too (and end in a 500).
     const next = await request(app).get('/reviews/meta?product_id=3').timeout(10_000);
     expect({ status: next.status, body: next.body }).toMatchObject({ status: 200 });
   } finally {
     await db.close().catch(() => undefined);
-    for (const s of sockets) s.destroy();
     relay.close();
   }
 });

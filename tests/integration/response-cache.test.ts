@@ -4,7 +4,6 @@
 // reads on both, read-your-write on the writing host, the other host within a measured
 // bound, and a lost or silently dead LISTEN connection never leaving stale answers.
 import http from 'node:http';
-import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { createApp, type App } from '../../src/app';
 import { Db, type ChannelListener } from '../../src/db';
@@ -12,6 +11,7 @@ import { followChanges } from '../../src/response-cache/invalidation-feed';
 import { ResponseCache } from '../../src/response-cache/response-cache';
 import { concurrently } from '../helpers/concurrently';
 import { finishArrange, insertCharacteristics, insertReviews, LONG_BODY } from '../helpers/fixtures';
+import { silentRelay } from '../helpers/relay';
 import { createTestDatabase, type TestDatabase } from '../helpers/test-db';
 
 const tick = () => new Promise((r) => setImmediate(r));
@@ -315,30 +315,13 @@ describe('two hosts, one database', () => {
   });
 
   test('when its LISTEN connection goes silent (no close, no answer), the heartbeat stops the host trusting its cache', async () => {
-    // A TCP relay to PostgreSQL that can be made to swallow traffic without closing.
-    let silent = false;
-    const sockets = new Set<net.Socket>();
-    const pgUrl = new URL(t.url);
-    const relay = net.createServer((client) => {
-      if (silent) return void client.destroy();
-      const upstream = net.connect(Number(pgUrl.port), pgUrl.hostname);
-      for (const s of [client, upstream]) {
-        sockets.add(s);
-        s.on('error', () => undefined);
-        s.on('close', () => sockets.delete(s));
-      }
-      client.on('data', (d) => void (silent || upstream.write(d)));
-      upstream.on('data', (d) => void (silent || client.write(d)));
-    });
-    await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
-    const relayUrl = new URL(t.url);
-    relayUrl.port = String((relay.address() as AddressInfo).port);
-    const c = await startHost(t.url, relayUrl.toString(), 300);
+    const relay = await silentRelay(t.url, { refuseWhileSilent: true });
+    const c = await startHost(t.url, relay.url, 300);
     try {
       const path = '/reviews/meta?product_id=4';
       await text(`${c.url}${path}`);
       expect((await text(`${c.url}${path}`)).cache).toBe('HIT');
-      silent = true;
+      relay.silent = true;
       await t.db.query('UPDATE atelier.characteristics SET name = name WHERE product_id = 4');
       await t.db.query('UPDATE atelier.product_ratings SET r5 = r5 + 7 WHERE product_id = 4');
       // Within about two heartbeats the host distrusts its cache and answers from the database.
@@ -346,13 +329,12 @@ describe('two hosts, one database', () => {
       console.log(`[cache] silent LISTEN connection detected after ${ms.toFixed(0)} ms (heartbeat 300 ms)`);
       expect(ms).toBeLessThan(5000);
       expect((await text(`${c.url}${path}`)).body).toBe(await fresh(path));
-      silent = false;
-      for (const s of sockets) s.destroy();
+      relay.silent = false;
+      relay.dropConnections();
       expect(await within(10_000, () => c.cache.isTrusted)).toBeLessThan(Infinity);
       expect((await text(`${c.url}${path}`)).body).toBe(await fresh(path));
     } finally {
       await stopHost(c);
-      for (const s of sockets) s.destroy();
       relay.close();
       await t.db.query('UPDATE atelier.product_ratings SET r5 = r5 - 7 WHERE product_id = 4');
     }

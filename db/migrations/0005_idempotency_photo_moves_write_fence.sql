@@ -1,4 +1,4 @@
--- Two defects found by an outside review (issue 19):
+-- Defects found by an outside review (issue 19), and helpful/report in one statement each.
 --
 -- 1. An Idempotency-Key was looked up by value only: a second POST with the same key and a
 --    different body or product got 201 with the first review's id (Idempotent-Replayed) and
@@ -10,6 +10,20 @@
 -- 2. Moving a photo to another review (UPDATE reviews_photos SET review_id = …, an
 --    operator's fix) notified only the new review's product: the old product kept listing
 --    the photo in the hosts' caches. Both products are notified now.
+--
+-- 3. Writes during an import. The import builds the new data set from the export alone and
+--    swaps it in, so a review, vote or report written to the old tables while it runs would
+--    be acknowledged and then vanish at the swap (with the idempotency keys that made a retry
+--    safe). Carrying such writes into the new tables is not sound in general: the export
+--    replaces the whole data set, including the review ids a vote or report names and the
+--    characteristic ids a new review rates, and it may already contain a review that was
+--    written meanwhile. So writes are refused, with a JSON 503 and Retry-After, for exactly
+--    the import's run: the import holds the write fence (an exclusive advisory lock, taken
+--    after in-flight writes finish, released when it ends, whether it swapped or failed), and
+--    every write takes the fence shared for its transaction, or raises AT503.
+--
+-- 4. helpful and report become one statement each, like POST (0004): report was five round
+--    trips (BEGIN, flip, lock, aggregates, COMMIT).
 
 ALTER TABLE atelier.review_requests ADD COLUMN request_hash text;
 
@@ -19,6 +33,58 @@ BEGIN
   IF p_stored IS NOT NULL AND p_stored <> p_fingerprint THEN
     RAISE EXCEPTION 'Idempotency-Key "%" was already used with a different request', p_key USING ERRCODE = 'AT422';
   END IF;
+END
+$$;
+
+CREATE FUNCTION public.assert_writes_open() RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  -- 7240103: the write fence (src/etl/load.ts takes it exclusively for an import's run).
+  IF NOT pg_try_advisory_xact_lock_shared(7240103) THEN
+    RAISE EXCEPTION 'Writes are paused while a data import replaces the reviews; retry in a minute.' USING ERRCODE = 'AT503';
+  END IF;
+END
+$$;
+
+-- PUT /reviews/:id/helpful: the review's product, NULL when no review has this id.
+CREATE FUNCTION public.mark_helpful(p_review integer, OUT product_id integer)
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM public.assert_writes_open();
+  UPDATE atelier.reviews r SET helpfulness = r.helpfulness + 1 WHERE r.id = p_review RETURNING r.product_id INTO mark_helpful.product_id;
+END
+$$;
+
+-- PUT /reviews/:id/report: hides the review and subtracts it from the aggregates once (a
+-- second report finds it hidden and changes nothing); the product's characteristics are
+-- locked in id order first, as POST locks them. NULL when no review has this id.
+CREATE FUNCTION public.report_review(p_review integer, OUT product_id integer)
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_rating smallint;
+  v_recommend boolean;
+BEGIN
+  PERFORM public.assert_writes_open();
+  UPDATE atelier.reviews r SET reported = true WHERE r.id = p_review AND NOT r.reported
+  RETURNING r.product_id, r.rating, r.recommend INTO report_review.product_id, v_rating, v_recommend;
+  IF NOT FOUND THEN
+    SELECT r.product_id INTO report_review.product_id FROM atelier.reviews r WHERE r.id = p_review;
+    RETURN;
+  END IF;
+  PERFORM 1 FROM atelier.characteristics c WHERE c.product_id = report_review.product_id ORDER BY c.id FOR UPDATE;
+  UPDATE atelier.characteristics ch
+  SET rating_sum = ch.rating_sum - t.sum, rating_count = ch.rating_count - t.n
+  FROM (SELECT cr.characteristic_id, sum(cr.value) AS sum, count(*) AS n
+        FROM atelier.characteristic_reviews cr
+        WHERE cr.review_id = p_review
+        GROUP BY cr.characteristic_id) t
+  WHERE ch.id = t.characteristic_id;
+  UPDATE atelier.product_ratings pr SET
+    r1 = pr.r1 - (v_rating = 1)::int, r2 = pr.r2 - (v_rating = 2)::int, r3 = pr.r3 - (v_rating = 3)::int,
+    r4 = pr.r4 - (v_rating = 4)::int, r5 = pr.r5 - (v_rating = 5)::int,
+    recommended = pr.recommended - v_recommend::int,
+    not_recommended = pr.not_recommended - (NOT v_recommend)::int
+  WHERE pr.product_id = report_review.product_id;
 END
 $$;
 
@@ -33,6 +99,7 @@ DECLARE
   fingerprint text;
   stored text;
 BEGIN
+  PERFORM public.assert_writes_open();
   created := false;
   IF p_key IS NOT NULL THEN
     -- The request as the key's first use sent it: a row value prints every field quoted

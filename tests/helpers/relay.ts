@@ -1,0 +1,39 @@
+// A TCP relay to PostgreSQL that a test can make swallow traffic on its open connections
+// without closing them: a partition, or a failover that drops packets silently.
+import net from 'node:net';
+
+export interface SilentRelay {
+  /** The database URL through the relay. */
+  url: string;
+  /** Swallow (true) or pass (false) the traffic of open connections; new ones are refused while silent if `refuseWhileSilent`. */
+  silent: boolean;
+  /** Closes every open connection (they are reopened through the relay). */
+  dropConnections(): void;
+  close(): void;
+}
+
+export async function silentRelay(databaseUrl: string, o: { refuseWhileSilent?: boolean } = {}): Promise<SilentRelay> {
+  const sockets = new Set<net.Socket>();
+  const target = new URL(databaseUrl);
+  const relay: SilentRelay = { url: '', silent: false, dropConnections: () => sockets.forEach((s) => s.destroy()), close: () => undefined };
+  const server = net.createServer((client) => {
+    if (relay.silent && o.refuseWhileSilent) return void client.destroy();
+    const upstream = net.connect(Number(target.port), target.hostname);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('error', () => undefined);
+      s.on('close', () => sockets.delete(s));
+    }
+    client.on('data', (d) => void (relay.silent || upstream.write(d)));
+    upstream.on('data', (d) => void (relay.silent || client.write(d)));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = new URL(databaseUrl);
+  url.port = String((server.address() as net.AddressInfo).port);
+  relay.url = url.toString();
+  relay.close = () => {
+    for (const s of sockets) s.destroy();
+    server.close();
+  };
+  return relay;
+}
