@@ -23,6 +23,7 @@ runCli(async () => {
     'https-listen': { type: 'string', default: '443', arg: 'ADDR', help: 'HTTPS listen address' },
     // The hosts' CORS_ORIGINS, so nginx's cache keeps origins apart.
     'cors-origins': { type: 'string', default: process.env.CORS_ORIGINS ?? '', arg: 'LIST', help: "the hosts' CORS_ORIGINS (default: the environment's)" },
+    'limit-exempt': { type: 'string', default: '', arg: 'CIDRS', help: 'addresses or CIDR ranges exempt from the per-client limits (a load generator)' },
   }, {
     usage: 'npm run nginx:render -- --prefix DIR --upstreams H:P,H:P [options]',
     about: 'Renders the production nginx config and checks it with nginx -t when nginx is installed;\nrun it with `nginx -p DIR -c DIR/nginx.conf`.',
@@ -33,6 +34,7 @@ runCli(async () => {
     writeRate: a['write-rate'], readRate: a['read-rate'], cacheDir: a['cache-dir'],
     tls: a['tls-cert'] ? { cert: a['tls-cert'], key: a['tls-key'], listen: a['https-listen'] } : undefined,
     corsOrigins: a['cors-origins'].split(',').map((x) => x.trim()).filter(Boolean), user: a.user, accessLog: a['access-log'],
+    limitExempt: a['limit-exempt'].split(',').map((x) => x.trim()).filter(Boolean),
   });
   console.log(`wrote ${file}`);
   if (findNginx()) {

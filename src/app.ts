@@ -3,12 +3,12 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import compression from 'compression';
 import express from 'express';
-import morgan from 'morgan';
 import { applyCors, type CorsPolicy } from './http/cors';
 import type { Metrics } from './http/metrics';
 import { openApiDocument } from './http/openapi';
 import type { Db } from './db';
 import type { ReadBudget } from './reviews/read-budget';
+import { assignRequestId, requestLog } from './http/request-log';
 import { answerClientErrors, errorHandler, errorResponder, notFound } from './http/errors';
 import { HttpError } from './lib/http-error';
 import { ResponseCache } from './response-cache/response-cache';
@@ -17,8 +17,10 @@ import { ReviewRepository } from './reviews/repository';
 import { registerReviewRoutes } from './reviews/routes';
 
 export interface AppOptions {
-  /** morgan format, or 'off'. */
+  /** LOG_FORMAT: json, text (or another morgan format), or off. */
   logFormat?: string;
+  /** Proxies whose X-Forwarded-For names the client, for the log line (TRUSTED_PROXIES). */
+  trustedProxies?: Set<string>;
   compression?: boolean;
   /** Error log sink (tests silence it). */
   log?: (line: string) => void;
@@ -55,7 +57,7 @@ export function createApp(db: Db, opts: AppOptions = {}): App {
   app.set('query parser', 'simple');
   const respondError = errorResponder(opts.log);
   const metrics = opts.metrics;
-  const logger = opts.logFormat && opts.logFormat !== 'off' ? morgan(opts.logFormat) : undefined;
+  const logger = requestLog(opts.logFormat, opts.trustedProxies ?? new Set());
   const repo = new ReviewRepository(db, opts.writeDb ?? db);
   const reads = createReadPath(repo, {
     cache: opts.cache ?? new ResponseCache({ maxBytes: 0, ttlMs: 0 }),
@@ -108,6 +110,7 @@ export function createApp(db: Db, opts: AppOptions = {}): App {
   const cors = opts.cors;
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     // HTTP/1.1 requires Host (RFC 9112 §3.2); answered here, as JSON, rather than by Node.
+    assignRequestId(req, res);
     if (req.headers.host === undefined && req.httpVersion === '1.1') return respondError(new HttpError(400, 'Bad request: the Host header is required.'), res);
     if (cors && applyCors(cors, req, res)) return metrics?.track(req, res);
     // The read path observes its own requests; everything else is tracked here.

@@ -39,7 +39,8 @@ const schema = z.object({
   PG_STATEMENT_TIMEOUT_MS: int(100, 600000).default(5000),
   EMBEDDED_PG_PORT: int(1024, 65535).default(54329),
   EMBEDDED_PG_DIR: z.string().min(1).default('.data/pg'),
-  LOG_FORMAT: z.enum(['off', 'dev', 'combined', 'common', 'short', 'tiny']).default('dev'),
+  // json: one JSON line per request with its request id (docs/operations.md); text: morgan's dev.
+  LOG_FORMAT: z.enum(['off', 'json', 'text', 'dev', 'combined', 'common', 'short', 'tiny']).default('dev'),
   // Off by default: nginx compresses for clients; the middleware costs ~15 % of a host's
   // throughput even on responses too small to compress (measured with wrk on meta).
   COMPRESSION: onOff.default(false),

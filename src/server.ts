@@ -73,7 +73,7 @@ async function serve(config: Config): Promise<void> {
   // Untrusted until its change feed listens: until then every read goes to the database.
   const cache = new ResponseCache({ maxBytes: config.RESPONSE_CACHE_MB * 2 ** 20, ttlMs: config.RESPONSE_CACHE_TTL_S * 1000, trusted: false });
   const feed = cache.enabled ? followChanges(db, cache, log) : undefined;
-  const app = createApp(db, { logFormat: config.LOG_FORMAT, compression: config.COMPRESSION, cache, readYourWritesSeconds: config.READ_YOUR_WRITES_S,
+  const app = createApp(db, { logFormat: config.LOG_FORMAT, trustedProxies: config.TRUSTED_PROXIES, compression: config.COMPRESSION, cache, readYourWritesSeconds: config.READ_YOUR_WRITES_S,
     cors: parseCorsOrigins(config.CORS_ORIGINS),
     writeDb,
     metrics: config.METRICS ? createMetrics({ db, cache }) : undefined,

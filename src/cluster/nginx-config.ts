@@ -35,6 +35,8 @@ export interface NginxOptions {
   cacheDir?: string;
   /** Worker user; when running as root locally the workers must be able to write the prefix. */
   user?: string;
+  /** Addresses or CIDR ranges exempt from the per-client limits (a load generator). */
+  limitExempt?: string[];
   /** Run in the foreground (managed by a parent process). */
   foreground?: boolean;
 }
@@ -102,7 +104,11 @@ export function renderNginx(o: NginxOptions): Record<'nginx.conf' | 'reviews-rea
     READ_RATE: readRate,
     READ_BURST: String(Math.max(20, 2 * Number(readMatch[1]))),
     WORKER_PROCESSES: o.workerProcesses ?? 'auto',
-    ACCESS_LOG: o.accessLog ?? 'off',
+    ACCESS_LOG: !o.accessLog || o.accessLog === 'off' ? 'off' : `${o.accessLog} reviews_json`,
+    LIMIT_EXEMPT: (o.limitExempt ?? []).map((a) => {
+      if (!/^[0-9a-f.:]+(\/\d{1,3})?$/i.test(a)) throw new Error(`--limit-exempt takes addresses or CIDR ranges (got "${a}")`);
+      return `    ${a} 1;`;
+    }).join('\n'),
     USER_LINE: o.user ? `user ${o.user};` : '# user: the system default (e.g. www-data)',
     DAEMON_LINE: o.foreground ? 'daemon off;' : '',
   };

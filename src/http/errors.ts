@@ -4,6 +4,7 @@
 import type { ServerResponse } from 'node:http';
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { HttpError, UnavailableError } from '../lib/http-error';
+import { requestIdOf } from './request-log';
 
 export const notFound: RequestHandler = (req, _res, next) => {
   next(new HttpError(404, `No route for ${req.method} ${req.path}.`));
@@ -66,7 +67,8 @@ export function errorResponder(log: (line: string) => void = (l) => console.erro
       res.destroy();
       return;
     }
-    const body = JSON.stringify(e.details ? { error: e.message, details: e.details } : { error: e.message });
+    const requestId = requestIdOf(res);
+    const body = JSON.stringify({ error: e.message, ...(e.details ? { details: e.details } : {}), ...(requestId ? { request_id: requestId } : {}) });
     res.writeHead(e.status, { ...e.headers, 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
     res.end(body);
   };

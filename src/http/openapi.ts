@@ -32,6 +32,7 @@ const error = {
       type: 'array',
       items: { type: 'object', required: ['field', 'message'], additionalProperties: false, properties: { field: { type: 'string' }, message: { type: 'string' } } },
     },
+    request_id: { type: 'string', description: 'The request id (X-Request-Id) to quote when reporting a problem: the same id is in the logs of nginx and the host.' },
   },
 };
 

@@ -144,7 +144,10 @@ export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): Read
       const started = m.begin();
       void handler(req, res).then(() => m.end(started, route, req.method!, res.statusCode));
     } : () => void handler(req, res);
-    if (o.logger) o.logger(req, res, go);
+    if (o.logger) {
+      (req as IncomingMessage & { logRoute?: string }).logRoute = route;
+      o.logger(req, res, go);
+    }
     else go();
   };
 

@@ -173,7 +173,7 @@ test('an unexpected database error is a bare 500 with no SQL, stack or database 
   const app = createApp(db, { log: (l) => logged.push(l) });
   const res = await request(app).get('/reviews?product_id=1');
   expect(res.status).toBe(500);
-  expect(res.body).toEqual({ error: 'Internal server error.' });
+  expect(res.body).toEqual({ error: 'Internal server error.', request_id: res.headers['x-request-id'] });
   expect(res.text).not.toMatch(/relation|atelier|SELECT|at /);
   expect(logged.join('\n')).toMatch(/does not exist/);
   await db.close();

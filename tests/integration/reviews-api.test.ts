@@ -426,7 +426,7 @@ describe('errors and operations', () => {
   test('unknown routes are JSON 404s', async () => {
     const res = await request(app).get('/nope');
     expect(res.status).toBe(404);
-    expect(res.body).toEqual({ error: 'No route for GET /nope.' });
+    expect(res.body).toEqual({ error: 'No route for GET /nope.', request_id: res.headers['x-request-id'] });
   });
 
   test('healthz and readyz answer, with hardened headers', async () => {

@@ -1,0 +1,73 @@
+// Request ids and the hosts' request log.
+//
+// Every request carries an id: a well-formed incoming X-Request-Id (nginx's, 8 to 64 of
+// A-Z a-z 0-9 . _ -) or one made here. It is returned in X-Request-Id, put in every JSON
+// error body (`request_id`) and in the log line.
+//
+// LOG_FORMAT=json writes one JSON object per request (time, request id, method, route
+// template, status, duration, response-cache outcome, bytes, client address — the last
+// X-Forwarded-For entry when the peer is a trusted proxy); lines are buffered and written
+// once per tick, so logging never blocks the event loop on a slow stdout. text (morgan's
+// `dev`) and morgan's other formats stay available; off writes nothing.
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import morgan from 'morgan';
+
+const WELL_FORMED = /^[A-Za-z0-9._-]{8,64}$/;
+
+/** The request's id (taken from a well-formed X-Request-Id, or made), set on the response. */
+export function assignRequestId(req: IncomingMessage, res: ServerResponse): string {
+  const given = req.headers['x-request-id'];
+  const id = typeof given === 'string' && WELL_FORMED.test(given) ? given : randomUUID();
+  res.setHeader('X-Request-Id', id);
+  return id;
+}
+
+/** The id assigned to this response (for error bodies). */
+export const requestIdOf = (res: ServerResponse): string | undefined => res.getHeader('X-Request-Id') as string | undefined;
+
+export type RequestLogger = (req: IncomingMessage, res: ServerResponse, next: () => void) => void;
+
+/** One JSON line per request, buffered per tick. */
+export function jsonRequestLog(o: { trustedProxies: Set<string>; write?: (chunk: string) => void }): RequestLogger {
+  const write = o.write ?? ((chunk: string) => void process.stdout.write(chunk));
+  let buffer: string[] = [];
+  const flush = () => {
+    const lines = buffer;
+    buffer = [];
+    write(lines.join(''));
+  };
+  const clientOf = (req: IncomingMessage) => {
+    const peer = req.socket.remoteAddress ?? '';
+    const xff = req.headers['x-forwarded-for'];
+    if (typeof xff !== 'string' || !o.trustedProxies.has(peer)) return peer;
+    return xff.slice(xff.lastIndexOf(',') + 1).trim().slice(0, 64) || peer;
+  };
+  return (req, res, next) => {
+    const started = performance.now();
+    res.once('finish', () => {
+      const route = (req as IncomingMessage & { route?: { path?: string } }).route?.path ?? (req as { logRoute?: string }).logRoute ?? 'unmatched';
+      const line = {
+        time: new Date().toISOString(),
+        request_id: res.getHeader('X-Request-Id'),
+        method: req.method,
+        route,
+        status: res.statusCode,
+        duration_ms: Math.round((performance.now() - started) * 1000) / 1000,
+        cache: res.getHeader('X-Response-Cache'),
+        bytes: Number(res.getHeader('Content-Length') ?? 0),
+        client: clientOf(req),
+      };
+      if (buffer.length === 0) setImmediate(flush);
+      buffer.push(`${JSON.stringify(line)}\n`);
+    });
+    next();
+  };
+}
+
+/** The logger for LOG_FORMAT, or none for off. */
+export function requestLog(format: string | undefined, trustedProxies: Set<string>): RequestLogger | undefined {
+  if (!format || format === 'off') return undefined;
+  if (format === 'json') return jsonRequestLog({ trustedProxies });
+  return morgan(format === 'text' ? 'dev' : format) as unknown as RequestLogger;
+}
