@@ -10,7 +10,7 @@ import { isolationSupport } from '../../src/cluster/host-isolation';
 import { findNginx } from '../../src/cluster/nginx-config';
 import { projectRoot } from '../../src/lib/paths';
 
-export type Need = 'nginx' | 'chromium' | 'systemd-analyze' | 'openssl' | 'host-isolation';
+export type Need = 'nginx' | 'chromium' | 'systemd-analyze' | 'openssl' | 'host-isolation' | 'prometheus';
 
 const onPath = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 
@@ -55,6 +55,11 @@ export const REQUIREMENTS: Record<Need, Requirement> = {
     packages: ['openssl'],
     missing: () => (onPath('openssl') ? undefined : 'openssl is not on PATH'),
     enable: 'apt-get install openssl (as root)',
+  },
+  prometheus: {
+    packages: ['prometheus'],
+    missing: () => (onPath('promtool') && onPath('prometheus') ? undefined : 'prometheus and promtool are not on PATH'),
+    enable: 'apt-get install prometheus (as root)',
   },
   'host-isolation': {
     packages: onPath('ip') ? [] : ['iproute2'],
