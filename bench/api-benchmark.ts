@@ -19,7 +19,7 @@ import { Db } from '../src/db';
 import { runLoad } from '../loadtest/node/runner';
 import { fromRoot } from '../src/lib/paths';
 
-export const SECTIONS = ['cold', 'cache', 'metrics', 'cluster', 'overload'];
+export const SECTIONS = ['cold', 'cache', 'metrics', 'logs', 'cluster', 'overload'];
 // The generator is one address standing for many shoppers: the hosts' per-client render
 // budget is lifted for it, as nginx's per-client limits are raised for the cluster rows.
 const ONE_GENERATOR = { READ_BUDGET_KB_S: '0' };
@@ -109,6 +109,20 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
       const one = [{ method: 'GET', path: '/reviews?product_id=5' }];
       await fetch(`${target}${one[0].path}`);
       add(await wrkRow(`one host, one cached URL (host-cache hits), metrics ${metrics}`, target, one, { seconds: d, connections: 64, groups: processGroups([host.process.pid!]) }));
+    } finally {
+      await host.stop();
+    }
+  }
+
+  // 3c. What the JSON request log costs on a host-cache hit: LOG_FORMAT off and json,
+  // alternating (metrics on, as deployed).
+  for (const format of runs('logs') ? ['off', 'json', 'off', 'json'] : []) {
+    const host = await startHost({ port: await freePort(), databaseUrl: url, env: { LOG_FORMAT: format, ...ONE_GENERATOR } });
+    try {
+      const target = `http://${host.address}`;
+      const one = [{ method: 'GET', path: '/reviews?product_id=5' }];
+      await fetch(`${target}${one[0].path}`);
+      add(await wrkRow(`one host, one cached URL (host-cache hits), LOG_FORMAT=${format}`, target, one, { seconds: d, connections: 64, groups: processGroups([host.process.pid!]) }));
     } finally {
       await host.stop();
     }

@@ -38,8 +38,10 @@ export interface ReadPathOptions {
   metrics?: { begin(): number; end(started: number, route: string, method: string, status: number | string): void };
   /** The per-client budget of bytes rendered on misses (none: unlimited). */
   budget?: ReadBudget;
-  /** Request logger (morgan) to run on requests served here. */
-  logger?: (req: IncomingMessage, res: ServerResponse, next: () => void) => void;
+  /** Request logger to run on requests served here; one with `record` is called after the answer, without a listener. */
+  logger?: ((req: IncomingMessage, res: ServerResponse, next: () => void) => void) & {
+    record?: (req: IncomingMessage, res: ServerResponse, route: string, startedAt: number) => void;
+  };
 }
 
 function queryOf(req: IncomingMessage): querystring.ParsedUrlQuery {
@@ -140,15 +142,20 @@ export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): Read
   const run = (handler: Handler, req: IncomingMessage, res: ServerResponse, route: string) => {
     res.setHeader('X-Content-Type-Options', 'nosniff');
     const m = o.metrics;
-    const go = m ? () => {
-      const started = m.begin();
-      void handler(req, res).then(() => m.end(started, route, req.method!, res.statusCode));
-    } : () => void handler(req, res);
-    if (o.logger) {
-      (req as IncomingMessage & { logRoute?: string }).logRoute = route;
-      o.logger(req, res, go);
+    const record = o.logger?.record;
+    if (m || record) {
+      // One continuation for both: the answer has been written when the handler resolves
+      // (a 'finish' listener per request cost ~15 % of a cache hit).
+      const started = m ? m.begin() : performance.now();
+      void handler(req, res).then(() => {
+        m?.end(started, route, req.method!, res.statusCode);
+        record?.(req, res, route, started);
+      });
+    } else if (o.logger) {
+      o.logger(req, res, () => void handler(req, res));
+    } else {
+      void handler(req, res);
     }
-    else go();
   };
 
   return {
