@@ -37,7 +37,7 @@ export async function requestList(o: { n: number; products: number; distribution
 export interface Row {
   name: string;
   /** What drove the load. */
-  generator: 'wrk' | 'autocannon';
+  generator: 'wrk' | 'open-loop';
   rps: number;
   okPerSecond?: number;
   p50: number;
@@ -82,7 +82,7 @@ export async function wrkRow(name: string, target: string, requests: WrkRequest[
 export function stageRow(name: string, s: StageResult, cpuMs: Record<string, number>): Row {
   const answered = s.requests - (s.statuses['connection-error'] ?? 0);
   return {
-    name, generator: 'autocannon', rps: s.rps, p50: s.latencyMs.p50, p99: s.latencyMs.p99, max: s.latencyMs.max, errors: s.errors, statuses: s.statuses,
+    name, generator: 'open-loop', rps: s.rps, p50: s.latencyMs.p50, p99: s.latencyMs.p99, max: s.latencyMs.max, errors: s.errors, statuses: s.statuses,
     cpuUsPerRequest: Object.fromEntries(Object.entries(cpuMs).map(([k, v]) => [k, (v * 1000) / Math.max(1, s.requests)])),
     edgeHitRatio: s.cacheHits / Math.max(1, answered),
     hostHitRatio: s.hostCacheHits / Math.max(1, answered),

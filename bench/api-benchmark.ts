@@ -17,6 +17,7 @@ import { freePort, startCluster, startHost } from '../src/cluster/cluster';
 import { prepareBenchDatabase } from './dataset';
 import { Db } from '../src/db';
 import { runLoad } from '../loadtest/node/runner';
+import { apiTable, currentCommit } from './report';
 import { fromRoot } from '../src/lib/paths';
 
 export const SECTIONS = ['cold', 'cache', 'metrics', 'logs', 'cluster', 'overload'];
@@ -175,16 +176,12 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
   await stop();
 
   for (const r of rows) if (r.generator === 'wrk' && !r.name.startsWith('baseline')) r.vsBaseline = r.rps / ceiling;
-  const pct = (x?: number) => (x === undefined ? '' : `${fmt(100 * x, 1)} %`);
-  const cpu = (r: Row) => Object.entries(r.cpuUsPerRequest).map(([k, v]) => `${k} ${fmt(v)}`).join(', ');
   const lines = [
     `Scale ${a.scale} (${fmt(products)} products, ${fmt(reviews)} reviews), ${d} s per max-rate row, everything on this 2-core box (load generator included).`,
     '',
-    '| run | rps | 2xx/s | p50 ms | p99 ms | max ms | errors | vs baseline | nginx hits | host cache hits | CPU µs/request | goodput |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|',
-    ...rows.map((r) => `| ${r.name} | ${fmt(r.rps)} | ${r.okPerSecond === undefined ? '' : fmt(r.okPerSecond)} | ${fmt(r.p50, 1)} | ${fmt(r.p99, 1)} | ${fmt(r.max, 1)} | ${fmt(r.errors)} | ${r.vsBaseline ? fmt(r.vsBaseline, 2) : ''} | ${pct(r.edgeHitRatio)} | ${pct(r.hostHitRatio)} | ${cpu(r)} | ${r.goodputRatio === undefined ? '' : fmt(r.goodputRatio, 2)} |`),
+    ...apiTable(rows),
   ];
-  const scenario = rows.find((r) => r.generator === 'autocannon');
+  const scenario = rows.find((r) => r.generator === 'open-loop');
   if (scenario?.extra) {
     const e = scenario.extra as { reads: { p99: number; max: number }; writes: { p99: number; max: number }; byOp: Record<string, { p99: number }>; byCache: Record<string, { count: number; p50: number; p99: number }> };
     lines.push('', `Load scenario: reads p99 ${fmt(e.reads.p99, 1)} ms (max ${fmt(e.reads.max, 1)}), writes p99 ${fmt(e.writes.p99, 1)} ms (max ${fmt(e.writes.max, 1)}); ` +
@@ -194,6 +191,6 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
   console.log('\n' + lines.join('\n'));
   const out = fromRoot('bench', 'results', `api-scale-${a.scale}${a.only === 'all' ? '' : `-${sections.join('-')}`}.json`);
   fs.mkdirSync(path.dirname(out), { recursive: true });
-  fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), scale: a.scale, products, durationSeconds: d, rows: rows.map(({ ...r }) => ({ ...r, raw: undefined })) }, null, 2) + '\n');
+  fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), commit: currentCommit(), scale: a.scale, products, durationSeconds: d, rows: rows.map(({ ...r }) => ({ ...r, raw: undefined })) }, null, 2) + '\n');
   log(`written to ${path.relative(process.cwd(), out)}`);
 }

@@ -12,6 +12,7 @@ import { benchmarkExport } from '../src/etl/generate';
 import type { LoadReport } from '../src/etl/load';
 import { rawCopy } from '../bench/raw-copy';
 import { fromRoot } from '../src/lib/paths';
+import { currentCommit } from '../bench/report';
 
 
 runCli(async () => {
@@ -56,7 +57,7 @@ runCli(async () => {
     console.log(`| ratio import / baseline | ${result.ratio.toFixed(2)} | | |`);
     const out = fromRoot('bench', 'results', `etl-scale-${args.scale}.json`);
     fs.mkdirSync(path.dirname(out), { recursive: true });
-    fs.writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
+    fs.writeFileSync(out, JSON.stringify({ ...result, commit: currentCommit() }, null, 2) + '\n');
     console.log(`[bench:etl] written to ${path.relative(process.cwd(), out)}`);
   } finally {
     await database.stop();

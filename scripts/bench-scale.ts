@@ -13,6 +13,7 @@ import { parseArgs, runCli, UsageError, formatNumber as fmt } from '../src/lib/c
 import { freePort, startCluster } from '../src/cluster/cluster';
 import { isolationSupport } from '../src/cluster/host-isolation';
 import { fromRoot } from '../src/lib/paths';
+import { currentCommit } from '../bench/report';
 
 runCli(async () => {
   const a = parseArgs({
@@ -80,7 +81,7 @@ runCli(async () => {
   console.log('\n' + lines.join('\n'));
   const out = fromRoot('bench', 'results', `scale-${a.scale}.json`);
   fs.mkdirSync(path.dirname(out), { recursive: true });
-  fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), ...a, cgroup: support.cgroup, results }, null, 2) + '\n');
+  fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), commit: currentCommit(), ...a, cgroup: support.cgroup, results }, null, 2) + '\n');
   const html = out.replace(/\.json$/, '.html');
   fs.writeFileSync(html, scaleChart('Atelier reviews: throughput vs hosts', results, lines[0]));
   log(`written to ${path.relative(process.cwd(), out)} and ${path.relative(process.cwd(), html)}`);
