@@ -36,6 +36,18 @@ BEGIN
 END
 $$;
 
+-- 5. Each write names its request: application_name becomes "atelier-reviews <request id>"
+--    for the write's transaction (pg_stat_activity; %a in log_line_prefix). The id comes
+--    from the API, already checked (8-64 of A-Za-z0-9._-); empty means none.
+CREATE FUNCTION public.tag_request(p_request_id text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF p_request_id <> '' THEN
+    PERFORM set_config('application_name', 'atelier-reviews ' || p_request_id, true);
+  END IF;
+END
+$$;
+
 CREATE FUNCTION public.assert_writes_open() RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -47,9 +59,10 @@ END
 $$;
 
 -- PUT /reviews/:id/helpful: the review's product, NULL when no review has this id.
-CREATE FUNCTION public.mark_helpful(p_review integer, OUT product_id integer)
+CREATE FUNCTION public.mark_helpful(p_review integer, p_request_id text DEFAULT '', OUT product_id integer)
 LANGUAGE plpgsql AS $$
 BEGIN
+  PERFORM public.tag_request(p_request_id);
   PERFORM public.assert_writes_open();
   UPDATE atelier.reviews r SET helpfulness = r.helpfulness + 1 WHERE r.id = p_review RETURNING r.product_id INTO mark_helpful.product_id;
 END
@@ -58,12 +71,13 @@ $$;
 -- PUT /reviews/:id/report: hides the review and subtracts it from the aggregates once (a
 -- second report finds it hidden and changes nothing); the product's characteristics are
 -- locked in id order first, as POST locks them. NULL when no review has this id.
-CREATE FUNCTION public.report_review(p_review integer, OUT product_id integer)
+CREATE FUNCTION public.report_review(p_review integer, p_request_id text DEFAULT '', OUT product_id integer)
 LANGUAGE plpgsql AS $$
 DECLARE
   v_rating smallint;
   v_recommend boolean;
 BEGIN
+  PERFORM public.tag_request(p_request_id);
   PERFORM public.assert_writes_open();
   UPDATE atelier.reviews r SET reported = true WHERE r.id = p_review AND NOT r.reported
   RETURNING r.product_id, r.rating, r.recommend INTO report_review.product_id, v_rating, v_recommend;
@@ -88,10 +102,12 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION public.create_review(
+-- A new parameter (the request id) is a new signature: the old one goes.
+DROP FUNCTION public.create_review(integer, smallint, text, text, boolean, text, text, text[], integer[], smallint[], text);
+CREATE FUNCTION public.create_review(
   p_product integer, p_rating smallint, p_summary text, p_body text, p_recommend boolean,
   p_name text, p_email text, p_photos text[], p_characteristics integer[], p_values smallint[],
-  p_key text,
+  p_key text, p_request_id text DEFAULT '',
   OUT review_id integer, OUT created boolean, OUT foreign_characteristics integer[])
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -99,6 +115,7 @@ DECLARE
   fingerprint text;
   stored text;
 BEGIN
+  PERFORM public.tag_request(p_request_id);
   PERFORM public.assert_writes_open();
   created := false;
   IF p_key IS NOT NULL THEN

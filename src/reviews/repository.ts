@@ -47,7 +47,12 @@ const metaStatement: BatchStatement<number, string> = {
 };
 
 const META_SQL = loadSql('review-meta.sql');
-const CREATE_SQL = 'SELECT review_id, created, foreign_characteristics FROM public.create_review($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)';
+// Each write names its request in PostgreSQL: the functions (db/migrations/0005) set
+// application_name to "atelier-reviews <request id>" for their transaction, so a slow or
+// stuck write in pg_stat_activity (or %a in the server log) leads back to the request.
+const CREATE_SQL = 'SELECT review_id, created, foreign_characteristics FROM public.create_review($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)';
+const HELPFUL_SQL = 'SELECT product_id FROM public.mark_helpful($1, $2)';
+const REPORT_SQL = 'SELECT product_id FROM public.report_review($1, $2)';
 
 export class ReviewRepository {
   /** Concurrent cold list reads of one sort order share a statement (src/batched-query.ts). */
@@ -78,11 +83,11 @@ export class ReviewRepository {
    * idempotency key already used, nothing is written and the first review's id returns.
    * One round trip: public.create_review (db/migrations/0004) locks, checks, writes.
    */
-  async create(r: NewReview, idempotencyKey?: string): Promise<{ id: number; created: boolean }> {
+  async create(r: NewReview, idempotencyKey?: string, requestId = ''): Promise<{ id: number; created: boolean }> {
     const ids = Object.keys(r.characteristics).map(Number).sort((a, b) => a - b);
     const { rows } = await this.writes.query<{ review_id: number; created: boolean; foreign_characteristics: number[] | null }>(CREATE_SQL, [
       r.product_id, r.rating, r.summary, r.body, r.recommend, r.name, r.email,
-      r.photos, ids, ids.map((id) => r.characteristics[String(id)]), idempotencyKey ?? null,
+      r.photos, ids, ids.map((id) => r.characteristics[String(id)]), idempotencyKey ?? null, requestId,
     ], 'create').catch((err: { code?: string; message?: string }) => {
       // A key reused with another request (db/migrations/0005): the database names the key.
       if (err?.code === 'AT422') {
@@ -99,8 +104,8 @@ export class ReviewRepository {
   }
 
   /** The review's product; undefined when no review has this id (public.mark_helpful, db/migrations/0005). */
-  async markHelpful(reviewId: number): Promise<number | undefined> {
-    const res = await this.writes.query<{ product_id: number | null }>('SELECT product_id FROM public.mark_helpful($1)', [reviewId], 'helpful');
+  async markHelpful(reviewId: number, requestId = ''): Promise<number | undefined> {
+    const res = await this.writes.query<{ product_id: number | null }>(HELPFUL_SQL, [reviewId, requestId], 'helpful');
     return res.rows[0]?.product_id ?? undefined;
   }
 
@@ -108,8 +113,8 @@ export class ReviewRepository {
    * Hides the review and subtracts it from the aggregates once; returns its product,
    * undefined when no review has this id. One statement: public.report_review (0005).
    */
-  async report(reviewId: number): Promise<number | undefined> {
-    const res = await this.writes.query<{ product_id: number | null }>('SELECT product_id FROM public.report_review($1)', [reviewId], 'report');
+  async report(reviewId: number, requestId = ''): Promise<number | undefined> {
+    const res = await this.writes.query<{ product_id: number | null }>(REPORT_SQL, [reviewId, requestId], 'report');
     return res.rows[0]?.product_id ?? undefined;
   }
 }

@@ -6,6 +6,8 @@
 import express, { type Express } from 'express';
 import { HttpError } from '../lib/http-error';
 import type { ReadPath } from './read-path';
+// The request id the HTTP edge assigned (a response header), for the database's view.
+const requestIdOf = (res: express.Response): string => String(res.getHeader('X-Request-Id') ?? '');
 import type { ReviewRepository } from './repository';
 import { newReview, parseIdempotencyKey, parseOr400, parseReviewId } from './schemas';
 
@@ -22,7 +24,7 @@ export function registerReviewRoutes(app: Express, repo: ReviewRepository, reads
     }
     const review = parseOr400(newReview, req.body, 'review');
     const key = parseIdempotencyKey(req.get('Idempotency-Key'));
-    const { id, created } = await repo.create(review, key);
+    const { id, created } = await repo.create(review, key, requestIdOf(res));
     reads.noteWrite(req, res, review.product_id);
     // A replay answers exactly as the first attempt did, marked so clients can tell.
     if (!created) res.setHeader('Idempotent-Replayed', 'true');
@@ -33,7 +35,7 @@ export function registerReviewRoutes(app: Express, repo: ReviewRepository, reads
 
   app.put('/reviews/:review_id/helpful', async (req, res) => {
     const id = parseReviewId(req.params.review_id);
-    const product = id === null ? undefined : await repo.markHelpful(id);
+    const product = id === null ? undefined : await repo.markHelpful(id, requestIdOf(res));
     if (product === undefined) throw notFound(req.params.review_id);
     reads.noteWrite(req, res, product);
     res.status(204).end();
@@ -41,7 +43,7 @@ export function registerReviewRoutes(app: Express, repo: ReviewRepository, reads
 
   app.put('/reviews/:review_id/report', async (req, res) => {
     const id = parseReviewId(req.params.review_id);
-    const product = id === null ? undefined : await repo.report(id);
+    const product = id === null ? undefined : await repo.report(id, requestIdOf(res));
     if (product === undefined) throw notFound(req.params.review_id);
     reads.noteWrite(req, res, product);
     res.status(204).end();

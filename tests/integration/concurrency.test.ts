@@ -93,3 +93,32 @@ describe('the write lane', () => {
     }
   });
 });
+
+describe('a write names its request in PostgreSQL', () => {
+  test('while a POST waits on a busy product, pg_stat_activity shows its request id as application_name', async () => {
+    const app = createApp(t.db, { log: () => undefined });
+    const locker = await t.db.connect();
+    try {
+      await locker.query('BEGIN');
+      await locker.query('SELECT id FROM atelier.characteristics WHERE product_id = 7 FOR UPDATE');
+      const posting = request(app).post('/reviews').set('X-Request-Id', 'trace-write-0001').send(validReview({ product_id: 7, name: 'traced' })).then((r) => r);
+      let seen = false;
+      for (let i = 0; i < 100 && !seen; i++) {
+        const { rows } = await t.db.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'atelier-reviews trace-write-0001'");
+        seen = rows.length > 0;
+        if (!seen) await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(seen).toBe(true);
+      await locker.query('COMMIT');
+      const res = await posting;
+      expect(res.status).toBe(201);
+      expect(res.headers['x-request-id']).toBe('trace-write-0001');
+    } finally {
+      await locker.query('ROLLBACK').catch(() => undefined);
+      locker.release();
+    }
+    // After the write's transaction the connection has its own name again.
+    const { rows } = await t.db.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE 'atelier-reviews trace-%'");
+    expect(rows[0].n).toBe(0);
+  });
+});
