@@ -22,33 +22,39 @@ export interface EmbeddedOptions {
   port: number;
   /** Delete the data folder when stopping (test clusters). */
   ephemeral?: boolean;
+  /**
+   * Streaming replication on (wal_level=replica, WAL senders and slots, hot standby): for a
+   * primary with local standbys (src/db/standby.ts) and for the standbys themselves. Off by
+   * default: wal_level=minimal lets the import's COPY skip WAL.
+   */
+  replication?: boolean;
   log?: (line: string) => void;
 }
 
 /** Where the embedded server puts its Unix socket (writable by the postgres user as root). */
 export const EMBEDDED_SOCKET_DIR = '/tmp';
 
-const USER = 'atelier';
-const PASSWORD = 'atelier';
+export const USER = 'atelier';
+export const PASSWORD = 'atelier';
 
-// Settings for a single-box service + bulk loads. wal_level=minimal lets COPY into a
-// table created in the same transaction skip WAL; fsync and synchronous_commit stay
-// on, so a 201 is durable.
-const SERVER_FLAGS = [
+const BASE_FLAGS = [
   '-c', 'max_connections=300',
-  '-c', 'shared_buffers=1GB',
   '-c', 'work_mem=16MB',
   '-c', 'maintenance_work_mem=1GB',
   '-c', 'max_wal_size=8GB',
-  '-c', 'wal_level=minimal',
-  '-c', 'max_wal_senders=0',
   '-c', 'max_parallel_maintenance_workers=2',
   '-c', 'listen_addresses=127.0.0.1',
   // Also a Unix socket: hosts in network namespaces (npm run cluster -- --isolate) have a
   // loopback of their own but share the file system.
   '-c', `unix_socket_directories=${EMBEDDED_SOCKET_DIR}`,
 ];
-
+// Settings for a single-box service + bulk loads. wal_level=minimal lets COPY into a
+// table created in the same transaction skip WAL; fsync and synchronous_commit stay
+// on, so a 201 is durable.
+const SERVER_FLAGS = [...BASE_FLAGS, '-c', 'shared_buffers=1GB', '-c', 'wal_level=minimal', '-c', 'max_wal_senders=0'];
+// A primary with standbys, and the standbys (smaller buffers: several run on one box).
+export const REPLICATION_FLAGS = [...BASE_FLAGS, '-c', 'shared_buffers=256MB', '-c', 'wal_level=replica', '-c', 'max_wal_senders=8',
+  '-c', 'max_replication_slots=8', '-c', 'hot_standby=on'];
 
 async function canConnect(url: string): Promise<boolean> {
   try {
@@ -92,7 +98,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
     persistent: !opts.ephemeral,
     createPostgresUser: process.getuid?.() === 0,
     initdbFlags: ['--encoding=UTF8', '--locale=C'],
-    postgresFlags: SERVER_FLAGS,
+    postgresFlags: opts.replication ? REPLICATION_FLAGS : SERVER_FLAGS,
     onLog: log,
     onError: (e: unknown) => log(String(e)),
   });
