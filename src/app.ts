@@ -8,6 +8,7 @@ import type { Metrics } from './http/metrics';
 import { openApiDocument } from './http/openapi';
 import type { Db } from './db';
 import type { ReadBudget } from './reviews/read-budget';
+import type { ReplicaSet } from './db/replicas';
 import { assignRequestId, requestLog } from './http/request-log';
 import { answerClientErrors, errorHandler, errorResponder, notFound } from './http/errors';
 import { HttpError } from './lib/http-error';
@@ -32,6 +33,8 @@ export interface AppOptions {
   cors?: CorsPolicy;
   /** Prometheus metrics (GET /metrics); none when absent. */
   metrics?: Metrics;
+  /** Hot standbys for reads (DATABASE_REPLICA_URLS); reads on `db` only when absent. */
+  replicas?: ReplicaSet;
   /** The write lane (PG_WRITE_POOL_SIZE): POST, helpful and report run here; on `db` when absent. */
   writeDb?: Db;
   /** Per-client budget of bytes rendered on read misses (READ_BUDGET_KB_S); none when absent. */
@@ -58,7 +61,7 @@ export function createApp(db: Db, opts: AppOptions = {}): App {
   const respondError = errorResponder(opts.log);
   const metrics = opts.metrics;
   const logger = requestLog(opts.logFormat, opts.trustedProxies ?? new Set());
-  const repo = new ReviewRepository(db, opts.writeDb ?? db);
+  const repo = new ReviewRepository(db, opts.writeDb ?? db, opts.replicas);
   const reads = createReadPath(repo, {
     cache: opts.cache ?? new ResponseCache({ maxBytes: 0, ttlMs: 0 }),
     respondError,
@@ -66,6 +69,7 @@ export function createApp(db: Db, opts: AppOptions = {}): App {
     logger,
     metrics: opts.metrics,
     budget: opts.readBudget,
+    replicas: opts.replicas,
   });
 
   app.use((_req, res, next) => {

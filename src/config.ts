@@ -33,6 +33,12 @@ const schema = z.object({
   // ~6 % (9,226 / 9,638 rps off, 8,859 / 8,802 on). See docs/benchmarks.md.
   PG_WRITE_POOL_SIZE: int(0, 1000).default(0),
   PG_POOL_QUEUE: int(0, 100000).default(1000),
+  // Hot standbys for reads (comma-separated URLs; empty = reads on DATABASE_URL only), and
+  // how far behind the primary one may be and still serve (docs/cluster.md, "Replicas").
+  DATABASE_REPLICA_URLS: z.string().default('').transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean))
+    .pipe(z.array(z.string().regex(/^postgres(ql)?:\/\//, 'each must be a postgres:// URL'))),
+  REPLICA_MAX_LAG_BYTES: int(0, 2 ** 40).default(16 * 2 ** 20),
+  REPLICA_MAX_LAG_S: int(0, 86400).default(10),
   // Longest wait for a database connection before a 503 (see docs/reliability.md).
   PG_QUEUE_TIMEOUT_MS: int(1, 60000).default(250),
   PG_CONNECT_TIMEOUT_MS: int(100, 600000).default(2000),

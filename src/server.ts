@@ -11,6 +11,7 @@ import { parseCorsOrigins } from './http/cors';
 import { createMetrics } from './http/metrics';
 import { ReadBudget } from './reviews/read-budget';
 import { Db } from './db';
+import { ReplicaSet } from './db/replicas';
 import { followChanges } from './response-cache/invalidation-feed';
 import { ResponseCache } from './response-cache/response-cache';
 import { prepareDatabase } from './etl/sample';
@@ -68,15 +69,21 @@ async function serve(config: Config): Promise<void> {
     genericPlans: true,
   };
   const db = new Db({ ...dbOptions, poolSize: config.PG_POOL_SIZE });
+  const replicas = config.DATABASE_REPLICA_URLS.length
+    ? new ReplicaSet(db, config.DATABASE_REPLICA_URLS.map((url, i) => ({ name: `replica${i + 1}`, db: new Db({ ...dbOptions, connectionString: url, poolSize: config.PG_POOL_SIZE }) })),
+      { maxLagBytes: config.REPLICA_MAX_LAG_BYTES, maxLagSeconds: config.REPLICA_MAX_LAG_S, log })
+    : undefined;
+  await replicas?.start();
   // The write lane: its own connections and admission queue.
   const writeDb = config.PG_WRITE_POOL_SIZE > 0 ? new Db({ ...dbOptions, poolSize: config.PG_WRITE_POOL_SIZE, application: 'atelier-reviews-writes' }) : undefined;
   // Untrusted until its change feed listens: until then every read goes to the database.
   const cache = new ResponseCache({ maxBytes: config.RESPONSE_CACHE_MB * 2 ** 20, ttlMs: config.RESPONSE_CACHE_TTL_S * 1000, trusted: false });
-  const feed = cache.enabled ? followChanges(db, cache, log) : undefined;
+  const feed = cache.enabled || replicas ? followChanges(db, cache, log, { onChange: () => replicas?.raiseFence() }) : undefined;
   const app = createApp(db, { logFormat: config.LOG_FORMAT, trustedProxies: config.TRUSTED_PROXIES, compression: config.COMPRESSION, cache, readYourWritesSeconds: config.READ_YOUR_WRITES_S,
     cors: parseCorsOrigins(config.CORS_ORIGINS),
     writeDb,
-    metrics: config.METRICS ? createMetrics({ db, cache }) : undefined,
+    replicas,
+    metrics: config.METRICS ? createMetrics({ db, cache, replicas }) : undefined,
     readBudget: config.READ_BUDGET_KB_S > 0
       ? new ReadBudget({ bytesPerSecond: config.READ_BUDGET_KB_S * 1024, burstBytes: config.READ_BUDGET_KB_S * 1024 * 4, trustedProxies: config.TRUSTED_PROXIES })
       : undefined,
@@ -141,6 +148,8 @@ async function serve(config: Config): Promise<void> {
     await feed?.close();
     await db.close().catch(() => undefined);
     await writeDb?.close().catch(() => undefined);
+    replicas?.stop();
+    for (const r of replicas?.replicas ?? []) await r.db.close().catch(() => undefined);
     await database.stop().catch((err) => log(`stopping embedded PostgreSQL failed: ${err}`));
     log('stopped');
     process.exit(0);

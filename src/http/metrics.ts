@@ -5,6 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import client from 'prom-client';
 import type { Db } from '../db';
+import type { ReplicaSet } from '../db/replicas';
 import type { ResponseCache } from '../response-cache/response-cache';
 
 export interface Metrics {
@@ -26,7 +27,7 @@ function routeOf(req: IncomingMessage): string {
 
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'OPTIONS']);
 
-export function createMetrics(o: { db: Db; cache?: ResponseCache }): Metrics {
+export function createMetrics(o: { db: Db; cache?: ResponseCache; replicas?: ReplicaSet }): Metrics {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 20 });
   const duration = new client.Histogram({
@@ -66,6 +67,21 @@ export function createMetrics(o: { db: Db; cache?: ResponseCache }): Metrics {
   tallies('atelier_db_batched_total',
     'Cold reads batched into shared statements: statements run and requests they answered (requests / statements = mean batch).',
     'what', () => ({ ...db.batched }));
+  if (o.replicas) {
+    const set = o.replicas;
+    new client.Gauge({
+      name: 'atelier_replica_lag', help: 'Each standby: WAL bytes and seconds behind the primary, and whether it serves reads (usable 1/0).',
+      labelNames: ['replica', 'measure'], registers: [registry],
+      collect() {
+        for (const s of set.states) {
+          this.set({ replica: s.name, measure: 'bytes' }, Number.isFinite(s.lagBytes) ? s.lagBytes : -1);
+          this.set({ replica: s.name, measure: 'seconds' }, Number.isFinite(s.lagSeconds) ? s.lagSeconds : -1);
+          this.set({ replica: s.name, measure: 'usable' }, s.usable ? 1 : 0);
+        }
+      },
+    });
+    tallies('atelier_db_reads_total', 'Cold reads by where they ran: primary, replica, and fallback (a standby failed, retried on the primary).', 'target', () => ({ ...set.reads }));
+  }
   if (cache) {
     tallies('atelier_response_cache_events_total',
       'Host response cache: hits, misses (coalesced: joined a render in flight), bypasses (off or untrusted), evictions, invalidations.',

@@ -9,16 +9,19 @@ import type { ResponseCache } from './response-cache';
 /** The channel the triggers notify; payload: a product id, or '*' for everything. */
 export const CHANGES_CHANNEL = 'atelier_review_changes';
 
-export function followChanges(db: Db, cache: ResponseCache, log: (line: string) => void = () => undefined, opts: { heartbeatMs?: number } = {}): ChannelListener {
+export function followChanges(db: Db, cache: ResponseCache, log: (line: string) => void = () => undefined, opts: { heartbeatMs?: number; onChange?: () => void } = {}): ChannelListener {
   let everListened = false;
   return db.listen(CHANGES_CHANNEL, {
     message(payload) {
+      // Standbys: a change heard raises the fence they must replay past (src/db/replicas.ts).
+      opts.onChange?.();
       if (payload === '*') return cache.invalidateAll();
       const product = Number(payload);
       if (Number.isInteger(product)) cache.invalidate(product);
     },
     state(listening) {
       cache.setTrusted(listening);
+      opts.onChange?.();
       if (listening && everListened) log('response cache: change feed back; cache emptied and trusted again');
       if (!listening) log('response cache: change feed lost; serving from the database until it is back');
       everListened ||= listening;

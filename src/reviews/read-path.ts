@@ -36,6 +36,8 @@ export interface ReadPathOptions {
   readYourWritesSeconds: number;
   /** Metrics, observed here without a listener per request. */
   metrics?: { begin(): number; end(started: number, route: string, method: string, status: number | string): void };
+  /** Hot standbys for reads: a write raises their fence (src/db/replicas.ts). */
+  replicas?: { raiseFence(): void };
   /** The per-client budget of bytes rendered on misses (none: unlimited). */
   budget?: ReadBudget;
   /** Request logger to run on requests served here; one with `record` is called after the answer, without a listener. */
@@ -73,8 +75,9 @@ function wroteProducts(req: IncomingMessage): string[] {
  * The cache lookup for a read: a reader whose cookie names the product wrote it moments ago
  * (possibly through the other host), so its read is rendered fresh (and refreshes the cache).
  */
-function lookup(cache: ResponseCache, req: IncomingMessage, product: number, key: string, render: () => Promise<Rendered>) {
-  return wroteProducts(req).includes(String(product)) ? cache.refresh(product, key, render) : cache.get(product, key, render);
+function lookup(cache: ResponseCache, req: IncomingMessage, product: number, key: string, render: (fresh: boolean) => Promise<Rendered>) {
+  // The writer's read is rendered from the primary (`fresh`): a standby may not have it yet.
+  return wroteProducts(req).includes(String(product)) ? cache.refresh(product, key, () => render(true)) : cache.get(product, key, () => render(false));
 }
 
 function send(req: IncomingMessage, res: ServerResponse, entry: CachedBody, outcome: CacheOutcome): void {
@@ -97,7 +100,7 @@ export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): Read
   const { cache, respondError, budget } = o;
 
   /** The cache lookup, within the client's budget: a miss is refused while it is over. */
-  const budgeted = async (req: IncomingMessage, product: number, key: string, render: () => Promise<Rendered>) => {
+  const budgeted = async (req: IncomingMessage, product: number, key: string, render: (fresh: boolean) => Promise<Rendered>) => {
     if (!budget) return lookup(cache, req, product, key, render);
     const client = budget.clientOf(req);
     if (budget.anyOver() && !cache.holds(key)) {
@@ -119,8 +122,8 @@ export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): Read
       const key = `l:${q.product_id}:${q.sort}:${q.page}:${q.count}:${q.rating?.join('') ?? ''}`;
       // No product has 2^31 reviews: a page that far out is empty (LIMIT 0), the count still holds.
       const beyond = offset > 2147483647;
-      const { entry, outcome } = await budgeted(req, q.product_id, key, async () => {
-        const { results, total } = await repo.list(q.product_id, q.sort, beyond ? 0 : q.count, beyond ? 0 : offset, q.rating);
+      const { entry, outcome } = await budgeted(req, q.product_id, key, async (fresh) => {
+        const { results, total } = await repo.list(q.product_id, q.sort, beyond ? 0 : q.count, beyond ? 0 : offset, q.rating, fresh);
         return { text: `{"product":"${q.product_id}","page":${q.page - 1},"count":${q.count},"results":${results}}`, headers: { 'X-Total-Count': String(total) } };
       });
       send(req, res, entry, outcome);
@@ -132,7 +135,7 @@ export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): Read
   const meta: Handler = async (req, res) => {
     try {
       const q = parseOr400(productIdQuery, queryOf(req), 'query parameters');
-      const { entry, outcome } = await budgeted(req, q.product_id, `m:${q.product_id}`, () => repo.meta(q.product_id));
+      const { entry, outcome } = await budgeted(req, q.product_id, `m:${q.product_id}`, (fresh) => repo.meta(q.product_id, fresh));
       send(req, res, entry, outcome);
     } catch (err) {
       respondError(err, res);
@@ -173,6 +176,8 @@ export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): Read
     },
     noteWrite(req, res, product) {
       cache.invalidate(product);
+      // Standbys serve reads again only once they have replayed this write.
+      o.replicas?.raiseFence();
       const ids = [...new Set([...wroteProducts(req), String(product)].reverse())].reverse().slice(-MAX_WROTE);
       res.setHeader('Set-Cookie', `${WROTE_COOKIE}=${ids.join('.')}; Max-Age=${o.readYourWritesSeconds}; Path=/reviews; HttpOnly; SameSite=Lax`);
     },

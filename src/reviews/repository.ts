@@ -4,7 +4,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { BatchedQuery, type BatchStatement } from '../db/batched-query';
 import type { Db } from '../db';
-import { HttpError } from '../lib/http-error';
+import { HttpError, UnavailableError } from '../lib/http-error';
+import type { ReplicaSet } from '../db/replicas';
 import { fromRoot } from '../lib/paths';
 import type { NewReview, Sort } from './schemas';
 
@@ -54,28 +55,61 @@ const CREATE_SQL = 'SELECT review_id, created, foreign_characteristics FROM publ
 const HELPFUL_SQL = 'SELECT product_id FROM public.mark_helpful($1, $2)';
 const REPORT_SQL = 'SELECT product_id FROM public.report_review($1, $2)';
 
-export class ReviewRepository {
-  /** Concurrent cold list reads of one sort order share a statement (src/batched-query.ts). */
-  private readonly lists: BatchedQuery<ListInput, ListPage>;
-  private readonly metas: BatchedQuery<number, string>;
+interface ReadTarget {
+  /** Concurrent cold list reads of one sort order share a statement (src/db/batched-query.ts). */
+  lists: BatchedQuery<ListInput, ListPage>;
+  metas: BatchedQuery<number, string>;
+}
 
-  /** `writes`: the write lane's pool (its own connections and queue), `db` by default. */
-  constructor(db: Db, private readonly writes: Db = db) {
-    this.lists = new BatchedQuery(db, listStatement);
-    this.metas = new BatchedQuery(db, metaStatement);
+export class ReviewRepository {
+  private readonly targets = new Map<Db, ReadTarget>();
+
+  /**
+   * `writes`: the write lane's pool (its own connections and queue), `db` by default.
+   * `replicas`: hot standbys for reads (src/db/replicas.ts), chosen per read; none by default.
+   */
+  constructor(private readonly db: Db, private readonly writes: Db = db, private readonly replicas?: ReplicaSet) {}
+
+  private target(db: Db): ReadTarget {
+    let t = this.targets.get(db);
+    if (!t) this.targets.set(db, (t = { lists: new BatchedQuery(db, listStatement), metas: new BatchedQuery(db, metaStatement) }));
+    return t;
+  }
+
+  /**
+   * Runs a read on a standby when one may answer it exactly, else on the primary; `fresh`
+   * (the reader's own write) always on the primary. A standby that fails is skipped and the
+   * read retried on the primary.
+   */
+  private async read<T>(fresh: boolean, run: (t: ReadTarget) => Promise<T>): Promise<T> {
+    const chosen = !fresh && this.replicas ? this.replicas.choose() : { db: this.db };
+    try {
+      return await run(this.target(chosen.db));
+    } catch (err) {
+      if (!this.replicas || !(err instanceof UnavailableError)) throw err;
+      if (chosen.replica !== undefined) {
+        this.replicas.failed(chosen.replica);
+        return run(this.target(this.db));
+      }
+      // The primary is down: a standby answers, when one can.
+      this.replicas.primaryFailed();
+      const other = this.replicas.choose();
+      if (other.replica === undefined) throw err;
+      return run(this.target(other.db));
+    }
   }
 
   /**
    * The page's reviews as a JSON array text, ready to be embedded in the response, and how
    * many visible reviews (with those star ratings, when given) the product has on all pages.
    */
-  list(productId: number, sort: Sort, count: number, offset: number, ratings?: number[]): Promise<ListPage> {
-    return this.lists.run(sort, { productId, count, offset, ratings: ratingMask(ratings) });
+  list(productId: number, sort: Sort, count: number, offset: number, ratings?: number[], fresh = false): Promise<ListPage> {
+    return this.read(fresh, (t) => t.lists.run(sort, { productId, count, offset, ratings: ratingMask(ratings) }));
   }
 
   /** The meta object as JSON text (concurrent cold reads share a statement too). */
-  meta(productId: number): Promise<string> {
-    return this.metas.run('meta', productId);
+  meta(productId: number, fresh = false): Promise<string> {
+    return this.read(fresh, (t) => t.metas.run('meta', productId));
   }
 
   /**
