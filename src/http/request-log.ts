@@ -13,6 +13,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import morgan from 'morgan';
+import { clientAddress } from '../lib/client-address';
 
 const WELL_FORMED = /^[A-Za-z0-9._-]{8,64}$/;
 
@@ -46,12 +47,6 @@ export function jsonRequestLog(o: { trustedProxies: Set<string>; write?: (chunk:
   process.once('exit', flush);
   let lastMs = 0;
   let lastTime = '';
-  const clientOf = (req: IncomingMessage) => {
-    const peer = req.socket.remoteAddress ?? '';
-    const xff = req.headers['x-forwarded-for'];
-    if (typeof xff !== 'string' || !o.trustedProxies.has(peer)) return peer;
-    return xff.slice(xff.lastIndexOf(',') + 1).trim().slice(0, 64) || peer;
-  };
   const record = (req: IncomingMessage, res: ServerResponse, route: string, startedAt: number) => {
     const now = Date.now();
     if (now !== lastMs) {
@@ -63,7 +58,7 @@ export function jsonRequestLog(o: { trustedProxies: Set<string>; write?: (chunk:
     // checked, the method a token, the route a template); the address is JSON-escaped.
     const line = `{"time":"${lastTime}","request_id":"${res.getHeader('X-Request-Id') ?? ''}","method":"${req.method}","route":"${route}",` +
       `"status":${res.statusCode},"duration_ms":${Math.round((performance.now() - startedAt) * 1000) / 1000},` +
-      `"cache":${cache === undefined ? 'null' : `"${cache}"`},"bytes":${Number(res.getHeader('Content-Length') ?? 0)},"client":${JSON.stringify(clientOf(req))}}\n`;
+      `"cache":${cache === undefined ? 'null' : `"${cache}"`},"bytes":${Number(res.getHeader('Content-Length') ?? 0)},"client":${JSON.stringify(clientAddress(req, o.trustedProxies))}}\n`;
     // Written every 20 ms (or at 64 KiB): one write call for many lines.
     if (buffer === '') setTimeout(flush, 20).unref();
     buffer += line;

@@ -8,6 +8,7 @@
 // last X-Forwarded-For entry when the peer is a trusted proxy (nginx).
 import type { IncomingMessage } from 'node:http';
 import { LRUCache } from 'lru-cache';
+import { clientAddress } from '../lib/client-address';
 
 export interface ReadBudgetOptions {
   bytesPerSecond: number;
@@ -32,12 +33,9 @@ export class ReadBudget {
     this.debts = new LRUCache({ max: o.maxClients ?? 10_000 });
   }
 
-  /** The client's address (bounded work: the X-Forwarded-For header is cut at its last comma). */
+  /** The client's address (src/lib/client-address.ts). */
   clientOf(req: IncomingMessage): string {
-    const peer = req.socket.remoteAddress ?? '';
-    const xff = req.headers['x-forwarded-for'];
-    if (typeof xff !== 'string' || !this.o.trustedProxies.has(peer)) return peer;
-    return xff.slice(xff.lastIndexOf(',') + 1).trim().slice(0, 64) || peer;
+    return clientAddress(req, this.o.trustedProxies);
   }
 
   /** Whether any client may be over budget now (a cheap check before looking one up). */
