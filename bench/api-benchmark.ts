@@ -20,7 +20,7 @@ import { runLoad } from '../loadtest/node/runner';
 import { apiTable, currentCommit } from './report';
 import { fromRoot } from '../src/lib/paths';
 
-export const SECTIONS = ['cold', 'cache', 'metrics', 'logs', 'cluster', 'overload'];
+export const SECTIONS = ['cold', 'cache', 'metrics', 'logs', 'cluster', 'fairness', 'overload'];
 // The generator is one address standing for many shoppers: the hosts' per-client render
 // budget is lifted for it, as nginx's per-client limits are raised for the cluster rows.
 const ONE_GENERATOR = { READ_BUDGET_KB_S: '0' };
@@ -147,6 +147,31 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
       add(stageRow('nginx + 2 hosts, load scenario: 1000 req/s, Zipf mix', result.stages[0], cpuMs));
       await wrkRow('warm-up', cluster.url, await list('zipf', undefined), { seconds: d, connections: 64, groups });
       add(await wrkRow('nginx + 2 hosts, Zipf mix (writes included), max rate (after a warm-up)', cluster.url, await list('zipf', undefined), { seconds: d, connections: 64, groups }));
+    } finally {
+      await cluster.stop();
+    }
+  }
+
+  // 4b. Fairness (issue 19 #12): the cluster as deployed (nginx's per-client limits and the
+  // hosts' render budget at their defaults). A shopper (127.0.0.2, Zipf reads, 100 req/s,
+  // open loop) alone, then beside one client (127.0.0.1, wrk) asking for count=1000 pages of
+  // every sort and page, inside the request limit's reach: the shopper's p99 in both phases.
+  if (runs('fairness')) {
+    const cluster = await startCluster({
+      databaseUrl: url, port: await freePort(), hostPorts: [await freePort(), await freePort()], prefix: fromRoot('.data', 'bench', 'nginx-fair'), hostEnv: { LOG_FORMAT: 'off' },
+    });
+    const groups = processGroups(cluster.hosts.map((h) => h.process.pid!), true);
+    try {
+      const shopper = () => runLoad({ target: cluster.url, stages: [{ rate: 100, duration: a['load-duration'] }], products, distribution: 'zipf', mix: READS, seed: seed++, localAddress: '127.0.0.2' });
+      const alone = await withCpu(groups, shopper);
+      add({ ...stageRow('fairness: a shopper alone (127.0.0.2, 100 req/s Zipf reads)', alone.result.stages[0], alone.cpuMs) });
+      const heavy = (await list('zipf', only('list'), 50_000)).map((r, i) => ({ ...r, path: r.path.replace(/count=\d+/, `count=${1000 - (i % 40)}`) }));
+      const [beside] = await Promise.all([
+        withCpu(groups, shopper),
+        wrkRow('fairness: the heavy client (127.0.0.1, count=1000 pages, wrk)', cluster.url, heavy, { seconds: a['load-duration'], connections: 8, groups }).then(add),
+      ]);
+      add({ ...stageRow('fairness: the shopper beside the heavy client', beside.result.stages[0], beside.cpuMs) });
+      log(`fairness: shopper p99 ${fmt(alone.result.stages[0].latencyMs.p99, 1)} ms alone, ${fmt(beside.result.stages[0].latencyMs.p99, 1)} ms beside the heavy client (target: at most 2x)`);
     } finally {
       await cluster.stop();
     }

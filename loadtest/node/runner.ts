@@ -41,6 +41,8 @@ export interface RunOptions {
   /** Open loop: most sockets in use at once (default 1024). Closed loop (rate 0): the number of loops (default 64). */
   connections?: number;
   seed?: number;
+  /** The source address to send from (a loopback alias such as 127.0.0.2 is another client to nginx). */
+  localAddress?: string;
   /** Override the request mix (e.g. only GET /reviews for a benchmark row). */
   mix?: { op: string; weight: number }[];
   onStage?: (s: StageResult) => void;
@@ -191,7 +193,7 @@ export async function runLoad(o: RunOptions): Promise<RunResult> {
         const cache = headers && (r.op === 'list' || r.op === 'meta') ? [edge, host].filter(Boolean).join('/') || 'none' : undefined;
         resolve({ op: r.op, status, latency: performance.now() - scheduled, scheduled, cache, edgeHit: edge === 'HIT', hostHit: host === 'HIT' });
       };
-      const req = http.request({ agent, hostname: target.hostname, port: target.port, path: r.path, method: r.method, headers: r.headers }, (res) => {
+      const req = http.request({ agent, hostname: target.hostname, port: target.port, path: r.path, method: r.method, headers: r.headers, localAddress: o.localAddress }, (res) => {
         const chunks: Buffer[] = [];
         const keep = r.op === 'meta' && res.statusCode === 200;
         res.on('data', (c: Buffer) => keep && chunks.push(c));
