@@ -23,6 +23,7 @@ runCli(async () => {
     // The per-client limits; a single load generator needs them raised (see docs/load-testing.md).
     'write-rate': { type: 'string', default: DEFAULT_WRITE_RATE, arg: 'RATE', help: 'per-client write limit' },
     'read-rate': { type: 'string', default: DEFAULT_READ_RATE, arg: 'RATE', help: 'per-client read limit' },
+    replicas: { type: 'number', default: 0, arg: 'N', help: 'hot standbys of the embedded PostgreSQL that the hosts read from' },
   }, {
     usage: 'npm run cluster -- [options]',
     about: 'API hosts behind nginx (round robin, proxy_cache), against DATABASE_URL or the embedded PostgreSQL\n(filled with sample data when empty). Ctrl-C stops everything; kill -USR2 <pid> rolls the hosts onto a new build.',

@@ -6,12 +6,14 @@ import { isolationSupport } from './host-isolation';
 import { rollingRestart } from './rolling-restart';
 import type { DatabaseSettings } from '../db/resolve';
 import { prepareDatabase } from '../etl/sample';
+import { startStandby } from '../db/standby';
+import type { EmbeddedPostgres } from '../db/embedded-postgres';
 import { startCluster } from './cluster';
 
 export interface LocalClusterArgs {
   port: number; hosts: number; 'host-ports'?: string; isolate: boolean; 'host-cpu': number; 'no-read-cache': boolean;
   tls: boolean; 'https-port': number; 'tls-cert'?: string; 'tls-key'?: string; 'cache-ttl': string; 'access-log': string;
-  'write-rate': string; 'read-rate': string;
+  'write-rate': string; 'read-rate': string; replicas: number;
 }
 
 /** The settings it needs (src/config.ts's, from the environment). */
@@ -28,12 +30,25 @@ export async function runLocalCluster(args: LocalClusterArgs, config: LocalClust
     const support = isolationSupport();
     if (!support.ok) throw new UsageError(`--isolate cannot run here:\n  - ${support.missing.join('\n  - ')}`);
   }
-  const database = await prepareDatabase(config, log);
+  if (!Number.isInteger(args.replicas) || args.replicas < 0 || args.replicas > 8) throw new UsageError('--replicas takes a whole number from 0 to 8');
+  if (args.replicas && config.DATABASE_URL) throw new UsageError('--replicas starts local standbys of the embedded PostgreSQL; with DATABASE_URL set DATABASE_REPLICA_URLS to your standbys (docs/cluster.md)');
+  const database = await prepareDatabase(config, log, { replication: args.replicas > 0 });
+  // Hot standbys of the embedded primary, on the ports after its own; the hosts read from them.
+  const standbys: EmbeddedPostgres[] = [];
+  for (let i = 1; i <= args.replicas; i++) {
+    const standby = await startStandby({
+      primary: { dir: config.EMBEDDED_PG_DIR, serverUrl: database.embedded!.serverUrl },
+      dir: `${config.EMBEDDED_PG_DIR}-standby-${i}`, port: config.EMBEDDED_PG_PORT + i, slot: `cluster_standby_${i}`, ephemeral: true,
+    });
+    standbys.push(standby);
+    log(`standby ${i}: ${standby.url('atelier')}`);
+  }
   const cluster = await startCluster({
     databaseUrl: database.url, port: args.port, hostPorts, isolate: args.isolate ? { hosts: n, cpu: args['host-cpu'] } : undefined,
     readCache: !args['no-read-cache'],
     corsOrigins: config.CORS_ORIGINS.split(',').map((x) => x.trim()).filter(Boolean),
     tls: args.tls ? { port: args['https-port'], cert: args['tls-cert'], key: args['tls-key'] } : undefined, cacheTtl: args['cache-ttl'], accessLog: args['access-log'], writeRate: args['write-rate'], readRate: args['read-rate'],
+    hostEnv: standbys.length ? { DATABASE_REPLICA_URLS: standbys.map((s) => s.url('atelier')).join(',') } : undefined,
   });
   for (const r of cluster.isolation?.cleaned ?? []) log(`removed a crashed run's leftover: ${r}`);
   log(`hosts: ${cluster.hosts.map((h) => h.address).join(', ')}${args.isolate ? ` (each in its own network namespace, capped at ${args['host-cpu']} cores, cgroup ${cluster.isolation!.cgroupVersion})` : ''}; nginx config: ${cluster.nginx.configFile}`);
@@ -60,6 +75,7 @@ export async function runLocalCluster(args: LocalClusterArgs, config: LocalClust
     stopping = true;
     log('stopping nginx, hosts and database');
     await cluster.stop();
+    for (const s of standbys) await s.stop();
     await database.stop();
     process.exit(0);
   };

@@ -20,12 +20,13 @@ export interface DatabaseSettings {
   EMBEDDED_PG_PORT: number;
 }
 
-export async function resolveDatabase(config: DatabaseSettings, log: (line: string) => void = () => undefined): Promise<ResolvedDatabase> {
+/** `replication`: the embedded server streams WAL to standbys (src/db/standby.ts). */
+export async function resolveDatabase(config: DatabaseSettings, log: (line: string) => void = () => undefined, o: { replication?: boolean } = {}): Promise<ResolvedDatabase> {
   if (config.DATABASE_URL) {
     if (config.MIGRATE_ON_START) await migrate(config.DATABASE_URL);
     return { url: config.DATABASE_URL, stop: async () => undefined };
   }
-  const embedded = await startEmbeddedPostgres({ dir: config.EMBEDDED_PG_DIR, port: config.EMBEDDED_PG_PORT, log });
+  const embedded = await startEmbeddedPostgres({ dir: config.EMBEDDED_PG_DIR, port: config.EMBEDDED_PG_PORT, log, replication: o.replication });
   try {
     await embedded.ensureDatabase(EMBEDDED_DATABASE);
     const url = embedded.url(EMBEDDED_DATABASE);

@@ -10,8 +10,8 @@ import { generate } from './generate';
 import { load } from './load';
 
 /** The database to serve, ready: resolved, migrated, and (embedded only) seeded when empty. */
-export async function prepareDatabase(config: DatabaseSettings & { SAMPLE_SCALE: number }, log: (line: string) => void): Promise<ResolvedDatabase> {
-  const database = await resolveDatabase(config, log);
+export async function prepareDatabase(config: DatabaseSettings & { SAMPLE_SCALE: number }, log: (line: string) => void, o: { replication?: boolean } = {}): Promise<ResolvedDatabase> {
+  const database = await resolveDatabase(config, log, o);
   if (database.embedded) await seedSampleIfEmpty(database.url, config.SAMPLE_SCALE, log);
   return database;
 }
