@@ -73,17 +73,21 @@ describe('the Node load generator is open loop', () => {
   });
 
   test('a server that stalls for 200 ms shows ~200 ms in the p99 of the requests scheduled during the stall, whatever the connection setting', async () => {
-    const p99s: Record<number, number> = {};
+    const runs: Record<number, { p99: number; late: number }> = {};
     for (const connections of [4, 256]) {
       const { stages: [s] } = await runLoad({ target: url, stages: [{ rate: 400, duration: 3 }], products: 10, connections, mix: [{ op: 'list', weight: 1 }] });
       expect(s.errors).toBe(0);
       // A fifth of the schedule falls in a stall: those requests waited up to 200 ms from
-      // their scheduled time, whether or not a socket was free to send them.
+      // their scheduled time, whether or not a socket was free to send them (a closed-loop
+      // generator with 4 connections sees the stall in 4 requests: p99 ~5 ms).
       expect(s.latencyMs.p99).toBeGreaterThan(150);
       expect(s.latencyMs.p50).toBeLessThan(100);
-      p99s[connections] = s.latencyMs.p99;
+      runs[connections] = { p99: s.latencyMs.p99, late: s.lateSends };
     }
-    console.log(`[loadtest] p99 with 4 connections ${p99s[4].toFixed(1)} ms, with 256 ${p99s[256].toFixed(1)} ms`);
-    expect(Math.abs(p99s[4] - p99s[256])).toBeLessThan(60);
+    console.log(`[loadtest] p99 with 4 connections ${runs[4].p99.toFixed(1)} ms (${runs[4].late} late sends), with 256 ${runs[256].p99.toFixed(1)} ms (${runs[256].late})`);
+    // With 4 sockets every one is busy during a stall: the sends that then wait are counted
+    // as late (and their wait is in their latency, so a small pool can only raise the p99).
+    expect(runs[4].late).toBeGreaterThan(50);
+    expect(runs[4].p99).toBeGreaterThan(runs[256].p99 - 60);
   }, 30_000);
 });
