@@ -120,6 +120,18 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
     }
   }
 
+  // Replication slots left by standbys of an earlier run (npm run cluster -- --replicas, a
+  // crash before their slots were dropped) stop a server without wal_level=replica from
+  // starting ("replication slot exists, but wal_level < replica"). A stopped server's slots
+  // are its files in pg_replslot/: removing them drops them.
+  const slots = path.join(dir, 'pg_replslot');
+  if (!opts.replication && fs.existsSync(slots)) {
+    for (const slot of fs.readdirSync(slots)) {
+      opts.log?.(`dropping the replication slot ${slot} left by an earlier run's standby`);
+      fs.rmSync(path.join(slots, slot), { recursive: true, force: true });
+    }
+  }
+
   try {
     if (!fs.existsSync(path.join(dir, 'PG_VERSION'))) {
       // A half-made folder (initdb interrupted) would make initdb refuse to run.

@@ -88,7 +88,11 @@ export async function startStandby(o: StandbyOptions): Promise<EmbeddedPostgres>
     startedHere: true,
     stop: async () => {
       pgCtl('-m', 'fast', '-w', 'stop');
-      if (o.ephemeral) fs.rmSync(dir, { recursive: true, force: true });
+      if (o.ephemeral) {
+        fs.rmSync(dir, { recursive: true, force: true });
+        // The primary would keep WAL for a slot nobody reads any more.
+        await withClient(admin, (c) => c.query('SELECT pg_drop_replication_slot($1)', [o.slot])).catch(() => undefined);
+      }
     },
   };
 }

@@ -167,3 +167,25 @@ describe('reads on hot standbys', () => {
     expect(((await write.json()) as { error: string }).error).toMatch(/retry/);
   });
 });
+
+test("a primary that streamed to standbys still starts without replication: the slots left behind are dropped", async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atelier-slots-'));
+  fs.chmodSync(dir, 0o755);
+  const data = path.join(dir, 'pg');
+  try {
+    const port = String(await freePort());
+    const streaming = await startServer(['--dir', data, '--port', port, '--replication']);
+    // What a standby that never stopped cleanly leaves on its primary.
+    const db = new Db({ connectionString: streaming.url, poolSize: 1 });
+    await db.query("SELECT pg_create_physical_replication_slot('left_behind', true)");
+    await db.close();
+    await streaming.stop();
+    const plain = await startServer(['--dir', data, '--port', port]);
+    const again = new Db({ connectionString: plain.url, poolSize: 1 });
+    expect((await again.query('SELECT count(*)::int AS n FROM pg_replication_slots')).rows[0].n).toBe(0);
+    await again.close();
+    await plain.stop();
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
