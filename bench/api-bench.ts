@@ -27,10 +27,12 @@ export async function requestList(o: { n: number; products: number; distribution
       'SELECT product_id, array_agg(id ORDER BY id) AS ids FROM atelier.characteristics WHERE product_id = ANY($1::int[]) GROUP BY product_id', [posted]);
     for (const r of rows) characteristics.set(r.product_id, r.ids);
   }
+  // Keys unique to this list (wrk replays it: a repeat is a retry of the same request).
+  const runId = `list${Date.now().toString(36)}${o.seed}`;
   return drawn.map((r) => {
     if (r.op !== 'post') return { method: r.method, path: r.path };
     const body = traffic.reviewBody(r.productId, characteristics.get(r.productId) ?? [], rand);
-    return { method: 'POST', path: '/reviews', body: JSON.stringify(body), headers: { 'Content-Type': 'application/json', 'Idempotency-Key': body.name } };
+    return { method: 'POST', path: '/reviews', body: JSON.stringify(body), headers: { 'Content-Type': 'application/json', 'Idempotency-Key': traffic.idempotencyKey(runId, body) } };
   });
 }
 

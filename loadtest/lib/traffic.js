@@ -117,6 +117,14 @@ function pickOp(mix, rand) {
 const BODY = 'Bought this for a trip and wore it every day; it held up well, washed fine and still fits. ';
 
 /** A valid POST /reviews body for a product whose characteristic ids are known. */
+/**
+ * The Idempotency-Key of a generated review: unique per run (`runId`), so a rerun against the
+ * same database (seeded draws repeat) is not a reuse of a key with another body (a 422).
+ */
+export function idempotencyKey(runId, body) {
+  return `${runId}-${body.name}`;
+}
+
 export function reviewBody(productId, characteristicIds, rand) {
   const characteristics = {};
   for (const id of characteristicIds) characteristics[String(id)] = 1 + Math.floor(rand() * 5);
