@@ -60,3 +60,22 @@ test('after some traffic, /metrics answers what ops ask: is it slow, is it shedd
 test('without metrics there is no /metrics route', async () => {
   expect((await request(createApp(t.db, { log: () => undefined })).get('/metrics')).status).toBe(404);
 });
+
+test.each(['tiny', 'json'])('with metrics on, LOG_FORMAT=%s still logs the reads the read path serves', async (format) => {
+  const cache = new ResponseCache({ maxBytes: 1 << 20, ttlMs: 60_000 });
+  const lines: string[] = [];
+  const write = process.stdout.write.bind(process.stdout);
+  const spy = jest.spyOn(process.stdout, 'write').mockImplementation(((chunk: string | Uint8Array, ...rest: never[]) => {
+    lines.push(String(chunk));
+    return write(chunk, ...rest);
+  }) as typeof process.stdout.write);
+  try {
+    const app = createApp(t.db, { log: () => undefined, cache, logFormat: format, metrics: createMetrics({ db: t.db, cache }) });
+    await request(app).get('/reviews/meta?product_id=1&logged=1');
+    // The JSON log writes every 20 ms.
+    await new Promise((r) => setTimeout(r, 100));
+  } finally {
+    spy.mockRestore();
+  }
+  expect(lines.join('')).toMatch(format === 'json' ? /"route":"\/reviews\/meta","status":200/ : /GET \/reviews\/meta\?product_id=1&logged=1 200/);
+});
