@@ -113,8 +113,8 @@ export function createApp(db: Db, opts: AppOptions = {}): App {
   // through Express (and its compression middleware).
   const cors = opts.cors;
   const handler = (req: IncomingMessage, res: ServerResponse) => {
-    // HTTP/1.1 requires Host (RFC 9112 §3.2); answered here, as JSON, rather than by Node.
     assignRequestId(req, res);
+    // HTTP/1.1 requires Host (RFC 9112 §3.2); answered here, as JSON, rather than by Node.
     if (req.headers.host === undefined && req.httpVersion === '1.1') return respondError(new HttpError(400, 'Bad request: the Host header is required.'), res);
     if (cors && applyCors(cors, req, res)) return metrics?.track(req, res);
     // The read path observes its own requests; everything else is tracked here.
@@ -122,10 +122,16 @@ export function createApp(db: Db, opts: AppOptions = {}): App {
     metrics?.track(req, res);
     app(req, res);
   };
-  const listen = (...args: unknown[]) => {
-    const server = http.createServer({ requireHostHeader: false }, handler);
-    answerClientErrors(server);
-    return server.listen(...(args as []));
-  };
+  const listen = (...args: unknown[]) => createHttpServer(handler).listen(...(args as []));
   return Object.assign(handler, { listen: listen as http.Server['listen'] });
+}
+
+/**
+ * An http.Server for the app (or a listener around it): requests Node's parser refuses, and
+ * a request without Host (Node's own answer is an empty 400), are answered as JSON too.
+ */
+export function createHttpServer(listener: (req: IncomingMessage, res: ServerResponse) => void): http.Server {
+  const server = http.createServer({ requireHostHeader: false }, listener);
+  answerClientErrors(server);
+  return server;
 }

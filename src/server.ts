@@ -1,11 +1,9 @@
 // Process entry point: configuration, database, listen, and a graceful shutdown
 // (stop accepting, drain in-flight requests, close the pool, stop embedded PostgreSQL).
 import cluster from 'node:cluster';
-import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
-import { createApp } from './app';
-import { answerClientErrors } from './http/errors';
+import { createApp, createHttpServer } from './app';
 import { ConfigError, loadConfig, type Config } from './config';
 import { parseCorsOrigins } from './http/cors';
 import { createMetrics } from './http/metrics';
@@ -93,8 +91,7 @@ async function serve(config: Config): Promise<void> {
   if (warm < config.PG_POOL_SIZE) log(`opened ${warm} of ${config.PG_POOL_SIZE} database connections; the rest open on demand`);
 
   let closing = false;
-  // Node's own answer to a request without Host is an empty 400: the app answers it instead.
-  const server = http.createServer({ requireHostHeader: false }, (req, res) => {
+  const server = createHttpServer((req, res) => {
     if (closing) {
       // While draining, tell keep-alive clients to reconnect (to another host) after this
       // response, and health checks that this host is leaving.
@@ -107,7 +104,6 @@ async function serve(config: Config): Promise<void> {
     }
     app(req, res);
   });
-  answerClientErrors(server);
   // Slightly above typical proxy idle timeouts, so nginx closes first and never reuses a dead socket.
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
