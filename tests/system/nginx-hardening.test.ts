@@ -3,34 +3,18 @@
 // entry, a cookie that costs nginx quadratic time, locations without a rate limit, errors
 // that were HTML or empty, and a slow POST answered "retry" while it committed.
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { cpuMs } from '../../bench/cpu';
 import { freePort, startCluster, type Cluster } from '../../src/cluster/cluster';
 import { concurrently } from '../helpers/concurrently';
 import { finishArrange, insertCharacteristics, insertReviews, LONG_BODY } from '../helpers/fixtures';
+import { rawHttp } from '../helpers/raw-http';
 import { available } from '../helpers/requirements';
 import { createTestDatabase, type TestDatabase } from '../helpers/test-db';
 
 const maybe = available(__filename, 'the nginx hardening tests', 'nginx') ? describe : describe.skip;
 const SHOP = 'https://shop.example.com';
-
-/** One raw HTTP/1.1 exchange (what curl or a fuzzer can send and fetch cannot). */
-function raw(port: number, request: string | Buffer): Promise<{ status: number; headers: string; body: string }> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(port, '127.0.0.1', () => socket.end(request));
-    let data = '';
-    socket.setEncoding('latin1');
-    socket.on('data', (d) => (data += d));
-    socket.on('error', reject);
-    socket.on('close', () => {
-      const [head, ...rest] = data.split('\r\n\r\n');
-      resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0), headers: head, body: rest.join('\r\n\r\n') });
-    });
-    socket.setTimeout(10_000, () => socket.destroy(new Error('no answer in 10 s')));
-  });
-}
 
 maybe('nginx hardening', () => {
   let t: TestDatabase;
@@ -121,7 +105,7 @@ maybe('nginx hardening', () => {
     const targets = { nginx: port, host: Number(new URL(`http://${cluster.hosts[0].address}`).port) };
     for (const [where, p] of Object.entries(targets)) {
       for (const [what, request] of cases) {
-        const r = await raw(p, request);
+        const r = await rawHttp(p, request);
         // 4xx, or 505 for an HTTP version nobody speaks.
         expect({ where, what, status: r.status, ok: (r.status >= 400 && r.status < 500) || r.status === 505, got: r.body.slice(0, 200) }).toMatchObject({ where, what, ok: true });
         expect({ where, what, type: /content-type: application\/json/i.test(r.headers) }).toEqual({ where, what, type: true });

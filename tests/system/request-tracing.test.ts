@@ -2,26 +2,15 @@
 // JSON access log and the hosts' JSON log lines; a hostile X-Request-Id is replaced and
 // never reaches a log line.
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort, startCluster, type Cluster } from '../../src/cluster/cluster';
 import { finishArrange, insertReviews } from '../helpers/fixtures';
+import { rawHttp } from '../helpers/raw-http';
 import { available } from '../helpers/requirements';
 import { createTestDatabase, type TestDatabase } from '../helpers/test-db';
 
 const maybe = available(__filename, 'the request tracing tests', 'nginx') ? describe : describe.skip;
-
-function raw(port: number, request: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(port, '127.0.0.1', () => socket.end(request));
-    let data = '';
-    socket.setEncoding('utf8');
-    socket.on('data', (d) => (data += d));
-    socket.on('error', reject);
-    socket.on('close', () => resolve(data));
-  });
-}
 
 const until = async (fn: () => boolean, ms = 5000) => {
   const end = Date.now() + ms;
@@ -82,8 +71,8 @@ maybe('request tracing', () => {
     const port = Number(new URL(cluster.url).port);
     const hostile = ['x'.repeat(100), 'abc"de", "status":200', 'ïd-ünicode-1234', 'id with spaces 123', 'short'];
     for (const value of hostile) {
-      const answer = await raw(port, `GET /reviews/meta?product_id=1 HTTP/1.1\r\nHost: x\r\nX-Request-Id: ${value}\r\nConnection: close\r\n\r\n`);
-      const given = /^x-request-id: (.*)$/im.exec(answer)?.[1]?.trim();
+      const answer = await rawHttp(port, `GET /reviews/meta?product_id=1 HTTP/1.1\r\nHost: x\r\nX-Request-Id: ${value}\r\nConnection: close\r\n\r\n`);
+      const given = /^x-request-id: (.*)$/im.exec(answer.headers)?.[1]?.trim();
       expect(given).toMatch(/^[0-9a-f]{32}$/);
     }
     await new Promise((r) => setTimeout(r, 300));

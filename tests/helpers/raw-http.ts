@@ -1,0 +1,18 @@
+// One raw HTTP/1.1 exchange over a socket: what curl or a fuzzer can send and fetch cannot
+// (a NUL in the path, an unknown method, a hostile header). Bounded: 10 s at most.
+import net from 'node:net';
+
+export function rawHttp(port: number, request: string | Buffer): Promise<{ status: number; headers: string; body: string }> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1', () => socket.end(request));
+    let data = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (d) => (data += d));
+    socket.on('error', reject);
+    socket.on('close', () => {
+      const [head, ...rest] = data.split('\r\n\r\n');
+      resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0), headers: head, body: rest.join('\r\n\r\n') });
+    });
+    socket.setTimeout(10_000, () => socket.destroy(new Error('no answer in 10 s')));
+  });
+}
