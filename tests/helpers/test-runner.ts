@@ -57,9 +57,8 @@ export interface Summary {
 export function summarise(result: JestResult, skips: SkipRecord[], filtered = false): Summary {
   const explained = new Set(skips.map((s) => s.file));
   // With -t (a name filter) jest reports the tests it left out as skipped: not a defect.
-  if (filtered) explained.add('*');
-  const unexplained = result.testResults
-    .filter((f) => !explained.has('*') && !explained.has(path.relative(projectRoot, f.name)))
+  const unexplained = filtered ? [] : result.testResults
+    .filter((f) => !explained.has(path.relative(projectRoot, f.name)))
     .flatMap((f) => f.assertionResults.filter((a) => a.status === 'pending' || a.status === 'todo').map((a) => `${path.relative(projectRoot, f.name)}: ${a.fullName}`));
   return { passed: result.numPassedTests, failed: result.numFailedTests, skipped: result.numPendingTests + result.numTodoTests, skips, unexplained };
 }
