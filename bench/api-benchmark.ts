@@ -19,8 +19,9 @@ import { Db } from '../src/db';
 import { runLoad } from '../loadtest/node/runner';
 import { apiTable, currentCommit } from './report';
 import { fromRoot } from '../src/lib/paths';
+import { describeWaits, sampleWaits } from './wait-sampler';
 
-export const SECTIONS = ['cold', 'cache', 'metrics', 'logs', 'cluster', 'fairness', 'overload'];
+export const SECTIONS = ['cold', 'cache', 'metrics', 'logs', 'cluster', 'writes', 'fairness', 'overload'];
 // The generator is one address standing for many shoppers: the hosts' per-client render
 // budget is lifted for it, as nginx's per-client limits are raised for the cluster rows.
 const ONE_GENERATOR = { READ_BUDGET_KB_S: '0' };
@@ -152,6 +153,67 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
     }
   }
 
+  // 4a. Where the writes' tail goes (issue 20 item 2): the load scenario through the cluster
+  // while pg_stat_activity is sampled (bench/wait-sampler.ts), three ways, alternating:
+  // as deployed; the writes alone at the rate they have in the mix (do reads delay them?);
+  // and, as a diagnosis only, synchronous_commit=off (how much is the commit's WAL flush?).
+  // The diagnostic setting is reverted before anything else runs.
+  if (runs('writes')) {
+    const cluster = await startBenchCluster();
+    const groups = processGroups(cluster.hosts.map((h) => h.process.pid!), true);
+    const WRITES = [{ op: 'post', weight: 0.03 }, { op: 'helpful', weight: 0.04 }, { op: 'report', weight: 0.01 }];
+    const setCommit = async (value: 'on' | 'off') => {
+      await db.query(`ALTER SYSTEM SET synchronous_commit = '${value}'`);
+      await db.query('SELECT pg_reload_conf()');
+      await new Promise((r) => setTimeout(r, 500));
+    };
+    const phases: [string, () => Promise<void>, number, typeof WRITES | undefined][] = [
+      ['as deployed', async () => undefined, 1000, undefined],
+      ['writes alone (80 req/s)', async () => undefined, 80, WRITES],
+      ['synchronous_commit=off (diagnosis)', () => setCommit('off'), 1000, undefined],
+    ];
+    try {
+      // The floor of this section: the same generator at 1000 req/s against bare node:http.
+      const basePort2 = await freePort();
+      const bare = spawn(process.execPath, [fromRoot('dist', 'bench', 'baseline-server.js'), String(basePort2)], { stdio: ['ignore', 'pipe', 'inherit'] });
+      await new Promise((r) => bare.stdout!.once('data', r));
+      try {
+        const floor = await withCpu(processGroups([bare.pid!]), () => runLoad({ target: `http://127.0.0.1:${basePort2}`, stages: [{ rate: 1000, duration: a['load-duration'] }], products, mix: only('list'), seed: seed++ }));
+        add(stageRow('writes\' tail: the floor, bare node:http at 1000 req/s (same generator)', floor.result.stages[0], floor.cpuMs));
+      } finally {
+        bare.kill('SIGTERM');
+      }
+      // Warm both cache tiers first, as a cluster that has been serving is.
+      await runLoad({ target: cluster.url, stages: [{ rate: 1000, duration: a['load-duration'] }], products, distribution: 'zipf', seed: seed++ });
+      for (const round of [1, 2]) {
+        for (const [label, before, rate, mix] of phases) {
+          await before();
+          try {
+            const hostsBefore = await hostStats(cluster.hosts);
+            const { result: { result, cpuMs }, profile } = await sampleWaits(url, 2 * 4, () => withCpu(groups, () =>
+              runLoad({ target: cluster.url, stages: [{ rate, duration: a['load-duration'] }], products, distribution: 'zipf', mix, seed: seed++ })));
+            const inHosts = diffHostStats(await hostStats(cluster.hosts), hostsBefore);
+            const s = result.stages[0];
+            const row = stageRow(`writes' tail (round ${round}): ${label}, ${rate} req/s, Zipf`, s, { ...cpuMs, postgres: cpuMs.postgres - profile.samplerCpuMs });
+            row.extra = { ...row.extra, waits: profile, hostWrites: inHosts };
+            add(row);
+            log(`  writes inside the hosts (request in to response out): ${fmt(inHosts.count)}, over 10 ms ${fmt(inHosts.over10ms)} (${fmt((100 * inHosts.over10ms) / Math.max(1, inHosts.count), 1)} %), over 25 ms ${fmt(inHosts.over25ms)}; ` +
+              `at the generator: over 10 ms ${fmt(s.writes.over10ms)} of ${fmt(s.writes.count)}; ` +
+              `hosts' GC: ${Object.entries(inHosts.gcSeconds).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${fmt(inHosts.gcPauses[k])} pauses, ${fmt(v * 1000)} ms`).join(', ')}; longest event-loop delay ${fmt(inHosts.loopMaxMs, 1)} ms`);
+            log(`  writes p99 ${fmt(s.writes.p99, 1)} ms (${Object.entries(s.byOp).filter(([k]) => k !== 'list' && k !== 'meta').map(([k, g]) => `${k} ${fmt(g.p99, 1)}`).join(', ')}); ` +
+              `PostgreSQL, writes: ${describeWaits(profile.byClass.write)} (${fmt(profile.activeSessions.write ?? 0, 2)} active); ` +
+              `reads: ${describeWaits(profile.byClass.read)} (${fmt(profile.activeSessions.read ?? 0, 2)} active); all 8 connections busy in ${fmt((100 * profile.saturatedSamples) / Math.max(1, profile.samples), 1)} % of ${fmt(profile.samples)} samples`);
+          } finally {
+            if (label.startsWith('synchronous_commit')) await setCommit('on');
+          }
+        }
+      }
+    } finally {
+      await db.query('ALTER SYSTEM RESET synchronous_commit').then(() => db.query('SELECT pg_reload_conf()')).catch(() => undefined);
+      await cluster.stop();
+    }
+  }
+
   // 4b. Fairness (issue 19 #12): the cluster as deployed (nginx's per-client limits and the
   // hosts' render budget at their defaults). A shopper (127.0.0.2, Zipf reads, 100 req/s,
   // open loop) alone, then beside one client (127.0.0.1, wrk) asking for count=1000 pages of
@@ -221,3 +283,42 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
   fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), commit: currentCommit(), scale: a.scale, products, durationSeconds: d, rows: rows.map(({ ...r }) => ({ ...r, raw: undefined })) }, null, 2) + '\n');
   log(`written to ${path.relative(process.cwd(), out)}`);
 }
+
+/**
+ * From the hosts' /metrics: write requests (POST /reviews, PUT helpful/report) by duration
+ * inside the host, garbage-collection pause seconds by kind, and the event loop's longest
+ * delay since the last scrape (prom-client resets it at each collect).
+ */
+interface HostStats { count: number; over10ms: number; over25ms: number; gcSeconds: Record<string, number>; gcPauses: Record<string, number>; loopMaxMs: number }
+async function hostStats(hosts: { address: string }[]): Promise<HostStats> {
+  const t: HostStats = { count: 0, over10ms: 0, over25ms: 0, gcSeconds: {}, gcPauses: {}, loopMaxMs: 0 };
+  for (const h of hosts) {
+    const text = await (await fetch(`http://${h.address}/metrics`)).text();
+    for (const line of text.split('\n')) {
+      const gc = /^nodejs_gc_duration_seconds_(sum|count)\{kind="(\w+)"\} ([\d.e+-]+)$/.exec(line);
+      if (gc) {
+        const into = gc[1] === 'sum' ? t.gcSeconds : t.gcPauses;
+        into[gc[2]] = (into[gc[2]] ?? 0) + Number(gc[3]);
+        continue;
+      }
+      const loop = /^nodejs_eventloop_lag_max_seconds ([\d.e+-]+)$/.exec(line);
+      if (loop) t.loopMaxMs = Math.max(t.loopMaxMs, Number(loop[1]) * 1000);
+      const m = /^http_request_duration_seconds_bucket\{(.*)\} (\d+)$/.exec(line);
+      if (!m || !/method="(POST|PUT)"/.test(m[1])) continue;
+      const le = /le="([^"]+)"/.exec(m[1])![1];
+      const n = Number(m[2]);
+      if (le === '+Inf') t.count += n;
+      if (le === '0.01') t.over10ms -= n;
+      if (le === '0.025') t.over25ms -= n;
+    }
+  }
+  // Bucket counts are "at most le": over = all - at most.
+  t.over10ms += t.count;
+  t.over25ms += t.count;
+  return t;
+}
+const minus = (a: Record<string, number>, b: Record<string, number>) => Object.fromEntries(Object.entries(a).map(([k, v]) => [k, v - (b[k] ?? 0)]));
+const diffHostStats = (a: HostStats, b: HostStats): HostStats => ({
+  count: a.count - b.count, over10ms: a.over10ms - b.over10ms, over25ms: a.over25ms - b.over25ms,
+  gcSeconds: minus(a.gcSeconds, b.gcSeconds), gcPauses: minus(a.gcPauses, b.gcPauses), loopMaxMs: a.loopMaxMs,
+});
