@@ -270,7 +270,7 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
     '',
     ...apiTable(rows),
   ];
-  const scenario = rows.find((r) => r.generator === 'open-loop');
+  const scenario = rows.find((r) => r.generator === 'open-loop' && ((r.extra?.writes as { count?: number } | undefined)?.count ?? 0) > 0);
   if (scenario?.extra) {
     const e = scenario.extra as { reads: { p99: number; max: number }; writes: { p99: number; max: number }; byOp: Record<string, { p99: number }>; byCache: Record<string, { count: number; p50: number; p99: number }> };
     lines.push('', `Load scenario: reads p99 ${fmt(e.reads.p99, 1)} ms (max ${fmt(e.reads.max, 1)}), writes p99 ${fmt(e.writes.p99, 1)} ms (max ${fmt(e.writes.max, 1)}); ` +

@@ -11,7 +11,7 @@ import type { ReadBudget } from './reviews/read-budget';
 import type { ReplicaSet } from './db/replicas';
 import { assignRequestId, requestLog } from './http/request-log';
 import { answerClientErrors, errorHandler, errorResponder, notFound } from './http/errors';
-import { HttpError } from './lib/http-error';
+import { HttpError, UnavailableError } from './lib/http-error';
 import { ResponseCache } from './response-cache/response-cache';
 import { createReadPath } from './reviews/read-path';
 import { ReviewRepository } from './reviews/repository';
@@ -82,8 +82,16 @@ export function createApp(db: Db, opts: AppOptions = {}): App {
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
+  // Ready when the primary answers; with standbys, also while only they do (read-only:
+  // reads are served, writes get a 503), so a balancer keeps sending the reads.
   app.get('/readyz', async (_req, res) => {
-    await db.ping();
+    try {
+      await db.ping();
+    } catch (err) {
+      if (!(err instanceof UnavailableError) || !opts.replicas?.readable) throw err;
+      res.json({ status: 'ready', writes: 'unavailable' });
+      return;
+    }
     res.json({ status: 'ready' });
   });
 

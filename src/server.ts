@@ -9,7 +9,7 @@ import { parseCorsOrigins } from './http/cors';
 import { createMetrics } from './http/metrics';
 import { ReadBudget } from './reviews/read-budget';
 import { Db } from './db';
-import { ReplicaSet } from './db/replicas';
+import { findPrimary, ReplicaSet } from './db/replicas';
 import { followChanges } from './response-cache/invalidation-feed';
 import { ResponseCache } from './response-cache/response-cache';
 import { prepareDatabase } from './etl/sample';
@@ -56,6 +56,16 @@ async function primary(config: Config, workers: number): Promise<void> {
 }
 
 async function serve(config: Config): Promise<void> {
+  // With standbys, DATABASE_URL may name a node demoted since (after a failover): migrate
+  // and write on the node that is the primary now, when one answers as such.
+  const configured = config.DATABASE_URL;
+  if (configured && config.DATABASE_REPLICA_URLS.length) {
+    const found = await findPrimary([configured, ...config.DATABASE_REPLICA_URLS], config.PG_CONNECT_TIMEOUT_MS);
+    if (found && found !== configured) {
+      log('DATABASE_URL names a standby now; the primary is another configured node (a failover happened): using it');
+      config = { ...config, DATABASE_URL: found };
+    }
+  }
   const database = await prepareDatabase(config, log);
 
   const dbOptions = {
@@ -67,15 +77,22 @@ async function serve(config: Config): Promise<void> {
     genericPlans: true,
   };
   const db = new Db({ ...dbOptions, poolSize: config.PG_POOL_SIZE });
+  // Each configured node has a pool for reads while it is a standby (opened on first use);
+  // the primary's pool (db) follows a promotion (src/db/replicas.ts).
+  const nodeDb = (url: string) => new Db({ ...dbOptions, connectionString: url, poolSize: config.PG_POOL_SIZE });
+  let cache: ResponseCache | undefined;
   const replicas = config.DATABASE_REPLICA_URLS.length
-    ? new ReplicaSet(db, config.DATABASE_REPLICA_URLS.map((url, i) => ({ name: `replica${i + 1}`, db: new Db({ ...dbOptions, connectionString: url, poolSize: config.PG_POOL_SIZE }) })),
-      { maxLagBytes: config.REPLICA_MAX_LAG_BYTES, maxLagSeconds: config.REPLICA_MAX_LAG_S, log })
+    ? new ReplicaSet(db, config.DATABASE_REPLICA_URLS.map((url, i) => ({ name: `replica${i + 1}`, db: nodeDb(url) })), {
+      maxLagBytes: config.REPLICA_MAX_LAG_BYTES, maxLagSeconds: config.REPLICA_MAX_LAG_S, log,
+      primaryNode: { name: 'database-url', db: nodeDb(configured ?? database.url) },
+      onPrimaryChange: () => cache?.invalidateAll(),
+    })
     : undefined;
   await replicas?.start();
   // The write lane: its own connections and admission queue.
   const writeDb = config.PG_WRITE_POOL_SIZE > 0 ? new Db({ ...dbOptions, poolSize: config.PG_WRITE_POOL_SIZE, application: 'atelier-reviews-writes' }) : undefined;
   // Untrusted until its change feed listens: until then every read goes to the database.
-  const cache = new ResponseCache({ maxBytes: config.RESPONSE_CACHE_MB * 2 ** 20, ttlMs: config.RESPONSE_CACHE_TTL_S * 1000, trusted: false });
+  cache = new ResponseCache({ maxBytes: config.RESPONSE_CACHE_MB * 2 ** 20, ttlMs: config.RESPONSE_CACHE_TTL_S * 1000, trusted: false });
   const feed = cache.enabled || replicas ? followChanges(db, cache, log, { onChange: () => replicas?.raiseFence() }) : undefined;
   const app = createApp(db, { logFormat: config.LOG_FORMAT, trustedProxies: config.TRUSTED_PROXIES, compression: config.COMPRESSION, cache, readYourWritesSeconds: config.READ_YOUR_WRITES_S,
     cors: parseCorsOrigins(config.CORS_ORIGINS),
@@ -145,7 +162,7 @@ async function serve(config: Config): Promise<void> {
     await db.close().catch(() => undefined);
     await writeDb?.close().catch(() => undefined);
     replicas?.stop();
-    for (const r of replicas?.replicas ?? []) await r.db.close().catch(() => undefined);
+    for (const r of replicas?.nodes ?? []) await r.db.close().catch(() => undefined);
     await database.stop().catch((err) => log(`stopping embedded PostgreSQL failed: ${err}`));
     log('stopped');
     process.exit(0);

@@ -3,7 +3,8 @@
 import { UnavailableError } from '../lib/http-error';
 
 // Errors that mean "no database right now" rather than "this request is wrong".
-const UNAVAILABLE_CODES = new Set(['57P01', '57P02', '57P03', '53300', '53400', '08000', '08001', '08003', '08004', '08006', '08P01']);
+// 25006: a write on a read-only server (a primary demoted to a standby, before the hosts follow the new one).
+const UNAVAILABLE_CODES = new Set(['25006', '57P01', '57P02', '57P03', '53300', '53400', '08000', '08001', '08003', '08004', '08006', '08P01']);
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH']);
 
 export function toUnavailable(err: unknown): UnavailableError | undefined {

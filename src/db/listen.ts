@@ -9,6 +9,8 @@ import { ident } from './connection';
 export interface ChannelListener {
   /** The server process of the listening connection (tests terminate it). */
   readonly backendPid: number | undefined;
+  /** Drops the connection (as if lost: state(false)) and connects again, to the server the connection string names now. */
+  reconnect(): void;
   close(): Promise<void>;
 }
 
@@ -18,7 +20,7 @@ export interface ChannelHandlers {
 }
 
 export function listenChannel(
-  config: { connectionString?: string; application_name?: string }, channel: string, handlers: ChannelHandlers,
+  config: { connectionString: string | (() => string); application_name?: string }, channel: string, handlers: ChannelHandlers,
   opts: { heartbeatMs?: number; retryMs?: number } = {},
 ): ChannelListener {
   const { connectionString, application_name } = config;
@@ -48,7 +50,7 @@ export function listenChannel(
   const connect = async () => {
     if (closed) return;
     const c = new pg.Client({
-      connectionString, application_name: `${application_name ?? 'atelier-reviews'}-listener`,
+      connectionString: typeof connectionString === 'function' ? connectionString() : connectionString, application_name: `${application_name ?? 'atelier-reviews'}-listener`,
       query_timeout: heartbeatMs, connectionTimeoutMillis: Math.max(heartbeatMs, 2000),
     });
     client = c;
@@ -70,6 +72,9 @@ export function listenChannel(
   };
   void connect();
   return {
+    reconnect() {
+      if (client) lost(client);
+    },
     get backendPid() {
       return (client as unknown as { processID?: number } | undefined)?.processID;
     },

@@ -45,18 +45,25 @@ export type QueryResult<R extends pg.QueryResultRow = pg.QueryResultRow> = pg.Qu
 const guarded = new WeakSet<pg.PoolClient>();
 
 export class Db {
-  readonly pool: pg.Pool;
+  private current: pg.Pool;
   private readonly onQuery?: DbOptions['onQuery'];
   /** One slot per pooled connection, and a bounded FIFO of requests waiting for one (src/db/admission.ts). */
   readonly admission: Admission;
   /** Batched statements run (queryWhenGranted with `requests`) and the requests they answered. */
   readonly batched = { statements: 0, requests: 0 };
+  /** LISTEN connections to move when the pool moves to another server (retarget). */
+  private readonly listeners = new Set<ChannelListener>();
 
-  constructor(opts: DbOptions) {
+  constructor(private readonly opts: DbOptions) {
     this.admission = new Admission(opts.poolSize ?? 10, opts.maxQueue ?? 1000, opts.queueTimeoutMs ?? 250);
     this.onQuery = opts.onQuery;
-    this.pool = new pg.Pool({
-      connectionString: opts.connectionString,
+    this.current = this.createPool(opts.connectionString);
+  }
+
+  private createPool(connectionString: string): pg.Pool {
+    const opts = this.opts;
+    const pool = new pg.Pool({
+      connectionString,
       max: opts.poolSize ?? 10,
       connectionTimeoutMillis: opts.connectTimeoutMs ?? 2000,
       statement_timeout: opts.statementTimeoutMs ?? 5000,
@@ -74,7 +81,31 @@ export class Db {
       min: opts.poolSize ?? 10,
     });
     // An idle client losing its server (restart) must not crash the process.
-    this.pool.on('error', () => undefined);
+    pool.on('error', () => undefined);
+    return pool;
+  }
+
+  /** The pg pool (it changes when the Db is retargeted). */
+  get pool(): pg.Pool {
+    return this.current;
+  }
+
+  /** The server this Db talks to now. */
+  get connectionString(): string {
+    return (this.current.options as pg.PoolConfig).connectionString!;
+  }
+
+  /**
+   * Moves to another server (a promoted standby, src/db/replicas.ts): new statements and
+   * LISTEN connections go there; statements in flight finish on the old pool, which ends
+   * once they are released. The admission slots carry over.
+   */
+  retarget(connectionString: string): void {
+    if (connectionString === this.connectionString) return;
+    const old = this.current;
+    this.current = this.createPool(connectionString);
+    old.end().catch(() => undefined);
+    for (const l of this.listeners) l.reconnect();
   }
 
   get queueLength(): number {
@@ -206,8 +237,15 @@ export class Db {
    * LISTEN on `channel` over a connection of its own, kept open (src/db/listen.ts).
    */
   listen(channel: string, handlers: ChannelHandlers, opts: { heartbeatMs?: number; retryMs?: number } = {}): ChannelListener {
-    const { connectionString, application_name } = this.pool.options as pg.PoolConfig;
-    return listenChannel({ connectionString, application_name }, channel, handlers, opts);
+    const { application_name } = this.pool.options as pg.PoolConfig;
+    const listener = listenChannel({ connectionString: () => this.connectionString, application_name }, channel, handlers, opts);
+    this.listeners.add(listener);
+    const close = listener.close.bind(listener);
+    listener.close = async () => {
+      this.listeners.delete(listener);
+      await close();
+    };
+    return listener;
   }
 
   async ping(): Promise<void> {
@@ -215,6 +253,6 @@ export class Db {
   }
 
   async close(): Promise<void> {
-    await this.pool.end();
+    await this.current.end();
   }
 }

@@ -12,6 +12,17 @@
 // (as without standbys). With no standby usable, or the primary down and no fence pending,
 // reads go where they can. One fence for all products (simple and exact; a fence per
 // product would send fewer reads to the primary under constant writes: not built).
+//
+// Failover. The probes ask every configured node whether it is in recovery. When a node
+// that is not (a promoted standby) is on a newer timeline than the primary last seen, the
+// primary's pool moves to it (Db.retarget): writes resume there, the change feed's LISTEN
+// moves with it, which empties the host caches (an asynchronous standby may lack commits
+// the caches had seen), and the fence starts again on the new timeline. A node on an older
+// timeline that still accepts writes (an old primary back without being demoted) is never
+// chosen: promotion always starts a new timeline, so the newest one is the primary.
+// Finding the primary is the HA manager's decision (Patroni, docs/cluster.md); the hosts
+// only follow it.
+import { withClient } from './connection';
 import type { Db } from './pool';
 
 export interface ReplicaOptions {
@@ -19,6 +30,13 @@ export interface ReplicaOptions {
   maxLagSeconds: number;
   probeMs?: number;
   log?: (line: string) => void;
+  /**
+   * The node DATABASE_URL names, probed beside the standbys: after a failover it may come
+   * back as a standby of the new primary, and then it serves reads like the others.
+   */
+  primaryNode?: { name: string; db: Db };
+  /** The primary moved to another node (after the pool was retargeted). */
+  onPrimaryChange?: (node: string) => void;
 }
 
 export interface ReplicaState {
@@ -30,6 +48,29 @@ export interface ReplicaState {
   lagSeconds: number;
   /** When the probes first found it behind (ms, performance.now()); 0 while caught up. */
   behindSince: number;
+  /** Up and not in recovery: a primary (the current one, a promoted standby, or a stale old one). */
+  leader: boolean;
+  /** A leader's timeline (0 when unknown or in recovery). */
+  timeline: number;
+}
+
+/** One query per node: its role, its WAL position (replayed, or flushed on a primary) and, on a primary, its timeline. */
+const NODE_SQL = `SELECT pg_is_in_recovery() AS recovery,
+  (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_flush_lsn() END)::text AS lsn,
+  CASE WHEN NOT pg_is_in_recovery() THEN ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS timeline,
+  extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 AS age`;
+interface NodeRow { recovery: boolean; lsn: string | null; timeline: number | null; age: number | null }
+
+/**
+ * At start-up, before migrations: the configured node that is a primary on the newest
+ * timeline, or undefined when none answers as one (then DATABASE_URL is used as it is).
+ */
+export async function findPrimary(urls: string[], connectTimeoutMs = 2000): Promise<string | undefined> {
+  const found = await Promise.all(urls.map((url) => withClient({ connectionString: url, connectionTimeoutMillis: connectTimeoutMs }, async (c) => (await c.query<NodeRow>(NODE_SQL)).rows[0])
+    .then((row) => (row.recovery ? undefined : { url, timeline: row.timeline ?? 0 }), () => undefined)));
+  const leaders = found.filter((f): f is { url: string; timeline: number } => f !== undefined);
+  leaders.sort((a, b) => b.timeline - a.timeline);
+  return leaders[0]?.url;
 }
 
 const lsn = (text: string | null | undefined): bigint => {
@@ -39,18 +80,40 @@ const lsn = (text: string | null | undefined): bigint => {
 };
 
 export class ReplicaSet {
+  /** The standbys, then the DATABASE_URL node when given (primaryNode). */
   readonly states: ReplicaState[];
+  readonly nodes: { name: string; db: Db }[];
   private fence = 0n;
   private pending = 0;
   private primaryLsn = 0n;
   private primaryUp = true;
+  /** The timeline of the primary the pool talks to, as last probed (0: not known yet). */
+  private primaryTimeline = 0;
   private next = 0;
   private timer?: NodeJS.Timeout;
   /** Reads sent to each target (metrics). */
   readonly reads = { primary: 0, replica: 0, fallback: 0 };
+  /** Times the primary moved to another node. */
+  failovers = 0;
 
   constructor(private readonly primary: Db, readonly replicas: { name: string; db: Db }[], private readonly o: ReplicaOptions) {
-    this.states = replicas.map((r) => ({ name: r.name, up: false, usable: false, replayLsn: 0n, lagBytes: Infinity, lagSeconds: Infinity, behindSince: 0 }));
+    this.nodes = o.primaryNode ? [...replicas, o.primaryNode] : [...replicas];
+    this.states = this.nodes.map((r) => ({ name: r.name, up: false, usable: false, replayLsn: 0n, lagBytes: Infinity, lagSeconds: Infinity, behindSince: 0, leader: false, timeline: 0 }));
+  }
+
+  /** Whether the primary answered the last probe (writes can be served). */
+  get writable(): boolean {
+    return this.primaryUp;
+  }
+
+  /** Whether node i is the one the primary's pool talks to. */
+  isPrimary(i: number): boolean {
+    return this.nodes[i].db.connectionString === this.primary.connectionString;
+  }
+
+  /** Whether some standby answers (reads can be served with the primary down). */
+  get readable(): boolean {
+    return this.states.some((s) => s.up && !s.leader);
   }
 
   /** Starts probing; resolves after the first probe. */
@@ -69,20 +132,25 @@ export class ReplicaSet {
 
   async probe(): Promise<void> {
     try {
-      this.primaryLsn = lsn((await this.primary.query<{ l: string }>('SELECT pg_current_wal_flush_lsn()::text AS l')).rows[0].l);
-      this.primaryUp = true;
+      const row = (await this.primary.query<NodeRow>(NODE_SQL)).rows[0];
+      // A primary demoted to a standby (or a DATABASE_URL that names one) takes no writes.
+      this.primaryUp = !row.recovery;
+      if (!row.recovery) {
+        this.primaryLsn = lsn(row.lsn);
+        this.primaryTimeline = row.timeline ?? this.primaryTimeline;
+      }
     } catch {
       this.primaryUp = false;
     }
-    await Promise.all(this.replicas.map(async (r, i) => {
+    await Promise.all(this.nodes.map(async (r, i) => {
       const s = this.states[i];
       try {
-        const { rows } = await r.db.query<{ recovery: boolean; replay: string | null; age: number | null }>(
-          'SELECT pg_is_in_recovery() AS recovery, pg_last_wal_replay_lsn()::text AS replay, extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 AS age');
-        const row = rows[0];
+        const row = (await r.db.query<NodeRow>(NODE_SQL)).rows[0];
         s.up = true;
-        s.replayLsn = lsn(row.replay);
-        const behind = this.primaryUp ? this.primaryLsn - s.replayLsn : 0n;
+        s.leader = !row.recovery;
+        s.timeline = row.timeline ?? 0;
+        s.replayLsn = row.recovery ? lsn(row.lsn) : 0n;
+        const behind = this.primaryUp && row.recovery ? this.primaryLsn - s.replayLsn : 0n;
         s.lagBytes = behind > 0n ? Number(behind) : 0;
         // The replay timestamp ages on an idle primary: a standby that has replayed
         // everything is not behind, however old the last transaction is. One that has
@@ -93,14 +161,40 @@ export class ReplicaSet {
         else if (!s.behindSince) s.behindSince = now;
         s.lagSeconds = s.lagBytes === 0 ? 0 : (row.age ?? (now - s.behindSince) / 1000);
         const usable = row.recovery && s.lagBytes <= this.o.maxLagBytes && s.lagSeconds <= this.o.maxLagSeconds;
-        if (usable !== s.usable) this.o.log?.(`replica ${r.name}: ${usable ? 'usable' : `skipped (lag ${s.lagBytes} bytes, ${s.lagSeconds.toFixed(1)} s${row.recovery ? '' : ', not in recovery'})`}`);
+        if (usable !== s.usable && (row.recovery || s.usable)) this.o.log?.(`replica ${r.name}: ${usable ? 'usable' : `skipped (lag ${s.lagBytes} bytes, ${s.lagSeconds.toFixed(1)} s${row.recovery ? '' : ', not in recovery'})`}`);
         s.usable = usable;
       } catch {
         if (s.up) this.o.log?.(`replica ${r.name}: down`);
         s.up = false;
         s.usable = false;
+        s.leader = false;
       }
     }));
+    this.follow();
+  }
+
+  /** Moves the primary's pool to a node promoted since (a leader on a newer timeline). */
+  private follow(): void {
+    let best = -1;
+    this.states.forEach((s, i) => {
+      if (s.leader && s.timeline > this.primaryTimeline && (best < 0 || s.timeline > this.states[best].timeline)) best = i;
+    });
+    // Timeline unknown (the primary never answered as one): any leader, when the pool's server takes no writes.
+    if (best < 0 && this.primaryTimeline === 0 && !this.primaryUp) best = this.states.findIndex((s) => s.leader);
+    if (best < 0) return;
+    const node = this.nodes[best];
+    if (node.db.connectionString === this.primary.connectionString) return;
+    this.o.log?.(`primary: ${node.name} was promoted (timeline ${this.states[best].timeline}, was ${this.primaryTimeline || 'unknown'}); writes and the change feed move there`);
+    this.primary.retarget(node.db.connectionString);
+    this.primaryTimeline = this.states[best].timeline;
+    this.primaryUp = true;
+    this.primaryLsn = 0n;
+    // LSNs of the old timeline say nothing on the new one: start the fence again (the
+    // caches empty as the feed reconnects, and every change heard raises it).
+    this.fence = 0n;
+    this.failovers++;
+    this.raiseFence();
+    this.o.onPrimaryChange?.(node.name);
   }
 
   /**
@@ -128,21 +222,21 @@ export class ReplicaSet {
     if (!this.primaryUp) {
       let best = -1;
       this.states.forEach((s, i) => {
-        if (s.up && (best < 0 || s.replayLsn > this.states[best].replayLsn)) best = i;
+        if (s.up && !s.leader && (best < 0 || s.replayLsn > this.states[best].replayLsn)) best = i;
       });
       if (best >= 0) {
         this.reads.replica++;
-        return { db: this.replicas[best].db, replica: best };
+        return { db: this.nodes[best].db, replica: best };
       }
     }
     if (this.pending === 0) {
-      for (let k = 0; k < this.replicas.length; k++) {
-        const i = (this.next + k) % this.replicas.length;
+      for (let k = 0; k < this.nodes.length; k++) {
+        const i = (this.next + k) % this.nodes.length;
         const s = this.states[i];
         if (s.usable && s.replayLsn >= this.fence) {
           this.next = i + 1;
           this.reads.replica++;
-          return { db: this.replicas[i].db, replica: i };
+          return { db: this.nodes[i].db, replica: i };
         }
       }
     }

@@ -73,11 +73,27 @@ export function createMetrics(o: { db: Db; cache?: ResponseCache; replicas?: Rep
       name: 'atelier_replica_lag', help: 'Each standby: WAL bytes and seconds behind the primary, and whether it serves reads (usable 1/0).',
       labelNames: ['replica', 'measure'], registers: [registry],
       collect() {
-        for (const s of set.states) {
+        // The node that is the primary now (DATABASE_URL's, or a promoted standby) is no standby.
+        this.reset();
+        for (const [i, s] of set.states.entries()) {
+          if (set.isPrimary(i)) continue;
           this.set({ replica: s.name, measure: 'bytes' }, Number.isFinite(s.lagBytes) ? s.lagBytes : -1);
           this.set({ replica: s.name, measure: 'seconds' }, Number.isFinite(s.lagSeconds) ? s.lagSeconds : -1);
           this.set({ replica: s.name, measure: 'usable' }, s.usable ? 1 : 0);
         }
+      },
+    });
+    new client.Gauge({
+      name: 'atelier_db_primary_up', help: 'Whether the primary answered the last probe as a primary (1), or writes are unavailable (0).', registers: [registry],
+      collect() {
+        this.set(set.writable ? 1 : 0);
+      },
+    });
+    new client.Counter({
+      name: 'atelier_db_failovers_total', help: 'Times this host moved its primary pool to a promoted standby.', registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(set.failovers);
       },
     });
     tallies('atelier_db_reads_total', 'Cold reads by where they ran: primary, replica, and fallback (a standby failed, retried on the primary).', 'target', () => ({ ...set.reads }));

@@ -55,6 +55,12 @@ const CREATE_SQL = 'SELECT review_id, created, foreign_characteristics FROM publ
 const HELPFUL_SQL = 'SELECT product_id FROM public.mark_helpful($1, $2)';
 const REPORT_SQL = 'SELECT product_id FROM public.report_review($1, $2)';
 
+/** An unavailable primary (down, unreachable, read-only), not a slow statement or the import's write fence. */
+const primaryGone = (err: UnavailableError) => {
+  const code = (err.cause as { code?: string } | undefined)?.code;
+  return code !== '57014' && code !== 'AT503';
+};
+
 interface ReadTarget {
   /** Concurrent cold list reads of one sort order share a statement (src/db/batched-query.ts). */
   lists: BatchedQuery<ListInput, ListPage>;
@@ -100,6 +106,21 @@ export class ReviewRepository {
   }
 
   /**
+   * A write on the primary. With standbys configured, a primary that cannot be reached
+   * makes the 503 say what still works (reads), and sends reads to the standbys at once.
+   */
+  private async write<R extends Record<string, unknown>>(text: string, params: unknown[], name: string) {
+    try {
+      return await this.writes.query<R>(text, params, name);
+    } catch (err) {
+      if (!this.replicas || !(err instanceof UnavailableError) || !primaryGone(err)) throw err;
+      this.replicas.primaryFailed();
+      if (!this.replicas.readable) throw err;
+      throw new UnavailableError('Writes are unavailable: the primary database cannot be reached; reads are served. Retry shortly.', err, 5);
+    }
+  }
+
+  /**
    * The page's reviews as a JSON array text, ready to be embedded in the response, and how
    * many visible reviews (with those star ratings, when given) the product has on all pages.
    */
@@ -119,7 +140,7 @@ export class ReviewRepository {
    */
   async create(r: NewReview, idempotencyKey?: string, requestId = ''): Promise<{ id: number; created: boolean }> {
     const ids = Object.keys(r.characteristics).map(Number).sort((a, b) => a - b);
-    const { rows } = await this.writes.query<{ review_id: number; created: boolean; foreign_characteristics: number[] | null }>(CREATE_SQL, [
+    const { rows } = await this.write<{ review_id: number; created: boolean; foreign_characteristics: number[] | null }>(CREATE_SQL, [
       r.product_id, r.rating, r.summary, r.body, r.recommend, r.name, r.email,
       r.photos, ids, ids.map((id) => r.characteristics[String(id)]), idempotencyKey ?? null, requestId,
     ], 'create').catch((err: { code?: string; message?: string }) => {
@@ -139,7 +160,7 @@ export class ReviewRepository {
 
   /** The review's product; undefined when no review has this id (public.mark_helpful, db/migrations/0005). */
   async markHelpful(reviewId: number, requestId = ''): Promise<number | undefined> {
-    const res = await this.writes.query<{ product_id: number | null }>(HELPFUL_SQL, [reviewId, requestId], 'helpful');
+    const res = await this.write<{ product_id: number | null }>(HELPFUL_SQL, [reviewId, requestId], 'helpful');
     return res.rows[0]?.product_id ?? undefined;
   }
 
@@ -148,7 +169,7 @@ export class ReviewRepository {
    * undefined when no review has this id. One statement: public.report_review (0005).
    */
   async report(reviewId: number, requestId = ''): Promise<number | undefined> {
-    const res = await this.writes.query<{ product_id: number | null }>(REPORT_SQL, [reviewId, requestId], 'report');
+    const res = await this.write<{ product_id: number | null }>(REPORT_SQL, [reviewId, requestId], 'report');
     return res.rows[0]?.product_id ?? undefined;
   }
 }

