@@ -10,7 +10,7 @@ import { isolationSupport } from '../../src/cluster/host-isolation';
 import { findNginx } from '../../src/cluster/nginx-config';
 import { projectRoot } from '../../src/lib/paths';
 
-export type Need = 'nginx' | 'chromium' | 'systemd-analyze' | 'openssl' | 'host-isolation' | 'prometheus';
+export type Need = 'nginx' | 'chromium' | 'systemd-analyze' | 'openssl' | 'host-isolation' | 'prometheus' | 'patroni';
 
 const onPath = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 
@@ -22,6 +22,15 @@ export function findChromium(): string | undefined {
     if (dir) return path.join(dir, name);
   }
   return undefined;
+}
+
+/** The newest /usr/lib/postgresql/N/bin with a server, initdb and pg_basebackup (Debian's layout). */
+export function findPostgresBinDir(): string | undefined {
+  const root = '/usr/lib/postgresql';
+  if (!fs.existsSync(root)) return undefined;
+  return fs.readdirSync(root).filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a))
+    .map((v) => path.join(root, v, 'bin'))
+    .find((bin) => ['postgres', 'initdb', 'pg_basebackup', 'pg_rewind'].every((b) => fs.existsSync(path.join(bin, b))));
 }
 
 interface Requirement {
@@ -60,6 +69,17 @@ export const REQUIREMENTS: Record<Need, Requirement> = {
     packages: ['prometheus'],
     missing: () => (onPath('promtool') && onPath('prometheus') ? undefined : 'prometheus and promtool are not on PATH'),
     enable: 'apt-get install prometheus (as root)',
+  },
+  // Patroni over two PostgreSQL nodes with etcd (Debian's packages; the bundled embedded
+  // server has no pg_basebackup, which Patroni needs to make a standby).
+  patroni: {
+    packages: ['patroni', 'etcd-server', 'postgresql-15'],
+    missing: () => {
+      const gone = ['patroni', 'etcd'].filter((c) => !onPath(c));
+      if (!findPostgresBinDir()) gone.push('PostgreSQL server binaries with pg_basebackup (/usr/lib/postgresql/N/bin)');
+      return gone.length ? `not found: ${gone.join(', ')}` : undefined;
+    },
+    enable: 'apt-get install patroni etcd-server postgresql-15 (as root)',
   },
   'host-isolation': {
     packages: onPath('ip') ? [] : ['iproute2'],

@@ -30,9 +30,19 @@ export function installSystemPackages(): string[] {
   say(`installing ${missing.join(' ')} with apt-get (once: nothing is installed when they are there)`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   const update = spawnSync('apt-get', ['update', '-qq'], { stdio: ['ignore', 'ignore', 'inherit'], env });
-  const install = update.status === 0
-    ? spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], { stdio: ['ignore', 'ignore', 'inherit'], env })
-    : update;
+  // Installed for the tests, not as services: a policy-rc.d that refuses every start keeps
+  // the packages' own servers (nginx on :80, a PostgreSQL cluster, etcd) from starting.
+  const policy = '/usr/sbin/policy-rc.d';
+  const ownPolicy = !fs.existsSync(policy);
+  if (ownPolicy) fs.writeFileSync(policy, '#!/bin/sh\n# written by the atelier-reviews test runner for its apt-get install; removed after\nexit 101\n', { mode: 0o755 });
+  let install;
+  try {
+    install = update.status === 0
+      ? spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], { stdio: ['ignore', 'ignore', 'inherit'], env })
+      : update;
+  } finally {
+    if (ownPolicy) fs.rmSync(policy, { force: true });
+  }
   if (install.status !== 0) say(`apt-get failed (offline?): the suites that need ${missing.join(' ')} are skipped`);
   return missingPackages();
 }
