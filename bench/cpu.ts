@@ -5,15 +5,23 @@ import fs from 'node:fs';
 
 const TICK_MS = 10; // USER_HZ is 100 on Linux
 
-/** utime + stime of a process in ms (0 when it is gone). */
-export function cpuMs(pid: number): number {
+/**
+ * utime + stime of a process in ms (undefined when it is gone); with `reaped`, also the
+ * CPU of its children that exited and were waited for (cutime + cstime).
+ */
+function readCpu(pid: number, reaped = false): number | undefined {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) * TICK_MS;
+    return (Number(fields[11]) + Number(fields[12]) + (reaped ? Number(fields[13]) + Number(fields[14]) : 0)) * TICK_MS;
   } catch {
-    return 0;
+    return undefined;
   }
+}
+
+/** utime + stime of a process in ms (0 when it is gone). */
+export function cpuMs(pid: number): number {
+  return readCpu(pid) ?? 0;
 }
 
 /** Processes whose command name (comm) is `name`. */
@@ -30,19 +38,58 @@ export function pidsNamed(name: string): number[] {
   return out;
 }
 
-export type ProcessGroups = Record<string, () => number[]>;
+/**
+ * A group: the processes to add up (listed at the start and at the end; a process that
+ * exits in between counts for what was read of it, never less than zero), or a total of
+ * its own (a PostgreSQL server: see serverCpu).
+ */
+export type ProcessGroup = (() => number[]) | { totalMs(): number };
+export type ProcessGroups = Record<string, ProcessGroup>;
 
 /** Runs `fn` and returns its result with the CPU ms each group of processes spent meanwhile. */
 export async function withCpu<T>(groups: ProcessGroups, fn: () => Promise<T>): Promise<{ result: T; cpuMs: Record<string, number> }> {
   const before = new Map<number, number>();
-  const members = Object.fromEntries(Object.entries(groups).map(([k, list]) => [k, list()]));
+  const totals = new Map<string, number>();
+  const members: Record<string, number[]> = {};
+  for (const [k, g] of Object.entries(groups)) {
+    if (typeof g === 'function') members[k] = g();
+    else totals.set(k, g.totalMs());
+  }
   for (const pids of Object.values(members)) for (const pid of pids) before.set(pid, cpuMs(pid));
   const result = await fn();
   const cpu: Record<string, number> = {};
-  for (const [k, list] of Object.entries(groups)) {
-    // Processes that started during the run (new backends) count from zero.
-    const pids = new Set([...members[k], ...list()]);
-    cpu[k] = [...pids].reduce((n, pid) => n + cpuMs(pid) - (before.get(pid) ?? 0), 0);
+  for (const [k, g] of Object.entries(groups)) {
+    if (typeof g !== 'function') {
+      cpu[k] = g.totalMs() - totals.get(k)!;
+      continue;
+    }
+    // Processes that started during the run (new backends) count from zero; one that ended
+    // counts nothing (its last reading is lost with it).
+    const pids = new Set([...members[k], ...g()]);
+    cpu[k] = [...pids].reduce((n, pid) => {
+      const now = readCpu(pid);
+      return now === undefined ? n : n + Math.max(0, now - (before.get(pid) ?? 0));
+    }, 0);
   }
   return { result, cpuMs: cpu };
+}
+
+/** The parent of a process (0 when it is gone). */
+export function parentOf(pid: number): number {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * A PostgreSQL server's CPU, exactly: its postmaster's own and its reaped children's
+ * (backends that exited: the postmaster waits for each) plus its live children's.
+ */
+export function serverCpu(postmaster: number): { totalMs(): number } {
+  return {
+    totalMs: () => (readCpu(postmaster, true) ?? 0) + pidsNamed('postgres').filter((pid) => parentOf(pid) === postmaster).reduce((n, pid) => n + cpuMs(pid), 0),
+  };
 }

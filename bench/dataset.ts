@@ -11,15 +11,18 @@ import { migrate } from '../src/db/migrate';
 
 export interface BenchDatabase {
   url: string;
+  /** The embedded server (none with DATABASE_URL): its data folder and server URL, for standbys of it. */
+  embedded?: { dir: string; serverUrl: string };
   products: number;
   reviews: number;
   stop(): Promise<void>;
 }
 
-export async function prepareBenchDatabase(scale: number, seed: number, log: (line: string) => void): Promise<BenchDatabase> {
+export async function prepareBenchDatabase(scale: number, seed: number, log: (line: string) => void, o: { replication?: boolean } = {}): Promise<BenchDatabase> {
   const products = Math.max(1, Math.round(FULL_SCALE_PRODUCTS * scale));
   const dir = await benchmarkExport(scale, seed, log);
-  const database = await resolveDatabase(loadConfig(), log);
+  const config = loadConfig();
+  const database = await resolveDatabase(config, log, o);
   let url = database.url;
   if (database.embedded) {
     const name = `bench_scale_${String(scale).replace('.', '_')}`;
@@ -36,5 +39,5 @@ export async function prepareBenchDatabase(scale: number, seed: number, log: (li
   }
   const reviews = await countReviews();
   log(`dataset: ${reviews.toLocaleString('en-US')} reviews`);
-  return { url, products, reviews, stop: () => database.stop() };
+  return { url, products, reviews, embedded: database.embedded ? { dir: config.EMBEDDED_PG_DIR, serverUrl: database.embedded.serverUrl } : undefined, stop: () => database.stop() };
 }

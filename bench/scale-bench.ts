@@ -3,7 +3,7 @@
 // by raising the rate until it fails and then bisecting; with the CPU each process group
 // spent per request at that rate. Also renders the result as a self-contained HTML chart.
 import { runLoad, type StageResult } from '../loadtest/node/runner';
-import { pidsNamed, withCpu } from './cpu';
+import { pidsNamed, withCpu, type ProcessGroups } from './cpu';
 import type { Mix } from './api-bench';
 
 export interface Step {
@@ -37,11 +37,13 @@ export interface SearchOptions {
   rounds: number;
   /** Seconds of load at half the start rate before measuring (JIT, pools, caches). */
   warmupSeconds?: number;
+  /** More process groups to report CPU for (e.g. each PostgreSQL server apart). */
+  groups?: ProcessGroups;
   log: (line: string) => void;
 }
 
 async function step(o: SearchOptions, rate: number, seed: number): Promise<Step> {
-  const groups = { hosts: () => o.hostPids, nginx: () => pidsNamed('nginx'), postgres: () => pidsNamed('postgres') };
+  const groups = { hosts: () => o.hostPids, nginx: () => pidsNamed('nginx'), postgres: () => pidsNamed('postgres'), ...o.groups };
   const { result, cpuMs } = await withCpu(groups, () => runLoad({
     target: o.target, stages: [{ rate, duration: o.stepSeconds }], products: o.products, distribution: o.distribution, mix: o.mix, seed,
   }));

@@ -14,6 +14,7 @@ import { freePort, startCluster } from '../src/cluster/cluster';
 import { isolationSupport } from '../src/cluster/host-isolation';
 import { fromRoot } from '../src/lib/paths';
 import { currentCommit } from '../bench/report';
+import { replicaSeries, replicaTable } from '../bench/replica-bench';
 
 runCli(async () => {
   const a = parseArgs({
@@ -24,6 +25,7 @@ runCli(async () => {
     p99: { type: 'number', default: 25, arg: 'MS', help: 'the p99 bound a rate must hold' },
     'step-seconds': { type: 'number', default: 5, help: 'seconds per rate step' },
     'start-rate': { type: 'number', default: 250, help: 'first rate tried (req/s)' },
+    replicas: { type: 'string', default: '', arg: 'LIST', help: 'instead of the hosts series: cold reads with these numbers of local hot standbys (e.g. 0,1,2), --max-hosts hosts, and the synchronous standby\'s cost per write' },
   }, {
     usage: 'npm run bench:scale -- [options]',
     about: 'The scaling curve: 1…N isolated hosts (network namespace + CPU cgroup each) behind nginx, the highest\nrate holding the p99 bound with no errors. Needs root, iproute2, nginx and a cgroup cpu controller.',
@@ -31,7 +33,26 @@ runCli(async () => {
   const support = isolationSupport();
   if (!support.ok) throw new UsageError(`bench:scale needs isolated hosts:\n  - ${support.missing.join('\n  - ')}`);
   const log = (l: string) => console.log(`[bench:scale] ${l}`);
-  const db = await prepareBenchDatabase(a.scale, a.seed, log);
+  const replicaCounts = a.replicas ? a.replicas.split(',').map(Number) : [];
+  if (replicaCounts.some((n) => !Number.isInteger(n) || n < 0 || n > 4)) throw new UsageError('--replicas takes a list of whole numbers from 0 to 4, e.g. 0,1,2');
+  if (replicaCounts.length && process.env.DATABASE_URL) throw new UsageError('--replicas makes standbys of the embedded PostgreSQL: unset DATABASE_URL');
+  const db = await prepareBenchDatabase(a.scale, a.seed, log, { replication: replicaCounts.length > 0 });
+  if (replicaCounts.length) {
+    try {
+      const { points, commit } = await replicaSeries({
+        primary: { ...db.embedded!, url: db.url }, database: new URL(db.url).pathname.slice(1), counts: replicaCounts, hosts: a['max-hosts'], hostCpu: a['host-cpu'],
+        p99Ms: a.p99, stepSeconds: a['step-seconds'], startRate: a['start-rate'], products: db.products, log,
+      });
+      const lines = replicaTable(points, commit, a);
+      console.log('\n' + lines.join('\n'));
+      const out = fromRoot('bench', 'results', `scale-${a.scale}-replicas.json`);
+      fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), commit: currentCommit(), ...a, cgroup: support.cgroup, points, writes: commit }, null, 2) + '\n');
+      log(`written to ${path.relative(process.cwd(), out)}`);
+    } finally {
+      await db.stop();
+    }
+    return;
+  }
   const series: { name: string; readCache: boolean; mix?: typeof READS }[] = [
     { name: 'load scenario mix, both caches', readCache: true },
     { name: 'Zipf GETs, nginx cache off', readCache: false, mix: READS },
