@@ -7,6 +7,7 @@ import client from 'prom-client';
 import type { Db } from '../db';
 import type { ReplicaSet } from '../db/replicas';
 import type { ResponseCache } from '../response-cache/response-cache';
+import { DurationHistogram } from './duration-histogram';
 
 export interface Metrics {
   registry: client.Registry;
@@ -30,13 +31,8 @@ const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'OPTIONS']);
 export function createMetrics(o: { db: Db; cache?: ResponseCache; replicas?: ReplicaSet }): Metrics {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 20 });
-  const duration = new client.Histogram({
-    name: 'http_request_duration_seconds',
-    help: 'Time from request to the end of the response, by route template, method and status.',
-    labelNames: ['route', 'method', 'status'],
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
-    registers: [registry],
-  });
+  const duration = new DurationHistogram('http_request_duration_seconds', 'Time from request to the end of the response, by route template, method and status.',
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10], registry);
   let inFlightNow = 0;
   new client.Gauge({ name: 'http_requests_in_flight', help: 'Requests being served now.', registers: [registry], collect() {
     this.set(inFlightNow);
@@ -118,15 +114,11 @@ export function createMetrics(o: { db: Db; cache?: ResponseCache; replicas?: Rep
       },
     });
   }
-  // One child per (route, method, status): prom-client hashes the labels on every
-  // observe() otherwise, which cost ~9 µs on a 32 µs cache hit.
-  const children = new Map<string, client.Histogram.Internal<'route' | 'method' | 'status'>>();
+  // Each (route, method, status) series is found by three map lookups, never by hashing a
+  // label set (src/http/duration-histogram.ts).
   const end = (started: number, route: string, method: string, status: number | string) => {
     inFlightNow--;
-    const key = `${route}|${method}|${status}`;
-    let child = children.get(key);
-    if (!child) children.set(key, (child = duration.labels(route, METHODS.has(method) ? method : 'other', String(status))));
-    child.observe((performance.now() - started) / 1000);
+    duration.series(route, METHODS.has(method) ? method : 'other', status).observe((performance.now() - started) / 1000);
   };
   const begin = () => {
     inFlightNow++;
