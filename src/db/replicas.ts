@@ -244,15 +244,34 @@ export class ReplicaSet {
     return { db: this.primary };
   }
 
+  /**
+   * Where a read that failed on the servers in `tried` (connection strings) goes next: the
+   * primary while it is believed up, else the standby that is up and has replayed furthest,
+   * else the primary anyway; undefined when each was tried.
+   */
+  fallback(tried: Set<string>): { db: Db; replica?: number } | undefined {
+    const primaryTried = tried.has(this.primary.connectionString);
+    let next: { db: Db; replica?: number } | undefined;
+    if (this.primaryUp && !primaryTried) next = { db: this.primary };
+    else {
+      let best = -1;
+      this.states.forEach((s, i) => {
+        if (s.up && !s.leader && !tried.has(this.nodes[i].db.connectionString) && (best < 0 || s.replayLsn > this.states[best].replayLsn)) best = i;
+      });
+      if (best >= 0) next = { db: this.nodes[best].db, replica: best };
+      else if (!primaryTried) next = { db: this.primary };
+    }
+    if (next) this.reads.fallback++;
+    return next;
+  }
+
   /** The primary failed a read: until a probe finds it again, reads go to the standbys. */
   primaryFailed(): void {
     this.primaryUp = false;
-    this.reads.fallback++;
   }
 
   /** A standby failed a read: skip it until a probe finds it well again. */
   failed(replica: number): void {
     this.states[replica].usable = false;
-    this.reads.fallback++;
   }
 }

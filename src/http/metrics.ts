@@ -92,7 +92,7 @@ export function createMetrics(o: { db: Db; cache?: ResponseCache; replicas?: Rep
         this.inc(set.failovers);
       },
     });
-    tallies('atelier_db_reads_total', 'Cold reads by where they ran: primary, replica, and fallback (a standby failed, retried on the primary).', 'target', () => ({ ...set.reads }));
+    tallies('atelier_db_reads_total', 'Cold reads by where they ran: primary, replica, and fallback (a read retried on another server after one failed it).', 'target', () => ({ ...set.reads }));
   }
   if (cache) {
     tallies('atelier_response_cache_events_total',

@@ -84,24 +84,28 @@ export class ReviewRepository {
 
   /**
    * Runs a read on a standby when one may answer it exactly, else on the primary; `fresh`
-   * (the reader's own write) always on the primary. A standby that fails is skipped and the
-   * read retried on the primary.
+   * (the reader's own write) on the primary. A server that fails the read is marked (a
+   * standby skipped, the primary believed down until the next probe) and the read retried
+   * on one not tried yet: the primary while it is believed up, else the standby that has
+   * replayed furthest (found in a failover test: a standby failing while the primary was
+   * already dead left a read with nowhere to go). A 503 only when every server failed it.
    */
   private async read<T>(fresh: boolean, run: (t: ReadTarget) => Promise<T>): Promise<T> {
-    const chosen = !fresh && this.replicas ? this.replicas.choose() : { db: this.db };
-    try {
-      return await run(this.target(chosen.db));
-    } catch (err) {
-      if (!this.replicas || !(err instanceof UnavailableError)) throw err;
-      if (chosen.replica !== undefined) {
-        this.replicas.failed(chosen.replica);
-        return run(this.target(this.db));
+    const replicas = this.replicas;
+    if (!replicas) return run(this.target(this.db));
+    let chosen: { db: Db; replica?: number } | undefined = fresh ? { db: this.db } : replicas.choose();
+    const tried = new Set<string>();
+    for (;;) {
+      tried.add(chosen.db.connectionString);
+      try {
+        return await run(this.target(chosen.db));
+      } catch (err) {
+        if (!(err instanceof UnavailableError)) throw err;
+        if (chosen.replica !== undefined) replicas.failed(chosen.replica);
+        else replicas.primaryFailed();
+        chosen = replicas.fallback(tried);
+        if (!chosen) throw err;
       }
-      // The primary is down: a standby answers, when one can.
-      this.replicas.primaryFailed();
-      const other = this.replicas.choose();
-      if (other.replica === undefined) throw err;
-      return run(this.target(other.db));
     }
   }
 

@@ -104,8 +104,8 @@ export function steadyTraffic(hosts: Host[], prefix: string) {
       const host = i % hosts.length;
       const p = PATHS[i % PATHS.length];
       const res = await fetch(`${hosts[host].base}${p}${i % 4 === 0 ? `&x=${i}` : ''}`).catch(() => undefined);
-      reads.push({ at: Date.now(), host, status: res?.status ?? 0 });
-      await res?.text();
+      const body = res ? await res.text() : '';
+      reads.push({ at: Date.now(), host, status: res?.status ?? 0, error: res && res.status !== 200 ? body : undefined });
       await sleep(5);
     }
   })();

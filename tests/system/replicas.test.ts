@@ -159,3 +159,49 @@ test("a primary that streamed to standbys still starts without replication: the 
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('with the primary down, a standby that fails a read hands it to another standby, not to the dead primary', async () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'atelier-fallback-'));
+  fs.chmodSync(tmp, 0o755);
+  const servers: Server[] = [];
+  const dbs: Db[] = [];
+  try {
+    const primary = await startServer(['--dir', path.join(tmp, 'primary'), '--port', String(await freePort()), '--replication']);
+    servers.push(primary);
+    const seed = new Db({ connectionString: primary.url, poolSize: 1 });
+    await insertCharacteristics(seed, [{ id: 1, product_id: 1, name: 'Fit' }]);
+    await insertReviews(seed, [{ id: 1, product_id: 1, rating: 5, date: '2021-01-01T00:00:00.000Z', ratings: { 1: 4 } }]);
+    await finishArrange(seed);
+    await seed.close();
+    const a = await startStandby(primary, path.join(tmp, 'a'), 'fallback_a', await freePort());
+    const b = await startStandby(primary, path.join(tmp, 'b'), 'fallback_b', await freePort());
+    servers.push(a, b);
+    const db = new Db({ connectionString: primary.url, poolSize: 1, connectTimeoutMs: 500 });
+    const standby = (s: Server) => new Db({ connectionString: s.url, poolSize: 1, connectTimeoutMs: 500 });
+    const [dbA, dbB] = [standby(a), standby(b)];
+    dbs.push(db, dbA, dbB);
+    // Probes only when asked: what the set believes stays as the last probe left it.
+    const replicas = new ReplicaSet(db, [{ name: 'a', db: dbA }, { name: 'b', db: dbB }], { maxLagBytes: 2 ** 30, maxLagSeconds: 60, probeMs: 3_600_000 });
+    await replicas.start();
+    replicas.stop();
+    const server = createApp(db, { log: () => undefined, replicas }).listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      await primary.stop();
+      await replicas.probe(); // the primary is down; both standbys up
+      expect(replicas.states.map((s) => s.up)).toEqual([true, true]);
+      // Standby a leaves before any probe sees it: the read that picks it must go on to b.
+      await a.stop();
+      const statuses: number[] = [];
+      for (let i = 0; i < 6; i++) statuses.push((await fetch(`${base}/reviews?product_id=1&count=${10 + i}`)).status);
+      expect(statuses).toEqual([200, 200, 200, 200, 200, 200]);
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
+  } finally {
+    for (const d of dbs) await d.close().catch(() => undefined);
+    for (const s of servers.reverse()) await s.stop().catch(() => undefined);
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});
