@@ -64,9 +64,11 @@ interface NodeRow { recovery: boolean; lsn: string | null; timeline: number | nu
 /**
  * At start-up, before migrations: the configured node that is a primary on the newest
  * timeline, or undefined when none answers as one (then DATABASE_URL is used as it is).
+ * A node that does not connect, or logs in and does not answer, within the connect
+ * timeout counts as none (found by a test: it held the start-up forever).
  */
 export async function findPrimary(urls: string[], connectTimeoutMs = 2000): Promise<string | undefined> {
-  const found = await Promise.all(urls.map((url) => withClient({ connectionString: url, connectionTimeoutMillis: connectTimeoutMs }, async (c) => (await c.query<NodeRow>(NODE_SQL)).rows[0])
+  const found = await Promise.all(urls.map((url) => withClient({ connectionString: url, connectionTimeoutMillis: connectTimeoutMs, query_timeout: connectTimeoutMs }, async (c) => (await c.query<NodeRow>(NODE_SQL)).rows[0])
     .then((row) => (row.recovery ? undefined : { url, timeline: row.timeline ?? 0 }), () => undefined)));
   const leaders = found.filter((f): f is { url: string; timeline: number } => f !== undefined);
   leaders.sort((a, b) => b.timeline - a.timeline);

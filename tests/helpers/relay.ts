@@ -12,7 +12,11 @@ export interface SilentRelay {
   close(): void;
 }
 
-export async function silentRelay(databaseUrl: string, o: { refuseWhileSilent?: boolean } = {}): Promise<SilentRelay> {
+/**
+ * `swallowQueries`: pass the connection's start-up and authentication, then swallow every
+ * query (a server that accepts, logs in and never answers).
+ */
+export async function silentRelay(databaseUrl: string, o: { refuseWhileSilent?: boolean; swallowQueries?: boolean } = {}): Promise<SilentRelay> {
   const sockets = new Set<net.Socket>();
   const target = new URL(databaseUrl);
   const relay: SilentRelay = { url: '', silent: false, dropConnections: () => sockets.forEach((s) => s.destroy()), close: () => undefined };
@@ -24,7 +28,9 @@ export async function silentRelay(databaseUrl: string, o: { refuseWhileSilent?: 
       s.on('error', () => undefined);
       s.on('close', () => sockets.delete(s));
     }
-    client.on('data', (d) => void (relay.silent || upstream.write(d)));
+    // A chunk from the client that opens with a simple ('Q') or extended ('P') query message.
+    const query = (d: Buffer) => o.swallowQueries === true && (d[0] === 0x51 || d[0] === 0x50);
+    client.on('data', (d) => void (relay.silent || query(d) || upstream.write(d)));
     upstream.on('data', (d) => void (relay.silent || client.write(d)));
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

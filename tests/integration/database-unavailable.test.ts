@@ -4,6 +4,7 @@ import net from 'node:net';
 import request from 'supertest';
 import { createApp } from '../../src/app';
 import { Db } from '../../src/db';
+import { findPrimary } from '../../src/db/replicas';
 import { silentRelay } from '../helpers/relay';
 import { createTestDatabase, type TestDatabase } from '../helpers/test-db';
 
@@ -177,4 +178,16 @@ test('an unexpected database error is a bare 500 with no SQL, stack or database 
   expect(res.text).not.toMatch(/relation|atelier|SELECT|at /);
   expect(logged.join('\n')).toMatch(/does not exist/);
   await db.close();
+});
+
+test('at start-up, a configured node that logs in and then never answers does not hold the search for the primary', async () => {
+  const relay = await silentRelay(t.url, { swallowQueries: true });
+  try {
+    const started = Date.now();
+    // The silent node is listed first; the real server (a primary: not in recovery) second.
+    expect(await findPrimary([relay.url, t.url], 500)).toBe(t.url);
+    expect(Date.now() - started).toBeLessThan(5_000);
+  } finally {
+    relay.close();
+  }
 });
