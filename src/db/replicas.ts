@@ -29,6 +29,12 @@ export interface ReplicaOptions {
   maxLagBytes: number;
   maxLagSeconds: number;
   probeMs?: number;
+  /**
+   * Longest wait for one node's probe answer (default 1000 ms): a node that stops answering
+   * (a partition) counts as down then, and does not hold the probes of the others (nor the
+   * following of a promotion) for its pool's read timeout.
+   */
+  probeTimeoutMs?: number;
   log?: (line: string) => void;
   /**
    * The node DATABASE_URL names, probed beside the standbys: after a failover it may come
@@ -132,9 +138,20 @@ export class ReplicaSet {
     clearTimeout(this.timer);
   }
 
+  /** One node's answer to NODE_SQL, or a rejection after probeTimeoutMs. */
+  private ask(db: Db): Promise<NodeRow> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('probe timed out')), this.o.probeTimeoutMs ?? 1000);
+    });
+    const answer = db.query<NodeRow>(NODE_SQL).then((r) => r.rows[0]);
+    answer.catch(() => undefined);
+    return Promise.race([answer, late]).finally(() => clearTimeout(timer));
+  }
+
   async probe(): Promise<void> {
     try {
-      const row = (await this.primary.query<NodeRow>(NODE_SQL)).rows[0];
+      const row = await this.ask(this.primary);
       // A primary demoted to a standby (or a DATABASE_URL that names one) takes no writes.
       this.primaryUp = !row.recovery;
       if (!row.recovery) {
@@ -147,7 +164,7 @@ export class ReplicaSet {
     await Promise.all(this.nodes.map(async (r, i) => {
       const s = this.states[i];
       try {
-        const row = (await r.db.query<NodeRow>(NODE_SQL)).rows[0];
+        const row = await this.ask(r.db);
         s.up = true;
         s.leader = !row.recovery;
         s.timeline = row.timeline ?? 0;

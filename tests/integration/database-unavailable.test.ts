@@ -4,7 +4,7 @@ import net from 'node:net';
 import request from 'supertest';
 import { createApp } from '../../src/app';
 import { Db } from '../../src/db';
-import { findPrimary } from '../../src/db/replicas';
+import { findPrimary, ReplicaSet } from '../../src/db/replicas';
 import { silentRelay } from '../helpers/relay';
 import { createTestDatabase, type TestDatabase } from '../helpers/test-db';
 
@@ -189,5 +189,24 @@ test('at start-up, a configured node that logs in and then never answers does no
     expect(Date.now() - started).toBeLessThan(5_000);
   } finally {
     relay.close();
+  }
+});
+
+test('a standby that logs in and never answers does not hold the probes: it is down after the probe timeout', async () => {
+  const relay = await silentRelay(t.url, { swallowQueries: true });
+  // Default timeouts, as a host has them: the pool's own read timeout is 7 s.
+  const primary = new Db({ connectionString: t.url, poolSize: 1 });
+  const silent = new Db({ connectionString: relay.url, poolSize: 1 });
+  const replicas = new ReplicaSet(primary, [{ name: 'silent', db: silent }], { maxLagBytes: 2 ** 30, maxLagSeconds: 60, probeTimeoutMs: 500 });
+  try {
+    const started = Date.now();
+    await replicas.probe();
+    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(replicas.states[0]).toMatchObject({ up: false, usable: false });
+    expect(replicas.writable).toBe(true);
+  } finally {
+    await primary.close();
+    relay.close();
+    await silent.close().catch(() => undefined);
   }
 });
