@@ -17,13 +17,15 @@ import { listQuery, parseOr400, productIdQuery } from './schemas';
 export const WROTE_COOKIE = 'atelier_wrote';
 const MAX_WROTE = 8;
 
-type Handler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+export type Handler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
 
 export interface ReadPath {
   list: Handler;
   meta: Handler;
   /** Serves the request if it is exactly GET/HEAD /reviews or /reviews/meta; false otherwise. */
   dispatch(req: IncomingMessage, res: ServerResponse): boolean;
+  /** Runs a handler served before Express with the metrics and the request log (the votes use it too). */
+  serve(handler: Handler, req: IncomingMessage, res: ServerResponse, route: string): void;
   /** A write changed `product`: drop its cached reads, and mark the writer for read-your-writes. */
   noteWrite(req: IncomingMessage, res: ServerResponse, product: number): void;
 }
@@ -164,6 +166,7 @@ export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): Read
   return {
     list,
     meta,
+    serve: run,
     dispatch(req, res) {
       if (req.method !== 'GET' && req.method !== 'HEAD') return false;
       const url = req.url ?? '';

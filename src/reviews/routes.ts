@@ -5,7 +5,8 @@
 // takes a body: on this box each skipped layer is measurable throughput.
 import express, { type Express } from 'express';
 import { HttpError } from '../lib/http-error';
-import type { ReadPath } from './read-path';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Handler, ReadPath } from './read-path';
 // The request id the HTTP edge assigned (a response header), for the database's view.
 const requestIdOf = (res: express.Response): string => String(res.getHeader('X-Request-Id') ?? '');
 import type { ReviewRepository } from './repository';
@@ -48,4 +49,37 @@ export function registerReviewRoutes(app: Express, repo: ReviewRepository, reads
     reads.noteWrite(req, res, product);
     res.status(204).end();
   });
+}
+
+/**
+ * The votes, PUT /reviews/<id>/helpful and /report spelled exactly (digits, no query
+ * string), served before Express as the reads are: Express's router and response helpers
+ * cost more than the handler's own work. Every other spelling goes on to the Express routes
+ * above, which answer the same way.
+ */
+export function voteDispatch(repo: ReviewRepository, reads: ReadPath, respondError: (err: unknown, res: ServerResponse) => void): (req: IncomingMessage, res: ServerResponse) => boolean {
+  const VOTE = /^\/reviews\/(\d{1,10})\/(helpful|report)$/;
+  const vote = (kind: 'helpful' | 'report'): Handler => async (req, res) => {
+    try {
+      const raw = VOTE.exec(req.url!)![1];
+      const id = parseReviewId(raw);
+      const requestId = String(res.getHeader('X-Request-Id') ?? '');
+      const product = id === null ? undefined : await (kind === 'helpful' ? repo.markHelpful(id, requestId) : repo.report(id, requestId));
+      if (product === undefined) throw new HttpError(404, `No review with id ${raw}.`);
+      reads.noteWrite(req, res, product);
+      res.statusCode = 204;
+      res.end();
+    } catch (err) {
+      respondError(err, res);
+    }
+  };
+  const handlers = { helpful: vote('helpful'), report: vote('report') };
+  return (req, res) => {
+    if (req.method !== 'PUT') return false;
+    const m = VOTE.exec(req.url ?? '');
+    if (!m) return false;
+    const kind = m[2] as 'helpful' | 'report';
+    reads.serve(handlers[kind], req, res, `/reviews/:review_id/${kind}`);
+    return true;
+  };
 }

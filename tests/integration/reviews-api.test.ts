@@ -410,6 +410,23 @@ describe('PUT /reviews/:id/helpful and /report', () => {
     }
   });
 
+  // PUT /reviews/<digits>/<vote> is served before Express (src/reviews/routes.ts,
+  // voteDispatch); other spellings Express routes. Both must answer alike.
+  test.each(['helpful', 'report'])('%s answers alike served before Express and by Express', async (action) => {
+    const pick = (res: request.Response) => ({
+      status: res.status, body: res.text.replace(/"request_id":"[^"]*"/, '"request_id":"…"'), nosniff: res.headers['x-content-type-options'], requestId: typeof res.headers['x-request-id'],
+      cookie: (res.headers['set-cookie'] as unknown as string[] | undefined)?.[0]?.replace(/=[^;]*/, '=…'),
+    });
+    const helpfulness = async () => (await t.db.query('SELECT helpfulness FROM atelier.reviews WHERE id = 5')).rows[0].helpfulness;
+    const before = await helpfulness();
+    for (const [fast, slow] of [['/reviews/5', '/Reviews/5'], ['/reviews/987654', '/reviews/987654']]) {
+      const a = await request(app).put(`${fast}/${action}`);
+      const b = await request(app).put(`${slow}/${action}${fast === slow ? '/' : ''}`);
+      expect(pick(a)).toEqual(pick(b));
+    }
+    if (action === 'helpful') expect(await helpfulness()).toBe(before + 2);
+  });
+
   test('when a review is reported twice, then it disappears and meta counts it out once', async () => {
     const before = (await request(app).get('/reviews/meta?product_id=2')).body;
     expect((await request(app).put('/reviews/100/report')).status).toBe(204);
