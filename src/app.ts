@@ -15,7 +15,7 @@ import { HttpError, UnavailableError } from './lib/http-error';
 import { ResponseCache } from './response-cache/response-cache';
 import { createReadPath } from './reviews/read-path';
 import { ReviewRepository } from './reviews/repository';
-import { registerReviewRoutes, voteDispatch } from './reviews/routes';
+import { postDispatch, registerReviewRoutes, voteDispatch } from './reviews/routes';
 
 export interface AppOptions {
   /** LOG_FORMAT: json, text (or another morgan format), or off. */
@@ -118,6 +118,7 @@ export function createApp(db: Db, opts: AppOptions = {}): App {
   app.use(notFound);
   app.use(errorHandler(respondError));
   const votes = voteDispatch(repo, reads, respondError);
+  const posts = postDispatch(repo, reads, respondError);
   // CORS first (a preflight is answered there); with compression on, everything goes
   // through Express (and its compression middleware).
   const cors = opts.cors;
@@ -126,8 +127,8 @@ export function createApp(db: Db, opts: AppOptions = {}): App {
     // HTTP/1.1 requires Host (RFC 9112 §3.2); answered here, as JSON, rather than by Node.
     if (req.headers.host === undefined && req.httpVersion === '1.1') return respondError(new HttpError(400, 'Bad request: the Host header is required.'), res);
     if (cors && applyCors(cors, req, res)) return metrics?.track(req, res);
-    // The read path (and the votes) observe their own requests; everything else is tracked here.
-    if (!opts.compression && (reads.dispatch(req, res) || votes(req, res))) return;
+    // The read path (and the writes served before Express) observe their own requests; everything else is tracked here.
+    if (!opts.compression && (reads.dispatch(req, res) || votes(req, res) || posts(req, res))) return;
     metrics?.track(req, res);
     app(req, res);
   };

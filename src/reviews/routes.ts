@@ -13,6 +13,7 @@ import type { ReviewRepository } from './repository';
 import { newReview, parseIdempotencyKey, parseOr400, parseReviewId } from './schemas';
 
 export const BODY_LIMIT = '64kb';
+const BODY_LIMIT_BYTES = 64 * 1024;
 
 export function registerReviewRoutes(app: Express, repo: ReviewRepository, reads: ReadPath): void {
   app.get('/reviews', reads.list);
@@ -80,6 +81,65 @@ export function voteDispatch(repo: ReviewRepository, reads: ReadPath, respondErr
     if (!m) return false;
     const kind = m[2] as 'helpful' | 'report';
     reads.serve(handlers[kind], req, res, `/reviews/:review_id/${kind}`);
+    return true;
+  };
+}
+
+/** The request body as UTF-8 text (a leading byte-order mark dropped, as body-parser does). */
+function readText(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      resolve(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
+    });
+    req.on('aborted', () => reject(new HttpError(400, 'Request body was aborted by the client.')));
+    req.on('error', reject);
+  });
+}
+
+/**
+ * POST /reviews served before Express when its headers leave nothing to negotiate: exactly
+ * that path, `Content-Type: application/json` (or with `; charset=utf-8`), a Content-Length
+ * within the body limit, no Content-Encoding or Transfer-Encoding. Anything else (a larger,
+ * compressed, chunked or differently typed body, another spelling) goes on to the Express
+ * route with its body parser, which answers the same way for the same request (a test
+ * compares both).
+ */
+export function postDispatch(repo: ReviewRepository, reads: ReadPath, respondError: (err: unknown, res: ServerResponse) => void): (req: IncomingMessage, res: ServerResponse) => boolean {
+  const post: Handler = async (req, res) => {
+    try {
+      const text = await readText(req);
+      let value: unknown = {};
+      if (text.length) {
+        try {
+          value = JSON.parse(text);
+        } catch {
+          throw new HttpError(400, 'Request body is not valid JSON.');
+        }
+      }
+      const review = parseOr400(newReview, value, 'review');
+      const raw = req.headers['idempotency-key'];
+      const key = parseIdempotencyKey(Array.isArray(raw) ? raw.join(', ') : raw);
+      const { id, created } = await repo.create(review, key, String(res.getHeader('X-Request-Id') ?? ''));
+      reads.noteWrite(req, res, review.product_id);
+      if (!created) res.setHeader('Idempotent-Replayed', 'true');
+      const body = JSON.stringify({ review_id: id });
+      res.writeHead(201, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
+      res.end(body);
+    } catch (err) {
+      respondError(err, res);
+    }
+  };
+  return (req, res) => {
+    if (req.method !== 'POST' || req.url !== '/reviews') return false;
+    const h = req.headers;
+    const type = h['content-type']?.toLowerCase();
+    const length = Number(h['content-length']);
+    if ((type !== 'application/json' && type !== 'application/json; charset=utf-8') || h['content-encoding'] !== undefined ||
+        h['transfer-encoding'] !== undefined || !Number.isInteger(length) || length > BODY_LIMIT_BYTES) return false;
+    reads.serve(post, req, res, '/reviews');
     return true;
   };
 }

@@ -286,6 +286,49 @@ describe('POST /reviews', () => {
   });
 });
 
+// POST /reviews with plain JSON headers is served before Express (src/reviews/routes.ts,
+// postDispatch); any other spelling (here: a query string) or body framing goes to the
+// Express route and its body parser. The same requests through both must answer alike.
+describe('POST /reviews served before Express and by Express', () => {
+  const pick = (res: request.Response) => ({
+    status: res.status, type: res.headers['content-type'], replayed: res.headers['idempotent-replayed'], nosniff: res.headers['x-content-type-options'],
+    cookie: (res.headers['set-cookie'] as unknown as string[] | undefined)?.[0]?.replace(/=[^;]*/, '=…'),
+    body: res.text.replace(/"request_id":"[^"]*"/, '"request_id":"…"').replace(/"review_id":\d+/, '"review_id":N').replace(/twin-key-\w+/, 'twin-key-…'),
+  });
+  const send = (path: string, body: string, headers: Record<string, string> = {}) => {
+    let r = request(app).post(path).set('Content-Type', headers['Content-Type'] ?? 'application/json');
+    for (const [k, v] of Object.entries(headers)) if (k !== 'Content-Type') r = r.set(k, v);
+    return r.send(body);
+  };
+  const both = async (body: (path: string) => string, headers: (path: string) => Record<string, string> = () => ({})) => {
+    const fast = await send('/reviews', body('/reviews'), headers('/reviews'));
+    const slow = await send('/reviews?via=express', body('/reviews?via=express'), headers('/reviews?via=express'));
+    expect(pick(fast)).toEqual(pick(slow));
+    return fast;
+  };
+
+  test('valid, invalid, empty, BOM-prefixed and mistyped bodies', async () => {
+    const named = (path: string) => JSON.stringify(validReview({ name: `twin ${path}`, characteristics: { 10: 3 } }));
+    expect((await both(named)).status).toBe(201);
+    expect((await both(() => '{"product_id": 1,')).status).toBe(400);
+    expect((await both(() => '')).status).toBe(400);
+    expect((await both(() => 'null')).status).toBe(400);
+    expect((await both((p) => `\ufeff${named(`${p} bom`)}`)).status).toBe(201);
+    expect((await both(() => JSON.stringify(validReview({ rating: 9 })))).status).toBe(400);
+    expect((await both(() => JSON.stringify(validReview({ characteristics: { 20: 3 } })))).status).toBe(400);
+    expect((await both((p) => named(`${p} upper`), () => ({ 'Content-Type': 'Application/JSON; charset=UTF-8' }))).status).toBe(201);
+  });
+
+  test('keys: first use, replay, reuse with another body, a malformed key', async () => {
+    const body = (p: string) => JSON.stringify(validReview({ name: `keyed ${p}` }));
+    const key = (p: string) => ({ 'Idempotency-Key': `twin-key-${p.includes('?') ? 'express' : 'fast'}` });
+    expect((await both(body, key)).status).toBe(201);
+    expect((await both(body, key)).headers['idempotent-replayed']).toBe('true');
+    expect((await both((p) => JSON.stringify(validReview({ name: `other ${p}` })), key)).status).toBe(422);
+    expect((await both(body, () => ({ 'Idempotency-Key': 'has space' }))).status).toBe(400);
+  });
+});
+
 describe('POST /reviews with an Idempotency-Key', () => {
   const count = async (name: string) => (await t.db.query('SELECT count(*)::int AS n FROM atelier.reviews WHERE reviewer_name = $1', [name])).rows[0].n;
 
