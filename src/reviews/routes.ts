@@ -1,8 +1,10 @@
 // HTTP routes of the reviews domain: parse and validate, call the repository, answer.
-// The two reads are served by the read path (./read-path.ts), normally before Express;
-// the routes here take the spellings it leaves to Express and the writes. Registered on
-// the app directly (no sub-router), with the JSON body parser only on the route that
-// takes a body: on this box each skipped layer is measurable throughput.
+// The common spellings are served before Express (Express's router, body parser and
+// response helpers cost more per request than the handlers' own work): the two reads by
+// the read path (./read-path.ts), the votes and plain-JSON POSTs by voteDispatch and
+// postDispatch below. The Express routes take every other spelling and answer the same way.
+// Registered on the app directly (no sub-router), with the JSON body parser only on the
+// route that takes a body: on this box each skipped layer is measurable throughput.
 import express, { type Express } from 'express';
 import { HttpError } from '../lib/http-error';
 import type { IncomingMessage, ServerResponse } from 'node:http';
