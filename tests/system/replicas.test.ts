@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import request from 'supertest';
 import { createApp } from '../../src/app';
 import { freePort } from '../../src/cluster/processes';
 import { Db } from '../../src/db';
@@ -119,6 +120,25 @@ describe('reads on hot standbys', () => {
     expect(statuses.filter((s) => s !== 200)).toEqual([]);
     await new Promise((r) => setTimeout(r, 400)); // a probe or two
     expect(replicas.states[1]).toMatchObject({ up: false, usable: false });
+  });
+
+  test('a write refused by this host\'s own admission (overload) is not "the primary is down": the 503 says overloaded and the primary stays trusted', async () => {
+    // One connection, no queue: while it is held, the next statement is refused at once.
+    const busy = new Db({ connectionString: primary.url, poolSize: 1, maxQueue: 0 });
+    const set = new ReplicaSet(busy, [{ name: 'late', db: new Db({ connectionString: late.url, poolSize: 1 }) }], { maxLagBytes: 2 ** 30, maxLagSeconds: 60, probeMs: 3_600_000 });
+    await set.start();
+    set.stop();
+    const app = createApp(busy, { log: () => undefined, replicas: set });
+    const held = await busy.connect();
+    try {
+      const res = await request(app).put('/reviews/1/helpful');
+      expect({ status: res.status, error: res.body.error }).toEqual({ status: 503, error: 'The service is overloaded; retry shortly.' });
+      expect(set.writable).toBe(true);
+    } finally {
+      held.release();
+      await busy.close();
+      for (const r of set.replicas) await r.db.close();
+    }
   });
 
   test('with the primary killed, reads are still answered (from the standby) and writes get a JSON 503', async () => {
