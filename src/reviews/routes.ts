@@ -5,19 +5,51 @@
 // postDispatch below. The Express routes take every other spelling and answer the same way.
 // Registered on the app directly (no sub-router), with the JSON body parser only on the
 // route that takes a body: on this box each skipped layer is measurable throughput.
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import express, { type Express } from 'express';
 import { HttpError } from '../lib/http-error';
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Handler, ReadPath } from './read-path';
-// The request id the HTTP edge assigned (a response header), for the database's view.
-const requestIdOf = (res: express.Response): string => String(res.getHeader('X-Request-Id') ?? '');
 import type { ReviewRepository } from './repository';
 import { newReview, parseIdempotencyKey, parseOr400, parseReviewId } from './schemas';
 
 export const BODY_LIMIT = '64kb';
 const BODY_LIMIT_BYTES = 64 * 1024;
 
+// The request id the HTTP edge assigned (a response header), for the database's view.
+const requestIdOf = (res: ServerResponse): string => String(res.getHeader('X-Request-Id') ?? '');
+
+type Vote = 'helpful' | 'report';
+
+/**
+ * The writes themselves, once for both ways in (the Express routes and the dispatch before
+ * Express): from the parsed body or the path's id to the answer, on the bare Node response.
+ */
+function reviewWrites(repo: ReviewRepository, reads: ReadPath) {
+  return {
+    async create(body: unknown, keyHeader: string | undefined, req: IncomingMessage, res: ServerResponse): Promise<void> {
+      const review = parseOr400(newReview, body, 'review');
+      const key = parseIdempotencyKey(keyHeader);
+      const { id, created } = await repo.create(review, key, requestIdOf(res));
+      reads.noteWrite(req, res, review.product_id);
+      // A replay answers exactly as the first attempt did, marked so clients can tell.
+      if (!created) res.setHeader('Idempotent-Replayed', 'true');
+      const text = JSON.stringify({ review_id: id });
+      res.writeHead(201, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
+      res.end(text);
+    },
+    async vote(kind: Vote, rawId: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+      const id = parseReviewId(rawId);
+      const product = id === null ? undefined : await (kind === 'helpful' ? repo.markHelpful(id, requestIdOf(res)) : repo.report(id, requestIdOf(res)));
+      if (product === undefined) throw new HttpError(404, `No review with id ${rawId}.`);
+      reads.noteWrite(req, res, product);
+      res.statusCode = 204;
+      res.end();
+    },
+  };
+}
+
 export function registerReviewRoutes(app: Express, repo: ReviewRepository, reads: ReadPath): void {
+  const writes = reviewWrites(repo, reads);
   app.get('/reviews', reads.list);
   app.get('/reviews/meta', reads.meta);
 
@@ -26,32 +58,11 @@ export function registerReviewRoutes(app: Express, repo: ReviewRepository, reads
     if (!req.is('application/json')) {
       throw new HttpError(415, 'Request body must be JSON (Content-Type: application/json).');
     }
-    const review = parseOr400(newReview, req.body, 'review');
-    const key = parseIdempotencyKey(req.get('Idempotency-Key'));
-    const { id, created } = await repo.create(review, key, requestIdOf(res));
-    reads.noteWrite(req, res, review.product_id);
-    // A replay answers exactly as the first attempt did, marked so clients can tell.
-    if (!created) res.setHeader('Idempotent-Replayed', 'true');
-    res.status(201).json({ review_id: id });
+    await writes.create(req.body, req.get('Idempotency-Key'), req, res);
   });
-
-  const notFound = (id: string) => new HttpError(404, `No review with id ${id}.`);
-
-  app.put('/reviews/:review_id/helpful', async (req, res) => {
-    const id = parseReviewId(req.params.review_id);
-    const product = id === null ? undefined : await repo.markHelpful(id, requestIdOf(res));
-    if (product === undefined) throw notFound(req.params.review_id);
-    reads.noteWrite(req, res, product);
-    res.status(204).end();
-  });
-
-  app.put('/reviews/:review_id/report', async (req, res) => {
-    const id = parseReviewId(req.params.review_id);
-    const product = id === null ? undefined : await repo.report(id, requestIdOf(res));
-    if (product === undefined) throw notFound(req.params.review_id);
-    reads.noteWrite(req, res, product);
-    res.status(204).end();
-  });
+  for (const kind of ['helpful', 'report'] as const) {
+    app.put(`/reviews/:review_id/${kind}`, (req, res) => writes.vote(kind, req.params.review_id as string, req, res));
+  }
 }
 
 /**
@@ -61,27 +72,15 @@ export function registerReviewRoutes(app: Express, repo: ReviewRepository, reads
  * above, which answer the same way.
  */
 export function voteDispatch(repo: ReviewRepository, reads: ReadPath, respondError: (err: unknown, res: ServerResponse) => void): (req: IncomingMessage, res: ServerResponse) => boolean {
+  const writes = reviewWrites(repo, reads);
   const VOTE = /^\/reviews\/(\d{1,10})\/(helpful|report)$/;
-  const vote = (kind: 'helpful' | 'report'): Handler => async (req, res) => {
-    try {
-      const raw = VOTE.exec(req.url!)![1];
-      const id = parseReviewId(raw);
-      const requestId = String(res.getHeader('X-Request-Id') ?? '');
-      const product = id === null ? undefined : await (kind === 'helpful' ? repo.markHelpful(id, requestId) : repo.report(id, requestId));
-      if (product === undefined) throw new HttpError(404, `No review with id ${raw}.`);
-      reads.noteWrite(req, res, product);
-      res.statusCode = 204;
-      res.end();
-    } catch (err) {
-      respondError(err, res);
-    }
-  };
-  const handlers = { helpful: vote('helpful'), report: vote('report') };
+  const handler = (kind: Vote): Handler => (req, res) => writes.vote(kind, VOTE.exec(req.url!)![1], req, res).catch((err) => respondError(err, res));
+  const handlers = { helpful: handler('helpful'), report: handler('report') };
   return (req, res) => {
     if (req.method !== 'PUT') return false;
     const m = VOTE.exec(req.url ?? '');
     if (!m) return false;
-    const kind = m[2] as 'helpful' | 'report';
+    const kind = m[2] as Vote;
     reads.serve(handlers[kind], req, res, `/reviews/:review_id/${kind}`);
     return true;
   };
@@ -110,26 +109,20 @@ function readText(req: IncomingMessage): Promise<string> {
  * compares both).
  */
 export function postDispatch(repo: ReviewRepository, reads: ReadPath, respondError: (err: unknown, res: ServerResponse) => void): (req: IncomingMessage, res: ServerResponse) => boolean {
+  const writes = reviewWrites(repo, reads);
   const post: Handler = async (req, res) => {
     try {
       const text = await readText(req);
-      let value: unknown = {};
+      let body: unknown = {};
       if (text.length) {
         try {
-          value = JSON.parse(text);
+          body = JSON.parse(text);
         } catch {
           throw new HttpError(400, 'Request body is not valid JSON.');
         }
       }
-      const review = parseOr400(newReview, value, 'review');
-      const raw = req.headers['idempotency-key'];
-      const key = parseIdempotencyKey(Array.isArray(raw) ? raw.join(', ') : raw);
-      const { id, created } = await repo.create(review, key, String(res.getHeader('X-Request-Id') ?? ''));
-      reads.noteWrite(req, res, review.product_id);
-      if (!created) res.setHeader('Idempotent-Replayed', 'true');
-      const body = JSON.stringify({ review_id: id });
-      res.writeHead(201, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
-      res.end(body);
+      // Node joins a repeated header of this kind with ", ", as Express's req.get() sees it.
+      await writes.create(body, req.headers['idempotency-key'] as string | undefined, req, res);
     } catch (err) {
       respondError(err, res);
     }
