@@ -150,21 +150,22 @@ export class ReplicaSet {
   }
 
   async probe(): Promise<void> {
-    try {
-      const row = await this.ask(this.primary);
-      // A primary demoted to a standby (or a DATABASE_URL that names one) takes no writes.
-      this.primaryUp = !row.recovery;
-      if (!row.recovery) {
-        this.primaryLsn = lsn(row.lsn);
-        this.primaryTimeline = row.timeline ?? this.primaryTimeline;
-      }
-    } catch {
-      this.primaryUp = false;
+    const answers = await Promise.all(this.nodes.map((n) => this.ask(n.db).catch(() => undefined)));
+    // The primary's server is one of the nodes (DATABASE_URL's, or the promoted one) when
+    // primaryNode is given: its node's answer serves, asked on the node's own pool, so a
+    // busy primary pool (this host's overload) does not look like a primary gone.
+    const at = this.nodes.findIndex((n) => n.db.connectionString === this.primary.connectionString);
+    const primary = at >= 0 ? answers[at] : await this.ask(this.primary).catch(() => undefined);
+    // A primary demoted to a standby (or a DATABASE_URL that names one) takes no writes.
+    this.primaryUp = primary !== undefined && !primary.recovery;
+    if (primary && !primary.recovery) {
+      this.primaryLsn = lsn(primary.lsn);
+      this.primaryTimeline = primary.timeline ?? this.primaryTimeline;
     }
-    await Promise.all(this.nodes.map(async (r, i) => {
+    this.nodes.forEach((r, i) => {
       const s = this.states[i];
-      try {
-        const row = await this.ask(r.db);
+      const row = answers[i];
+      if (row) {
         s.up = true;
         s.leader = !row.recovery;
         s.timeline = row.timeline ?? 0;
@@ -182,13 +183,13 @@ export class ReplicaSet {
         const usable = row.recovery && s.lagBytes <= this.o.maxLagBytes && s.lagSeconds <= this.o.maxLagSeconds;
         if (usable !== s.usable && (row.recovery || s.usable)) this.o.log?.(`replica ${r.name}: ${usable ? 'usable' : `skipped (lag ${s.lagBytes} bytes, ${s.lagSeconds.toFixed(1)} s${row.recovery ? '' : ', not in recovery'})`}`);
         s.usable = usable;
-      } catch {
+      } else {
         if (s.up) this.o.log?.(`replica ${r.name}: down`);
         s.up = false;
         s.usable = false;
         s.leader = false;
       }
-    }));
+    });
     this.follow();
   }
 
@@ -239,10 +240,7 @@ export class ReplicaSet {
    */
   choose(): { db: Db; replica?: number } {
     if (!this.primaryUp) {
-      let best = -1;
-      this.states.forEach((s, i) => {
-        if (s.up && !s.leader && (best < 0 || s.replayLsn > this.states[best].replayLsn)) best = i;
-      });
+      const best = this.furthest();
       if (best >= 0) {
         this.reads.replica++;
         return { db: this.nodes[best].db, replica: best };
@@ -273,15 +271,21 @@ export class ReplicaSet {
     let next: { db: Db; replica?: number } | undefined;
     if (this.primaryUp && !primaryTried) next = { db: this.primary };
     else {
-      let best = -1;
-      this.states.forEach((s, i) => {
-        if (s.up && !s.leader && !tried.has(this.nodes[i].db.connectionString) && (best < 0 || s.replayLsn > this.states[best].replayLsn)) best = i;
-      });
+      const best = this.furthest(tried);
       if (best >= 0) next = { db: this.nodes[best].db, replica: best };
       else if (!primaryTried) next = { db: this.primary };
     }
     if (next) this.reads.fallback++;
     return next;
+  }
+
+  /** The standby that answers and has replayed furthest, leaving out the servers in `skip`; -1 when none. */
+  private furthest(skip?: Set<string>): number {
+    let best = -1;
+    this.states.forEach((s, i) => {
+      if (s.up && !s.leader && !skip?.has(this.nodes[i].db.connectionString) && (best < 0 || s.replayLsn > this.states[best].replayLsn)) best = i;
+    });
+    return best;
   }
 
   /** The primary failed a read: until a probe finds it again, reads go to the standbys. */
