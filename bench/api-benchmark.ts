@@ -6,7 +6,6 @@
 // package; it costs a fraction of a Node generator's CPU per request), the fixed-rate row
 // the Node generator. Prints a table with CPU per request per process, and writes
 // bench/results/api-scale-S.json (api-scale-S-cold.json etc. with --only).
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { only, processGroups, READS, requestList, stageRow, wrkRow, type Row } from './api-bench';
@@ -20,6 +19,7 @@ import { runLoad } from '../loadtest/node/runner';
 import { apiTable, currentCommit } from './report';
 import { fromRoot } from '../src/lib/paths';
 import { describeWaits, sampleWaits } from './wait-sampler';
+import { withBareServer } from './bare-server';
 
 export const SECTIONS = ['cold', 'cache', 'metrics', 'logs', 'cluster', 'writes', 'fairness', 'overload'];
 // The generator is one address standing for many shoppers: the hosts' per-client render
@@ -55,20 +55,15 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
   };
 
   // 1. The box's HTTP ceiling.
-  const basePort = await freePort();
-  const baseline = spawn(process.execPath, [fromRoot('dist', 'bench', 'baseline-server.js'), String(basePort)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise((r) => baseline.stdout!.once('data', r));
-  try {
-    add(await wrkRow('baseline: bare node:http, 1 KB JSON', `http://127.0.0.1:${basePort}`, [{ method: 'GET', path: '/' }], { seconds: d, connections: 64, groups: processGroups([baseline.pid!]) }));
+  await withBareServer(async ({ url: bare, pid }) => {
+    add(await wrkRow('baseline: bare node:http, 1 KB JSON', bare, [{ method: 'GET', path: '/' }], { seconds: d, connections: 64, groups: processGroups([pid]) }));
     // The floor under the overload rows' p99: the same server at 1000 connections. wrk opens
     // them all at once and this box accepts them over seconds, so the first request of the
     // late ones waits that long whatever the server does (measured: p99 4.3–5.4 s).
     if (runs('overload')) {
-      add(await wrkRow('baseline: bare node:http, 1 KB JSON, 1000 connections', `http://127.0.0.1:${basePort}`, [{ method: 'GET', path: '/' }], { seconds: 12, connections: 1000, groups: processGroups([baseline.pid!]) }));
+      add(await wrkRow('baseline: bare node:http, 1 KB JSON, 1000 connections', bare, [{ method: 'GET', path: '/' }], { seconds: 12, connections: 1000, groups: processGroups([pid]) }));
     }
-  } finally {
-    baseline.kill('SIGTERM');
-  }
+  });
   const ceiling = rows[0].rps;
 
   // 2. One host, cold reads, uniform over the last 10 % of products: first as deployed
@@ -174,15 +169,10 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
     ];
     try {
       // The floor of this section: the same generator at 1000 req/s against bare node:http.
-      const basePort2 = await freePort();
-      const bare = spawn(process.execPath, [fromRoot('dist', 'bench', 'baseline-server.js'), String(basePort2)], { stdio: ['ignore', 'pipe', 'inherit'] });
-      await new Promise((r) => bare.stdout!.once('data', r));
-      try {
-        const floor = await withCpu(processGroups([bare.pid!]), () => runLoad({ target: `http://127.0.0.1:${basePort2}`, stages: [{ rate: 1000, duration: a['load-duration'] }], products, mix: only('list'), seed: seed++ }));
+      await withBareServer(async ({ url: bare, pid }) => {
+        const floor = await withCpu(processGroups([pid]), () => runLoad({ target: bare, stages: [{ rate: 1000, duration: a['load-duration'] }], products, mix: only('list'), seed: seed++ }));
         add(stageRow('writes\' tail: the floor, bare node:http at 1000 req/s (same generator)', floor.result.stages[0], floor.cpuMs));
-      } finally {
-        bare.kill('SIGTERM');
-      }
+      });
       // Warm both cache tiers first, as a cluster that has been serving is.
       await runLoad({ target: cluster.url, stages: [{ rate: 1000, duration: a['load-duration'] }], products, distribution: 'zipf', seed: seed++ });
       for (const round of [1, 2]) {

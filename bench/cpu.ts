@@ -5,18 +5,24 @@ import fs from 'node:fs';
 
 const TICK_MS = 10; // USER_HZ is 100 on Linux
 
+/** The fields of /proc/PID/stat after the command name (undefined when the process is gone). */
+function statFields(pid: number): string[] | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * utime + stime of a process in ms (undefined when it is gone); with `reaped`, also the
  * CPU of its children that exited and were waited for (cutime + cstime).
  */
 function readCpu(pid: number, reaped = false): number | undefined {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12]) + (reaped ? Number(fields[13]) + Number(fields[14]) : 0)) * TICK_MS;
-  } catch {
-    return undefined;
-  }
+  const f = statFields(pid);
+  if (!f) return undefined;
+  return (Number(f[11]) + Number(f[12]) + (reaped ? Number(f[13]) + Number(f[14]) : 0)) * TICK_MS;
 }
 
 /** utime + stime of a process in ms (0 when it is gone). */
@@ -76,12 +82,7 @@ export async function withCpu<T>(groups: ProcessGroups, fn: () => Promise<T>): P
 
 /** The parent of a process (0 when it is gone). */
 export function parentOf(pid: number): number {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-  } catch {
-    return 0;
-  }
+  return Number(statFields(pid)?.[1] ?? 0);
 }
 
 /**

@@ -13,6 +13,7 @@ import { Db } from '../src/db';
 import type { EmbeddedPostgres } from '../src/db/embedded-postgres';
 import { startStandby } from '../src/db/standby';
 import { fromRoot } from '../src/lib/paths';
+import { formatNumber as fmt } from '../src/lib/cli';
 import { runLoad, type StageResult } from '../loadtest/node/runner';
 
 export interface ReplicaPoint extends ScalePoint { replicas: number; readsOnReplicas?: number }
@@ -108,7 +109,6 @@ async function commitCost(o: Options, target: string, groups: ProcessGroups): Pr
   return rows;
 }
 
-const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
 
 /** The series as Markdown: a row per replica count, then the write rows. */
 export function replicaTable(points: ReplicaPoint[], commit: CommitRow[], a: { 'max-hosts': number; 'host-cpu': number; p99: number; 'step-seconds': number }): string[] {

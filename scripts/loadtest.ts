@@ -8,8 +8,7 @@ import path from 'node:path';
 import { parseArgs, runCli, UsageError } from '../src/lib/cli';
 import { breakdownLines, htmlReport, stageLine } from '../loadtest/node/report';
 import { runLoad, type StageResult } from '../loadtest/node/runner';
-import { spawn } from 'node:child_process';
-import { freePort } from '../src/cluster/cluster';
+import { withBareServer } from '../bench/bare-server';
 import { fromRoot } from '../src/lib/paths';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { SCENARIOS, FULL_SCALE_PRODUCTS } = require('../loadtest/lib/traffic.js') as typeof import('../loadtest/lib/traffic.js');
@@ -43,15 +42,8 @@ runCli(async () => {
   let floor: StageResult | undefined;
   if (a['floor-seconds'] > 0) {
     const rate = stages.find((s) => s.rate > 0)?.rate ?? 1000;
-    const port = await freePort();
-    const server = spawn(process.execPath, [fromRoot('dist', 'bench', 'baseline-server.js'), String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
-    try {
-      await new Promise((r) => server.stdout!.once('data', r));
-      floor = (await runLoad({ target: `http://127.0.0.1:${port}`, stages: [{ rate, duration: a['floor-seconds'] }], products: a.products, mix: [{ op: 'list', weight: 1 }], seed: a.seed })).stages[0];
-      console.log(`[loadtest] floor, bare node:http at ${rate} req/s: p50 ${floor.latencyMs.p50.toFixed(1)} ms, p99 ${floor.latencyMs.p99.toFixed(1)} ms, max ${floor.latencyMs.max.toFixed(1)} ms`);
-    } finally {
-      server.kill('SIGTERM');
-    }
+    floor = await withBareServer(async ({ url }) => (await runLoad({ target: url, stages: [{ rate, duration: a['floor-seconds'] }], products: a.products, mix: [{ op: 'list', weight: 1 }], seed: a.seed })).stages[0]);
+    console.log(`[loadtest] floor, bare node:http at ${rate} req/s: p50 ${floor.latencyMs.p50.toFixed(1)} ms, p99 ${floor.latencyMs.p99.toFixed(1)} ms, max ${floor.latencyMs.max.toFixed(1)} ms`);
   }
   const result = await runLoad({
     target: a.target.replace(/\/$/, ''), stages, thresholds: scenario.thresholds, stopOnFailure: 'stopOnFailure' in scenario,
