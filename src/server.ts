@@ -93,7 +93,7 @@ async function serve(config: Config): Promise<void> {
   const writeDb = config.PG_WRITE_POOL_SIZE > 0 ? new Db({ ...dbOptions, poolSize: config.PG_WRITE_POOL_SIZE, application: 'atelier-reviews-writes' }) : undefined;
   // Untrusted until its change feed listens: until then every read goes to the database.
   cache = new ResponseCache({ maxBytes: config.RESPONSE_CACHE_MB * 2 ** 20, ttlMs: config.RESPONSE_CACHE_TTL_S * 1000, trusted: false });
-  const feed = cache.enabled || replicas ? followChanges(db, cache, log, { onChange: () => replicas?.raiseFence() }) : undefined;
+  const feed = cache.enabled || replicas ? followChanges(db, cache, log, { fence: replicas }) : undefined;
   const app = createApp(db, { logFormat: config.LOG_FORMAT, trustedProxies: config.TRUSTED_PROXIES, compression: config.COMPRESSION, cache, readYourWritesSeconds: config.READ_YOUR_WRITES_S,
     cors: parseCorsOrigins(config.CORS_ORIGINS),
     writeDb,

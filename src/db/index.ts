@@ -10,10 +10,12 @@
 //   resolve.ts          DATABASE_URL, or the embedded server
 //   standby.ts          a local hot standby of the embedded server (streaming replication)
 //   replicas.ts         reads on standbys, exact under lag, and following a promotion
+//   read-stamp.ts       the freshness rule's read side: whether a read is proven fresh
 // It may import src/lib only. Everything else imports it through this file.
 export { Db, type Client, type DbOptions, type QueryResult } from './pool';
 export type { Ride } from './admission';
 export { ident, withClient } from './connection';
 export { serverGone, toUnavailable } from './errors';
 export type { ChannelHandlers, ChannelListener } from './listen';
+export { PRIMARY_READ, type ReadStamp, type Stamped } from './read-stamp';
 export { default as pg } from 'pg';

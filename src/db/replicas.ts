@@ -6,11 +6,18 @@
 // primary's WAL flush position read *after* this host heard a change (a NOTIFY) or made a
 // write itself (a committed write is flushed: synchronous_commit is on). Not the insert
 // position: after a record that ends on a page boundary it points past the next page's
-// header, which no standby ever reports as replayed (found by the replica test). Until that read returns, reads go to the primary. So a read from a standby
-// — and the host-cache entry it fills — reflects every change this host has heard of, as a
-// read from the primary would; changes not heard of yet will invalidate it when they are
-// (as without standbys). With no standby usable, or the primary down and no fence pending,
-// reads go where they can. One fence for all products (simple and exact; a fence per
+// header, which no standby ever reports as replayed (found by the replica test).
+//
+// The freshness rule (src/db/read-stamp.ts), its read side, is `stamp()` here. Every change
+// heard gets a number (`heard`); the fence is *known* when a read of the primary's flush
+// position that began after the latest change heard has returned (`covered === heard`).
+// A read is proven exact on the primary, or on a standby when the fence is known, the
+// standby has replayed past it and the change feed is listening. Everything else fails
+// closed: a fence read that was refused or failed (the next successful one, or the next
+// probe of the primary, proves it again), a primary believed down, a change feed that is
+// not listening, a promotion. Such reads are still served (from the primary while it
+// answers, else the standby that has replayed furthest) but their stamp says not proven,
+// and nothing stores them. One fence for all products (simple and exact; a fence per
 // product would send fewer reads to the primary under constant writes: not built).
 //
 // Failover. The probes ask every configured node whether it is in recovery. When a node
@@ -24,6 +31,7 @@
 // only follow it.
 import { withClient } from './connection';
 import type { Db } from './pool';
+import { PRIMARY_READ, type ReadStamp } from './read-stamp';
 
 export interface ReplicaOptions {
   maxLagBytes: number;
@@ -92,7 +100,12 @@ export class ReplicaSet {
   readonly states: ReplicaState[];
   readonly nodes: { name: string; db: Db }[];
   private fence = 0n;
-  private pending = 0;
+  /** Changes heard (notifications, own writes, feed restarts, promotions), numbered. */
+  private heard = 0;
+  /** The changes whose fence is in `fence`: all of them when equal to `heard`. */
+  private covered = 0;
+  /** Whether the change feed is listening (changes may go unheard while it is not). */
+  private feedUp = true;
   private primaryLsn = 0n;
   private primaryUp = true;
   /** The timeline of the primary the pool talks to, as last probed (0: not known yet). */
@@ -150,6 +163,8 @@ export class ReplicaSet {
   }
 
   async probe(): Promise<void> {
+    // A primary's flush position read after change number h covers every change up to h.
+    const h = this.heard;
     const answers = await Promise.all(this.nodes.map((n) => this.ask(n.db).catch(() => undefined)));
     // The primary's server is one of the nodes (DATABASE_URL's, or the promoted one) when
     // primaryNode is given: its node's answer serves, asked on the node's own pool, so a
@@ -161,6 +176,9 @@ export class ReplicaSet {
     if (primary && !primary.recovery) {
       this.primaryLsn = lsn(primary.lsn);
       this.primaryTimeline = primary.timeline ?? this.primaryTimeline;
+      // A fence whose own read was refused or failed is proven here (only then: a probe's
+      // position is newer than needed and would keep standbys out longer).
+      if (this.covered < h) this.cover(this.primaryLsn, h);
     }
     this.nodes.forEach((r, i) => {
       const s = this.states[i];
@@ -210,7 +228,8 @@ export class ReplicaSet {
     this.primaryUp = true;
     this.primaryLsn = 0n;
     // LSNs of the old timeline say nothing on the new one: start the fence again (the
-    // caches empty as the feed reconnects, and every change heard raises it).
+    // caches empty as the feed reconnects, and every change heard raises it). Until the
+    // new primary's position is read, nothing read on a standby is proven.
     this.fence = 0n;
     this.failovers++;
     this.raiseFence();
@@ -218,47 +237,70 @@ export class ReplicaSet {
   }
 
   /**
-   * This host heard a change, or made a write: reads go to the primary until the fence is
-   * raised to the primary's WAL flush position as of now.
+   * This host heard a change, or made a write: until the primary's WAL flush position as
+   * of now is read, the fence is not known and reads go to the primary. When that read is
+   * refused (this host's admission queue) or fails, the fence stays unknown until a later
+   * one returns (the next change's, or the next probe's).
    */
   raiseFence(): void {
-    this.pending++;
+    const h = ++this.heard;
     this.primary.query<{ l: string }>('SELECT pg_current_wal_flush_lsn()::text AS l')
-      .then(({ rows }) => {
-        const at = lsn(rows[0].l);
-        if (at > this.fence) this.fence = at;
-      })
-      .catch(() => undefined)
-      .finally(() => this.pending--);
+      .then(({ rows }) => this.cover(lsn(rows[0].l), h), () => undefined);
+  }
+
+  /** The change feed stopped or started listening: either way changes may have gone unheard. */
+  feedListening(listening: boolean): void {
+    this.feedUp = listening;
+    this.raiseFence();
+  }
+
+  /** The primary's flush position `at`, read after change number h was heard. */
+  private cover(at: bigint, h: number): void {
+    if (at > this.fence) this.fence = at;
+    if (h > this.covered) this.covered = h;
+  }
+
+  /** Whether the fence is proven: every change heard has its position in it, and the feed listens. */
+  get fenceKnown(): boolean {
+    return this.feedUp && this.covered === this.heard;
   }
 
   /**
-   * Where a read goes now: a standby that is usable and past the fence, else the primary.
-   * With the primary down, the standby that has replayed furthest, whatever the fence: an
-   * answer as of its replay position (at most its lag old) rather than none. The host caches
-   * store nothing meanwhile (their change feed, on the primary, is down).
+   * The freshness rule's read side (src/db/read-stamp.ts): a read on the primary's pool is
+   * proven; one on standby i only when the fence is known and the standby has replayed
+   * past it (its replay position from the last probe, which only grows, is a lower bound
+   * of what its snapshot holds).
    */
-  choose(): { db: Db; replica?: number } {
+  private stamp(i?: number): ReadStamp {
+    if (i === undefined) return PRIMARY_READ;
+    const s = this.states[i];
+    return { exact: this.fenceKnown && !s.leader && s.replayLsn >= this.fence, source: 'standby' };
+  }
+
+  /**
+   * Where a read goes now: a usable standby whose read is proven (past a known fence),
+   * else the primary. With the primary believed down, a proven standby if any, else the
+   * standby that has replayed furthest: an answer as of its replay position (at most its
+   * lag old) rather than none, stamped not proven, so nothing keeps it.
+   */
+  choose(): { db: Db; replica?: number; stamp: ReadStamp } {
+    for (let k = 0; k < this.nodes.length; k++) {
+      const i = (this.next + k) % this.nodes.length;
+      if (this.states[i].usable && this.stamp(i).exact) {
+        this.next = i + 1;
+        this.reads.replica++;
+        return { db: this.nodes[i].db, replica: i, stamp: this.stamp(i) };
+      }
+    }
     if (!this.primaryUp) {
       const best = this.furthest();
       if (best >= 0) {
         this.reads.replica++;
-        return { db: this.nodes[best].db, replica: best };
-      }
-    }
-    if (this.pending === 0) {
-      for (let k = 0; k < this.nodes.length; k++) {
-        const i = (this.next + k) % this.nodes.length;
-        const s = this.states[i];
-        if (s.usable && s.replayLsn >= this.fence) {
-          this.next = i + 1;
-          this.reads.replica++;
-          return { db: this.nodes[i].db, replica: i };
-        }
+        return { db: this.nodes[best].db, replica: best, stamp: this.stamp(best) };
       }
     }
     this.reads.primary++;
-    return { db: this.primary };
+    return { db: this.primary, stamp: PRIMARY_READ };
   }
 
   /**
@@ -266,14 +308,14 @@ export class ReplicaSet {
    * primary while it is believed up, else the standby that is up and has replayed furthest,
    * else the primary anyway; undefined when each was tried.
    */
-  fallback(tried: Set<string>): { db: Db; replica?: number } | undefined {
+  fallback(tried: Set<string>): { db: Db; replica?: number; stamp: ReadStamp } | undefined {
     const primaryTried = tried.has(this.primary.connectionString);
-    let next: { db: Db; replica?: number } | undefined;
-    if (this.primaryUp && !primaryTried) next = { db: this.primary };
+    let next: { db: Db; replica?: number; stamp: ReadStamp } | undefined;
+    if (this.primaryUp && !primaryTried) next = { db: this.primary, stamp: PRIMARY_READ };
     else {
       const best = this.furthest(tried);
-      if (best >= 0) next = { db: this.nodes[best].db, replica: best };
-      else if (!primaryTried) next = { db: this.primary };
+      if (best >= 0) next = { db: this.nodes[best].db, replica: best, stamp: this.stamp(best) };
+      else if (!primaryTried) next = { db: this.primary, stamp: PRIMARY_READ };
     }
     if (next) this.reads.fallback++;
     return next;
@@ -288,7 +330,11 @@ export class ReplicaSet {
     return best;
   }
 
-  /** The primary failed a read: until a probe finds it again, reads go to the standbys. */
+  /**
+   * The primary failed a read or a write with its server gone: until a probe finds it
+   * again, reads go to the standbys (stamped not proven unless past a known fence: one
+   * killed connection is no proof that a standby has every change).
+   */
   primaryFailed(): void {
     this.primaryUp = false;
   }

@@ -9,19 +9,27 @@ import type { ResponseCache } from './response-cache';
 /** The channel the triggers notify; payload: a product id, or '*' for everything. */
 export const CHANGES_CHANNEL = 'atelier_review_changes';
 
-export function followChanges(db: Db, cache: ResponseCache, log: (line: string) => void = () => undefined, opts: { heartbeatMs?: number; onChange?: () => void } = {}): ChannelListener {
+/** What the standbys' fence needs to hear (src/db/replicas.ts: ReplicaSet). */
+export interface ChangeFence {
+  raiseFence(): void;
+  feedListening(listening: boolean): void;
+}
+
+export function followChanges(db: Db, cache: ResponseCache, log: (line: string) => void = () => undefined, opts: { heartbeatMs?: number; fence?: ChangeFence } = {}): ChannelListener {
   let everListened = false;
+  // Not listening yet: changes may go unheard, so nothing read on a standby is proven.
+  opts.fence?.feedListening(false);
   return db.listen(CHANGES_CHANNEL, {
     message(payload) {
       // Standbys: a change heard raises the fence they must replay past (src/db/replicas.ts).
-      opts.onChange?.();
+      opts.fence?.raiseFence();
       if (payload === '*') return cache.invalidateAll();
       const product = Number(payload);
       if (Number.isInteger(product)) cache.invalidate(product);
     },
     state(listening) {
       cache.setTrusted(listening);
-      opts.onChange?.();
+      opts.fence?.feedListening(listening);
       if (listening && everListened) log('response cache: change feed back; cache emptied and trusted again');
       if (!listening) log('response cache: change feed lost; serving from the database until it is back');
       everListened ||= listening;

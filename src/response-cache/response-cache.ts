@@ -4,8 +4,15 @@
 // flight when its product was invalidated, or when the cache stopped trusting its
 // invalidation feed, is answered but never stored, so a stale body cannot outlive the
 // write that made it stale.
+//
+// The freshness rule, its store side, is `keep()`: a render is stored only when its read
+// is proven to reflect every change this host had heard when it was sent (its ReadStamp,
+// src/db/read-stamp.ts), no change to its product was heard while it was in flight, no
+// flush happened meanwhile, and the change feed listens. A render that fails any of these
+// is answered once and marked not `proven`, so the HTTP edge tells nginx not to cache it.
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
+import type { ReadStamp } from '../db/read-stamp';
 
 export interface CachedBody {
   body: Buffer;
@@ -15,8 +22,20 @@ export interface CachedBody {
   headers?: Record<string, string>;
 }
 
-/** What a render returns: the body text, or the text with its own headers. */
-export type Rendered = string | { text: string; headers: Record<string, string> };
+/** What a render returns: the body text, its own headers, and the stamp of the read behind it (required: no read path can skip the rule). */
+export interface Rendered {
+  text: string;
+  headers?: Record<string, string>;
+  stamp: ReadStamp;
+}
+
+/** An answer, where it came from, and whether it is proven fresh (a HIT, or a render the rule let the cache keep). */
+export interface CacheAnswer {
+  entry: CachedBody;
+  outcome: CacheOutcome;
+  /** False: served once and forgotten (a read not proven, or one a change overtook); nobody downstream may keep it either. */
+  proven: boolean;
+}
 
 /** HIT: served from memory; MISS: rendered now (or joined a render in flight); BYPASS: cache off or untrusted. */
 export type CacheOutcome = 'HIT' | 'MISS' | 'BYPASS';
@@ -49,7 +68,7 @@ export interface ResponseCacheStats {
 }
 
 interface Flight {
-  promise: Promise<CachedBody>;
+  promise: Promise<{ entry: CachedBody; proven: boolean }>;
   key: string;
   product: number;
   /** Set when the product was invalidated while this render was in flight. */
@@ -114,24 +133,30 @@ export class ResponseCache {
    * The body for `key` (a response of `product`): from memory, from a render already in
    * flight, or rendered now by `render` (JSON text).
    */
-  async get(product: number, key: string, render: () => Promise<Rendered>): Promise<{ entry: CachedBody; outcome: CacheOutcome }> {
+  async get(product: number, key: string, render: () => Promise<Rendered>): Promise<CacheAnswer> {
     const lru = this.lru;
     if (!lru || !this.trusted) {
       this.counters.bypassed++;
-      return { entry: toEntry(await render()), outcome: 'BYPASS' };
+      return this.unstored(render);
     }
     const hit = lru.get(key);
     if (hit) {
       this.counters.hits++;
-      return { entry: hit, outcome: 'HIT' };
+      return { entry: hit, outcome: 'HIT', proven: true };
     }
     this.counters.misses++;
     const inFlight = this.flights.get(key);
     if (inFlight) {
       this.counters.coalesced++;
-      return { entry: await inFlight.promise, outcome: 'MISS' };
+      return { ...(await inFlight.promise), outcome: 'MISS' };
     }
-    return { entry: await this.fill(product, key, render), outcome: 'MISS' };
+    return { ...(await this.fill(product, key, render)), outcome: 'MISS' };
+  }
+
+  /** A render with the cache off or untrusted: never stored; proven when its read is (nginx's TTL bounds it). */
+  private async unstored(render: () => Promise<Rendered>): Promise<CacheAnswer> {
+    const r = await render();
+    return { entry: toEntry(r), outcome: 'BYPASS', proven: r.stamp.exact };
   }
 
   /**
@@ -139,29 +164,40 @@ export class ResponseCache {
    * database, never from memory nor from a render that began earlier, since this host may
    * not have heard that write's notification yet. The fresh body is stored for everyone.
    */
-  async refresh(product: number, key: string, render: () => Promise<Rendered>): Promise<{ entry: CachedBody; outcome: CacheOutcome }> {
+  async refresh(product: number, key: string, render: () => Promise<Rendered>): Promise<CacheAnswer> {
     this.counters.bypassed++;
-    if (!this.lru || !this.trusted) return { entry: toEntry(await render()), outcome: 'BYPASS' };
-    return { entry: await this.fill(product, key, render), outcome: 'BYPASS' };
+    if (!this.lru || !this.trusted) return this.unstored(render);
+    return { ...(await this.fill(product, key, render)), outcome: 'BYPASS' };
   }
 
-  private fill(product: number, key: string, render: () => Promise<Rendered>): Promise<CachedBody> {
+  /**
+   * The freshness rule, store side (see the opening comment): whether a render begun in
+   * `epoch` for `flight` may be kept, and whether it is proven at all.
+   */
+  private keep(r: Rendered, flight: Flight, epoch: number): { proven: boolean; store: boolean } {
+    const proven = r.stamp.exact && !flight.poisoned && epoch === this.epoch;
+    return { proven, store: proven && this.trusted };
+  }
+
+  private fill(product: number, key: string, render: () => Promise<Rendered>): Promise<{ entry: CachedBody; proven: boolean }> {
     const lru = this.lru!;
     const epoch = this.epoch;
-    const flight: Flight = { key, product, poisoned: false, promise: undefined as unknown as Promise<CachedBody> };
+    const flight: Flight = { key, product, poisoned: false, promise: undefined as unknown as Flight['promise'] };
     flight.promise = (async () => {
       try {
-        const entry = toEntry(await render());
-        if (!flight.poisoned && epoch === this.epoch && this.trusted) {
+        const rendered = await render();
+        const entry = toEntry(rendered);
+        const { proven, store } = this.keep(rendered, flight, epoch);
+        if (store) {
           lru.set(key, { ...entry, product });
           // A body larger than the whole cache is not stored by lru-cache (and no dispose
           // follows): indexing its key anyway would leak one index entry per such key.
-          if (!lru.has(key)) return entry;
+          if (!lru.has(key)) return { entry, proven };
           let keys = this.keysByProduct.get(product);
           if (!keys) this.keysByProduct.set(product, (keys = new Set()));
           keys.add(key);
         }
-        return entry;
+        return { entry, proven };
       } finally {
         this.endFlight(flight);
       }
@@ -222,7 +258,6 @@ export class ResponseCache {
 }
 
 function toEntry(r: Rendered): CachedBody {
-  const body = Buffer.from(typeof r === 'string' ? r : r.text);
-  const headers = typeof r === 'string' ? undefined : r.headers;
-  return { body, etag: entityTag(body, headers), headers };
+  const body = Buffer.from(r.text);
+  return { body, etag: entityTag(body, r.headers), headers: r.headers };
 }

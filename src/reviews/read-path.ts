@@ -8,7 +8,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import querystring from 'node:querystring';
 import { HttpError } from '../lib/http-error';
-import type { CachedBody, CacheOutcome, Rendered, ResponseCache } from '../response-cache/response-cache';
+import type { CacheAnswer, Rendered, ResponseCache } from '../response-cache/response-cache';
 import type { ReviewRepository } from './repository';
 import type { ReadBudget } from './read-budget';
 import { listQuery, parseOr400, productIdQuery } from './schemas';
@@ -82,9 +82,12 @@ function lookup(cache: ResponseCache, req: IncomingMessage, product: number, key
   return wroteProducts(req).includes(String(product)) ? cache.refresh(product, key, () => render(true)) : cache.get(product, key, () => render(false));
 }
 
-function send(req: IncomingMessage, res: ServerResponse, entry: CachedBody, outcome: CacheOutcome): void {
+/** nginx's own header (it never passes it on): 0 = do not cache this answer. */
+const NOT_PROVEN = { 'X-Accel-Expires': '0' };
+
+function send(req: IncomingMessage, res: ServerResponse, { entry, outcome, proven }: CacheAnswer): void {
   if (notModified(req, entry.etag)) {
-    res.writeHead(304, { ETag: entry.etag, 'X-Response-Cache': outcome });
+    res.writeHead(304, { ETag: entry.etag, 'X-Response-Cache': outcome, ...(proven ? undefined : NOT_PROVEN) });
     res.end();
     return;
   }
@@ -94,6 +97,8 @@ function send(req: IncomingMessage, res: ServerResponse, entry: CachedBody, outc
     'Content-Length': entry.body.length,
     ETag: entry.etag,
     'X-Response-Cache': outcome,
+    // A read not proven fresh (src/db/read-stamp.ts) is served once: nginx must not keep it either.
+    ...(proven ? undefined : NOT_PROVEN),
   });
   res.end(req.method === 'HEAD' ? undefined : entry.body);
 }
@@ -125,11 +130,11 @@ export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): Read
       const key = `l:${q.product_id}:${q.sort}:${q.page}:${q.count}:${q.rating?.join('') ?? ''}`;
       // No product has 2^31 reviews: a page that far out is empty (LIMIT 0), the count still holds.
       const beyond = offset > 2147483647;
-      const { entry, outcome } = await budgeted(req, q.product_id, key, async (fresh) => {
-        const { results, total } = await repo.list(q.product_id, q.sort, beyond ? 0 : q.count, beyond ? 0 : offset, q.rating, fresh);
-        return { text: `{"product":"${q.product_id}","page":${q.page - 1},"count":${q.count},"results":${results}}`, headers: { 'X-Total-Count': String(total) } };
+      const answer = await budgeted(req, q.product_id, key, async (fresh) => {
+        const { value: { results, total }, stamp } = await repo.list(q.product_id, q.sort, beyond ? 0 : q.count, beyond ? 0 : offset, q.rating, fresh);
+        return { text: `{"product":"${q.product_id}","page":${q.page - 1},"count":${q.count},"results":${results}}`, headers: { 'X-Total-Count': String(total) }, stamp };
       });
-      send(req, res, entry, outcome);
+      send(req, res, answer);
     } catch (err) {
       respondError(err, res);
     }
@@ -138,8 +143,11 @@ export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): Read
   const meta: Handler = async (req, res) => {
     try {
       const q = parseOr400(productIdQuery, queryOf(req), 'query parameters');
-      const { entry, outcome } = await budgeted(req, q.product_id, `m:${q.product_id}`, (fresh) => repo.meta(q.product_id, fresh));
-      send(req, res, entry, outcome);
+      const answer = await budgeted(req, q.product_id, `m:${q.product_id}`, async (fresh) => {
+        const { value, stamp } = await repo.meta(q.product_id, fresh);
+        return { text: value, stamp };
+      });
+      send(req, res, answer);
     } catch (err) {
       respondError(err, res);
     }

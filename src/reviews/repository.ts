@@ -6,6 +6,7 @@ import { BatchedQuery, type BatchStatement } from '../db/batched-query';
 import { serverGone, type Db } from '../db';
 import { HttpError, UnavailableError } from '../lib/http-error';
 import type { ReplicaSet } from '../db/replicas';
+import { PRIMARY_READ, type ReadStamp, type Stamped } from '../db/read-stamp';
 import { fromRoot } from '../lib/paths';
 import type { NewReview, Sort } from './schemas';
 
@@ -84,16 +85,17 @@ export class ReviewRepository {
    * on one not tried yet: the primary while it is believed up, else the standby that has
    * replayed furthest (found in a failover test: a standby failing while the primary was
    * already dead left a read with nowhere to go). A 503 only when every server failed it.
+   * The answer carries the stamp of the server that gave it (src/db/read-stamp.ts).
    */
-  private async read<T>(fresh: boolean, run: (t: ReadTarget) => Promise<T>): Promise<T> {
+  private async read<T>(fresh: boolean, run: (t: ReadTarget) => Promise<T>): Promise<Stamped<T>> {
     const replicas = this.replicas;
-    if (!replicas) return run(this.target(this.db));
-    let chosen: { db: Db; replica?: number } | undefined = fresh ? { db: this.db } : replicas.choose();
+    if (!replicas) return { value: await run(this.target(this.db)), stamp: PRIMARY_READ };
+    let chosen: { db: Db; replica?: number; stamp: ReadStamp } | undefined = fresh ? { db: this.db, stamp: PRIMARY_READ } : replicas.choose();
     const tried = new Set<string>();
     for (;;) {
       tried.add(chosen.db.connectionString);
       try {
-        return await run(this.target(chosen.db));
+        return { value: await run(this.target(chosen.db)), stamp: chosen.stamp };
       } catch (err) {
         if (!(err instanceof UnavailableError)) throw err;
         if (chosen.replica !== undefined) replicas.failed(chosen.replica);
@@ -126,12 +128,12 @@ export class ReviewRepository {
    * The page's reviews as a JSON array text, ready to be embedded in the response, and how
    * many visible reviews (with those star ratings, when given) the product has on all pages.
    */
-  list(productId: number, sort: Sort, count: number, offset: number, ratings?: number[], fresh = false): Promise<ListPage> {
+  list(productId: number, sort: Sort, count: number, offset: number, ratings?: number[], fresh = false): Promise<Stamped<ListPage>> {
     return this.read(fresh, (t) => t.lists.run(sort, { productId, count, offset, ratings: ratingMask(ratings) }));
   }
 
   /** The meta object as JSON text (concurrent cold reads share a statement too). */
-  meta(productId: number, fresh = false): Promise<string> {
+  meta(productId: number, fresh = false): Promise<Stamped<string>> {
     return this.read(fresh, (t) => t.metas.run('meta', productId));
   }
 

@@ -21,10 +21,11 @@ export async function until(what: string, ok: () => boolean | Promise<boolean>, 
   }
 }
 
-export interface Host { base: string; replicas: ReplicaSet; cache: ResponseCache; close(): Promise<void> }
+/** A host: its URL, the primary's pool (`db`), its standbys, its cache and its change feed. */
+export interface Host { base: string; db: Db; replicas: ReplicaSet; cache: ResponseCache; feed: ChannelListener; close(): Promise<void> }
 
-export async function startHost(primaryUrl: string, standbyUrls: string[]): Promise<Host> {
-  const options = { poolSize: 2, genericPlans: true, connectTimeoutMs: 500, queueTimeoutMs: 2000 };
+export async function startHost(primaryUrl: string, standbyUrls: string[], opts: { poolSize?: number; queueTimeoutMs?: number } = {}): Promise<Host> {
+  const options = { poolSize: opts.poolSize ?? 2, genericPlans: true, connectTimeoutMs: 500, queueTimeoutMs: opts.queueTimeoutMs ?? 2000 };
   const db = new Db({ ...options, connectionString: primaryUrl });
   let cache: ResponseCache | undefined;
   const replicas = new ReplicaSet(db, standbyUrls.map((url, i) => ({ name: `standby${i + 1}`, db: new Db({ ...options, connectionString: url }) })), {
@@ -34,12 +35,12 @@ export async function startHost(primaryUrl: string, standbyUrls: string[]): Prom
   });
   await replicas.start();
   cache = new ResponseCache({ maxBytes: 8 << 20, ttlMs: 600_000, trusted: false });
-  const feed: ChannelListener = followChanges(db, cache, () => undefined, { heartbeatMs: 500, onChange: () => replicas.raiseFence() });
+  const feed: ChannelListener = followChanges(db, cache, () => undefined, { heartbeatMs: 500, fence: replicas });
   const server: http.Server = createApp(db, { log: () => undefined, cache, replicas }).listen(0, '127.0.0.1');
   await new Promise((r) => server.once('listening', r));
   await until('the change feed', () => cache!.isTrusted, 5000);
   return {
-    base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, replicas, cache,
+    base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, db, replicas, cache, feed,
     close: async () => {
       await feed.close();
       replicas.stop();
@@ -51,7 +52,7 @@ export async function startHost(primaryUrl: string, standbyUrls: string[]): Prom
 
 /** A plain app on one server, reading it fresh for every request: the truth to compare with. */
 export async function truthOf(url: string): Promise<{ base: string; db: Db; close(): Promise<void> }> {
-  const db = new Db({ connectionString: url, poolSize: 2 });
+  const db = new Db({ connectionString: url, poolSize: 2, application: 'atelier-truth' });
   const server = createApp(db, { log: () => undefined }).listen(0, '127.0.0.1');
   await new Promise((r) => server.once('listening', r));
   return { base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, db, close: async () => { await new Promise((r) => server.close(r)); await db.close(); } };

@@ -50,7 +50,7 @@ test('requests answered together get exactly what each gets alone', async () => 
   // Alone: one after another, every statement is a batch of one.
   const alone = new ReviewRepository(t.db);
   const expected: ListPage[] = [];
-  for (const a of asks) expected.push(await alone.list(a.product, a.sort, a.count, (a.page - 1) * a.count, a.rating));
+  for (const a of asks) expected.push((await alone.list(a.product, a.sort, a.count, (a.page - 1) * a.count, a.rating)).value);
 
   // Together: all at once over HTTP, through a host with one connection (no response cache: createApp without one).
   let statements = 0;
@@ -77,7 +77,7 @@ test('requests answered together get exactly what each gets alone', async () => 
     statements = 0;
     const repo = new ReviewRepository(db);
     const direct = await Promise.all(asks.map((a) => repo.list(a.product, a.sort, a.count, (a.page - 1) * a.count, a.rating)));
-    expect(direct).toEqual(expected);
+    expect(direct.map((d) => d.value)).toEqual(expected);
     expect(statements).toBe(6);
   } finally {
     server.closeAllConnections();
@@ -97,7 +97,7 @@ test('a batch that fails fails every member with the same clean error, and the n
     expect(outcomes.map((o) => o.status)).toEqual(['rejected', 'rejected', 'rejected', 'rejected']);
     for (const o of outcomes) expect((o as PromiseRejectedResult).reason).toMatchObject({ status: 503 });
     await locker.query('ROLLBACK');
-    const page = await repo.list(2, 'newest', 5, 0);
+    const { value: page } = await repo.list(2, 'newest', 5, 0);
     expect(JSON.parse(page.results)).toHaveLength(2);
   } finally {
     await locker.query('ROLLBACK').catch(() => undefined);
@@ -110,12 +110,12 @@ test('meta requests answered together get exactly what each gets alone', async (
   const alone = new ReviewRepository(t.db);
   const ids = Array.from({ length: PRODUCTS + 5 }, (_, i) => i + 1);
   const expected: string[] = [];
-  for (const id of ids) expected.push(await alone.meta(id));
+  for (const id of ids) expected.push((await alone.meta(id)).value);
   let statements = 0;
   const db = new Db({ connectionString: t.url, poolSize: 1, queueTimeoutMs: 10_000, genericPlans: true, onQuery: () => { statements++; } });
   try {
     const repo = new ReviewRepository(db);
-    const together = await Promise.all(ids.map((id) => repo.meta(id)));
+    const together = (await Promise.all(ids.map((id) => repo.meta(id)))).map((m) => m.value);
     expect(together).toEqual(expected);
     expect(JSON.parse(together[4]).product_id).toBe('5');
     expect(Object.keys(JSON.parse(together[4]).ratings).length).toBeGreaterThan(0);

@@ -6,7 +6,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createApp, type App } from '../../src/app';
-import { Db, type ChannelListener } from '../../src/db';
+import { Db, PRIMARY_READ, type ChannelListener, type ReadStamp } from '../../src/db';
 import { followChanges } from '../../src/response-cache/invalidation-feed';
 import { ResponseCache } from '../../src/response-cache/response-cache';
 import { concurrently } from '../helpers/concurrently';
@@ -26,6 +26,9 @@ async function within(ms: number, fn: () => Promise<boolean> | boolean): Promise
   return Infinity;
 }
 
+/** A render's result, read on the primary (proven) unless another stamp is given. */
+const r = (text: string, stamp: ReadStamp = PRIMARY_READ) => ({ text, stamp });
+
 describe('ResponseCache', () => {
   const big = () => new ResponseCache({ maxBytes: 1 << 20, ttlMs: 60_000 });
 
@@ -35,7 +38,7 @@ describe('ResponseCache', () => {
     const render = async () => {
       renders++;
       await tick();
-      return '{"a":1}';
+      return r('{"a":1}');
     };
     const results = await Promise.all(Array.from({ length: 20 }, () => cache.get(1, 'k', render)));
     expect(renders).toBe(1);
@@ -47,12 +50,12 @@ describe('ResponseCache', () => {
 
   test('invalidating a product drops its entries and only its entries', async () => {
     const cache = big();
-    await cache.get(1, 'a', async () => '1a');
-    await cache.get(1, 'b', async () => '1b');
-    await cache.get(2, 'c', async () => '2c');
+    await cache.get(1, 'a', async () => r('1a'));
+    await cache.get(1, 'b', async () => r('1b'));
+    await cache.get(2, 'c', async () => r('2c'));
     cache.invalidate(1);
-    expect((await cache.get(1, 'a', async () => 'new')).entry.body.toString()).toBe('new');
-    expect((await cache.get(2, 'c', async () => 'new')).outcome).toBe('HIT');
+    expect((await cache.get(1, 'a', async () => r('new'))).entry.body.toString()).toBe('new');
+    expect((await cache.get(2, 'c', async () => r('new'))).outcome).toBe('HIT');
   });
 
   test('a render in flight when its product is invalidated answers its callers but is not stored', async () => {
@@ -61,54 +64,68 @@ describe('ResponseCache', () => {
     const gate = new Promise<void>((r) => (release = r));
     const early = cache.get(1, 'k', async () => {
       await gate;
-      return 'before the write';
+      return r('before the write');
     });
     await tick();
     cache.invalidate(1);
     // A reader arriving after the write does not join the old render.
-    const late = cache.get(1, 'k', async () => 'after the write');
+    const late = cache.get(1, 'k', async () => r('after the write'));
     release();
     expect((await early).entry.body.toString()).toBe('before the write');
     expect((await late).entry.body.toString()).toBe('after the write');
-    expect((await cache.get(1, 'k', async () => 'third')).entry.body.toString()).toBe('after the write');
+    expect((await cache.get(1, 'k', async () => r('third'))).entry.body.toString()).toBe('after the write');
   });
 
   test('untrusted, it stores nothing and every read renders; trusted again, it starts empty', async () => {
     const cache = new ResponseCache({ maxBytes: 1 << 20, ttlMs: 60_000, trusted: false });
-    expect((await cache.get(1, 'k', async () => 'x')).outcome).toBe('BYPASS');
-    expect((await cache.get(1, 'k', async () => 'y')).entry.body.toString()).toBe('y');
+    expect((await cache.get(1, 'k', async () => r('x'))).outcome).toBe('BYPASS');
+    expect((await cache.get(1, 'k', async () => r('y'))).entry.body.toString()).toBe('y');
     cache.setTrusted(true);
-    await cache.get(1, 'k', async () => 'z');
-    expect((await cache.get(1, 'k', async () => 'w')).entry.body.toString()).toBe('z');
+    await cache.get(1, 'k', async () => r('z'));
+    expect((await cache.get(1, 'k', async () => r('w'))).entry.body.toString()).toBe('z');
     cache.setTrusted(false);
-    expect((await cache.get(1, 'k', async () => 'v')).entry.body.toString()).toBe('v');
+    expect((await cache.get(1, 'k', async () => r('v'))).entry.body.toString()).toBe('v');
   });
 
   test('memory stays within its bound, evicting the least recently used', async () => {
     const cache = new ResponseCache({ maxBytes: 64 * 1024, ttlMs: 60_000 });
-    for (let i = 0; i < 200; i++) await cache.get(i, `k${i}`, async () => 'x'.repeat(1000));
+    for (let i = 0; i < 200; i++) await cache.get(i, `k${i}`, async () => r('x'.repeat(1000)));
     const s = cache.stats();
     expect(s.bytes).toBeLessThanOrEqual(64 * 1024);
     expect(s.evictions).toBeGreaterThan(100);
-    expect((await cache.get(199, 'k199', async () => 'gone')).outcome).toBe('HIT');
-    expect((await cache.get(0, 'k0', async () => 'gone')).outcome).toBe('MISS');
+    expect((await cache.get(199, 'k199', async () => r('gone'))).outcome).toBe('HIT');
+    expect((await cache.get(0, 'k0', async () => r('gone'))).outcome).toBe('MISS');
   });
 
   test('a body larger than the whole cache is answered, not stored, and leaves no key behind', async () => {
     const cache = new ResponseCache({ maxBytes: 4096, ttlMs: 60_000 });
     const big = 'x'.repeat(8192);
-    for (let i = 0; i < 500; i++) expect((await cache.get(i % 7, `k${i}`, async () => big)).entry.body.length).toBe(8192);
-    await cache.get(1, 'small', async () => 'y');
+    for (let i = 0; i < 500; i++) expect((await cache.get(i % 7, `k${i}`, async () => r(big))).entry.body.length).toBe(8192);
+    await cache.get(1, 'small', async () => r('y'));
     expect(cache.stats()).toMatchObject({ entries: 1, indexedKeys: 1 });
     cache.invalidate(1);
     expect(cache.stats()).toMatchObject({ entries: 0, indexedKeys: 0 });
   });
 
+  test('a render whose read is not proven fresh (a standby behind the fence, a fallback) is answered once, marked, and not stored', async () => {
+    const cache = big();
+    const behind: ReadStamp = { exact: false, source: 'standby' };
+    const first = await cache.get(1, 'k', async () => r('old', behind));
+    expect({ body: first.entry.body.toString(), proven: first.proven }).toEqual({ body: 'old', proven: false });
+    const again = await cache.get(1, 'k', async () => r('new'));
+    expect({ body: again.entry.body.toString(), outcome: again.outcome, proven: again.proven }).toEqual({ body: 'new', outcome: 'MISS', proven: true });
+    expect((await cache.get(1, 'k', async () => r('third'))).outcome).toBe('HIT');
+    // The writer's refresh too.
+    cache.invalidate(1);
+    expect((await cache.refresh(1, 'k', async () => r('fallback', behind))).proven).toBe(false);
+    expect((await cache.get(1, 'k', async () => r('primary'))).entry.body.toString()).toBe('primary');
+  });
+
   test('off (0 bytes), every read renders', async () => {
     const cache = new ResponseCache({ maxBytes: 0, ttlMs: 1 });
     expect(cache.enabled).toBe(false);
-    await cache.get(1, 'k', async () => 'a');
-    expect((await cache.get(1, 'k', async () => 'b')).outcome).toBe('BYPASS');
+    await cache.get(1, 'k', async () => r('a'));
+    expect((await cache.get(1, 'k', async () => r('b'))).outcome).toBe('BYPASS');
   });
 });
 

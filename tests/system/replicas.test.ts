@@ -51,7 +51,7 @@ describe('reads on hot standbys', () => {
       { maxLagBytes: 2 ** 30, maxLagSeconds: 60, probeMs: 100 });
     await replicas.start();
     const cache = new ResponseCache({ maxBytes: 8 << 20, ttlMs: 600_000, trusted: false });
-    feed = followChanges(db, cache, () => undefined, { onChange: () => replicas.raiseFence() });
+    feed = followChanges(db, cache, () => undefined, { fence: replicas });
     server = createApp(db, { log: () => undefined, cache, replicas }).listen(0, '127.0.0.1');
     await new Promise((r) => server.once('listening', r));
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
