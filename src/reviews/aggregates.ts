@@ -39,13 +39,26 @@ export async function rebuildAggregates(run: Run | Client, schema = 'atelier', p
   const only = productIds !== undefined;
   const params = only ? [productIds] : undefined;
   if (only) {
-    // Same lock order as the API's writers: characteristics rows, then product_ratings.
+    // Same lock order as the API's writers: characteristics rows, then product_ratings. The
+    // product_ratings rows are locked too (a product without characteristics has nothing
+    // else to lock) and rewritten in place, never deleted: a writer waiting on a row then
+    // applies its change to the rewritten row. Deleted and inserted anew, a report waiting
+    // on the old row found it gone and its decrement was lost (found by a test).
+    // Each statement below takes a new snapshot, after the locks: every writer that held
+    // them has committed and is counted; one still to come applies its delta afterwards.
     await q(`SELECT 1 FROM ${schema}.characteristics WHERE product_id = ANY($1::int[]) ORDER BY id FOR UPDATE`, params);
-    await q(`DELETE FROM ${schema}.product_ratings WHERE product_id = ANY($1::int[])`, params);
+    await q(`SELECT 1 FROM ${schema}.product_ratings WHERE product_id = ANY($1::int[]) ORDER BY product_id FOR UPDATE`, params);
+    await q(`INSERT INTO ${schema}.product_ratings (${PRODUCT_COLUMNS})
+             SELECT k.p, coalesce(t.r1, 0), coalesce(t.r2, 0), coalesce(t.r3, 0), coalesce(t.r4, 0), coalesce(t.r5, 0),
+                    coalesce(t.recommended, 0), coalesce(t.not_recommended, 0)
+             FROM (SELECT DISTINCT unnest($1::int[]) AS p) k LEFT JOIN (${productTotalsSql(schema, true)}) t ON t.product_id = k.p
+             ORDER BY k.p
+             ON CONFLICT (product_id) DO UPDATE SET r1 = EXCLUDED.r1, r2 = EXCLUDED.r2, r3 = EXCLUDED.r3, r4 = EXCLUDED.r4,
+               r5 = EXCLUDED.r5, recommended = EXCLUDED.recommended, not_recommended = EXCLUDED.not_recommended`, params);
   } else {
     await q(`TRUNCATE ${schema}.product_ratings`);
+    await q(`INSERT INTO ${schema}.product_ratings (${PRODUCT_COLUMNS}) ${productTotalsSql(schema)}`);
   }
-  await q(`INSERT INTO ${schema}.product_ratings (${PRODUCT_COLUMNS}) ${productTotalsSql(schema, only)}`, params);
   await q(`UPDATE ${schema}.characteristics c
            SET rating_sum = coalesce(t.rating_sum, 0), rating_count = coalesce(t.rating_count, 0)
            FROM ${schema}.characteristics c2

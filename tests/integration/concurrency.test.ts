@@ -2,7 +2,7 @@
 import request from 'supertest';
 import { createApp } from '../../src/app';
 import { Db } from '../../src/db';
-import { auditAggregates } from '../../src/reviews/aggregates';
+import { auditAggregates, repairAggregates } from '../../src/reviews/aggregates';
 import { finishArrange, insertCharacteristics, insertReviews, validReview } from '../helpers/fixtures';
 import { createTestDatabase, type TestDatabase } from '../helpers/test-db';
 
@@ -120,5 +120,37 @@ describe('a write names its request in PostgreSQL', () => {
     // After the write's transaction the connection has its own name again.
     const { rows } = await t.db.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE 'atelier-reviews trace-%'");
     expect(rows[0].n).toBe(0);
+  });
+});
+
+describe('verify --repair beside the API\'s writers', () => {
+  test('a repair of a product without characteristics and a report waiting on the same row: the report\'s decrement is not lost', async () => {
+    // Product 9: no characteristics (nothing but its product_ratings row to lock), drifted.
+    await insertReviews(t.db, Array.from({ length: 4 }, (_, i) => ({ id: 900 + i, product_id: 9, rating: 5, recommend: true, date: '2021-05-05T00:00:00.000Z' })));
+    await finishArrange(t.db);
+    await t.db.query('UPDATE atelier.product_ratings SET r5 = r5 + 3 WHERE product_id = 9');
+    const waiting = async () => (await t.db.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")).rows[0].n;
+    const until = async (n: number) => {
+      for (let i = 0; i < 250 && (await waiting()) < n; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(await waiting()).toBe(n);
+    };
+    // The row held, so the repair waits for it first and the report (its reviews row already
+    // updated) second: the order in which a repair overtook a report.
+    const holder = await t.db.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1 FROM atelier.product_ratings WHERE product_id = 9 FOR UPDATE');
+      const repairing = repairAggregates(t.db, [9]);
+      await until(1);
+      const reporting = t.db.query("SELECT product_id FROM public.report_review(900, 'repair-race')");
+      await until(2);
+      await holder.query('ROLLBACK');
+      await Promise.all([repairing, reporting]);
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      holder.release();
+    }
+    const report = await auditAggregates(t.db);
+    expect(report.examples).toEqual([]);
   });
 });
