@@ -42,8 +42,6 @@ export interface DbOptions {
 export type Client = pg.PoolClient;
 export type QueryResult<R extends pg.QueryResultRow = pg.QueryResultRow> = pg.QueryResult<R>;
 
-const guarded = new WeakSet<pg.PoolClient>();
-
 export class Db {
   private current: pg.Pool;
   private readonly onQuery?: DbOptions['onQuery'];
@@ -82,6 +80,12 @@ export class Db {
     });
     // An idle client losing its server (restart) must not crash the process.
     pool.on('error', () => undefined);
+    // Nor one losing it between its login and its checkout: pg-pool hands a new client over
+    // with no 'error' listener, and a FATAL in the same packet as the login's end (a
+    // backend terminated as it starts) was an unhandled 'error' event (found by the nemesis).
+    // Listening from its creation covers every later moment too; the query in flight, if
+    // any, rejects with the error anyway.
+    pool.on('connect', (client) => client.on('error', () => undefined));
     return pool;
   }
 
@@ -123,12 +127,6 @@ export class Db {
         release.call(client, err);
         this.admission.give();
       }) as typeof client.release;
-      // A checked-out client whose server goes away emits 'error'; the query in flight
-      // rejects with it anyway, so the event itself must not crash the process.
-      if (!guarded.has(client)) {
-        guarded.add(client);
-        client.on('error', () => undefined);
-      }
       return client;
     } catch (err) {
       this.admission.give();

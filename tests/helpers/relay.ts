@@ -16,7 +16,11 @@ export interface SilentRelay {
  * `swallowQueries`: pass the connection's start-up and authentication, then swallow every
  * query (a server that accepts, logs in and never answers).
  */
-export async function silentRelay(databaseUrl: string, o: { refuseWhileSilent?: boolean; swallowQueries?: boolean } = {}): Promise<SilentRelay> {
+/**
+ * `terminateAtLogin`: the server ends each connection the moment it is ready (a FATAL 57P01,
+ * as pg_terminate_backend sends, in the same packet as the login's ReadyForQuery).
+ */
+export async function silentRelay(databaseUrl: string, o: { refuseWhileSilent?: boolean; swallowQueries?: boolean; terminateAtLogin?: boolean } = {}): Promise<SilentRelay> {
   const sockets = new Set<net.Socket>();
   const target = new URL(databaseUrl);
   const relay: SilentRelay = { url: '', silent: false, dropConnections: () => sockets.forEach((s) => s.destroy()), close: () => undefined };
@@ -31,7 +35,21 @@ export async function silentRelay(databaseUrl: string, o: { refuseWhileSilent?: 
     // A chunk from the client that opens with a simple ('Q') or extended ('P') query message.
     const query = (d: Buffer) => o.swallowQueries === true && (d[0] === 0x51 || d[0] === 0x50);
     client.on('data', (d) => void (relay.silent || query(d) || upstream.write(d)));
-    upstream.on('data', (d) => void (relay.silent || client.write(d)));
+    upstream.on('data', (d) => {
+      if (relay.silent) return;
+      // ReadyForQuery ('Z', length 5, status) ends the login.
+      if (o.terminateAtLogin && d.length >= 6 && d[d.length - 6] === 0x5a) {
+        const fields = Buffer.from('SFATAL\0VFATAL\0C57P01\0Mterminating connection due to administrator command\0\0');
+        const error = Buffer.alloc(5 + fields.length);
+        error[0] = 0x45;
+        error.writeInt32BE(4 + fields.length, 1);
+        fields.copy(error, 5);
+        client.end(Buffer.concat([d, error]));
+        upstream.destroy();
+        return;
+      }
+      client.write(d);
+    });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const url = new URL(databaseUrl);

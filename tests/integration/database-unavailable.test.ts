@@ -72,6 +72,21 @@ test('when a connection goes silent mid-query, the read timeout gives a 503 and 
   }
 });
 
+test('a connection the server terminates as it logs in (pg_terminate_backend right after a reconnect) is a 503, not a crash of the process', async () => {
+  // Found by the nemesis: the pool hands the new client over before anyone listens for its
+  // errors, and a FATAL in the same packet as the login's end was an unhandled 'error' event.
+  const relay = await silentRelay(t.url, { terminateAtLogin: true });
+  const db = new Db({ connectionString: relay.url, poolSize: 1, connectTimeoutMs: 2000 });
+  try {
+    const outcome = await db.query('SELECT 1').then(() => 'answered', (err: { status?: number }) => err.status);
+    expect(outcome).toBe(503);
+    await new Promise((r) => setTimeout(r, 100));
+  } finally {
+    await db.close().catch(() => undefined);
+    relay.close();
+  }
+});
+
 test('when a statement exceeds the statement timeout, then it is cancelled with a 503 and the pool stays healthy', async () => {
   const db = new Db({ connectionString: t.url, statementTimeoutMs: 300, poolSize: 2 });
   const app = createApp(db, { log: () => undefined });
