@@ -12,6 +12,7 @@ import type { ReplicaSet } from './db/replicas';
 import { assignRequestId, requestLog } from './http/request-log';
 import { answerClientErrors, errorHandler, errorResponder, notFound } from './http/errors';
 import { HttpError, UnavailableError } from './lib/http-error';
+import type { ProxyTrust } from './lib/client-address';
 import { ResponseCache } from './response-cache/response-cache';
 import { createReadPath } from './reviews/read-path';
 import { ReviewRepository } from './reviews/repository';
@@ -21,7 +22,7 @@ export interface AppOptions {
   /** LOG_FORMAT: json, text (or another morgan format), or off. */
   logFormat?: string;
   /** Proxies whose X-Forwarded-For names the client, for the log line (TRUSTED_PROXIES). */
-  trustedProxies?: Set<string>;
+  trustedProxies?: ProxyTrust;
   compression?: boolean;
   /** Error log sink (tests silence it). */
   log?: (line: string) => void;

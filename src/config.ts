@@ -3,6 +3,7 @@
 import 'dotenv/config';
 import { z } from 'zod';
 import { parseCorsOrigins } from './http/cors';
+import { isAddressOrRange } from './lib/client-address';
 
 const onOff = z
   .enum(['on', 'off', 'true', 'false', '1', '0'])
@@ -77,9 +78,11 @@ const schema = z.object({
   // debt allowed before its misses get a 429 being four seconds' worth (0 = no budget).
   // A storefront page renders ~2 KiB; a count=1000 page of a popular product ~290 KiB.
   READ_BUDGET_KB_S: int(0, 1048576).default(2048),
-  // Proxies (nginx) whose X-Forwarded-For names the client, comma-separated addresses.
-  TRUSTED_PROXIES: z.string().default('127.0.0.1,::1,::ffff:127.0.0.1')
-    .transform((v) => new Set(v.split(',').map((s) => s.trim()).filter(Boolean))),
+  // Proxies (nginx) whose X-Forwarded-For names the client: comma-separated addresses or
+  // CIDR ranges. Behind an nginx on another machine, its address (docs/cluster.md).
+  TRUSTED_PROXIES: z.string().default('127.0.0.1,::1')
+    .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean))
+    .refine((list) => list.every(isAddressOrRange), { message: 'takes comma-separated IP addresses or CIDR ranges, e.g. 10.0.0.5,10.1.0.0/24' }),
   // Origins whose pages may call the API (comma-separated; "*" lets any page read, never
   // write); empty = no cross-origin access. See docs/cluster.md.
   CORS_ORIGINS: z

@@ -13,6 +13,7 @@ import { findPrimary, ReplicaSet } from './db/replicas';
 import { followChanges } from './response-cache/invalidation-feed';
 import { ResponseCache } from './response-cache/response-cache';
 import { prepareDatabase } from './etl/sample';
+import { TrustedProxies } from './lib/client-address';
 
 const log = (line: string) => console.log(`[reviews${cluster.isWorker ? ` worker ${cluster.worker!.id}` : ''}] ${line}`);
 
@@ -94,13 +95,15 @@ async function serve(config: Config): Promise<void> {
   // Untrusted until its change feed listens: until then every read goes to the database.
   cache = new ResponseCache({ maxBytes: config.RESPONSE_CACHE_MB * 2 ** 20, ttlMs: config.RESPONSE_CACHE_TTL_S * 1000, trusted: false });
   const feed = cache.enabled || replicas ? followChanges(db, cache, log, { fence: replicas }) : undefined;
-  const app = createApp(db, { logFormat: config.LOG_FORMAT, trustedProxies: config.TRUSTED_PROXIES, compression: config.COMPRESSION, cache, readYourWritesSeconds: config.READ_YOUR_WRITES_S,
+  // One set of trusted proxies for the log line and the budget: it says once when nginx is missing from it.
+  const trustedProxies = new TrustedProxies(config.TRUSTED_PROXIES, log);
+  const app = createApp(db, { logFormat: config.LOG_FORMAT, trustedProxies, compression: config.COMPRESSION, cache, readYourWritesSeconds: config.READ_YOUR_WRITES_S,
     cors: parseCorsOrigins(config.CORS_ORIGINS),
     writeDb,
     replicas,
     metrics: config.METRICS ? createMetrics({ db, cache, replicas }) : undefined,
     readBudget: config.READ_BUDGET_KB_S > 0
-      ? new ReadBudget({ bytesPerSecond: config.READ_BUDGET_KB_S * 1024, burstBytes: config.READ_BUDGET_KB_S * 1024 * 4, trustedProxies: config.TRUSTED_PROXIES })
+      ? new ReadBudget({ bytesPerSecond: config.READ_BUDGET_KB_S * 1024, burstBytes: config.READ_BUDGET_KB_S * 1024 * 4, trustedProxies })
       : undefined,
   });
   const warm = await db.warm();

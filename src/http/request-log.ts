@@ -13,7 +13,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import morgan from 'morgan';
-import { clientAddress } from '../lib/client-address';
+import { clientAddress, type ProxyTrust } from '../lib/client-address';
 
 const WELL_FORMED = /^[A-Za-z0-9._-]{8,64}$/;
 
@@ -34,7 +34,7 @@ export type RequestLogger = ((req: IncomingMessage, res: ServerResponse, next: (
 };
 
 /** One JSON line per request, buffered per tick. */
-export function jsonRequestLog(o: { trustedProxies: Set<string>; write?: (chunk: string) => void }): RequestLogger {
+export function jsonRequestLog(o: { trustedProxies: ProxyTrust; write?: (chunk: string) => void }): RequestLogger {
   const write = o.write ?? ((chunk: string) => void process.stdout.write(chunk));
   let buffer = '';
   const flush = () => {
@@ -77,7 +77,7 @@ export function jsonRequestLog(o: { trustedProxies: Set<string>; write?: (chunk:
 }
 
 /** The logger for LOG_FORMAT, or none for off. */
-export function requestLog(format: string | undefined, trustedProxies: Set<string>): RequestLogger | undefined {
+export function requestLog(format: string | undefined, trustedProxies: ProxyTrust): RequestLogger | undefined {
   if (!format || format === 'off') return undefined;
   if (format === 'json') return jsonRequestLog({ trustedProxies });
   return morgan(format === 'text' ? 'dev' : format) as unknown as RequestLogger;

@@ -1,11 +1,68 @@
 // Which client sent a request: the peer's address, or the last X-Forwarded-For entry when
 // the peer is a trusted proxy (nginx appends the address it saw). Bounded work: the header
 // is cut at its last comma, and the address at 64 characters.
+//
+// Trusted proxies are addresses or CIDR ranges (TRUSTED_PROXIES; node:net's BlockList
+// matches ranges and IPv4-mapped IPv6). A request that carries X-Forwarded-For from a peer
+// that is neither trusted nor loopback is charged to that peer, and the host says so once
+// in its log: that is nginx on another machine missing from TRUSTED_PROXIES, which would
+// make every shopper behind it share one read budget.
 import type { IncomingMessage } from 'node:http';
+import net from 'node:net';
 
-export function clientAddress(req: IncomingMessage, trustedProxies: Set<string>): string {
+/** Proxies whose X-Forwarded-For is believed. */
+export interface ProxyTrust {
+  has(address: string): boolean;
+  /** Told of a forwarded request from a peer `has` refused (once is enough to log). */
+  untrusted?(peer: string): void;
+}
+
+/** Whether `spec` is an address or a CIDR range TrustedProxies accepts. */
+export function isAddressOrRange(spec: string): boolean {
+  const [address, bits, extra] = spec.split('/');
+  const family = net.isIP(address);
+  if (!family || extra !== undefined) return false;
+  if (bits === undefined) return true;
+  return /^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128);
+}
+
+const unmapped = (a: string) => (a.startsWith('::ffff:') && net.isIPv4(a.slice(7)) ? a.slice(7) : a);
+const isLoopback = (a: string) => { const u = unmapped(a); return u === '::1' || u.startsWith('127.'); };
+
+export class TrustedProxies implements ProxyTrust {
+  private readonly list = new net.BlockList();
+  private warned = false;
+
+  /** `specs`: addresses or CIDR ranges (checked by isAddressOrRange). */
+  constructor(readonly specs: string[], private readonly log?: (line: string) => void) {
+    for (const spec of specs) {
+      const [address, bits] = spec.split('/');
+      const type = net.isIPv6(address) ? 'ipv6' : 'ipv4';
+      if (bits === undefined) this.list.addAddress(unmapped(address), net.isIPv6(unmapped(address)) ? 'ipv6' : 'ipv4');
+      else this.list.addSubnet(address, Number(bits), type);
+    }
+  }
+
+  has(address: string): boolean {
+    const a = unmapped(address);
+    const type = net.isIPv6(a) ? 'ipv6' : net.isIPv4(a) ? 'ipv4' : undefined;
+    return type !== undefined && this.list.check(a, type);
+  }
+
+  untrusted(peer: string): void {
+    if (this.warned || isLoopback(peer)) return;
+    this.warned = true;
+    this.log?.(`X-Forwarded-For from ${peer}, which is not in TRUSTED_PROXIES (${this.specs.join(',') || 'none'}): its requests are charged to ${peer}, so every client behind it shares one read budget. If ${peer} is your nginx, add it to TRUSTED_PROXIES (docs/configuration.md). Said once.`);
+  }
+}
+
+export function clientAddress(req: IncomingMessage, trust: ProxyTrust): string {
   const peer = req.socket.remoteAddress ?? '';
   const xff = req.headers['x-forwarded-for'];
-  if (typeof xff !== 'string' || !trustedProxies.has(peer)) return peer;
+  if (typeof xff !== 'string') return peer;
+  if (!trust.has(peer)) {
+    trust.untrusted?.(peer);
+    return peer;
+  }
   return xff.slice(xff.lastIndexOf(',') + 1).trim().slice(0, 64) || peer;
 }

@@ -8,13 +8,13 @@
 // last X-Forwarded-For entry when the peer is a trusted proxy (nginx).
 import type { IncomingMessage } from 'node:http';
 import { LRUCache } from 'lru-cache';
-import { clientAddress } from '../lib/client-address';
+import { clientAddress, type ProxyTrust } from '../lib/client-address';
 
 export interface ReadBudgetOptions {
   bytesPerSecond: number;
   burstBytes: number;
   /** Addresses of proxies whose X-Forwarded-For is believed (nginx's). */
-  trustedProxies: Set<string>;
+  trustedProxies: ProxyTrust;
   /** Clients remembered at most (the least recent are forgotten, debt and all). */
   maxClients?: number;
 }

@@ -75,11 +75,12 @@ function wroteProducts(req: IncomingMessage): string[] {
 
 /**
  * The cache lookup for a read: a reader whose cookie names the product wrote it moments ago
- * (possibly through the other host), so its read is rendered fresh (and refreshes the cache).
+ * (possibly through the other host), so its read is rendered fresh from the primary (a
+ * standby may not have it yet) and refreshes the cache. Anyone can send the cookie: such a
+ * read is a database render, charged to the client's budget like a miss.
  */
-function lookup(cache: ResponseCache, req: IncomingMessage, product: number, key: string, render: (fresh: boolean) => Promise<Rendered>) {
-  // The writer's read is rendered from the primary (`fresh`): a standby may not have it yet.
-  return wroteProducts(req).includes(String(product)) ? cache.refresh(product, key, () => render(true)) : cache.get(product, key, () => render(false));
+function lookup(cache: ResponseCache, product: number, key: string, writer: boolean, render: (fresh: boolean) => Promise<Rendered>) {
+  return writer ? cache.refresh(product, key, () => render(true)) : cache.get(product, key, () => render(false));
 }
 
 /** nginx's own header (it never passes it on): 0 = do not cache this answer. */
@@ -106,19 +107,24 @@ function send(req: IncomingMessage, res: ServerResponse, { entry, outcome, prove
 export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): ReadPath {
   const { cache, respondError, budget } = o;
 
-  /** The cache lookup, within the client's budget: a miss is refused while it is over. */
+  /**
+   * The cache lookup, within the client's budget: a read that will render (a miss, or a
+   * writer's read) is refused while the client is over; only a read answered from memory
+   * is not (a forged writer's cookie bought renders past the budget: issue 28).
+   */
   const budgeted = async (req: IncomingMessage, product: number, key: string, render: (fresh: boolean) => Promise<Rendered>) => {
-    if (!budget) return lookup(cache, req, product, key, render);
+    const writer = wroteProducts(req).includes(String(product));
+    if (!budget) return lookup(cache, product, key, writer, render);
     // The client is looked up only when it matters: someone may be over budget, or a miss
     // is charged (a cache hit, the common case, costs no header parsing here).
-    if (budget.anyOver() && !cache.holds(key)) {
+    if (budget.anyOver() && (writer || !cache.holds(key))) {
       const wait = budget.retryAfter(budget.clientOf(req));
       if (wait > 0) {
         throw new HttpError(429, 'Too many expensive reads from this client (large pages that are not cached); retry shortly.', undefined,
           { 'Retry-After': String(Math.ceil(wait)) });
       }
     }
-    const answer = await lookup(cache, req, product, key, render);
+    const answer = await lookup(cache, product, key, writer, render);
     if (answer.outcome !== 'HIT') budget.charge(budget.clientOf(req), answer.entry.body.length);
     return answer;
   };

@@ -77,3 +77,27 @@ test('the debt drains at the budget rate', () => {
   expect(budget.anyOver(3001)).toBe(false);
   expect(budget.retryAfter('b', 0)).toBe(0);
 });
+
+test("past its budget, a client gets no database render through the writer's cookie; a genuine writer still reads its write", async () => {
+  // Client 10.0.0.5 over its budget (its large misses), the page it holds cached.
+  await get('/reviews?product_id=1&count=1000&sort=helpful&page=2', '10.0.0.5');
+  for (let count = 950; count < 960; count++) await get(`/reviews?product_id=1&count=${count}&sort=relevant`, '10.0.0.5');
+  expect((await get('/reviews?product_id=1&count=777&sort=newest', '10.0.0.5')).status).toBe(429);
+  const renders = t.db.batched.requests;
+  const statuses: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const res = await fetch(`${base}/reviews?product_id=1&count=1000&sort=helpful&page=2`, { headers: { 'x-forwarded-for': '10.0.0.5', cookie: 'atelier_wrote=1' } });
+    await res.arrayBuffer();
+    statuses.push(res.status);
+  }
+  // Counted where the renders happen (each read statement's requests), not by status.
+  expect({ statuses, renders: t.db.batched.requests - renders }).toEqual({ statuses: [429, 429, 429, 429, 429], renders: 0 });
+  // A writer within its budget: its vote, then its read of the product, fresh (not the cached page).
+  const before = await get('/reviews?product_id=1&count=3&sort=helpful', '10.0.0.6');
+  const top = JSON.parse(before.body).results[0];
+  const vote = await fetch(`${base}/reviews/${top.review_id}/helpful`, { method: 'PUT', headers: { 'x-forwarded-for': '10.0.0.6' } });
+  const cookie = vote.headers.get('set-cookie')!.split(';')[0];
+  const res = await fetch(`${base}/reviews?product_id=1&count=3&sort=helpful`, { headers: { 'x-forwarded-for': '10.0.0.6', cookie } });
+  expect(res.status).toBe(200);
+  expect(((await res.json()) as { results: { review_id: number; helpfulness: number }[] }).results.find((r) => r.review_id === top.review_id)?.helpfulness).toBe(top.helpfulness + 1);
+});
