@@ -111,7 +111,7 @@ maybe('nginx in front of two hosts', () => {
   test("errors nginx makes itself are JSON: unknown route, oversized body, write rate limit", async () => {
     const unknown = await get('/nope');
     expect(unknown.status).toBe(404);
-    expect(await unknown.json()).toEqual({ error: 'No such route.', request_id: unknown.headers.get('x-request-id') });
+    expect(await unknown.json()).toEqual({ error: 'No route for GET /nope.', request_id: unknown.headers.get('x-request-id') });
 
     const big = await fetch(`${cluster.url}/reviews`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: 'x'.repeat(70_000) });
     expect(big.status).toBe(413);
