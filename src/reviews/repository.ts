@@ -162,6 +162,14 @@ export class ReviewRepository {
     return { id: review_id, created };
   }
 
+  /** Of the characteristic ids given, those that are not the product's (ascending): for a 400 naming every field. */
+  async foreignCharacteristics(productId: number, ids: number[]): Promise<number[]> {
+    const { rows } = await this.db.query<{ id: number }>(
+      'SELECT k.id FROM unnest($2::int[]) AS k(id) WHERE NOT EXISTS (SELECT 1 FROM atelier.characteristics c WHERE c.id = k.id AND c.product_id = $1) ORDER BY 1',
+      [productId, ids.filter((id) => id <= 2147483647)], 'foreign-characteristics');
+    return rows.map((r) => r.id);
+  }
+
   /** The review's product; undefined when no review has this id (public.mark_helpful, db/migrations/0005). */
   async markHelpful(reviewId: number, requestId = ''): Promise<number | undefined> {
     const res = await this.write<{ product_id: number | null }>(HELPFUL_SQL, [reviewId, requestId], 'helpful');

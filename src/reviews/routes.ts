@@ -7,10 +7,10 @@
 // route that takes a body: on this box each skipped layer is measurable throughput.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import express, { type Express } from 'express';
-import { HttpError } from '../lib/http-error';
+import { HttpError, type FieldProblem } from '../lib/http-error';
 import type { Handler, ReadPath } from './read-path';
 import type { ReviewRepository } from './repository';
-import { newReview, parseIdempotencyKey, parseOr400, parseReviewId } from './schemas';
+import { newReview, parseIdempotencyKey, parseOr400, parseReviewId, type NewReview } from './schemas';
 
 export const BODY_LIMIT = '64kb';
 const BODY_LIMIT_BYTES = 64 * 1024;
@@ -21,13 +21,50 @@ const requestIdOf = (res: ServerResponse): string => String(res.getHeader('X-Req
 type Vote = 'helpful' | 'report';
 
 /**
+ * The body of POST /reviews, or a 400 naming every offending field, whichever stage finds it:
+ * the schema, the Idempotency-Key header, and (the database's part) characteristics of
+ * another product. A body the schema refuses is also checked against the product's
+ * characteristics when its product_id and characteristic ids are well-formed (one indexed
+ * read, at most 50 ids), so a client fixing the named fields does not meet a new 400.
+ */
+async function parseNewReview(repo: ReviewRepository, body: unknown, keyHeader: string | undefined): Promise<NewReview> {
+  const problems: FieldProblem[] = [];
+  let review: NewReview | undefined;
+  try {
+    review = parseOr400(newReview, body, 'review');
+  } catch (err) {
+    if (!(err instanceof HttpError) || !err.details) throw err;
+    problems.push(...err.details);
+  }
+  try {
+    parseIdempotencyKey(keyHeader);
+  } catch (err) {
+    if (!(err instanceof HttpError) || !err.details) throw err;
+    problems.push(...err.details);
+  }
+  if (!problems.length) return review!;
+  const raw = (body ?? {}) as { product_id?: unknown; characteristics?: unknown };
+  const product = Number(raw.product_id);
+  const chars = raw.characteristics;
+  const ids = chars && typeof chars === 'object' && !Array.isArray(chars) ? Object.keys(chars) : [];
+  const named = new Set(problems.map((p) => p.field));
+  if (Number.isInteger(product) && product >= 1 && !named.has('product_id') && ids.length && ids.length <= 50 && ids.every((k) => /^[1-9]\d{0,9}$/.test(k) && !named.has(`characteristics.${k}`))) {
+    for (const id of await repo.foreignCharacteristics(product, ids.map(Number))) {
+      problems.push({ field: `characteristics.${id}`, message: `characteristic ${id} does not belong to product ${product}` });
+    }
+  }
+  const fields = [...new Set(problems.map((p) => p.field))];
+  throw new HttpError(400, `Invalid review: ${fields.join(', ')}.`, problems);
+}
+
+/**
  * The writes themselves, once for both ways in (the Express routes and the dispatch before
  * Express): from the parsed body or the path's id to the answer, on the bare Node response.
  */
 function reviewWrites(repo: ReviewRepository, reads: ReadPath) {
   return {
     async create(body: unknown, keyHeader: string | undefined, req: IncomingMessage, res: ServerResponse): Promise<void> {
-      const review = parseOr400(newReview, body, 'review');
+      const review = await parseNewReview(repo, body, keyHeader);
       const key = parseIdempotencyKey(keyHeader);
       const { id, created } = await repo.create(review, key, requestIdOf(res));
       reads.noteWrite(req, res, review.product_id);

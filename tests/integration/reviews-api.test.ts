@@ -273,6 +273,21 @@ describe('POST /reviews', () => {
     for (const f of fields) expect(res.body.error).toContain(f);
   });
 
+  test('fields found wrong at different stages are named together: the schema, the key header, and characteristics of another product', async () => {
+    // Issue 28: rating 7, a 40-character body and another product's characteristic named
+    // rating and body only; fixing those met a second 400.
+    const before = await reviewCount();
+    for (const agent of [request(app).post('/reviews'), request(app).post('/reviews').set('Idempotency-Key', 'bad key with spaces')]) {
+      const res = await agent.send(validReview({ rating: 7, body: 'x'.repeat(40), characteristics: { 10: 4, 20: 3, 30: 5 } }));
+      expect(res.status).toBe(400);
+      const fields = res.body.details.map((d: { field: string }) => d.field).sort();
+      const keyed = res.req.getHeader('idempotency-key') !== undefined;
+      expect(fields).toEqual([...(keyed ? ['Idempotency-Key'] : []), 'body', 'characteristics.20', 'characteristics.30', 'rating']);
+      for (const f of fields) expect(res.body.error).toContain(f);
+    }
+    expect(await reviewCount()).toBe(before);
+  });
+
   test('a body that is not JSON is a 400; a non-JSON content type is a 415; an oversized body is a 413', async () => {
     const bad = await request(app).post('/reviews').set('Content-Type', 'application/json').send('{"product_id": 1,');
     expect(bad.status).toBe(400);
