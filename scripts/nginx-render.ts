@@ -3,7 +3,7 @@
 // Renders the production nginx config for ops; run it with `nginx -p DIR -c DIR/nginx.conf`.
 import { parseArgs, runCli, UsageError } from '../src/lib/cli';
 import { testNginxConfig } from '../src/cluster/cluster';
-import { DEFAULT_CACHE_TTL, DEFAULT_READ_RATE, DEFAULT_WRITE_RATE, findNginx, writeNginxConfig } from '../src/cluster/nginx-config';
+import { DEFAULT_CACHE_TTL, DEFAULT_READ_CONCURRENCY, DEFAULT_READ_RATE, DEFAULT_WRITE_RATE, findNginx, writeNginxConfig } from '../src/cluster/nginx-config';
 
 runCli(async () => {
   const a = parseArgs({
@@ -13,6 +13,7 @@ runCli(async () => {
     'cache-ttl': { type: 'string', default: DEFAULT_CACHE_TTL, arg: 'TIME', help: 'read cache lifetime' },
     'write-rate': { type: 'string', default: DEFAULT_WRITE_RATE, arg: 'RATE', help: 'per-client write limit' },
     'read-rate': { type: 'string', default: DEFAULT_READ_RATE, arg: 'RATE', help: 'per-client read limit' },
+    'read-concurrency': { type: 'number', arg: 'N', help: `reads in progress at once per client (default ${DEFAULT_READ_CONCURRENCY} with the default read rate, else none; 0: none)` },
     user: { type: 'string', arg: 'USER', help: "worker processes' user (when nginx starts as root)" },
     'access-log': { type: 'string', default: 'off', arg: 'FILE', help: 'access log (off, or a file)' },
     // Put the proxy cache on a tmpfs mount (every miss writes a file); default PREFIX/cache.
@@ -31,7 +32,7 @@ runCli(async () => {
   if (!!a['tls-cert'] !== !!a['tls-key']) throw new UsageError('--tls-cert and --tls-key go together');
   const file = writeNginxConfig({
     prefix: a.prefix, listen: a.listen, upstreams: a.upstreams.split(','), cacheTtl: a['cache-ttl'],
-    writeRate: a['write-rate'], readRate: a['read-rate'], cacheDir: a['cache-dir'],
+    writeRate: a['write-rate'], readRate: a['read-rate'], readConcurrency: a['read-concurrency'], cacheDir: a['cache-dir'],
     tls: a['tls-cert'] ? { cert: a['tls-cert'], key: a['tls-key'], listen: a['https-listen'] } : undefined,
     corsOrigins: a['cors-origins'].split(',').map((x) => x.trim()).filter(Boolean), user: a.user, accessLog: a['access-log'],
     limitExempt: a['limit-exempt'].split(',').map((x) => x.trim()).filter(Boolean),

@@ -17,6 +17,8 @@ export interface NginxOptions {
   writeRate?: string;
   /** Per-client read rate (nginx rate, e.g. "200r/s"); the burst allowed above it is twice the rate. */
   readRate?: string;
+  /** Reads in progress at once per client address (default DEFAULT_READ_CONCURRENCY with the default read rate, else none; 0: none). */
+  readConcurrency?: number;
   workerProcesses?: string;
   /** "off" or a file path. */
   accessLog?: string;
@@ -46,6 +48,12 @@ export const DEFAULT_WRITE_RATE = '10r/s';
 export const DEFAULT_HOST_MAX_CONNS = 64;
 /** Generous: a storefront page makes a handful of reads; many shoppers may share one address. */
 export const DEFAULT_READ_RATE = '200r/s';
+/**
+ * Reads in progress at once per client address (issue 28: one client's concurrent large
+ * renders took the shoppers' tail). A browser opens at most 6 connections to a host, and a
+ * cache hit is in progress for microseconds, so shoppers sharing an address rarely meet it.
+ */
+export const DEFAULT_READ_CONCURRENCY = 8;
 
 const HOST_PORT = /^[\w.-]+:\d{1,5}$|^\[[0-9a-f:]+\]:\d{1,5}$/i;
 const DURATION = /^\d+(ms|s|m)?$/;
@@ -83,6 +91,10 @@ export function renderNginx(o: NginxOptions): Record<'nginx.conf' | 'reviews-rea
   const readRate = o.readRate ?? DEFAULT_READ_RATE;
   const readMatch = /^(\d+)r\/([sm])$/.exec(readRate);
   if (!readMatch) throw new Error(`read rate "${readRate}" is not like 200r/s`);
+  // A raised read rate means one address stands for many clients (a load generator): no
+  // per-client concurrency limit then, unless one is given.
+  const readConcurrency = o.readConcurrency ?? (readRate === DEFAULT_READ_RATE ? DEFAULT_READ_CONCURRENCY : 0);
+  if (!Number.isInteger(readConcurrency) || readConcurrency < 0) throw new Error(`read concurrency "${readConcurrency}" is not a whole number (0: no limit)`);
   const prefix = path.resolve(o.prefix);
   const maxConns = o.hostMaxConns ?? DEFAULT_HOST_MAX_CONNS;
   if (!Number.isInteger(maxConns) || maxConns < 1) throw new Error(`host max connections "${maxConns}" is not a positive integer`);
@@ -103,6 +115,7 @@ export function renderNginx(o: NginxOptions): Record<'nginx.conf' | 'reviews-rea
     WRITE_RATE: rate,
     READ_RATE: readRate,
     READ_BURST: String(Math.max(20, 2 * Number(readMatch[1]))),
+    READ_CONCURRENCY: readConcurrency ? `limit_conn read_conns ${readConcurrency};` : '# no per-client concurrency limit (read rate raised for a load generator)',
     WORKER_PROCESSES: o.workerProcesses ?? 'auto',
     ACCESS_LOG: !o.accessLog || o.accessLog === 'off' ? 'off' : `${o.accessLog} reviews_json`,
     LIMIT_EXEMPT: (o.limitExempt ?? []).map((a) => {

@@ -128,6 +128,36 @@ maybe('nginx hardening', () => {
     }
   }, 120_000);
 
+  test('one client has at most 8 reads in progress: its ninth concurrent read is a JSON 429, another client is served', async () => {
+    // Reads held in progress by a table lock (counted by nginx, not timed).
+    const locker = await t.db.connect();
+    const get = (p: string, localAddress: string) => new Promise<{ status: number; body: string }>((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port, path: p, localAddress, agent: false }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode!, body }));
+      }).on('error', reject);
+    });
+    try {
+      await locker.query('BEGIN');
+      await locker.query('LOCK TABLE atelier.reviews IN ACCESS EXCLUSIVE MODE');
+      const heavy = Array.from({ length: 12 }, (_, i) => get(`/reviews?product_id=2&count=${300 + i}`, '127.0.0.40'));
+      await new Promise((r) => setTimeout(r, 500));
+      const other = get('/reviews/meta?product_id=1', '127.0.0.41');
+      await new Promise((r) => setTimeout(r, 200));
+      await locker.query('ROLLBACK');
+      const answers = await Promise.all(heavy);
+      const refused = answers.filter((a) => a.status === 429);
+      expect({ served: answers.filter((a) => a.status === 200).length, refused: refused.length }).toEqual({ served: 8, refused: 4 });
+      for (const a of refused) expect(JSON.parse(a.body).error).toMatch(/Too many requests/);
+      expect((await other).status).toBe(200);
+    } finally {
+      await locker.query('ROLLBACK').catch(() => undefined);
+      locker.release();
+    }
+  });
+
   test('what nginx answers for unknown paths and for its error pages asked directly is the contract\'s JSON with one request_id', async () => {
     for (const [method, p] of [['GET', '/nope'], ['PUT', '/nope'], ['GET', '/_errors/500'], ['GET', '/_errors/400'], ['POST', '/_errors/414']]) {
       const res = await fetch(`${cluster.url}${p}`, { method });
