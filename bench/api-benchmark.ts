@@ -9,19 +9,19 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { only, processGroups, READS, requestList, stageRow, wrkRow, type Row } from './api-bench';
-import { withCpu } from './cpu';
+import { cpuHog, sampleCpuOf, withCpu } from './cpu';
 import { findWrk } from './wrk';
 import { UsageError, formatNumber as fmt } from '../src/lib/cli';
 import { freePort, startCluster, startHost } from '../src/cluster/cluster';
 import { prepareBenchDatabase } from './dataset';
 import { Db } from '../src/db';
-import { runLoad } from '../loadtest/node/runner';
+import { runLoad, type RunResult } from '../loadtest/node/runner';
 import { apiTable, currentCommit } from './report';
 import { fromRoot } from '../src/lib/paths';
 import { describeWaits, sampleWaits } from './wait-sampler';
 import { withBareServer } from './bare-server';
 
-export const SECTIONS = ['cold', 'cache', 'metrics', 'logs', 'cluster', 'writes', 'fairness', 'overload'];
+export const SECTIONS = ['cold', 'cache', 'metrics', 'logs', 'cluster', 'knee', 'writes', 'fairness', 'overload'];
 // The generator is one address standing for many shoppers: the hosts' per-client render
 // budget is lifted for it, as nginx's per-client limits are raised for the cluster rows.
 const ONE_GENERATOR = { READ_BUDGET_KB_S: '0' };
@@ -30,6 +30,7 @@ export interface ApiBenchArgs {
   scale: number;
   duration: number;
   'load-duration': number;
+  'step-seconds': number;
   seed: number;
   only: string;
 }
@@ -148,6 +149,77 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
     }
   }
 
+  // 3b. The knee for arriving traffic (issue 29 item 1), as ops measure it with k6's
+  // constant-arrival-rate: the storefront mix (Zipf), open loop, through nginx + 2 hosts as
+  // deployed; rates doubling from 500 req/s until a step misses (p99 > 50 ms or any error),
+  // then bisecting to within 10 %; --step-seconds each (default 30). At every rate: the
+  // floor (bare node:http, same generator, same rate, a third of the step), CPU per request
+  // of each process group with the generator's own apart (this process), and where a request
+  // spends its time: in a host (its duration histogram), the rest (nginx, the kernel, the
+  // generator) outside; the hosts' event-loop delay. The knee is the highest rate that held.
+  if (runs('knee')) {
+    const cluster = await startBenchCluster();
+    const hostPids = cluster.hosts.map((h) => h.process.pid!);
+    const groups = { ...processGroups(hostPids, true), generator: () => [process.pid] };
+    const stepS = a['step-seconds'];
+    const scrape = async () => {
+      let sum = 0;
+      let count = 0;
+      let lagP99 = 0;
+      let lagMax = 0;
+      for (const h of cluster.hosts) {
+        const text = await (await fetch(`http://${h.address}/metrics`)).text();
+        for (const line of text.split('\n')) {
+          const [name, value] = [line.slice(0, line.lastIndexOf(' ')), Number(line.slice(line.lastIndexOf(' ') + 1))];
+          if (name.startsWith('http_request_duration_seconds_sum{') && !name.includes('route="/metrics"')) sum += value;
+          else if (name.startsWith('http_request_duration_seconds_count{') && !name.includes('route="/metrics"')) count += value;
+          else if (name === 'nodejs_eventloop_lag_p99_seconds') lagP99 = Math.max(lagP99, value);
+          else if (name === 'nodejs_eventloop_lag_max_seconds') lagMax = Math.max(lagMax, value);
+        }
+      }
+      return { sum, count, lagP99, lagMax };
+    };
+    const held = (st: { latencyMs: { p99: number }; errors: number }) => st.latencyMs.p99 <= 50 && st.errors === 0;
+    const step = async (rate: number) => {
+      const floor = await withBareServer(async ({ url: bare, pid }) => withCpu({ ...processGroups([pid]), generator: () => [process.pid] },
+        () => runLoad({ target: bare, stages: [{ rate, duration: Math.max(5, Math.round(stepS / 3)) }], products, mix: only('list'), seed: seed++ })));
+      const before = await scrape();
+      const { result, cpuMs } = await withCpu(groups, () => runLoad({ target: cluster.url, stages: [{ rate, duration: stepS }], products, distribution: 'zipf', seed: seed++ }));
+      const after = await scrape();
+      const st = result.stages[0];
+      const hostMeanMs = ((after.sum - before.sum) / Math.max(1, after.count - before.count)) * 1000;
+      const row = stageRow(`knee: the mix at ${fmt(rate)} req/s, open loop, nginx + 2 hosts`, st, cpuMs);
+      add({ ...row, extra: { ...row.extra, floor: { p50: floor.result.stages[0].latencyMs.p50, p99: floor.result.stages[0].latencyMs.p99, max: floor.result.stages[0].latencyMs.max, generatorUsPerRequest: (floor.cpuMs.generator * 1000) / Math.max(1, floor.result.stages[0].requests) },
+        hostMeanMs, outsideHostMeanMs: st.latencyMs.mean - hostMeanMs, eventLoopLagP99Ms: after.lagP99 * 1000, eventLoopLagMaxMs: after.lagMax * 1000, lateSends: st.lateSends, held: held(st) } });
+      log(`knee ${fmt(rate)} req/s: p50 ${fmt(st.latencyMs.p50, 1)} p99 ${fmt(st.latencyMs.p99, 1)} max ${fmt(st.latencyMs.max, 0)} ms, errors ${st.errors}, late sends ${st.lateSends} ` +
+        `(floor p99 ${fmt(floor.result.stages[0].latencyMs.p99, 1)} ms); mean ${fmt(st.latencyMs.mean, 2)} ms of which in a host ${fmt(hostMeanMs, 2)}; ` +
+        `CPU µs/request ${Object.entries(cpuMs).map(([k, v]) => `${k} ${fmt((v * 1000) / Math.max(1, st.requests))}`).join(', ')}; event-loop lag p99 ${fmt(after.lagP99 * 1000, 1)} ms -> ${held(st) ? 'held' : 'missed'}`);
+      return held(st);
+    };
+    try {
+      // Warm both cache tiers and the hosts' JIT, as a cluster that has been serving.
+      await runLoad({ target: cluster.url, stages: [{ rate: 500, duration: 10 }], products, distribution: 'zipf', seed: seed++ });
+      let pass = 0;
+      let fail = 0;
+      for (let rate = 500; rate <= 64_000; rate *= 2) {
+        if (await step(rate)) pass = rate;
+        else {
+          fail = rate;
+          break;
+        }
+      }
+      while (fail && pass && fail - pass > pass * 0.1) {
+        const mid = Math.round((pass + fail) / 2 / 50) * 50;
+        if (await step(mid)) pass = mid;
+        else fail = mid;
+      }
+      log(`knee: ${fmt(pass)} req/s held p99 <= 50 ms with no errors${fail ? `; ${fmt(fail)} req/s did not` : ''}`);
+      rows.push({ name: `knee: highest rate held (p99 <= 50 ms, no errors), ${stepS} s steps`, generator: 'open-loop', rps: pass, p50: 0, p99: 0, max: 0, errors: 0, statuses: {}, cpuUsPerRequest: {}, extra: { firstMissed: fail } });
+    } finally {
+      await cluster.stop();
+    }
+  }
+
   // 4a. Where the writes' tail goes (issue 20 item 2): the load scenario through the cluster
   // while pg_stat_activity is sampled (bench/wait-sampler.ts), three ways, alternating:
   // as deployed; the writes alone at the rate they have in the mix (do reads delay them?);
@@ -219,26 +291,43 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
     }
   }
 
-  // 4b. Fairness (issue 19 #12): the cluster as deployed (nginx's per-client limits and the
-  // hosts' render budget at their defaults). A shopper (127.0.0.2, Zipf reads, 100 req/s,
-  // open loop) alone, then beside one client (127.0.0.1, wrk) asking for count=1000 pages of
-  // every sort and page, inside the request limit's reach: the shopper's p99 in both phases.
+  // 4b. Fairness (issue 19 #12, issue 28 #6): the cluster as deployed (nginx's per-client
+  // limits, its per-client read concurrency and the hosts' render budget at their defaults).
+  // A shopper (127.0.0.2, Zipf reads, 100 req/s, open loop) alone; beside one heavy client
+  // (127.0.0.1, wrk, 16 connections) asking for count=1000 pages of every sort and page; and
+  // beside a CPU hog burning what the heavy client's generator burned (wrk's CPU, measured
+  // in that phase): on this box the generator shares the two cores, so the hog row is the
+  // part of the harm that is the generator's, and the rest is the service's.
   if (runs('fairness')) {
     const cluster = await startCluster({
       databaseUrl: url, port: await freePort(), hostPorts: [await freePort(), await freePort()], prefix: fromRoot('.data', 'bench', 'nginx-fair'), hostEnv: { LOG_FORMAT: 'off' },
     });
     const groups = processGroups(cluster.hosts.map((h) => h.process.pid!), true);
     try {
-      const shopper = () => runLoad({ target: cluster.url, stages: [{ rate: 100, duration: a['load-duration'] }], products, distribution: 'zipf', mix: READS, seed: seed++, localAddress: '127.0.0.2' });
+      const seconds = a['load-duration'];
+      const shopper = () => runLoad({ target: cluster.url, stages: [{ rate: 100, duration: seconds }], products, distribution: 'zipf', mix: READS, seed: seed++, localAddress: '127.0.0.2' });
       const alone = await withCpu(groups, shopper);
       add({ ...stageRow('fairness: a shopper alone (127.0.0.2, 100 req/s Zipf reads)', alone.result.stages[0], alone.cpuMs) });
       const heavy = (await list('zipf', only('list'), 50_000)).map((r, i) => ({ ...r, path: r.path.replace(/count=\d+/, `count=${1000 - (i % 40)}`) }));
+      const generator = sampleCpuOf('wrk');
       const [beside] = await Promise.all([
         withCpu(groups, shopper),
-        wrkRow('fairness: the heavy client (127.0.0.1, count=1000 pages, wrk)', cluster.url, heavy, { seconds: a['load-duration'], connections: 8, groups }).then(add),
+        wrkRow('fairness: the heavy client (127.0.0.1, count=1000 pages, wrk, 16 connections)', cluster.url, heavy, { seconds, connections: 16, groups }).then(add),
       ]);
-      add({ ...stageRow('fairness: the shopper beside the heavy client', beside.result.stages[0], beside.cpuMs) });
-      log(`fairness: shopper p99 ${fmt(alone.result.stages[0].latencyMs.p99, 1)} ms alone, ${fmt(beside.result.stages[0].latencyMs.p99, 1)} ms beside the heavy client (target: at most 2x)`);
+      const generatorCores = generator.stop() / 1000 / seconds;
+      const besideRow = stageRow('fairness: the shopper beside the heavy client', beside.result.stages[0], beside.cpuMs);
+      add({ ...besideRow, extra: { ...besideRow.extra, generatorCores } });
+      const hog = cpuHog(generatorCores);
+      let besideHog: Awaited<ReturnType<typeof withCpu<RunResult>>>;
+      try {
+        besideHog = await withCpu(groups, shopper);
+      } finally {
+        hog.stop();
+      }
+      add({ ...stageRow(`fairness: the shopper beside a CPU hog of the heavy generator's ${fmt(generatorCores, 2)} cores`, besideHog.result.stages[0], besideHog.cpuMs) });
+      const [p0, p1, p2] = [alone, beside, besideHog].map((x) => x.result.stages[0].latencyMs.p99);
+      log(`fairness: shopper p99 ${fmt(p0, 1)} ms alone, ${fmt(p1, 1)} ms beside the heavy client (${fmt(p1 / p0, 2)}x; target at most 2x), ` +
+        `${fmt(p2, 1)} ms beside a hog of its generator's ${fmt(generatorCores, 2)} cores: the generator's share of the harm ${fmt(Math.max(0, p2 - p0), 1)} ms, the service's ${fmt(Math.max(0, p1 - p2), 1)} ms`);
     } finally {
       await cluster.stop();
     }

@@ -1,6 +1,7 @@
 // CPU time spent by processes, read from /proc (Linux): the benchmark reports CPU per
 // request for the hosts, nginx and PostgreSQL, a steadier figure than requests per second
 // on a small, noisy machine.
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 
 const TICK_MS = 10; // USER_HZ is 100 on Linux
@@ -93,4 +94,41 @@ export function serverCpu(postmaster: number): { totalMs(): number } {
   return {
     totalMs: () => (readCpu(postmaster, true) ?? 0) + pidsNamed('postgres').filter((pid) => parentOf(pid) === postmaster).reduce((n, pid) => n + cpuMs(pid), 0),
   };
+}
+
+/**
+ * CPU of the processes named `name` while it runs (ms): each is read every 100 ms and its
+ * last reading kept, so one that exits counts for what was read of it (up to 100 ms short).
+ */
+export function sampleCpuOf(name: string): { stop(): number } {
+  const last = new Map<number, number>();
+  const read = () => {
+    for (const pid of pidsNamed(name)) last.set(pid, cpuMs(pid));
+  };
+  read();
+  const before = new Map(last);
+  const timer = setInterval(read, 100);
+  return {
+    stop() {
+      clearInterval(timer);
+      read();
+      let total = 0;
+      for (const [pid, ms] of last) total += ms - (before.get(pid) ?? 0);
+      return total;
+    },
+  };
+}
+
+/**
+ * A process that burns `cores` of CPU (a fraction of one core, duty-cycled in 10 ms slices,
+ * or more than one with several processes): a stand-in for a load generator's own CPU.
+ */
+export function cpuHog(cores: number): { stop(): void } {
+  const children: import('node:child_process').ChildProcess[] = [];
+  for (let left = cores; left > 0.001; left -= 1) {
+    const duty = Math.min(1, left);
+    const code = `const d=${duty};for(;;){const t=Date.now();while(Date.now()-t<10*d){}if(d<1){const e=Date.now()+10*(1-d);Atomics.wait(new Int32Array(new SharedArrayBuffer(4)),0,0,Math.max(0,e-Date.now()));}}`;
+    children.push(spawn(process.execPath, ['-e', code], { stdio: 'ignore' }));
+  }
+  return { stop: () => children.forEach((c) => c.kill('SIGKILL')) };
 }

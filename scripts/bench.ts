@@ -14,6 +14,7 @@ runCli(async () => {
     scale: { type: 'number', default: 0.1, arg: 'S', help: 'dataset size (1 = full scale)' },
     duration: { type: 'number', default: 10, arg: 'SECONDS', help: 'seconds per max-rate row' },
     'load-duration': { type: 'number', default: 60, arg: 'SECONDS', help: 'seconds of the fixed-rate cluster row' },
+    'step-seconds': { type: 'number', default: 30, arg: 'SECONDS', help: 'seconds per rate of the knee ramp (--only knee)' },
     seed: { type: 'number', default: 1, help: "the generator's seed" },
     only: { type: 'string', default: 'all', arg: 'LIST', help: `sections to run, of ${SECTIONS.join(',')} (the floor always runs)` },
   }, {
