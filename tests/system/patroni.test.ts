@@ -54,7 +54,8 @@ suite('failover by Patroni: the primary machine dies', () => {
     for (const h of hosts) for (const p of PATHS) await text(`${h.base}${p}`);
     const traffic = steadyTraffic(hosts, 'patroni');
     try {
-      await sleep(1500);
+      // Writes before the crash, counted rather than timed (a slow box commits fewer a second).
+      await until('writes acknowledged before the crash', () => traffic.acknowledged.length > 50, 60_000);
       const killedAt = Date.now();
       nodes[0].crash();
       await until('node2 promoted by Patroni', async () => (await nodes[1].status('/primary')) === 200, 60_000);
