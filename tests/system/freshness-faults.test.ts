@@ -64,25 +64,37 @@ describe('exact when something fails (a standby 3 s late)', () => {
     }
     await sleep(300); // a probe or two
   };
+  /** Runs `fn` while both of the host's primary connections are held: a query queued meanwhile is refused after 200 ms. */
+  const whilePrimaryHeld = async (fn: () => Promise<void>) => {
+    const held: Client[] = [await host.db.connect(), await host.db.connect()];
+    try {
+      await fn();
+    } finally {
+      for (const c of held) c.release();
+    }
+  };
+  /**
+   * The answer right after the fault is served from wherever it went (when stale, marked so
+   * nginx does not keep it); once the standby has everything, what the host answers (and
+   * keeps) equals the primary's.
+   */
+  const expectNothingStaleKept = async (p: string) => {
+    const first = await ask(p);
+    if (first.body !== (await fresh(p))) expect(first.nginx).toBe('0');
+    await caughtUp();
+    expect((await ask(p)).body).toBe(await fresh(p));
+  };
   const rename = (product: number, name: string) => operator.query('UPDATE atelier.characteristics SET name = $2 WHERE product_id = $1', [product, name]);
 
   test('the fence read refused (the primary pool held busy): no standby answer is kept', async () => {
     const p = '/reviews/meta?product_id=1';
     await ask(p);
-    // Both of the host's primary connections held: the fence read after the change waits in
-    // the queue and is refused (200 ms).
-    const held: Client[] = [await host.db.connect(), await host.db.connect()];
-    try {
+    // The fence read after the change waits in the queue and is refused.
+    await whilePrimaryHeld(async () => {
       await rename(1, 'Fit (refused fence)');
       await sleep(600);
-    } finally {
-      for (const c of held) c.release();
-    }
-    const first = await ask(p);
-    // Served from wherever it went; if it was not proven, nginx is told not to keep it.
-    if (first.body !== (await fresh(p))) expect(first.nginx).toBe('0');
-    await caughtUp();
-    expect((await ask(p)).body).toBe(await fresh(p));
+    });
+    await expectNothingStaleKept(p);
   });
 
   for (const writer of [false, true]) {
@@ -120,20 +132,14 @@ describe('exact when something fails (a standby 3 s late)', () => {
   test('the change feed dropped while the fence cannot be read: what it missed is not kept from the standby', async () => {
     const p = '/reviews?product_id=1&count=7';
     await ask(p);
-    const held: Client[] = [await host.db.connect(), await host.db.connect()];
-    try {
+    await whilePrimaryHeld(async () => {
       const listener = host.feed.backendPid;
       await operator.query('SELECT pg_terminate_backend($1)', [listener]);
       // A change the feed cannot hear, then the feed back (its fence read refused).
       await operator.query('UPDATE atelier.reviews SET helpfulness = helpfulness + 5 WHERE product_id = 1');
       await until('the feed back', () => host.cache.isTrusted && host.feed.backendPid !== listener, 10_000);
       await sleep(400);
-    } finally {
-      for (const c of held) c.release();
-    }
-    const first = await ask(p);
-    if (first.body !== (await fresh(p))) expect(first.nginx).toBe('0');
-    await caughtUp();
-    expect((await ask(p)).body).toBe(await fresh(p));
+    });
+    await expectNothingStaleKept(p);
   });
 });
