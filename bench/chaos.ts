@@ -44,6 +44,8 @@ export interface ChaosReport {
   exactness: { views: number; differing: string[] };
   ledger: Awaited<ReturnType<WriteLedger['check']>>;
   drift: string[];
+  /** What the hosts logged as unexpected errors (their 500s), distinct, with counts. */
+  unexpectedErrors: string[];
   rss: { process: string; startMb: number; endMb: number }[];
 }
 
@@ -141,6 +143,16 @@ export async function runChaos(o: ChaosOptions, config: LocalClusterSettings): P
         { process: 'PostgreSQL standby (postmaster)', pid: await postmasterOf(standbyUrl) },
       ];
     };
+    // What a host answered 500 for: each 'unexpected error' it logs, kept (distinct, a few).
+    const unexpected = new Map<string, number>();
+    for (const h of cluster.hosts) {
+      let buffered = '';
+      h.process.stderr?.on('data', (d: Buffer) => {
+        buffered = (buffered + d.toString()).slice(-100_000);
+        for (const m of buffered.matchAll(/unexpected error: ([^\n]*)/g)) unexpected.set(m[1].slice(0, 300), (unexpected.get(m[1].slice(0, 300)) ?? 0) + 1);
+        buffered = buffered.slice(buffered.lastIndexOf('\n') + 1);
+      });
+    }
     const procs = await pids();
     const rssStart = procs.map((p) => rssMb(p.pid));
 
@@ -169,10 +181,14 @@ export async function runChaos(o: ChaosOptions, config: LocalClusterSettings): P
         log(`${((f.startedAt - startedAt) / 1000).toFixed(0).padStart(5)} s  ${f.kind.padEnd(13)} ${f.detail} (${f.endedAt - f.startedAt} ms)`);
       }
     })();
-    const result = await load;
-    running = false;
-    await Promise.all([writer, faults]);
-    await nemesis.close();
+    let result: RunResult;
+    try {
+      result = await load;
+    } finally {
+      running = false;
+      await Promise.all([writer, faults]);
+      await nemesis.close();
+    }
 
     // Quiet for the stated bound: nginx's TTL plus a second (it expires in whole seconds) and a margin.
     await sleep((o.cacheTtlS + 1) * 1000 + 1000);
@@ -188,6 +204,7 @@ export async function runChaos(o: ChaosOptions, config: LocalClusterSettings): P
       exactness: { views: views.length, differing },
       ledger: ledgerCheck,
       drift: audit.examples,
+      unexpectedErrors: [...unexpected].slice(0, 10).map(([line, n]) => `${n} x ${line}`),
       rss: procs.map((p, i) => ({ process: p.process, startMb: rssStart[i], endMb: rssMb(p.pid) })),
     };
   } finally {

@@ -130,5 +130,8 @@ export function cpuHog(cores: number): { stop(): void } {
     const code = `const d=${duty};for(;;){const t=Date.now();while(Date.now()-t<10*d){}if(d<1){const e=Date.now()+10*(1-d);Atomics.wait(new Int32Array(new SharedArrayBuffer(4)),0,0,Math.max(0,e-Date.now()));}}`;
     children.push(spawn(process.execPath, ['-e', code], { stdio: 'ignore' }));
   }
-  return { stop: () => children.forEach((c) => c.kill('SIGKILL')) };
+  const stop = () => children.forEach((c) => c.kill('SIGKILL'));
+  // Not left spinning if the benchmark itself ends first.
+  process.once('exit', stop);
+  return { stop };
 }

@@ -5,6 +5,10 @@
 -- create, alter nor drop anything.
 CREATE ROLE atelier_owner LOGIN PASSWORD :'owner_password';
 CREATE ROLE atelier_app LOGIN PASSWORD :'app_password';
+-- The hosts read which timeline a standby streams (pg_stat_wal_receiver), to compare its
+-- replay position with the primary's only on one timeline: without it no standby read is
+-- proven fresh and reads stay on the primary (src/db/replicas.ts). Read-only statistics.
+GRANT pg_read_all_stats TO atelier_app;
 CREATE DATABASE atelier OWNER atelier_owner;
 \connect atelier
 SET ROLE atelier_owner;

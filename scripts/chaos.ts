@@ -36,11 +36,12 @@ runCli(async () => {
   const p = r.ledger.posts;
   log(`ledger: ${p.acknowledged} POSTs acknowledged, ${p.present} present, ${p.missing.length} missing, ${p.duplicated.length} duplicated; votes outside their bounds on ${r.ledger.votes.outside.length} of ${r.ledger.votes.reviews} reviews`);
   log(`aggregates: ${r.drift.length ? `drift: ${r.drift.join('; ')}` : 'no drift'}`);
+  log(`hosts' unexpected errors (their 500s): ${r.unexpectedErrors.length ? `\n  ${r.unexpectedErrors.join('\n  ')}` : 'none'}`);
   for (const x of r.rss) log(`RSS ${x.process.padEnd(32)} ${x.startMb.toFixed(0).padStart(5)} MB -> ${x.endMb.toFixed(0).padStart(5)} MB`);
   const out = fromRoot('bench', 'results');
   fs.mkdirSync(out, { recursive: true });
   const file = path.join(out, `chaos-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
   fs.writeFileSync(file, JSON.stringify(r, null, 2));
   log(`written: ${path.relative(fromRoot(), file)}`);
-  if (r.exactness.differing.length || p.missing.length || p.duplicated.length || r.ledger.votes.outside.length || r.drift.length) process.exitCode = 1;
+  if (r.unexpectedErrors.length || r.exactness.differing.length || p.missing.length || p.duplicated.length || r.ledger.votes.outside.length || r.drift.length) process.exitCode = 1;
 });

@@ -202,9 +202,9 @@ export class Nemesis {
 export async function differingViews(base: string, truthBase: string, paths: string[]): Promise<string[]> {
   const wrong: string[] = [];
   for (const p of paths) {
-    const want = await (await fetch(`${truthBase}${p}`)).text();
+    const want = await (await fetch(`${truthBase}${p}`, { signal: AbortSignal.timeout(15_000) })).text();
     for (const pass of [1, 2]) {
-      const res = await fetch(`${base}${p}`);
+      const res = await fetch(`${base}${p}`, { signal: AbortSignal.timeout(15_000) });
       const got = await res.text();
       if (got !== want) wrong.push(`${p} (pass ${pass}, ${res.status} ${res.headers.get('x-cache-status') ?? '-'}/${res.headers.get('x-response-cache') ?? '-'}): ${got.slice(0, 160)} | fresh ${want.slice(0, 160)}`);
     }

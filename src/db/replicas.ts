@@ -64,14 +64,19 @@ export interface ReplicaState {
   behindSince: number;
   /** Up and not in recovery: a primary (the current one, a promoted standby, or a stale old one). */
   leader: boolean;
-  /** A leader's timeline (0 when unknown or in recovery). */
+  /** A leader's timeline, or the timeline a standby streams (0 when unknown). */
   timeline: number;
 }
 
-/** One query per node: its role, its WAL position (replayed, or flushed on a primary) and, on a primary, its timeline. */
+/**
+ * One query per node: its role, its WAL position (replayed, or flushed on a primary) and its
+ * timeline: a primary's own, a standby's WAL receiver's (the timeline it streams; NULL when
+ * it streams nothing, or when the role may not see it: pg_read_all_stats, deploy/roles.sql).
+ */
 const NODE_SQL = `SELECT pg_is_in_recovery() AS recovery,
   (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_flush_lsn() END)::text AS lsn,
-  CASE WHEN NOT pg_is_in_recovery() THEN ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS timeline,
+  CASE WHEN NOT pg_is_in_recovery() THEN ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int
+       ELSE (SELECT received_tli FROM pg_stat_wal_receiver) END AS timeline,
   extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 AS age`;
 interface NodeRow { recovery: boolean; lsn: string | null; timeline: number | null; age: number | null }
 
@@ -116,6 +121,8 @@ export class ReplicaSet {
   readonly reads = { primary: 0, replica: 0, fallback: 0 };
   /** Times the primary moved to another node. */
   failovers = 0;
+  /** Standbys whose streamed timeline could not be read (said once each). */
+  private readonly unseenTimeline = new Set<string>();
 
   constructor(private readonly primary: Db, readonly replicas: { name: string; db: Db }[], private readonly o: ReplicaOptions) {
     this.nodes = o.primaryNode ? [...replicas, o.primaryNode] : [...replicas];
@@ -187,6 +194,10 @@ export class ReplicaSet {
         s.up = true;
         s.leader = !row.recovery;
         s.timeline = row.timeline ?? 0;
+        if (row.recovery && row.timeline === null && this.primaryUp && !this.unseenTimeline.has(r.name)) {
+          this.unseenTimeline.add(r.name);
+          this.o.log?.(`replica ${r.name}: its WAL receiver's timeline is not visible (not streaming, or the role lacks pg_read_all_stats: deploy/roles.sql); its reads are not proven fresh and stay on the primary until it is`);
+        }
         s.replayLsn = row.recovery ? lsn(row.lsn) : 0n;
         const behind = this.primaryUp && row.recovery ? this.primaryLsn - s.replayLsn : 0n;
         s.lagBytes = behind > 0n ? Number(behind) : 0;
@@ -267,14 +278,17 @@ export class ReplicaSet {
 
   /**
    * The freshness rule's read side (src/db/read-stamp.ts): a read on the primary's pool is
-   * proven; one on standby i only when the fence is known and the standby has replayed
-   * past it (its replay position from the last probe, which only grows, is a lower bound
-   * of what its snapshot holds).
+   * proven; one on standby i only when the fence is known, the standby streams the
+   * primary's timeline, and it has replayed past the fence (its replay position from the
+   * last probe, which only grows, is a lower bound of what its snapshot holds). LSNs compare
+   * only on one timeline: after a promotion a standby that was ahead on the old one has a
+   * higher LSN and lacks the new primary's commits (found by review).
    */
   private stamp(i?: number): ReadStamp {
     if (i === undefined) return PRIMARY_READ;
     const s = this.states[i];
-    return { exact: this.fenceKnown && !s.leader && s.replayLsn >= this.fence, source: 'standby' };
+    const sameTimeline = this.primaryTimeline > 0 && s.timeline === this.primaryTimeline;
+    return { exact: this.fenceKnown && !s.leader && sameTimeline && s.replayLsn >= this.fence, source: 'standby' };
   }
 
   /**

@@ -23,10 +23,18 @@ export function isAddressOrRange(spec: string): boolean {
   const family = net.isIP(address);
   if (!family || extra !== undefined) return false;
   if (bits === undefined) return true;
-  return /^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128);
+  if (!/^\d{1,3}$/.test(bits) || Number(bits) > (family === 4 ? 32 : 128)) return false;
+  // An IPv4-mapped range shorter than /96 would cover every IPv4 peer (BlockList reads
+  // ::ffff:10.0.0.0/8 as ::/8): refused, as a mistake that trusts every client.
+  return !(mappedIPv4(address) && Number(bits) < 96);
 }
 
-const unmapped = (a: string) => (a.startsWith('::ffff:') && net.isIPv4(a.slice(7)) ? a.slice(7) : a);
+/** The IPv4 address inside an IPv4-mapped IPv6 one (::ffff:a.b.c.d), else undefined. */
+function mappedIPv4(a: string): string | undefined {
+  return a.toLowerCase().startsWith('::ffff:') && net.isIPv4(a.slice(7)) ? a.slice(7) : undefined;
+}
+
+const unmapped = (a: string) => mappedIPv4(a) ?? a;
 const isLoopback = (a: string) => { const u = unmapped(a); return u === '::1' || u.startsWith('127.'); };
 
 export class TrustedProxies implements ProxyTrust {
@@ -37,9 +45,11 @@ export class TrustedProxies implements ProxyTrust {
   constructor(readonly specs: string[], private readonly log?: (line: string) => void) {
     for (const spec of specs) {
       const [address, bits] = spec.split('/');
-      const type = net.isIPv6(address) ? 'ipv6' : 'ipv4';
+      const v4 = mappedIPv4(address);
+      // Mapped addresses and ranges are matched as the IPv4 ones they stand for.
       if (bits === undefined) this.list.addAddress(unmapped(address), net.isIPv6(unmapped(address)) ? 'ipv6' : 'ipv4');
-      else this.list.addSubnet(address, Number(bits), type);
+      else if (v4) this.list.addSubnet(v4, Number(bits) - 96, 'ipv4');
+      else this.list.addSubnet(address, Number(bits), net.isIPv6(address) ? 'ipv6' : 'ipv4');
     }
   }
 

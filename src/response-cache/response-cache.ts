@@ -12,7 +12,7 @@
 // is answered once and marked not `proven`, so the HTTP edge tells nginx not to cache it.
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import type { ReadStamp } from '../db/read-stamp';
+import type { ReadStamp } from '../db';
 
 export interface CachedBody {
   body: Buffer;

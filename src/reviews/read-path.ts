@@ -87,8 +87,10 @@ function lookup(cache: ResponseCache, product: number, key: string, writer: bool
 const NOT_PROVEN = { 'X-Accel-Expires': '0' };
 
 function send(req: IncomingMessage, res: ServerResponse, { entry, outcome, proven }: CacheAnswer): void {
-  if (notModified(req, entry.etag)) {
-    res.writeHead(304, { ETag: entry.etag, 'X-Response-Cache': outcome, ...(proven ? undefined : NOT_PROVEN) });
+  // A 304 would renew what nginx holds for another TTL (it ignores X-Accel-Expires on a
+  // revalidation): an answer not proven fresh is always sent whole, and kept by nobody.
+  if (proven && notModified(req, entry.etag)) {
+    res.writeHead(304, { ETag: entry.etag, 'X-Response-Cache': outcome });
     res.end();
     return;
   }

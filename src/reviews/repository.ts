@@ -3,10 +3,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { BatchedQuery, type BatchStatement } from '../db/batched-query';
-import { serverGone, type Db } from '../db';
+import { PRIMARY_READ, serverGone, type Db, type ReadStamp, type Stamped } from '../db';
 import { HttpError, UnavailableError } from '../lib/http-error';
 import type { ReplicaSet } from '../db/replicas';
-import { PRIMARY_READ, type ReadStamp, type Stamped } from '../db/read-stamp';
 import { fromRoot } from '../lib/paths';
 import type { NewReview, Sort } from './schemas';
 

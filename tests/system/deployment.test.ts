@@ -93,6 +93,8 @@ describe('database roles (deploy/roles.sql)', () => {
       const posted = await request(api).post('/reviews').send({ product_id: 1, rating: 5, body: LONG_BODY, recommend: true, name: 'role', email: 'r@example.com' });
       expect(posted.status).toBe(201);
       expect((await request(api).put(`/reviews/${posted.body.review_id}/report`)).status).toBe(204);
+      // It may read a standby's streamed timeline (src/db/replicas.ts), nothing more.
+      expect((await db.query("SELECT pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER') AS ok")).rows[0].ok).toBe(true);
       for (const ddl of ['DROP TABLE atelier.reviews', 'ALTER TABLE atelier.reviews ADD COLUMN x int', 'CREATE TABLE atelier.x (a int)', 'CREATE TABLE public.x (a int)', 'TRUNCATE atelier.reviews']) {
         await expect(db.query(ddl)).rejects.toMatchObject({ code: '42501' });
       }

@@ -50,7 +50,7 @@ describe('exact when something fails (a standby 3 s late)', () => {
 
   const ask = async (p: string, headers: Record<string, string> = {}) => {
     const res = await fetch(`${host.base}${p}`, { headers });
-    return { body: await res.text(), cache: res.headers.get('x-response-cache'), nginx: res.headers.get('x-accel-expires') };
+    return { status: res.status, etag: res.headers.get('etag'), body: await res.text(), cache: res.headers.get('x-response-cache'), nginx: res.headers.get('x-accel-expires') };
   };
   const fresh = async (p: string) => (await fetch(`${truth.base}${p}`)).text();
   /** Until the standby has replayed everything the primary has (the apply delay passed). */
@@ -101,7 +101,7 @@ describe('exact when something fails (a standby 3 s late)', () => {
     test(`a primary connection killed under a read${writer ? " (the writer's own read, from its cookie)" : ''}: the fallback's standby answer is served, not kept`, async () => {
       const product = writer ? 3 : 2;
       const p = `/reviews/meta?product_id=${product}`;
-      await ask(p);
+      const before = await ask(p);
       const heard = host.cache.stats().invalidations;
       await rename(product, `Fit (killed ${writer})`);
       // Heard (the fence is known and the standby is behind it).
@@ -112,7 +112,8 @@ describe('exact when something fails (a standby 3 s late)', () => {
         await locker.query('BEGIN');
         await locker.query('LOCK TABLE atelier.characteristics IN ACCESS EXCLUSIVE MODE');
         // The read goes to the primary (the standby is behind the fence) and waits for the lock.
-        const reading = ask(p, writer ? { cookie: `atelier_wrote=${product}` } : {});
+        // Revalidating the answer from before the change, as nginx does when its entry expires.
+        const reading = ask(p, { 'if-none-match': before.etag!, ...(writer ? { cookie: `atelier_wrote=${product}` } : {}) });
         await until('the read to wait for the lock', async () => (await operator.query(
           "SELECT 1 FROM pg_stat_activity WHERE application_name = 'atelier-reviews' AND wait_event_type = 'Lock'")).rowCount! > 0, 10_000);
         // One backend terminated (57P01), as pg_terminate_backend or a pooler would.
@@ -123,7 +124,10 @@ describe('exact when something fails (a standby 3 s late)', () => {
         await locker.query('ROLLBACK').catch(() => undefined);
         locker.release();
       }
-      if (first.body !== (await fresh(p))) expect(first.nginx).toBe('0');
+      // Not proven: a whole 200 that nobody keeps, never a 304 (nginx would renew its old
+      // entry for another TTL: found by review).
+      if (first.nginx === '0') expect(first.status).toBe(200);
+      if (first.status === 304 || first.body !== (await fresh(p))) expect({ status: first.status, nginx: first.nginx }).toEqual({ status: 200, nginx: '0' });
       await caughtUp();
       expect((await ask(p)).body).toBe(await fresh(p));
     });

@@ -38,6 +38,11 @@ describe('TRUSTED_PROXIES', () => {
     expect(clientAddress(req('10.1.1.1', '203.0.113.7'), trust)).toBe('10.1.1.1');
     expect(() => loadConfig({ TRUSTED_PROXIES: 'nginx.internal' })).toThrow(/TRUSTED_PROXIES/);
     expect(() => loadConfig({ TRUSTED_PROXIES: '10.0.0.0/33' })).toThrow(/TRUSTED_PROXIES/);
+    // An IPv4-mapped range shorter than /96 would trust every IPv4 peer (found by review).
+    expect(() => loadConfig({ TRUSTED_PROXIES: '::ffff:10.0.0.0/8' })).toThrow(/TRUSTED_PROXIES/);
+    const mapped = new TrustedProxies(loadConfig({ TRUSTED_PROXIES: '::ffff:10.2.0.0/112' }).TRUSTED_PROXIES);
+    expect(clientAddress(req('10.2.0.9', '203.0.113.8'), mapped)).toBe('203.0.113.8');
+    expect(clientAddress(req('10.3.0.9', '203.0.113.8'), mapped)).toBe('10.3.0.9');
   });
 
   test('X-Forwarded-For from an untrusted peer that is not loopback is said once in the log (a missing nginx address), loopback never', () => {
