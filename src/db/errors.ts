@@ -11,6 +11,10 @@ export function toUnavailable(err: unknown): UnavailableError | undefined {
   if (err instanceof UnavailableError) return err;
   const e = err as { code?: string; message?: string };
   if (e?.code === '57014') return new UnavailableError('The review database took too long to answer; retry shortly.', err);
+  // A hot standby cancelling a read on a recovery conflict (it must replay a lock or a
+  // cleanup the read stands in the way of), or a serialization failure: the read may be
+  // retried, here on another server (found by npm run chaos: it was a 500).
+  if (e?.code === '40001') return new UnavailableError('The review database cancelled the read; retry shortly.', err);
   // The write fence (db/migrations/0005): an import is replacing the data set.
   if (e?.code === 'AT503') return new UnavailableError(e.message, err, 30);
   // node-postgres's client-side query_timeout: the server stopped answering on this
@@ -27,15 +31,15 @@ export function toUnavailable(err: unknown): UnavailableError | undefined {
 /**
  * Whether an error means the server itself is gone: a connection refused, reset, timed out
  * or silent, a server shutting down or read-only. Not this host's own admission refusing
- * (overload: no database error behind it), a statement over its timeout, or the import's
- * write fence. A client whose connection failed so must be destroyed, not returned to the
+ * (overload: no database error behind it), a statement over its timeout, a read cancelled
+ * by a standby's recovery conflict, or the import's write fence. A client whose connection failed so must be destroyed, not returned to the
  * pool; a primary that failed so is believed down, and reads go to the standbys.
  */
 export function serverGone(err: unknown): boolean {
   const u = toUnavailable(err);
   if (u?.cause === undefined) return false;
   const code = (u.cause as { code?: string }).code;
-  return code !== '57014' && code !== 'AT503';
+  return code !== '57014' && code !== 'AT503' && code !== '40001';
 }
 
 /** A client whose connection failed must be destroyed, not returned to the pool. */

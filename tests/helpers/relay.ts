@@ -19,8 +19,11 @@ export interface SilentRelay {
 /**
  * `terminateAtLogin`: the server ends each connection the moment it is ready (a FATAL 57P01,
  * as pg_terminate_backend sends, in the same packet as the login's ReadyForQuery).
+ * `failQueriesWith`: a query whose text contains `match` is answered with this SQLSTATE and
+ * message instead of reaching the server (a hot standby cancelling a read on a recovery
+ * conflict), the connection staying usable.
  */
-export async function silentRelay(databaseUrl: string, o: { refuseWhileSilent?: boolean; swallowQueries?: boolean; terminateAtLogin?: boolean } = {}): Promise<SilentRelay> {
+export async function silentRelay(databaseUrl: string, o: { refuseWhileSilent?: boolean; swallowQueries?: boolean; terminateAtLogin?: boolean; failQueriesWith?: { match: string; code: string; message: string } } = {}): Promise<SilentRelay> {
   const sockets = new Set<net.Socket>();
   const target = new URL(databaseUrl);
   const relay: SilentRelay = { url: '', silent: false, dropConnections: () => sockets.forEach((s) => s.destroy()), close: () => undefined };
@@ -34,7 +37,22 @@ export async function silentRelay(databaseUrl: string, o: { refuseWhileSilent?: 
     }
     // A chunk from the client that opens with a simple ('Q') or extended ('P') query message.
     const query = (d: Buffer) => o.swallowQueries === true && (d[0] === 0x51 || d[0] === 0x50);
-    client.on('data', (d) => void (relay.silent || query(d) || upstream.write(d)));
+    const fail = o.failQueriesWith;
+    client.on('data', (d) => {
+      if (relay.silent || query(d)) return;
+      // An extended-protocol query (Parse … Sync, or Bind … Sync for a prepared one) whose
+      // text matches: answered ErrorResponse + ReadyForQuery, as the server would.
+      if (fail && (d[0] === 0x50 || d[0] === 0x42) && d.includes(fail.match)) {
+        const fields = Buffer.from(`SERROR\0VERROR\0C${fail.code}\0M${fail.message}\0\0`);
+        const error = Buffer.alloc(5 + fields.length);
+        error[0] = 0x45;
+        error.writeInt32BE(4 + fields.length, 1);
+        fields.copy(error, 5);
+        client.write(Buffer.concat([error, Buffer.from([0x5a, 0, 0, 0, 5, 0x49])]));
+        return;
+      }
+      upstream.write(d);
+    });
     upstream.on('data', (d) => {
       if (relay.silent) return;
       // ReadyForQuery ('Z', length 5, status) ends the login.

@@ -87,6 +87,23 @@ test('a connection the server terminates as it logs in (pg_terminate_backend rig
   }
 });
 
+test('a read a hot standby cancels on a recovery conflict (SQLSTATE 40001) is a 503 to retry, not a 500', async () => {
+  // Found by npm run chaos: 6 reads answered 500 "canceling statement due to conflict with
+  // recovery" while a standby replayed a table lock. Here the relay cancels the list reads
+  // as the standby did (the metas pass).
+  const relay = await silentRelay(t.url, { failQueriesWith: { match: 'list-', code: '40001', message: 'canceling statement due to conflict with recovery' } });
+  const db = new Db({ connectionString: relay.url, poolSize: 1, genericPlans: true });
+  try {
+    const app = createApp(db, { log: () => undefined });
+    const res = await request(app).get('/reviews?product_id=1');
+    expect({ status: res.status, error: res.body.error }).toEqual({ status: 503, error: expect.stringMatching(/retry/i) });
+    expect((await request(app).get('/reviews/meta?product_id=1')).status).toBe(200);
+  } finally {
+    await db.close().catch(() => undefined);
+    relay.close();
+  }
+});
+
 test('when a statement exceeds the statement timeout, then it is cancelled with a 503 and the pool stays healthy', async () => {
   const db = new Db({ connectionString: t.url, statementTimeoutMs: 300, poolSize: 2 });
   const app = createApp(db, { log: () => undefined });
