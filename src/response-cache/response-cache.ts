@@ -97,6 +97,8 @@ export class ResponseCache {
   /** Moves on every change of trust and every flush: a render started in an older epoch is not stored. */
   private epoch = 0;
   private readonly counters = { hits: 0, misses: 0, coalesced: 0, bypassed: 0, evictions: 0, invalidations: 0 };
+  /** Every invalidation heard (a product's or all), for renders that no flight tracks. */
+  private changesHeard = 0;
 
   constructor(opts: ResponseCacheOptions) {
     this.trusted = opts.trusted ?? true;
@@ -153,10 +155,15 @@ export class ResponseCache {
     return { ...(await this.fill(product, key, render)), outcome: 'MISS' };
   }
 
-  /** A render with the cache off or untrusted: never stored; proven when its read is (nginx's TTL bounds it). */
+  /**
+   * A render with the cache off or untrusted: never stored; proven when its read is and no
+   * change was heard while it ran (any product's: no flight tracks it here, so this fails
+   * closed more often; found by review: nginx could keep an overtaken render).
+   */
   private async unstored(render: () => Promise<Rendered>): Promise<CacheAnswer> {
+    const heard = this.changesHeard;
     const r = await render();
-    return { entry: toEntry(r), outcome: 'BYPASS', proven: r.stamp.exact };
+    return { entry: toEntry(r), outcome: 'BYPASS', proven: r.stamp.exact && heard === this.changesHeard };
   }
 
   /**
@@ -219,6 +226,7 @@ export class ResponseCache {
   /** Drops every entry of `product`; renders in flight for it are answered but not stored. */
   invalidate(product: number): void {
     this.counters.invalidations++;
+    this.changesHeard++;
     const keys = this.keysByProduct.get(product);
     if (keys) for (const key of [...keys]) this.lru?.delete(key);
     const flights = this.flightsByProduct.get(product);
@@ -234,6 +242,7 @@ export class ResponseCache {
   /** Drops everything (an import swapped the data in); renders in flight are not stored. */
   invalidateAll(): void {
     this.counters.invalidations++;
+    this.changesHeard++;
     this.epoch++;
     this.flights.clear();
     this.lru?.clear();

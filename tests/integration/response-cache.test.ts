@@ -121,6 +121,22 @@ describe('ResponseCache', () => {
     expect((await cache.get(1, 'k', async () => r('primary'))).entry.body.toString()).toBe('primary');
   });
 
+  test('off (0 bytes) or untrusted, a render overtaken by a change heard while it ran is answered but not proven (nginx must not keep it)', async () => {
+    for (const cache of [new ResponseCache({ maxBytes: 0, ttlMs: 1 }), new ResponseCache({ maxBytes: 1 << 20, ttlMs: 60_000, trusted: false })]) {
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      const overtaken = cache.get(1, 'k', async () => {
+        await gate;
+        return r('before the write');
+      });
+      await tick();
+      cache.invalidate(1);
+      release();
+      expect((await overtaken).proven).toBe(false);
+      expect((await cache.get(1, 'k', async () => r('after'))).proven).toBe(true);
+    }
+  });
+
   test('off (0 bytes), every read renders', async () => {
     const cache = new ResponseCache({ maxBytes: 0, ttlMs: 1 });
     expect(cache.enabled).toBe(false);
