@@ -11,7 +11,7 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { parentOf, pidsNamed } from './cpu';
+import { parentOf, pidsNamed, postmasterOf } from './cpu';
 import { createApp } from '../src/app';
 import { freePort, startCluster } from '../src/cluster/cluster';
 import { differingViews, FAULT_KINDS, helpfulnessOf, Nemesis, WriteLedger, type FaultKind, type FaultRecord } from '../src/cluster/nemesis';
@@ -57,16 +57,6 @@ function rssMb(pid: number): number {
     return m ? Number(m[1]) / 1024 : 0;
   } catch {
     return 0;
-  }
-}
-
-/** The postmaster serving `url` (the parent of one of its backends). */
-async function postmasterOf(url: string): Promise<number> {
-  const db = new Db({ connectionString: url, poolSize: 1 });
-  try {
-    return parentOf((await db.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid);
-  } finally {
-    await db.close();
   }
 }
 

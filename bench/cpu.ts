@@ -3,6 +3,7 @@
 // on a small, noisy machine.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import { Db } from '../src/db';
 
 const TICK_MS = 10; // USER_HZ is 100 on Linux
 
@@ -134,4 +135,16 @@ export function cpuHog(cores: number): { stop(): void } {
   // Not left spinning if the benchmark itself ends first.
   process.once('exit', stop);
   return { stop };
+}
+
+/** The postmaster of the server at `url`: the parent of a backend, read while the backend lives. */
+export async function postmasterOf(url: string): Promise<number> {
+  const db = new Db({ connectionString: url, poolSize: 1 });
+  try {
+    const postmaster = parentOf((await db.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid);
+    if (!postmaster) throw new Error(`no postmaster found for ${new URL(url).port}`);
+    return postmaster;
+  } finally {
+    await db.close();
+  }
 }

@@ -6,7 +6,7 @@
 // a synchronous standby costs a POST (zero loss of acknowledged writes at failover):
 // synchronous_standby_names off and on, alternating, writes only, open loop.
 import { processGroups, READS } from './api-bench';
-import { parentOf, serverCpu, withCpu, type ProcessGroups } from './cpu';
+import { postmasterOf, serverCpu, withCpu, type ProcessGroups } from './cpu';
 import { findMaxRate, type ScalePoint } from './scale-bench';
 import { freePort, hostDatabaseUrl, startCluster } from '../src/cluster/cluster';
 import { Db } from '../src/db';
@@ -31,18 +31,6 @@ interface Options {
   products: number;
   log: (line: string) => void;
 }
-
-/** The postmaster of the server at `url`: the parent of a backend, read while the backend lives. */
-const postmasterOf = async (url: string) => {
-  const db = new Db({ connectionString: url, poolSize: 1 });
-  try {
-    const postmaster = parentOf((await db.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid);
-    if (!postmaster) throw new Error(`no postmaster found for ${new URL(url).port}`);
-    return postmaster;
-  } finally {
-    await db.close();
-  }
-};
 
 export async function replicaSeries(o: Options): Promise<{ points: ReplicaPoint[]; commit: CommitRow[] }> {
   const standbys: EmbeddedPostgres[] = [];

@@ -39,6 +39,8 @@ export interface FaultRecord {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** The nemesis's own connections (named, so its pg_terminate_backend never hits them). */
+const adminDb = (url: string, poolSize: number) => new Db({ connectionString: url, poolSize, application: 'atelier-nemesis', connectTimeoutMs: 1000 });
 
 export class Nemesis {
   private primary: Db;
@@ -49,8 +51,12 @@ export class Nemesis {
   readonly log: FaultRecord[] = [];
 
   constructor(private readonly o: NemesisOptions) {
-    this.primary = new Db({ connectionString: o.primaryUrl, poolSize: 3, application: 'atelier-nemesis', connectTimeoutMs: 1000 });
-    this.standbys = o.standbyUrls.map((url) => new Db({ connectionString: url, poolSize: 1, application: 'atelier-nemesis', connectTimeoutMs: 1000 }));
+    this.primary = adminDb(o.primaryUrl, 3);
+    this.standbys = o.standbyUrls.map((url) => adminDb(url, 1));
+  }
+
+  private get holdMs(): number {
+    return this.o.holdMs ?? 1000;
   }
 
   /** The kinds this set-up can make (promotion only with a promote callback and a standby). */
@@ -66,7 +72,7 @@ export class Nemesis {
 
   /** Shoppers reading `product`'s views on every shop base, every 100 ms for holdMs. */
   private shop(product: number): void {
-    const holdMs = this.o.holdMs ?? 1000;
+    const holdMs = this.holdMs;
     const views = [`/reviews/meta?product_id=${product}`, `/reviews?product_id=${product}&count=5`];
     this.shopping.push((async () => {
       for (let t = 0; t < holdMs; t += 100) {
@@ -103,7 +109,7 @@ export class Nemesis {
   /** Makes one fault of `kind` and undoes it; resolves when it is over. */
   async inject(kind: FaultKind): Promise<FaultRecord> {
     const startedAt = Date.now();
-    const holdMs = this.o.holdMs ?? 1000;
+    const holdMs = this.holdMs;
     let detail = '';
     switch (kind) {
       case 'kill-reads': {
@@ -190,7 +196,7 @@ export class Nemesis {
   /** After a promotion: the operator's changes go to the new primary. */
   async retarget(primaryUrl: string): Promise<void> {
     await this.primary.close().catch(() => undefined);
-    this.primary = new Db({ connectionString: primaryUrl, poolSize: 3, application: 'atelier-nemesis', connectTimeoutMs: 1000 });
+    this.primary = adminDb(primaryUrl, 3);
   }
 
   async close(): Promise<void> {

@@ -1,5 +1,5 @@
-// The freshness rule's read side. Every read the hosts answer carries a stamp saying where
-// it was served and whether it is *proven* to reflect every change this host has heard
+// The freshness rule's read side. Every read the hosts answer carries a stamp saying
+// whether it is *proven* to reflect every change this host has heard
 // (notifications, its own writes, a change-feed restart, a promotion). Only a proven read
 // may be kept (the host cache stores it, nginx may cache it); anything else is served once
 // and forgotten. The stamp is made in one place, ReplicaSet.stamp (src/db/replicas.ts):
@@ -12,12 +12,10 @@
 export interface ReadStamp {
   /** Proven to reflect every change this host had heard when the read was sent. */
   readonly exact: boolean;
-  /** Where it was served: the primary's pool, or a standby. */
-  readonly source: 'primary' | 'standby';
 }
 
 /** A read on the primary: a notification (or a write's answer) comes after its commit, so a later snapshot holds it. */
-export const PRIMARY_READ: ReadStamp = Object.freeze({ exact: true, source: 'primary' });
+export const PRIMARY_READ: ReadStamp = Object.freeze({ exact: true });
 
 /** A value and the stamp of the read that produced it. */
 export interface Stamped<T> {

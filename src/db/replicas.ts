@@ -12,7 +12,8 @@
 // heard gets a number (`heard`); the fence is *known* when a read of the primary's flush
 // position that began after the latest change heard has returned (`covered === heard`).
 // A read is proven exact on the primary, or on a standby when the fence is known, the
-// standby has replayed past it and the change feed is listening. Everything else fails
+// standby streams the primary's timeline and has replayed past the fence, and the change
+// feed is listening. Everything else fails
 // closed: a fence read that was refused or failed (the next successful one, or the next
 // probe of the primary, proves it again), a primary believed down, a change feed that is
 // not listening, a promotion. Such reads are still served (from the primary while it
@@ -288,7 +289,7 @@ export class ReplicaSet {
     if (i === undefined) return PRIMARY_READ;
     const s = this.states[i];
     const sameTimeline = this.primaryTimeline > 0 && s.timeline === this.primaryTimeline;
-    return { exact: this.fenceKnown && !s.leader && sameTimeline && s.replayLsn >= this.fence, source: 'standby' };
+    return { exact: this.fenceKnown && !s.leader && sameTimeline && s.replayLsn >= this.fence };
   }
 
   /**
@@ -300,10 +301,12 @@ export class ReplicaSet {
   choose(): { db: Db; replica?: number; stamp: ReadStamp } {
     for (let k = 0; k < this.nodes.length; k++) {
       const i = (this.next + k) % this.nodes.length;
-      if (this.states[i].usable && this.stamp(i).exact) {
+      if (!this.states[i].usable) continue;
+      const stamp = this.stamp(i);
+      if (stamp.exact) {
         this.next = i + 1;
         this.reads.replica++;
-        return { db: this.nodes[i].db, replica: i, stamp: this.stamp(i) };
+        return { db: this.nodes[i].db, replica: i, stamp };
       }
     }
     if (!this.primaryUp) {

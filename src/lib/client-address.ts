@@ -35,6 +35,7 @@ function mappedIPv4(a: string): string | undefined {
 }
 
 const unmapped = (a: string) => mappedIPv4(a) ?? a;
+const familyOf = (a: string): 'ipv4' | 'ipv6' | undefined => (net.isIPv4(a) ? 'ipv4' : net.isIPv6(a) ? 'ipv6' : undefined);
 const isLoopback = (a: string) => { const u = unmapped(a); return u === '::1' || u.startsWith('127.'); };
 
 export class TrustedProxies implements ProxyTrust {
@@ -45,18 +46,18 @@ export class TrustedProxies implements ProxyTrust {
   constructor(readonly specs: string[], private readonly log?: (line: string) => void) {
     for (const spec of specs) {
       const [address, bits] = spec.split('/');
-      const v4 = mappedIPv4(address);
       // Mapped addresses and ranges are matched as the IPv4 ones they stand for.
-      if (bits === undefined) this.list.addAddress(unmapped(address), net.isIPv6(unmapped(address)) ? 'ipv6' : 'ipv4');
-      else if (v4) this.list.addSubnet(v4, Number(bits) - 96, 'ipv4');
-      else this.list.addSubnet(address, Number(bits), net.isIPv6(address) ? 'ipv6' : 'ipv4');
+      const v4 = mappedIPv4(address);
+      const a = v4 ?? address;
+      if (bits === undefined) this.list.addAddress(a, familyOf(a));
+      else this.list.addSubnet(a, Number(bits) - (v4 ? 96 : 0), familyOf(a));
     }
   }
 
   has(address: string): boolean {
     const a = unmapped(address);
-    const type = net.isIPv6(a) ? 'ipv6' : net.isIPv4(a) ? 'ipv4' : undefined;
-    return type !== undefined && this.list.check(a, type);
+    const family = familyOf(a);
+    return family !== undefined && this.list.check(a, family);
   }
 
   untrusted(peer: string): void {

@@ -10,7 +10,7 @@ import express, { type Express } from 'express';
 import { HttpError, type FieldProblem } from '../lib/http-error';
 import type { Handler, ReadPath } from './read-path';
 import type { ReviewRepository } from './repository';
-import { newReview, parseIdempotencyKey, parseOr400, parseReviewId, type NewReview } from './schemas';
+import { invalid, newReview, parseIdempotencyKey, parseOr400, parseReviewId, type NewReview } from './schemas';
 
 export const BODY_LIMIT = '64kb';
 const BODY_LIMIT_BYTES = 64 * 1024;
@@ -27,22 +27,21 @@ type Vote = 'helpful' | 'report';
  * characteristics when its product_id and characteristic ids are well-formed (one indexed
  * read, at most 50 ids), so a client fixing the named fields does not meet a new 400.
  */
-async function parseNewReview(repo: ReviewRepository, body: unknown, keyHeader: string | undefined): Promise<NewReview> {
+async function parseNewReview(repo: ReviewRepository, body: unknown, keyHeader: string | undefined): Promise<{ review: NewReview; key?: string }> {
   const problems: FieldProblem[] = [];
-  let review: NewReview | undefined;
-  try {
-    review = parseOr400(newReview, body, 'review');
-  } catch (err) {
-    if (!(err instanceof HttpError) || !err.details) throw err;
-    problems.push(...err.details);
-  }
-  try {
-    parseIdempotencyKey(keyHeader);
-  } catch (err) {
-    if (!(err instanceof HttpError) || !err.details) throw err;
-    problems.push(...err.details);
-  }
-  if (!problems.length) return review!;
+  /** One stage's parse; its field problems are kept for the one 400 and it gives undefined. */
+  const stage = <T>(parse: () => T): T | undefined => {
+    try {
+      return parse();
+    } catch (err) {
+      if (!(err instanceof HttpError) || !err.details) throw err;
+      problems.push(...err.details);
+      return undefined;
+    }
+  };
+  const review = stage(() => parseOr400(newReview, body, 'review'));
+  const key = stage(() => parseIdempotencyKey(keyHeader));
+  if (!problems.length) return { review: review!, key };
   const raw = (body ?? {}) as { product_id?: unknown; characteristics?: unknown };
   const product = Number(raw.product_id);
   const chars = raw.characteristics;
@@ -53,8 +52,7 @@ async function parseNewReview(repo: ReviewRepository, body: unknown, keyHeader: 
       problems.push({ field: `characteristics.${id}`, message: `characteristic ${id} does not belong to product ${product}` });
     }
   }
-  const fields = [...new Set(problems.map((p) => p.field))];
-  throw new HttpError(400, `Invalid review: ${fields.join(', ')}.`, problems);
+  throw invalid('review', problems);
 }
 
 /**
@@ -64,8 +62,7 @@ async function parseNewReview(repo: ReviewRepository, body: unknown, keyHeader: 
 function reviewWrites(repo: ReviewRepository, reads: ReadPath) {
   return {
     async create(body: unknown, keyHeader: string | undefined, req: IncomingMessage, res: ServerResponse): Promise<void> {
-      const review = await parseNewReview(repo, body, keyHeader);
-      const key = parseIdempotencyKey(keyHeader);
+      const { review, key } = await parseNewReview(repo, body, keyHeader);
       const { id, created } = await repo.create(review, key, requestIdOf(res));
       reads.noteWrite(req, res, review.product_id);
       // A replay answers exactly as the first attempt did, marked so clients can tell.

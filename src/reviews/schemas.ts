@@ -115,13 +115,17 @@ function problems(error: z.ZodError): FieldProblem[] {
   return error.issues.map((i) => ({ field: i.path.map(String).join('.') || '(body)', message: i.message }));
 }
 
+/** The 400 for `what` naming every bad field once, in the order found. */
+export function invalid(what: string, details: FieldProblem[]): HttpError {
+  const fields = [...new Set(details.map((d) => d.field))];
+  return new HttpError(400, `Invalid ${what}: ${fields.join(', ')}.`, details);
+}
+
 /** Parses with `schema` or throws a 400 naming every bad field. */
 export function parseOr400<S extends z.ZodType>(schema: S, input: unknown, what: string): z.output<S> {
   const parsed = schema.safeParse(input);
   if (parsed.success) return parsed.data;
-  const details = problems(parsed.error);
-  const fields = [...new Set(details.map((d) => d.field))];
-  throw new HttpError(400, `Invalid ${what}: ${fields.join(', ')}.`, details);
+  throw invalid(what, problems(parsed.error));
 }
 
 /** A review id from the path: 400 when not an integer, null when an integer no review can have. */

@@ -50,6 +50,21 @@ export async function startHost(primaryUrl: string, standbyUrls: string[], opts:
   };
 }
 
+/**
+ * Makes the standby named `slot` synchronous for the primary at `primaryUrl` (zero loss of
+ * acknowledged writes: a commit returns once the standby has flushed it), once it is so.
+ */
+export async function makeSynchronous(primaryUrl: string, slot: string): Promise<void> {
+  const admin = new Db({ connectionString: primaryUrl, poolSize: 1 });
+  try {
+    await admin.query(`ALTER SYSTEM SET synchronous_standby_names = '${slot}'`);
+    await admin.query('SELECT pg_reload_conf()');
+    await until('a synchronous standby', async () => (await admin.query("SELECT 1 FROM pg_stat_replication WHERE sync_state = 'sync'")).rowCount === 1);
+  } finally {
+    await admin.close();
+  }
+}
+
 /** A plain app on one server, reading it fresh for every request: the truth to compare with. */
 export async function truthOf(url: string): Promise<{ base: string; db: Db; close(): Promise<void> }> {
   const db = new Db({ connectionString: url, poolSize: 2, application: 'atelier-truth' });

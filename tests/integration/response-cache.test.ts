@@ -26,6 +26,13 @@ async function within(ms: number, fn: () => Promise<boolean> | boolean): Promise
   return Infinity;
 }
 
+/** A render that answers `text` once released (a read in flight while the test acts). */
+function gated(text: string) {
+  let release!: () => void;
+  const gate = new Promise<void>((done) => (release = done));
+  return { release, render: async () => { await gate; return r(text); } };
+}
+
 /** A render's result, read on the primary (proven) unless another stamp is given. */
 const r = (text: string, stamp: ReadStamp = PRIMARY_READ) => ({ text, stamp });
 
@@ -60,17 +67,13 @@ describe('ResponseCache', () => {
 
   test('a render in flight when its product is invalidated answers its callers but is not stored', async () => {
     const cache = big();
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    const early = cache.get(1, 'k', async () => {
-      await gate;
-      return r('before the write');
-    });
+    const before = gated('before the write');
+    const early = cache.get(1, 'k', before.render);
     await tick();
     cache.invalidate(1);
     // A reader arriving after the write does not join the old render.
     const late = cache.get(1, 'k', async () => r('after the write'));
-    release();
+    before.release();
     expect((await early).entry.body.toString()).toBe('before the write');
     expect((await late).entry.body.toString()).toBe('after the write');
     expect((await cache.get(1, 'k', async () => r('third'))).entry.body.toString()).toBe('after the write');
@@ -109,7 +112,7 @@ describe('ResponseCache', () => {
 
   test('a render whose read is not proven fresh (a standby behind the fence, a fallback) is answered once, marked, and not stored', async () => {
     const cache = big();
-    const behind: ReadStamp = { exact: false, source: 'standby' };
+    const behind: ReadStamp = { exact: false };
     const first = await cache.get(1, 'k', async () => r('old', behind));
     expect({ body: first.entry.body.toString(), proven: first.proven }).toEqual({ body: 'old', proven: false });
     const again = await cache.get(1, 'k', async () => r('new'));
@@ -123,15 +126,11 @@ describe('ResponseCache', () => {
 
   test('off (0 bytes) or untrusted, a render overtaken by a change heard while it ran is answered but not proven (nginx must not keep it)', async () => {
     for (const cache of [new ResponseCache({ maxBytes: 0, ttlMs: 1 }), new ResponseCache({ maxBytes: 1 << 20, ttlMs: 60_000, trusted: false })]) {
-      let release!: () => void;
-      const gate = new Promise<void>((r) => (release = r));
-      const overtaken = cache.get(1, 'k', async () => {
-        await gate;
-        return r('before the write');
-      });
+      const before = gated('before the write');
+      const overtaken = cache.get(1, 'k', before.render);
       await tick();
       cache.invalidate(1);
-      release();
+      before.release();
       expect((await overtaken).proven).toBe(false);
       expect((await cache.get(1, 'k', async () => r('after'))).proven).toBe(true);
     }

@@ -21,7 +21,7 @@ import { createRandom } from '../../src/lib/random.js';
 import { auditAggregates } from '../../src/reviews/aggregates';
 import { crash, startServer, startStandby, type Server } from '../helpers/pg-servers';
 import { finishArrange, insertCharacteristics, insertReviews } from '../helpers/fixtures';
-import { sleep, startHost, truthOf, until, type Host } from '../helpers/replica-hosts';
+import { makeSynchronous, sleep, startHost, truthOf, until, type Host } from '../helpers/replica-hosts';
 
 jest.setTimeout(240_000);
 
@@ -57,11 +57,7 @@ describe('exactness oracle with a nemesis (a synchronous standby 800 ms late)', 
     await finishArrange(seed);
     await seed.close();
     standby = await startStandby(primary, path.join(tmp, 'standby'), 'nemesis', await freePort(), 800);
-    const admin = new Db({ connectionString: primary.url, poolSize: 1 });
-    await admin.query("ALTER SYSTEM SET synchronous_standby_names = 'nemesis'");
-    await admin.query('SELECT pg_reload_conf()');
-    await until('a synchronous standby', async () => (await admin.query("SELECT 1 FROM pg_stat_replication WHERE sync_state = 'sync'")).rowCount === 1);
-    await admin.close();
+    await makeSynchronous(primary.url, 'nemesis');
     // Small pools and a short queue, so a backed-up primary refuses queries within the run.
     for (let i = 0; i < 2; i++) hosts.push(await startHost(primary.url, [standby.url], { poolSize: 2, queueTimeoutMs: 200 }));
   });

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { freePort } from '../../src/cluster/processes';
 import { Db } from '../../src/db';
 import { crash, startServer, startStandby, type Server } from '../helpers/pg-servers';
-import { expectHostsEqual, post, seedThreeProducts, sleep, startHost, steadyTraffic, storedNames, text, truthOf, until, PATHS, type Host } from '../helpers/replica-hosts';
+import { expectHostsEqual, makeSynchronous, post, seedThreeProducts, sleep, startHost, steadyTraffic, storedNames, text, truthOf, until, PATHS, type Host } from '../helpers/replica-hosts';
 
 jest.setTimeout(180_000);
 
@@ -30,11 +30,7 @@ describe('failover: the primary crashes, its synchronous standby is promoted', (
     await seedThreeProducts(primary.url);
     standby = await startStandby(primary, path.join(tmp, 'standby'), 'sync1', await freePort());
     // Zero loss of acknowledged writes: a commit returns once the standby has flushed it.
-    const admin = new Db({ connectionString: primary.url, poolSize: 1 });
-    await admin.query("ALTER SYSTEM SET synchronous_standby_names = 'sync1'");
-    await admin.query('SELECT pg_reload_conf()');
-    await until('a synchronous standby', async () => (await admin.query("SELECT 1 FROM pg_stat_replication WHERE sync_state = 'sync'")).rowCount === 1);
-    await admin.close();
+    await makeSynchronous(primary.url, 'sync1');
     hosts = [await startHost(primary.url, [standby.url]), await startHost(primary.url, [standby.url])];
   });
 
