@@ -81,11 +81,12 @@ export async function wrkRow(name: string, target: string, requests: WrkRequest[
 }
 
 /** A fixed-rate stage of the Node load generator as a row (latency split kept in `extra`). */
-export function stageRow(name: string, s: StageResult, cpuMs: Record<string, number>): Row {
+export function stageRow(name: string, s: StageResult, cpuMs: Record<string, number>, more: { systemMs?: Record<string, number>; switches?: Record<string, number> } = {}): Row {
   const answered = s.requests - (s.statuses['connection-error'] ?? 0);
+  const perRequest = (by: Record<string, number>, scale: number) => Object.fromEntries(Object.entries(by).map(([k, v]) => [k, (v * scale) / Math.max(1, s.requests)]));
   return {
     name, generator: 'open-loop', rps: s.rps, p50: s.latencyMs.p50, p99: s.latencyMs.p99, max: s.latencyMs.max, errors: s.errors, statuses: s.statuses,
-    cpuUsPerRequest: Object.fromEntries(Object.entries(cpuMs).map(([k, v]) => [k, (v * 1000) / Math.max(1, s.requests)])),
+    cpuUsPerRequest: perRequest(cpuMs, 1000),
     edgeHitRatio: s.cacheHits / Math.max(1, answered),
     hostHitRatio: s.hostCacheHits / Math.max(1, answered),
     extra: {
@@ -93,6 +94,8 @@ export function stageRow(name: string, s: StageResult, cpuMs: Record<string, num
       writes: s.writes,
       byOp: s.byOp,
       byCache: s.byCache,
+      ...(more.systemMs ? { systemUsPerRequest: perRequest(more.systemMs, 1000) } : {}),
+      ...(more.switches ? { switchesPerRequest: perRequest(more.switches, 1) } : {}),
     },
   };
 }

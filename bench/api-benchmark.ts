@@ -67,6 +67,12 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
   });
   const ceiling = rows[0].rps;
 
+  // What the data set costs on disk (issue 29 item 4): every relation of the live schema
+  // (tables, their TOAST and indexes), per review.
+  const diskBytes = Number((await db.query<{ bytes: string }>(
+    "SELECT sum(pg_total_relation_size(c.oid)) AS bytes FROM pg_class c WHERE c.relnamespace = 'atelier'::regnamespace AND c.relkind IN ('r', 'm')")).rows[0].bytes);
+  log(`disk: ${fmt(diskBytes / 2 ** 20)} MiB for ${fmt(reviews)} reviews = ${fmt(diskBytes / reviews)} bytes per review (tables, TOAST and indexes)`);
+
   // 2. One host, cold reads, uniform over the last 10 % of products: first as deployed
   // (response cache and metrics on; the host-cache hit column says how cold the run was),
   // then with the response cache off.
@@ -184,16 +190,17 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
       const floor = await withBareServer(async ({ url: bare, pid }) => withCpu({ ...processGroups([pid]), generator: () => [process.pid] },
         () => runLoad({ target: bare, stages: [{ rate, duration: Math.max(5, Math.round(stepS / 3)) }], products, mix: only('list'), seed: seed++ })));
       const before = await scrape();
-      const { result, cpuMs } = await withCpu(groups, () => runLoad({ target: cluster.url, stages: [{ rate, duration: stepS }], products, distribution: 'zipf', seed: seed++ }));
+      const { result, cpuMs, systemMs, switches } = await withCpu(groups, () => runLoad({ target: cluster.url, stages: [{ rate, duration: stepS }], products, distribution: 'zipf', seed: seed++ }));
       const after = await scrape();
       const st = result.stages[0];
       const hostMeanMs = ((after.sum - before.sum) / Math.max(1, after.count - before.count)) * 1000;
-      const row = stageRow(`knee: the mix at ${fmt(rate)} req/s, open loop, nginx + 2 hosts`, st, cpuMs);
+      const row = stageRow(`knee: the mix at ${fmt(rate)} req/s, open loop, nginx + 2 hosts`, st, cpuMs, { systemMs, switches });
       add({ ...row, extra: { ...row.extra, floor: { p50: floor.result.stages[0].latencyMs.p50, p99: floor.result.stages[0].latencyMs.p99, max: floor.result.stages[0].latencyMs.max, generatorUsPerRequest: (floor.cpuMs.generator * 1000) / Math.max(1, floor.result.stages[0].requests) },
         hostMeanMs, outsideHostMeanMs: st.latencyMs.mean - hostMeanMs, eventLoopLagP99Ms: after.lagP99 * 1000, eventLoopLagMaxMs: after.lagMax * 1000, lateSends: st.lateSends, held: held(st) } });
       log(`knee ${fmt(rate)} req/s: p50 ${fmt(st.latencyMs.p50, 1)} p99 ${fmt(st.latencyMs.p99, 1)} max ${fmt(st.latencyMs.max, 0)} ms, errors ${st.errors}, late sends ${st.lateSends} ` +
         `(floor p99 ${fmt(floor.result.stages[0].latencyMs.p99, 1)} ms); mean ${fmt(st.latencyMs.mean, 2)} ms of which in a host ${fmt(hostMeanMs, 2)}; ` +
-        `CPU µs/request ${Object.entries(cpuMs).map(([k, v]) => `${k} ${fmt((v * 1000) / Math.max(1, st.requests))}`).join(', ')}; event-loop lag p99 ${fmt(after.lagP99 * 1000, 1)} ms -> ${held(st) ? 'held' : 'missed'}`);
+        `CPU µs/request ${Object.entries(cpuMs).map(([k, v]) => `${k} ${fmt((v * 1000) / Math.max(1, st.requests))} (kernel ${fmt(((systemMs[k] ?? 0) * 1000) / Math.max(1, st.requests))})`).join(', ')}; ` +
+        `context switches/request ${Object.entries(switches).map(([k, v]) => `${k} ${fmt(v / Math.max(1, st.requests), 2)}`).join(', ')}; event-loop lag p99 ${fmt(after.lagP99 * 1000, 1)} ms -> ${held(st) ? 'held' : 'missed'}`);
       return held(st);
     };
     try {
@@ -374,7 +381,7 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
   console.log('\n' + lines.join('\n'));
   const out = fromRoot('bench', 'results', `api-scale-${a.scale}${a.only === 'all' ? '' : `-${sections.join('-')}`}.json`);
   fs.mkdirSync(path.dirname(out), { recursive: true });
-  fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), commit: currentCommit(), scale: a.scale, products, durationSeconds: d, rows: rows.map(({ ...r }) => ({ ...r, raw: undefined })) }, null, 2) + '\n');
+  fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), commit: currentCommit(), scale: a.scale, products, reviews, diskBytes, durationSeconds: d, rows: rows.map(({ ...r }) => ({ ...r, raw: undefined })) }, null, 2) + '\n');
   log(`written to ${path.relative(process.cwd(), out)}`);
 }
 

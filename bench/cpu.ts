@@ -27,6 +27,22 @@ function readCpu(pid: number, reaped = false): number | undefined {
   return (Number(f[11]) + Number(f[12]) + (reaped ? Number(f[13]) + Number(f[14]) : 0)) * TICK_MS;
 }
 
+/** Kernel-mode CPU (stime) of a process in ms (undefined when it is gone). */
+function readSystemCpu(pid: number): number | undefined {
+  const f = statFields(pid);
+  return f ? Number(f[12]) * TICK_MS : undefined;
+}
+
+/** Context switches of a process, voluntary and not (undefined when it is gone). */
+function readSwitches(pid: number): number | undefined {
+  try {
+    const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    return Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0) + Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+  } catch {
+    return undefined;
+  }
+}
+
 /** utime + stime of a process in ms (0 when it is gone). */
 export function cpuMs(pid: number): number {
   return readCpu(pid) ?? 0;
@@ -54,32 +70,43 @@ export function pidsNamed(name: string): number[] {
 export type ProcessGroup = (() => number[]) | { totalMs(): number };
 export type ProcessGroups = Record<string, ProcessGroup>;
 
-/** Runs `fn` and returns its result with the CPU ms each group of processes spent meanwhile. */
-export async function withCpu<T>(groups: ProcessGroups, fn: () => Promise<T>): Promise<{ result: T; cpuMs: Record<string, number> }> {
-  const before = new Map<number, number>();
+/**
+ * Runs `fn` and returns its result with the CPU ms each group of processes spent meanwhile,
+ * and for groups of listed processes, how much of it was in the kernel (systemMs) and how
+ * many times their processes were switched out (switches: each is a sleep and a wake-up, or
+ * a preemption).
+ */
+export async function withCpu<T>(groups: ProcessGroups, fn: () => Promise<T>): Promise<{ result: T; cpuMs: Record<string, number>; systemMs: Record<string, number>; switches: Record<string, number> }> {
+  const readers = { cpu: (pid: number) => readCpu(pid), system: readSystemCpu, switches: readSwitches };
+  type Kind = keyof typeof readers;
+  const before = new Map<string, number>();
   const totals = new Map<string, number>();
   const members: Record<string, number[]> = {};
   for (const [k, g] of Object.entries(groups)) {
     if (typeof g === 'function') members[k] = g();
     else totals.set(k, g.totalMs());
   }
-  for (const pids of Object.values(members)) for (const pid of pids) before.set(pid, cpuMs(pid));
+  for (const pids of Object.values(members)) {
+    for (const pid of pids) for (const kind of Object.keys(readers) as Kind[]) before.set(`${kind}:${pid}`, readers[kind](pid) ?? 0);
+  }
   const result = await fn();
-  const cpu: Record<string, number> = {};
+  const out: Record<Kind, Record<string, number>> = { cpu: {}, system: {}, switches: {} };
   for (const [k, g] of Object.entries(groups)) {
     if (typeof g !== 'function') {
-      cpu[k] = g.totalMs() - totals.get(k)!;
+      out.cpu[k] = g.totalMs() - totals.get(k)!;
       continue;
     }
     // Processes that started during the run (new backends) count from zero; one that ended
     // counts nothing (its last reading is lost with it).
     const pids = new Set([...members[k], ...g()]);
-    cpu[k] = [...pids].reduce((n, pid) => {
-      const now = readCpu(pid);
-      return now === undefined ? n : n + Math.max(0, now - (before.get(pid) ?? 0));
-    }, 0);
+    for (const kind of Object.keys(readers) as Kind[]) {
+      out[kind][k] = [...pids].reduce((n, pid) => {
+        const now = readers[kind](pid);
+        return now === undefined ? n : n + Math.max(0, now - (before.get(`${kind}:${pid}`) ?? 0));
+      }, 0);
+    }
   }
-  return { result, cpuMs: cpu };
+  return { result, cpuMs: out.cpu, systemMs: out.system, switches: out.switches };
 }
 
 /** The parent of a process (0 when it is gone). */
