@@ -28,9 +28,15 @@ function routeOf(req: IncomingMessage): string {
 
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'OPTIONS']);
 
+/**
+ * How often the event loop's delay is sampled (ms). prom-client's nodejs_eventloop_lag_*
+ * values include this interval: an idle host reads about this much.
+ */
+export const EVENT_LOOP_SAMPLE_MS = 20;
+
 export function createMetrics(o: { db: Db; cache?: ResponseCache; replicas?: ReplicaSet }): Metrics {
   const registry = new client.Registry();
-  client.collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 20 });
+  client.collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
   const duration = new DurationHistogram('http_request_duration_seconds', 'Time from request to the end of the response, by route template, method and status.',
     [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10], registry);
   let inFlightNow = 0;
