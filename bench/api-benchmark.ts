@@ -15,14 +15,14 @@ import { UsageError, formatNumber as fmt } from '../src/lib/cli';
 import { freePort, startCluster, startHost } from '../src/cluster/cluster';
 import { prepareBenchDatabase } from './dataset';
 import { Db } from '../src/db';
-import { runLoad, type RunResult } from '../loadtest/node/runner';
+import { runLoad, type RunResult, type StageResult } from '../loadtest/node/runner';
 import { apiTable, currentCommit } from './report';
 import { fromRoot } from '../src/lib/paths';
 import { describeWaits, sampleWaits } from './wait-sampler';
 import { withBareServer } from './bare-server';
 import { EVENT_LOOP_SAMPLE_MS } from '../src/http/metrics';
 
-export const SECTIONS = ['cold', 'cache', 'metrics', 'logs', 'cluster', 'knee', 'writes', 'fairness', 'overload'];
+export const SECTIONS = ['cold', 'cache', 'metrics', 'logs', 'cluster', 'knee', 'steady', 'writes', 'fairness', 'overload'];
 // The generator is one address standing for many shoppers: the hosts' per-client render
 // budget is lifted for it, as nginx's per-client limits are raised for the cluster rows.
 const ONE_GENERATOR = { READ_BUDGET_KB_S: '0' };
@@ -164,7 +164,11 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
   // of each process group with the generator's own apart (this process), and where a request
   // spends its time: in a host (its duration histogram), the rest (nginx, the kernel, the
   // generator) outside; the hosts' event-loop delay. The knee is the highest rate that held.
-  if (runs('knee')) {
+  // 3c. Steady (issue 29's "done when"): the same mix at 1,000 req/s, three 60 s runs in a row,
+  // each beside its floor; met when p99 <= floor p99 + 5 ms, writes p99 <= 10 ms, max <= 100 ms
+  // and no errors.
+  // Each section on a cluster of its own, so neither starts on hosts the other has warmed.
+  for (const section of ['steady', 'knee'].filter(runs)) {
     const cluster = await startBenchCluster();
     const hostPids = cluster.hosts.map((h) => h.process.pid!);
     const groups = { ...processGroups(hostPids, true), generator: () => [process.pid] };
@@ -188,31 +192,49 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
     };
     // prom-client's lag includes the sampling interval (an idle host reads it): the delay is the rest.
     const loopDelayMs = (seconds: number) => Math.max(0, seconds * 1000 - EVENT_LOOP_SAMPLE_MS);
-    const held = (st: { latencyMs: { p99: number }; errors: number }) => st.latencyMs.p99 <= 50 && st.errors === 0;
-    const step = async (rate: number) => {
+    /** What a step must do to count as met, and how the log names it. */
+    interface Verdict { label: string; criterion: string; met(st: StageResult, floorP99: number): boolean }
+    const KNEE: Verdict = { label: 'knee', criterion: 'p99 <= 50 ms, no errors', met: (st) => st.latencyMs.p99 <= 50 && st.errors === 0 };
+    const step = async (rate: number, seconds: number, name: string, verdict: Verdict) => {
       const floor = await withBareServer(async ({ url: bare, pid }) => withCpu({ ...processGroups([pid]), generator: () => [process.pid] },
-        () => runLoad({ target: bare, stages: [{ rate, duration: Math.max(5, Math.round(stepS / 3)) }], products, mix: only('list'), seed: seed++ })));
+        () => runLoad({ target: bare, stages: [{ rate, duration: Math.max(5, Math.round(seconds / 3)) }], products, mix: only('list'), seed: seed++ })));
+      const floorP99 = floor.result.stages[0].latencyMs.p99;
       const before = await scrape();
-      const { result, cpuMs, systemMs, switches } = await withCpu(groups, () => runLoad({ target: cluster.url, stages: [{ rate, duration: stepS }], products, distribution: 'zipf', seed: seed++ }));
+      const gcBefore = await hostStats(cluster.hosts);
+      const { result, cpuMs, systemMs, switches } = await withCpu(groups, () => runLoad({ target: cluster.url, stages: [{ rate, duration: seconds }], products, distribution: 'zipf', seed: seed++ }));
       const after = await scrape();
+      const gc = diffHostStats(await hostStats(cluster.hosts), gcBefore);
       const st = result.stages[0];
+      const met = verdict.met(st, floorP99);
       const hostMeanMs = ((after.sum - before.sum) / Math.max(1, after.count - before.count)) * 1000;
-      const row = stageRow(`knee: the mix at ${fmt(rate)} req/s, open loop, nginx + 2 hosts`, st, cpuMs, { systemMs, switches });
-      add({ ...row, extra: { ...row.extra, floor: { p50: floor.result.stages[0].latencyMs.p50, p99: floor.result.stages[0].latencyMs.p99, max: floor.result.stages[0].latencyMs.max, generatorUsPerRequest: (floor.cpuMs.generator * 1000) / Math.max(1, floor.result.stages[0].requests) },
-        hostMeanMs, outsideHostMeanMs: st.latencyMs.mean - hostMeanMs, eventLoopDelayP99Ms: loopDelayMs(after.lagP99), eventLoopDelayMaxMs: loopDelayMs(after.lagMax), lateSends: st.lateSends, held: held(st) } });
-      log(`knee ${fmt(rate)} req/s: p50 ${fmt(st.latencyMs.p50, 1)} p99 ${fmt(st.latencyMs.p99, 1)} max ${fmt(st.latencyMs.max, 0)} ms, errors ${st.errors}, late sends ${st.lateSends} ` +
-        `(floor p99 ${fmt(floor.result.stages[0].latencyMs.p99, 1)} ms); mean ${fmt(st.latencyMs.mean, 2)} ms of which in a host ${fmt(hostMeanMs, 2)}; ` +
+      const row = stageRow(name, st, cpuMs, { systemMs, switches });
+      add({ ...row, extra: { ...row.extra, floor: { p50: floor.result.stages[0].latencyMs.p50, p99: floorP99, max: floor.result.stages[0].latencyMs.max, generatorUsPerRequest: (floor.cpuMs.generator * 1000) / Math.max(1, floor.result.stages[0].requests) },
+        hostMeanMs, outsideHostMeanMs: st.latencyMs.mean - hostMeanMs, eventLoopDelayP99Ms: loopDelayMs(after.lagP99), eventLoopDelayMaxMs: loopDelayMs(after.lagMax), lateSends: st.lateSends,
+        gcPauses: gc.gcPauses, gcSeconds: gc.gcSeconds, criterion: verdict.criterion, met } });
+      log(`${verdict.label} ${fmt(rate)} req/s: p50 ${fmt(st.latencyMs.p50, 1)} p99 ${fmt(st.latencyMs.p99, 1)} max ${fmt(st.latencyMs.max, 0)} ms, writes p99 ${fmt(st.writes.p99, 1)} ms, errors ${st.errors}, late sends ${st.lateSends} ` +
+        `(floor p99 ${fmt(floorP99, 1)} ms); mean ${fmt(st.latencyMs.mean, 2)} ms of which in a host ${fmt(hostMeanMs, 2)}; ` +
         `CPU µs/request ${Object.entries(cpuMs).map(([k, v]) => `${k} ${fmt((v * 1000) / Math.max(1, st.requests))} (kernel ${fmt(((systemMs[k] ?? 0) * 1000) / Math.max(1, st.requests))})`).join(', ')}; ` +
-        `context switches/request ${Object.entries(switches).map(([k, v]) => `${k} ${fmt(v / Math.max(1, st.requests), 2)}`).join(', ')}; event-loop delay p99 ${fmt(loopDelayMs(after.lagP99), 1)} ms -> ${held(st) ? 'held' : 'missed'}`);
-      return held(st);
+        `context switches/request (all threads) ${Object.entries(switches).map(([k, v]) => `${k} ${fmt(v / Math.max(1, st.requests), 2)}`).join(', ')}; event-loop delay p99 ${fmt(loopDelayMs(after.lagP99), 1)} ms; ` +
+        `hosts' GC pauses ${Object.entries(gc.gcPauses).map(([k, v]) => `${k} ${fmt(v)} (${fmt((gc.gcSeconds[k] ?? 0) * 1000)} ms)`).join(', ')} -> ${met ? 'met' : 'missed'} (${verdict.criterion})`);
+      return met;
     };
     try {
       // Warm both cache tiers and the hosts' JIT, as a cluster that has been serving.
       await runLoad({ target: cluster.url, stages: [{ rate: 500, duration: 10 }], products, distribution: 'zipf', seed: seed++ });
+      if (section === 'steady') {
+        for (let run = 1; run <= 3; run++) {
+          await step(1000, 60, `steady: the mix at 1,000 req/s, 60 s, run ${run} of 3`, {
+            label: `steady run ${run}:`, criterion: 'p99 <= floor p99 + 5 ms, writes p99 <= 10 ms, max <= 100 ms, no errors',
+            met: (st, floorP99) => st.latencyMs.p99 <= floorP99 + 5 && st.writes.p99 <= 10 && st.latencyMs.max <= 100 && st.errors === 0,
+          });
+        }
+        continue;
+      }
+      const kneeStep = (rate: number) => step(rate, stepS, `knee: the mix at ${fmt(rate)} req/s, open loop, nginx + 2 hosts`, KNEE);
       let pass = 0;
       let fail = 0;
       for (let rate = 500; rate <= 64_000; rate *= 2) {
-        if (await step(rate)) pass = rate;
+        if (await kneeStep(rate)) pass = rate;
         else {
           fail = rate;
           break;
@@ -220,7 +242,7 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
       }
       while (fail && pass && fail - pass > pass * 0.1) {
         const mid = Math.round((pass + fail) / 2 / 50) * 50;
-        if (await step(mid)) pass = mid;
+        if (await kneeStep(mid)) pass = mid;
         else fail = mid;
       }
       log(`knee: ${fmt(pass)} req/s held p99 <= 50 ms with no errors${fail ? `; ${fmt(fail)} req/s did not` : ''}`);
@@ -374,7 +396,7 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
     '',
     ...apiTable(rows),
   ];
-  const scenario = rows.find((r) => r.generator === 'open-loop' && ((r.extra?.writes as { count?: number } | undefined)?.count ?? 0) > 0);
+  const scenario = rows.find((r) => r.name.startsWith('nginx + 2 hosts, load scenario'));
   if (scenario?.extra) {
     const e = scenario.extra as { reads: { p99: number; max: number }; writes: { p99: number; max: number }; byOp: Record<string, { p99: number }>; byCache: Record<string, { count: number; p50: number; p99: number }> };
     lines.push('', `Load scenario: reads p99 ${fmt(e.reads.p99, 1)} ms (max ${fmt(e.reads.max, 1)}), writes p99 ${fmt(e.writes.p99, 1)} ms (max ${fmt(e.writes.max, 1)}); ` +

@@ -33,14 +33,28 @@ function readSystemCpu(pid: number): number | undefined {
   return f ? Number(f[12]) * TICK_MS : undefined;
 }
 
-/** Context switches of a process, voluntary and not (undefined when it is gone). */
+/**
+ * Context switches of a process, voluntary and not, summed over all its threads (V8's GC
+ * helpers and libuv's pool included; /proc/PID/status alone counts the main thread).
+ * Undefined when it is gone; a thread that exited between listing and reading counts nothing.
+ */
 function readSwitches(pid: number): number | undefined {
+  let tids: string[];
   try {
-    const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-    return Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0) + Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+    tids = fs.readdirSync(`/proc/${pid}/task`);
   } catch {
     return undefined;
   }
+  let total = 0;
+  for (const tid of tids) {
+    try {
+      const status = fs.readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
+      total += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0) + Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+    } catch {
+      // the thread exited
+    }
+  }
+  return total;
 }
 
 /** utime + stime of a process in ms (0 when it is gone). */

@@ -8,10 +8,11 @@ import { manage, waitFor, type Proc } from './processes';
  * The V8 heap settings every host runs with (npm start, the systemd unit and this launcher
  * all pass them; tests/unit/host-flags.test.ts checks they agree). V8 sizes a fresh heap's
  * old generation small, so a host serving the storefront mix promoted its way to a
- * mark-compact every few seconds (measured: ~1.2 MB/s promoted per host at 500 req/s, a
+ * mark-compact every few seconds (measured: ~1–1.4 MB/s promoted per host at 500 req/s, a
  * major GC every ~5 s, each a burst of GC helper threads that stalled the whole 2-core box
- * for tens of ms: the periodic p99 spikes of docs/benchmarks.md's "heap" A/B). A larger
- * initial old space defers them; memory, not CPU, pays (see docs/operations.md).
+ * for tens of ms: docs/benchmarks.md, "Where the CPU and the tail go"). A larger initial old
+ * space defers them (V8 skips full GCs below it: one every few minutes instead); memory, not
+ * CPU, pays (docs/operations.md, "Memory").
  */
 export const HOST_NODE_FLAGS = ['--initial-old-space-size=256'];
 
@@ -25,10 +26,15 @@ export interface HostOptions {
   wrap?: (argv: string[]) => string[];
 }
 
+/** The command line of a host: this Node with the heap flags, running the compiled server. */
+export function hostArgv(): string[] {
+  return [process.execPath, ...HOST_NODE_FLAGS, fromRoot('dist', 'src', 'server.js')];
+}
+
 /** Starts one API host (the compiled server) and waits until it is ready. */
 export async function startHost(o: HostOptions): Promise<Proc & { address: string }> {
   const host = o.host ?? '127.0.0.1';
-  const argv = (o.wrap ?? ((a: string[]) => a))([process.execPath, ...HOST_NODE_FLAGS, fromRoot('dist', 'src', 'server.js')]);
+  const argv = (o.wrap ?? ((a: string[]) => a))(hostArgv());
   const child = spawn(argv[0], argv.slice(1), {
     env: { ...process.env, LOG_FORMAT: 'off', ...o.env, PORT: String(o.port), HOST: host, DATABASE_URL: o.databaseUrl },
     stdio: ['ignore', 'pipe', 'pipe'],

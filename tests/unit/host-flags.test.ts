@@ -1,14 +1,23 @@
 // Every way a host is started passes the same V8 heap flags (src/cluster/host.ts): npm start,
-// the systemd unit, and the launcher behind the cluster, benchmarks and tests.
+// the systemd unit, and the launcher behind the cluster, benchmarks and tests; and this Node
+// accepts them (a misspelt flag would stop every host at start).
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import { HOST_NODE_FLAGS } from '../../src/cluster/host';
+import { HOST_NODE_FLAGS, hostArgv } from '../../src/cluster/host';
 import { fromRoot } from '../../src/lib/paths';
 
 const words = (commandLine: string) => commandLine.trim().split(/\s+/);
 
 describe('host V8 flags', () => {
-  it('has some flags to check', () => {
+  it('are accepted by this Node', () => {
     expect(HOST_NODE_FLAGS.length).toBeGreaterThan(0);
+    const run = spawnSync(process.execPath, [...HOST_NODE_FLAGS, '-e', '0'], { encoding: 'utf8' });
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+  });
+
+  it('the launcher (cluster, benchmarks, tests) runs the server with them', () => {
+    expect(hostArgv()).toEqual([process.execPath, ...HOST_NODE_FLAGS, fromRoot('dist', 'src', 'server.js')]);
   });
 
   it('npm start runs the server with them', () => {
