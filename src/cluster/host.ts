@@ -7,9 +7,9 @@ import { manage, waitFor, type Proc } from './processes';
 /**
  * The V8 heap settings every host runs with (npm start, the systemd unit and this launcher
  * all pass them; tests/unit/host-flags.test.ts checks they agree). V8 sizes a fresh heap's
- * old generation small, so a host serving the storefront mix promoted its way to a
- * mark-compact every few seconds (measured at 1,000 req/s through two hosts: ~1–1.4 MB/s
- * promoted per host, a major GC every ~5 s, each a burst of GC helper threads that stalled
+ * old generation small, so a host serving the storefront mix reached a mark-compact every
+ * few seconds (measured at 1,000 req/s through two hosts: one every ~5 s per host, "GC in old
+ * space requested", each a burst of GC helper threads that stalled
  * the whole 2-core box for tens of ms: docs/benchmarks.md, "Where the CPU and the tail go").
  * A larger initial old space defers them (measured: 1–2 a minute instead of 14–27, from the
  * second minute of load on); memory pays (docs/operations.md, "Memory").
