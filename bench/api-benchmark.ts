@@ -173,25 +173,8 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
     const hostPids = cluster.hosts.map((h) => h.process.pid!);
     const groups = { ...processGroups(hostPids, true), generator: () => [process.pid] };
     const stepS = a['step-seconds'];
-    const scrape = async () => {
-      let sum = 0;
-      let count = 0;
-      let lagP99 = 0;
-      let lagMax = 0;
-      for (const h of cluster.hosts) {
-        const text = await (await fetch(`http://${h.address}/metrics`)).text();
-        for (const line of text.split('\n')) {
-          const [name, value] = [line.slice(0, line.lastIndexOf(' ')), Number(line.slice(line.lastIndexOf(' ') + 1))];
-          if (name.startsWith('http_request_duration_seconds_sum{') && !name.includes('route="/metrics"')) sum += value;
-          else if (name.startsWith('http_request_duration_seconds_count{') && !name.includes('route="/metrics"')) count += value;
-          else if (name === 'nodejs_eventloop_lag_p99_seconds') lagP99 = Math.max(lagP99, value);
-          else if (name === 'nodejs_eventloop_lag_max_seconds') lagMax = Math.max(lagMax, value);
-        }
-      }
-      return { sum, count, lagP99, lagMax };
-    };
     // prom-client's lag includes the sampling interval (an idle host reads it): the delay is the rest.
-    const loopDelayMs = (seconds: number) => Math.max(0, seconds * 1000 - EVENT_LOOP_SAMPLE_MS);
+    const loopDelayMs = (ms: number) => Math.max(0, ms - EVENT_LOOP_SAMPLE_MS);
     /** What a step must do to count as met, and how the log names it. */
     interface Verdict { label: string; criterion: string; met(st: StageResult, floorP99: number): boolean }
     const KNEE: Verdict = { label: 'knee', criterion: 'p99 <= 50 ms, no errors', met: (st) => st.latencyMs.p99 <= 50 && st.errors === 0 };
@@ -199,23 +182,25 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
       const floor = await withBareServer(async ({ url: bare, pid }) => withCpu({ ...processGroups([pid]), generator: () => [process.pid] },
         () => runLoad({ target: bare, stages: [{ rate, duration: Math.max(5, Math.round(seconds / 3)) }], products, mix: only('list'), seed: seed++ })));
       const floorP99 = floor.result.stages[0].latencyMs.p99;
-      const before = await scrape();
-      const gcBefore = await hostStats(cluster.hosts);
+      // One read of the hosts' metrics on each side (it also resets their event-loop histogram).
+      const before = await hostStats(cluster.hosts);
       const { result, cpuMs, systemMs, switches } = await withCpu(groups, () => runLoad({ target: cluster.url, stages: [{ rate, duration: seconds }], products, distribution: 'zipf', seed: seed++ }));
-      const after = await scrape();
-      const gc = diffHostStats(await hostStats(cluster.hosts), gcBefore);
+      const hosts = diffHostStats(await hostStats(cluster.hosts), before);
       const st = result.stages[0];
       const met = verdict.met(st, floorP99);
-      const hostMeanMs = ((after.sum - before.sum) / Math.max(1, after.count - before.count)) * 1000;
+      const hostMeanMs = (hosts.durationSum / Math.max(1, hosts.durationCount)) * 1000;
       const row = stageRow(name, st, cpuMs, { systemMs, switches });
-      add({ ...row, extra: { ...row.extra, floor: { p50: floor.result.stages[0].latencyMs.p50, p99: floorP99, max: floor.result.stages[0].latencyMs.max, generatorUsPerRequest: (floor.cpuMs.generator * 1000) / Math.max(1, floor.result.stages[0].requests) },
-        hostMeanMs, outsideHostMeanMs: st.latencyMs.mean - hostMeanMs, eventLoopDelayP99Ms: loopDelayMs(after.lagP99), eventLoopDelayMaxMs: loopDelayMs(after.lagMax), lateSends: st.lateSends,
-        gcPauses: gc.gcPauses, gcSeconds: gc.gcSeconds, criterion: verdict.criterion, met } });
+      const extra = { ...row.extra, floor: { p50: floor.result.stages[0].latencyMs.p50, p99: floorP99, max: floor.result.stages[0].latencyMs.max, generatorUsPerRequest: (floor.cpuMs.generator * 1000) / Math.max(1, floor.result.stages[0].requests) },
+        hostMeanMs, outsideHostMeanMs: st.latencyMs.mean - hostMeanMs, eventLoopDelayP99Ms: loopDelayMs(hosts.loopP99Ms), eventLoopDelayMaxMs: loopDelayMs(hosts.loopMaxMs), lateSends: st.lateSends,
+        gcPauses: hosts.gcPauses, gcSeconds: hosts.gcSeconds, criterion: verdict.criterion, met };
+      add({ ...row, extra });
+      const perRequest = (k: string) => (row.extra?.[k] ?? {}) as Record<string, number>;
+      const kernel = perRequest('systemUsPerRequest');
       log(`${verdict.label} ${fmt(rate)} req/s: p50 ${fmt(st.latencyMs.p50, 1)} p99 ${fmt(st.latencyMs.p99, 1)} max ${fmt(st.latencyMs.max, 0)} ms, writes p99 ${fmt(st.writes.p99, 1)} ms, errors ${st.errors}, late sends ${st.lateSends} ` +
         `(floor p99 ${fmt(floorP99, 1)} ms); mean ${fmt(st.latencyMs.mean, 2)} ms of which in a host ${fmt(hostMeanMs, 2)}; ` +
-        `CPU µs/request ${Object.entries(cpuMs).map(([k, v]) => `${k} ${fmt((v * 1000) / Math.max(1, st.requests))} (kernel ${fmt(((systemMs[k] ?? 0) * 1000) / Math.max(1, st.requests))})`).join(', ')}; ` +
-        `context switches/request (all threads) ${Object.entries(switches).map(([k, v]) => `${k} ${fmt(v / Math.max(1, st.requests), 2)}`).join(', ')}; event-loop delay p99 ${fmt(loopDelayMs(after.lagP99), 1)} ms; ` +
-        `hosts' GC pauses ${Object.entries(gc.gcPauses).map(([k, v]) => `${k} ${fmt(v)} (${fmt((gc.gcSeconds[k] ?? 0) * 1000)} ms)`).join(', ')} -> ${met ? 'met' : 'missed'} (${verdict.criterion})`);
+        `CPU µs/request ${Object.entries(row.cpuUsPerRequest).map(([k, v]) => `${k} ${fmt(v)} (kernel ${fmt(kernel[k] ?? 0)})`).join(', ')}; ` +
+        `context switches/request (all threads) ${Object.entries(perRequest('switchesPerRequest')).map(([k, v]) => `${k} ${fmt(v, 2)}`).join(', ')}; event-loop delay p99 ${fmt(extra.eventLoopDelayP99Ms, 1)} ms; ` +
+        `hosts' GC pauses ${Object.entries(hosts.gcPauses).map(([k, v]) => `${k} ${fmt(v)} (${fmt((hosts.gcSeconds[k] ?? 0) * 1000)} ms)`).join(', ')} -> ${met ? 'met' : 'missed'} (${verdict.criterion})`);
       return met;
     };
     try {
@@ -412,12 +397,17 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
 
 /**
  * From the hosts' /metrics: write requests (POST /reviews, PUT helpful/report) by duration
- * inside the host, garbage-collection pause seconds by kind, and the event loop's longest
- * delay since the last scrape (prom-client resets it at each collect).
+ * inside the host, the time spent in a host by every request but the scrapes (sum and
+ * count), garbage-collection pause seconds by kind, and the event loop's p99 and longest
+ * delay since the last scrape (prom-client resets them at each collect; they include its
+ * sampling interval).
  */
-interface HostStats { count: number; over10ms: number; over25ms: number; gcSeconds: Record<string, number>; gcPauses: Record<string, number>; loopMaxMs: number }
+interface HostStats {
+  count: number; over10ms: number; over25ms: number; durationSum: number; durationCount: number;
+  gcSeconds: Record<string, number>; gcPauses: Record<string, number>; loopP99Ms: number; loopMaxMs: number;
+}
 async function hostStats(hosts: { address: string }[]): Promise<HostStats> {
-  const t: HostStats = { count: 0, over10ms: 0, over25ms: 0, gcSeconds: {}, gcPauses: {}, loopMaxMs: 0 };
+  const t: HostStats = { count: 0, over10ms: 0, over25ms: 0, durationSum: 0, durationCount: 0, gcSeconds: {}, gcPauses: {}, loopP99Ms: 0, loopMaxMs: 0 };
   for (const h of hosts) {
     const text = await (await fetch(`http://${h.address}/metrics`)).text();
     for (const line of text.split('\n')) {
@@ -427,8 +417,14 @@ async function hostStats(hosts: { address: string }[]): Promise<HostStats> {
         into[gc[2]] = (into[gc[2]] ?? 0) + Number(gc[3]);
         continue;
       }
-      const loop = /^nodejs_eventloop_lag_max_seconds ([\d.e+-]+)$/.exec(line);
-      if (loop) t.loopMaxMs = Math.max(t.loopMaxMs, Number(loop[1]) * 1000);
+      const loop = /^nodejs_eventloop_lag_(p99|max)_seconds ([\d.e+-]+)$/.exec(line);
+      if (loop?.[1] === 'max') t.loopMaxMs = Math.max(t.loopMaxMs, Number(loop[2]) * 1000);
+      if (loop?.[1] === 'p99') t.loopP99Ms = Math.max(t.loopP99Ms, Number(loop[2]) * 1000);
+      const spent = /^http_request_duration_seconds_(sum|count)\{(.*)\} ([\d.e+-]+)$/.exec(line);
+      if (spent && !spent[2].includes('route="/metrics"')) {
+        if (spent[1] === 'sum') t.durationSum += Number(spent[3]);
+        else t.durationCount += Number(spent[3]);
+      }
       const m = /^http_request_duration_seconds_bucket\{(.*)\} (\d+)$/.exec(line);
       if (!m || !/method="(POST|PUT)"/.test(m[1])) continue;
       const le = /le="([^"]+)"/.exec(m[1])![1];
@@ -446,5 +442,6 @@ async function hostStats(hosts: { address: string }[]): Promise<HostStats> {
 const minus = (a: Record<string, number>, b: Record<string, number>) => Object.fromEntries(Object.entries(a).map(([k, v]) => [k, v - (b[k] ?? 0)]));
 const diffHostStats = (a: HostStats, b: HostStats): HostStats => ({
   count: a.count - b.count, over10ms: a.over10ms - b.over10ms, over25ms: a.over25ms - b.over25ms,
-  gcSeconds: minus(a.gcSeconds, b.gcSeconds), gcPauses: minus(a.gcPauses, b.gcPauses), loopMaxMs: a.loopMaxMs,
+  durationSum: a.durationSum - b.durationSum, durationCount: a.durationCount - b.durationCount,
+  gcSeconds: minus(a.gcSeconds, b.gcSeconds), gcPauses: minus(a.gcPauses, b.gcPauses), loopP99Ms: a.loopP99Ms, loopMaxMs: a.loopMaxMs,
 });
