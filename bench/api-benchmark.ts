@@ -21,8 +21,9 @@ import { fromRoot } from '../src/lib/paths';
 import { describeWaits, sampleWaits } from './wait-sampler';
 import { withBareServer } from './bare-server';
 import { EVENT_LOOP_SAMPLE_MS } from '../src/http/metrics';
+import { cacheability } from './cacheability';
 
-export const SECTIONS = ['cold', 'cache', 'metrics', 'logs', 'cluster', 'knee', 'steady', 'writes', 'fairness', 'overload'];
+export const SECTIONS = ['cold', 'cache', 'metrics', 'logs', 'cluster', 'knee', 'steady', 'writes', 'fairness', 'overload', 'ab'];
 // The generator is one address standing for many shoppers: the hosts' per-client render
 // budget is lifted for it, as nginx's per-client limits are raised for the cluster rows.
 const ONE_GENERATOR = { READ_BUDGET_KB_S: '0' };
@@ -34,10 +35,27 @@ export interface ApiBenchArgs {
   'step-seconds': number;
   seed: number;
   only: string;
+  /** --only ab: the hosts' environment of side A and of side B (NAME=VALUE,NAME=VALUE), the rate and the rounds. */
+  a: string;
+  b: string;
+  rate: number;
+  rounds: number;
+}
+
+/** NAME=VALUE,NAME=VALUE as an environment (empty: none). */
+export function parseEnvList(text: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const part of text.split(',').map((x) => x.trim()).filter(Boolean)) {
+    const m = /^([A-Z][A-Z0-9_]*)=(.*)$/.exec(part);
+    if (!m) throw new UsageError(`--a/--b take NAME=VALUE,NAME=VALUE (got "${part}")`);
+    env[m[1]] = m[2];
+  }
+  return env;
 }
 
 export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
-  const sections = a.only === 'all' ? SECTIONS : a.only.split(',');
+  // `all` is every section but the A/B, which needs its two sides named.
+  const sections = a.only === 'all' ? SECTIONS.filter((x) => x !== 'ab') : a.only.split(',');
   const unknown = sections.filter((s) => !SECTIONS.includes(s));
   if (unknown.length) throw new UsageError(`--only takes ${SECTIONS.join(', ')} (got ${unknown.join(', ')})`);
   const runs = (section: string) => sections.includes(section);
@@ -182,6 +200,8 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
       const floor = await withBareServer(async ({ url: bare, pid }) => withCpu({ ...processGroups([pid]), generator: () => [process.pid] },
         () => runLoad({ target: bare, stages: [{ rate, duration: Math.max(5, Math.round(seconds / 3)) }], products, mix: only('list'), seed: seed++ })));
       const floorP99 = floor.result.stages[0].latencyMs.p99;
+      // What a cache behind nginx could answer in such a window at all (the model's own draws, from cold).
+      const model = cacheability({ rate, seconds, products, seed });
       // One read of the hosts' metrics on each side (it also resets their event-loop histogram).
       const before = await hostStats(cluster.hosts);
       const { result, cpuMs, systemMs, switches } = await withCpu(groups, () => runLoad({ target: cluster.url, stages: [{ rate, duration: seconds }], products, distribution: 'zipf', seed: seed++ }));
@@ -190,7 +210,13 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
       const met = verdict.met(st, floorP99);
       const hostMeanMs = (hosts.durationSum / Math.max(1, hosts.durationCount)) * 1000;
       const row = stageRow(name, st, cpuMs, { systemMs, switches });
-      const extra = { ...row.extra, floor: { p50: floor.result.stages[0].latencyMs.p50, p99: floorP99, max: floor.result.stages[0].latencyMs.max, generatorUsPerRequest: (floor.cpuMs.generator * 1000) / Math.max(1, floor.result.stages[0].requests) },
+      // Host cache hits from the hosts' own counters: the X-Response-Cache header the client
+      // sees is the one nginx stored with its entry, so a revalidation the host answered from
+      // memory (a 304) still reads MISS there.
+      const ev = hosts.cacheEvents;
+      const reachedHosts = (ev.hits ?? 0) + (ev.misses ?? 0) + (ev.coalesced ?? 0) + (ev.bypassed ?? 0);
+      row.hostHitRatio = (ev.hits ?? 0) / Math.max(1, st.requests - (st.statuses['connection-error'] ?? 0));
+      const extra = { ...row.extra, hostCache: { ...ev, hitRatioOfReadsReachingHosts: (ev.hits ?? 0) / Math.max(1, reachedHosts) }, cacheModel: model, floor: { p50: floor.result.stages[0].latencyMs.p50, p99: floorP99, max: floor.result.stages[0].latencyMs.max, generatorUsPerRequest: (floor.cpuMs.generator * 1000) / Math.max(1, floor.result.stages[0].requests) },
         hostMeanMs, outsideHostMeanMs: st.latencyMs.mean - hostMeanMs, eventLoopDelayP99Ms: loopDelayMs(hosts.loopP99Ms), eventLoopDelayMaxMs: loopDelayMs(hosts.loopMaxMs), lateSends: st.lateSends,
         gcPauses: hosts.gcPauses, gcSeconds: hosts.gcSeconds, criterion: verdict.criterion, met };
       add({ ...row, extra });
@@ -200,7 +226,8 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
         `(floor p99 ${fmt(floorP99, 1)} ms); mean ${fmt(st.latencyMs.mean, 2)} ms of which in a host ${fmt(hostMeanMs, 2)}; ` +
         `CPU µs/request ${Object.entries(row.cpuUsPerRequest).map(([k, v]) => `${k} ${fmt(v)} (kernel ${fmt(kernel[k] ?? 0)})`).join(', ')}; ` +
         `context switches/request (all threads) ${Object.entries(perRequest('switchesPerRequest')).map(([k, v]) => `${k} ${fmt(v, 2)}`).join(', ')}; event-loop delay p99 ${fmt(extra.eventLoopDelayP99Ms, 1)} ms; ` +
-        `hosts' GC pauses ${Object.entries(hosts.gcPauses).map(([k, v]) => `${k} ${fmt(v)} (${fmt((hosts.gcSeconds[k] ?? 0) * 1000)} ms)`).join(', ')} -> ${met ? 'met' : 'missed'} (${verdict.criterion})`);
+        `hosts' cache ${fmt(ev.hits ?? 0)} hits of ${fmt(reachedHosts)} reads reaching them (the model from cold: ${fmt(model.hostHitRatio * 100, 1)} %, ` +
+        `any cache behind nginx ${fmt(model.seenBeforeRatio * 100, 1)} %); hosts' GC pauses ${Object.entries(hosts.gcPauses).map(([k, v]) => `${k} ${fmt(v)} (${fmt((hosts.gcSeconds[k] ?? 0) * 1000)} ms)`).join(', ')} -> ${met ? 'met' : 'missed'} (${verdict.criterion})`);
       return met;
     };
     try {
@@ -350,6 +377,48 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
     }
   }
 
+  // 4c. A paired A/B of two host configurations (--a, --b): two clusters side by side on one
+  // database, the mix at --rate sent to one then the other in --step-seconds runs, --rounds
+  // times, the order swapped every round. This box's speed drifts by tens of per cent within
+  // minutes, which swamps a 10 % effect between runs minutes apart; runs seconds apart, in
+  // pairs, share the drift. Idle, a cluster burns 1-2 % of a core. Each side's CPU per
+  // request per process group (PostgreSQL is shared: only the loaded side uses it), p99,
+  // writes p99 and errors per run; the medians and the per-round ratio B/A of total CPU.
+  if (runs('ab')) {
+    const sides = [parseEnvList(a.a), parseEnvList(a.b)];
+    const clusters: Awaited<ReturnType<typeof startCluster>>[] = [];
+    try {
+      for (const [i, env] of sides.entries()) {
+        clusters.push(await startCluster({
+          databaseUrl: url, port: await freePort(), hostPorts: [await freePort(), await freePort()], prefix: fromRoot('.data', 'bench', `nginx-ab-${i}`),
+          hostEnv: { LOG_FORMAT: 'off', ...env }, writeRate: '1000000r/s', readRate: '1000000r/s',
+        }));
+      }
+      for (const c of clusters) await runLoad({ target: c.url, stages: [{ rate: 500, duration: 10 }], products, distribution: 'zipf', seed: seed++ });
+      const totals: number[][] = [[], []];
+      for (let round = 0; round < a.rounds; round++) {
+        for (const i of round % 2 ? [1, 0] : [0, 1]) {
+          const c = clusters[i];
+          const groups = { ...processGroups(c.hosts.map((h) => h.process.pid!), true), generator: () => [process.pid] };
+          const { result, cpuMs } = await withCpu(groups, () => runLoad({ target: c.url, stages: [{ rate: a.rate, duration: a['step-seconds'] }], products, distribution: 'zipf', seed: seed++ }));
+          const row = stageRow(`ab: ${i ? 'B' : 'A'} (${i ? a.b : a.a || 'as deployed'}), round ${round + 1}, the mix at ${fmt(a.rate)} req/s`, result.stages[0], cpuMs);
+          add(row);
+          totals[i].push(Object.values(row.cpuUsPerRequest).reduce((x, y) => x + y, 0));
+        }
+      }
+      const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
+      const abRows = rows.filter((r) => r.name.startsWith('ab: '));
+      for (const [i, label] of ['A', 'B'].entries()) {
+        const mine = abRows.filter((r) => r.name.startsWith(`ab: ${label} `));
+        log(`ab ${label} (${(i ? a.b : a.a) || 'as deployed'}): median CPU µs/request ${fmt(median(totals[i]))}, p99 ${fmt(median(mine.map((r) => r.p99)), 1)} ms, ` +
+          `writes p99 ${fmt(median(mine.map((r) => (r.extra?.writes as { p99: number }).p99)), 1)} ms, max ${fmt(median(mine.map((r) => r.max)))} ms, errors ${fmt(mine.reduce((n, r) => n + r.errors, 0))}`);
+      }
+      log(`ab: CPU per request B/A by round ${totals[1].map((b, k) => fmt(b / totals[0][k], 2)).join(' ')}`);
+    } finally {
+      for (const c of clusters) await c.stop();
+    }
+  }
+
   // 5. Overload: the host's capacity (32 connections) vs 1000 connections, cold GET /reviews.
   const overload = async (name: string, target: string, groups: ReturnType<typeof processGroups>) => {
     const normal = await wrkRow(`${name}, 32 connections`, target, await list('uniform-last-10pct', only('list')), { seconds: 12, connections: 32, groups });
@@ -405,9 +474,11 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
 interface HostStats {
   count: number; over10ms: number; over25ms: number; durationSum: number; durationCount: number;
   gcSeconds: Record<string, number>; gcPauses: Record<string, number>; loopP99Ms: number; loopMaxMs: number;
+  /** The response caches' own counters (hits, misses, coalesced, bypassed, invalidations, …), both hosts summed. */
+  cacheEvents: Record<string, number>;
 }
 async function hostStats(hosts: { address: string }[]): Promise<HostStats> {
-  const t: HostStats = { count: 0, over10ms: 0, over25ms: 0, durationSum: 0, durationCount: 0, gcSeconds: {}, gcPauses: {}, loopP99Ms: 0, loopMaxMs: 0 };
+  const t: HostStats = { count: 0, over10ms: 0, over25ms: 0, durationSum: 0, durationCount: 0, gcSeconds: {}, gcPauses: {}, loopP99Ms: 0, loopMaxMs: 0, cacheEvents: {} };
   for (const h of hosts) {
     const text = await (await fetch(`http://${h.address}/metrics`)).text();
     for (const line of text.split('\n')) {
@@ -415,6 +486,11 @@ async function hostStats(hosts: { address: string }[]): Promise<HostStats> {
       if (gc) {
         const into = gc[1] === 'sum' ? t.gcSeconds : t.gcPauses;
         into[gc[2]] = (into[gc[2]] ?? 0) + Number(gc[3]);
+        continue;
+      }
+      const cache = /^atelier_response_cache_events_total\{event="(\w+)"\} ([\d.e+-]+)$/.exec(line);
+      if (cache) {
+        t.cacheEvents[cache[1]] = (t.cacheEvents[cache[1]] ?? 0) + Number(cache[2]);
         continue;
       }
       const loop = /^nodejs_eventloop_lag_(p99|max)_seconds ([\d.e+-]+)$/.exec(line);
@@ -444,4 +520,5 @@ const diffHostStats = (a: HostStats, b: HostStats): HostStats => ({
   count: a.count - b.count, over10ms: a.over10ms - b.over10ms, over25ms: a.over25ms - b.over25ms,
   durationSum: a.durationSum - b.durationSum, durationCount: a.durationCount - b.durationCount,
   gcSeconds: minus(a.gcSeconds, b.gcSeconds), gcPauses: minus(a.gcPauses, b.gcPauses), loopP99Ms: a.loopP99Ms, loopMaxMs: a.loopMaxMs,
+  cacheEvents: minus(a.cacheEvents, b.cacheEvents),
 });

@@ -16,7 +16,11 @@ runCli(async () => {
     'load-duration': { type: 'number', default: 60, arg: 'SECONDS', help: 'seconds of the fixed-rate cluster row' },
     'step-seconds': { type: 'number', default: 30, arg: 'SECONDS', help: 'seconds per rate of the knee ramp (--only knee)' },
     seed: { type: 'number', default: 1, help: "the generator's seed" },
-    only: { type: 'string', default: 'all', arg: 'LIST', help: `sections to run, of ${SECTIONS.join(',')} (the floor always runs)` },
+    only: { type: 'string', default: 'all', arg: 'LIST', help: `sections to run, of ${SECTIONS.join(',')} (the floor always runs; ab only when named)` },
+    a: { type: 'string', default: '', arg: 'ENV', help: "--only ab: side A's host environment, NAME=VALUE,NAME=VALUE (empty: as deployed)" },
+    b: { type: 'string', default: '', arg: 'ENV', help: "--only ab: side B's host environment" },
+    rate: { type: 'number', default: 2000, arg: 'R', help: '--only ab: req/s of each run' },
+    rounds: { type: 'number', default: 8, help: '--only ab: runs of each side (each --step-seconds long)' },
   }, {
     usage: 'npm run bench -- [options]',
     about: 'One run on one generated dataset: the floor (bare node:http), one host cold and cached, the nginx cluster\nat a fixed rate and at max rate, and overload. Prints rps, p50/p99 and CPU per request per process.',

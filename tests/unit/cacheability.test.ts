@@ -1,0 +1,37 @@
+// The cache model behind the knee rows' "what a cache could answer" figure (bench/cacheability.ts).
+import { cacheability } from '../../bench/cacheability';
+
+test('reads of a few keys held forever: nginx answers all but the first read of each key', () => {
+  // One product, lists only: at most 3 sorts × 3 pages × 3 counts = 27 distinct keys.
+  const c = cacheability({ rate: 1000, seconds: 5, products: 1, seed: 1, ttlSeconds: 1e9, mix: [{ op: 'list', weight: 1 }] });
+  expect(c.reads).toBe(5000);
+  expect(c.reachedHosts).toBeGreaterThan(0);
+  expect(c.reachedHosts).toBeLessThanOrEqual(27);
+  expect(c.seenBeforeRatio).toBe(0);
+  expect(c.nginxHitRatio).toBeCloseTo(1 - c.reachedHosts / 5000, 10);
+});
+
+test('with no nginx cache and no writes, every repeat is a hit for one shared cache, half as many per host at most', () => {
+  const c = cacheability({ rate: 1000, seconds: 10, products: 1, seed: 2, ttlSeconds: 0, mix: [{ op: 'list', weight: 1 }] });
+  expect(c.reachedHosts).toBe(c.reads);
+  expect(c.sharedHitRatio).toBeCloseTo(c.seenBeforeRatio, 10);
+  expect(c.sharedHitRatio).toBeGreaterThan(0.99);
+  // Round-robin over two hosts: each key is rendered (a miss) once on each host.
+  expect(c.hostHitRatio).toBeGreaterThan(0.98);
+  expect(c.hostHitRatio).toBeLessThan(c.sharedHitRatio);
+});
+
+test('writes drop what a cache holds, not what was seen', () => {
+  const c = cacheability({ rate: 1000, seconds: 10, products: 1, seed: 3, ttlSeconds: 0, mix: [{ op: 'list', weight: 0.5 }, { op: 'helpful', weight: 0.5 }] });
+  expect(c.seenBeforeRatio).toBeGreaterThan(0.99);
+  expect(c.sharedHitRatio).toBeLessThan(0.6);
+});
+
+test('the storefront mix: host ≤ shared ≤ seen before, and nginx answers part of the reads', () => {
+  const c = cacheability({ rate: 1000, seconds: 10, products: 1_000_011, seed: 1 });
+  expect(c.reads).toBeGreaterThan(8500);
+  expect(c.nginxHitRatio).toBeGreaterThan(0);
+  expect(c.hostHitRatio).toBeLessThanOrEqual(c.sharedHitRatio);
+  expect(c.sharedHitRatio).toBeLessThanOrEqual(c.seenBeforeRatio);
+  expect(c.seenBeforeRatio).toBeLessThan(1);
+});
