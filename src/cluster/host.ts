@@ -2,7 +2,7 @@
 // its /healthz answers.
 import { spawn } from 'node:child_process';
 import { fromRoot } from '../lib/paths';
-import { manage, waitFor, type Proc } from './processes';
+import { assertPortFree, manage, waitFor, type Proc } from './processes';
 
 /**
  * The V8 heap settings every host runs with (npm start, the systemd unit and this launcher
@@ -34,6 +34,7 @@ export function hostArgv(): string[] {
 /** Starts one API host (the compiled server) and waits until it is ready. */
 export async function startHost(o: HostOptions): Promise<Proc & { address: string }> {
   const host = o.host ?? '127.0.0.1';
+  await assertPortFree(o.port, host);
   const argv = (o.wrap ?? ((a: string[]) => a))(hostArgv());
   const child = spawn(argv[0], argv.slice(1), {
     env: { ...process.env, LOG_FORMAT: 'off', ...o.env, PORT: String(o.port), HOST: host, DATABASE_URL: o.databaseUrl },

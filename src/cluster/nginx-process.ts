@@ -4,7 +4,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { findNginx, writeNginxConfig, type NginxOptions } from './nginx-config';
-import { manage, waitFor, type Proc } from './processes';
+import { assertPortFree, manage, waitFor, type Proc } from './processes';
 
 /** The URL of something listening on `listen` ("port" or "address:port"). */
 const urlOf = (scheme: 'http' | 'https', listen: string) => `${scheme}://${listen.includes(':') ? listen : `127.0.0.1:${listen}`}`;
@@ -26,6 +26,11 @@ export function testNginxConfig(configFile: string, prefix: string): void {
 
 /** Renders the config into `prefix` and runs nginx in the foreground as a child process. */
 export async function startNginx(o: Omit<NginxOptions, 'foreground' | 'user'>, echo = false): Promise<NginxHandle> {
+  // nginx listens with reuseport: a second nginx on a port in use would share it silently.
+  for (const listen of [o.listen, ...(o.tls ? [o.tls.listen] : [])]) {
+    const m = /^(?:(.*):)?(\d+)$/.exec(listen);
+    if (m) await assertPortFree(Number(m[2]), m[1]?.replace(/^\[|\]$/g, '') ?? '0.0.0.0');
+  }
   const nginx = findNginx();
   if (!nginx) throw new Error('nginx not found (install it, or set NGINX_BIN)');
   // As root, nginx would drop its workers to "nobody", who cannot write our prefix.

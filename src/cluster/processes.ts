@@ -43,6 +43,25 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
   return port;
 }
 
+/**
+ * Fails when something already listens on host:port. A readiness probe cannot tell our new
+ * process from an old one still serving there (an earlier cluster): the new one would fail
+ * to bind while the probe says ready. An address this process cannot bind at all (one inside
+ * another network namespace) is left to the started process to report.
+ */
+export async function assertPortFree(port: number, host = '127.0.0.1'): Promise<void> {
+  const srv = net.createServer();
+  const err = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => {
+    srv.once('error', resolve);
+    srv.listen(port, host, () => resolve(undefined));
+  });
+  if (!err) {
+    await new Promise((r) => srv.close(r));
+    return;
+  }
+  if (err.code === 'EADDRINUSE') throw new Error(`${host}:${port} is already in use (an earlier cluster or host still running? stop it first)`);
+}
+
 export async function waitFor(url: string, proc: Proc, name: string, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
