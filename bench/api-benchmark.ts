@@ -200,7 +200,7 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
       const floor = await withBareServer(async ({ url: bare, pid }) => withCpu({ ...processGroups([pid]), generator: () => [process.pid] },
         () => runLoad({ target: bare, stages: [{ rate, duration: Math.max(5, Math.round(seconds / 3)) }], products, mix: only('list'), seed: seed++ })));
       const floorP99 = floor.result.stages[0].latencyMs.p99;
-      // What a cache behind nginx could answer in such a window at all (the model's own draws, from cold).
+      // What a cache behind nginx could answer in such a window at all (the traffic model's distribution and this step's seed, from cold).
       const model = cacheability({ rate, seconds, products, seed });
       // One read of the hosts' metrics on each side (it also resets their event-loop histogram).
       const before = await hostStats(cluster.hosts);
@@ -214,7 +214,8 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
       // sees is the one nginx stored with its entry, so a revalidation the host answered from
       // memory (a 304) still reads MISS there.
       const ev = hosts.cacheEvents;
-      const reachedHosts = (ev.hits ?? 0) + (ev.misses ?? 0) + (ev.coalesced ?? 0) + (ev.bypassed ?? 0);
+      // A coalesced read is also counted as a miss (it joined a render in flight).
+      const reachedHosts = (ev.hits ?? 0) + (ev.misses ?? 0) + (ev.bypassed ?? 0);
       row.hostHitRatio = (ev.hits ?? 0) / Math.max(1, st.requests - (st.statuses['connection-error'] ?? 0));
       const extra = { ...row.extra, hostCache: { ...ev, hitRatioOfReadsReachingHosts: (ev.hits ?? 0) / Math.max(1, reachedHosts) }, cacheModel: model, floor: { p50: floor.result.stages[0].latencyMs.p50, p99: floorP99, max: floor.result.stages[0].latencyMs.max, generatorUsPerRequest: (floor.cpuMs.generator * 1000) / Math.max(1, floor.result.stages[0].requests) },
         hostMeanMs, outsideHostMeanMs: st.latencyMs.mean - hostMeanMs, eventLoopDelayP99Ms: loopDelayMs(hosts.loopP99Ms), eventLoopDelayMaxMs: loopDelayMs(hosts.loopMaxMs), lateSends: st.lateSends,
@@ -381,9 +382,12 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
   // database, the mix at --rate sent to one then the other in --step-seconds runs, --rounds
   // times, the order swapped every round. This box's speed drifts by tens of per cent within
   // minutes, which swamps a 10 % effect between runs minutes apart; runs seconds apart, in
-  // pairs, share the drift. Idle, a cluster burns 1-2 % of a core. Each side's CPU per
-  // request per process group (PostgreSQL is shared: only the loaded side uses it), p99,
-  // writes p99 and errors per run; the medians and the per-round ratio B/A of total CPU.
+  // pairs, share the drift. Idle, a cluster burns 1-2 % of a core; its hosts also hear the
+  // loaded side's writes (one database), both ways alike. Each side's CPU per request per
+  // process group (PostgreSQL is shared: only the loaded side uses it; "nginx" is every nginx
+  // process, the idle side's included; the total includes the generator, the same for both
+  // sides, which pulls B/A towards 1), p99, writes p99, errors, the hosts' cache counters and
+  // cold reads per statement per run; the medians and the per-round ratio B/A of total CPU.
   if (runs('ab')) {
     const sides = [parseEnvList(a.a), parseEnvList(a.b)];
     const clusters: Awaited<ReturnType<typeof startCluster>>[] = [];
@@ -403,18 +407,27 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
         for (const i of round % 2 ? [1, 0] : [0, 1]) {
           const c = clusters[i];
           const groups = { ...processGroups(c.hosts.map((h) => h.process.pid!), true), generator: () => [process.pid] };
+          const before = await hostStats(c.hosts);
           const { result, cpuMs } = await withCpu(groups, () => runLoad({ target: c.url, stages: [{ rate: a.rate, duration: a['step-seconds'] }], products, distribution: 'zipf', seed: seed++ }));
-          const row = stageRow(`ab: ${i ? 'B' : 'A'} (${i ? a.b : a.a || 'as deployed'}), round ${round + 1}, the mix at ${fmt(a.rate)} req/s`, result.stages[0], cpuMs);
-          add(row);
+          const hosts = diffHostStats(await hostStats(c.hosts), before);
+          const row = stageRow(`ab: ${i ? 'B' : 'A'} (${(i ? a.b : a.a) || 'as deployed'}), round ${round + 1}, the mix at ${fmt(a.rate)} req/s`, result.stages[0], cpuMs);
+          const meanBatch = (hosts.batched.requests ?? 0) / Math.max(1, hosts.batched.statements ?? 0);
+          row.hostHitRatio = (hosts.cacheEvents.hits ?? 0) / Math.max(1, result.stages[0].requests - (result.stages[0].statuses['connection-error'] ?? 0));
+          add({ ...row, extra: { ...row.extra, hostCache: hosts.cacheEvents, batched: hosts.batched, meanBatch, gcSeconds: hosts.gcSeconds } });
           totals[i].push(Object.values(row.cpuUsPerRequest).reduce((x, y) => x + y, 0));
         }
       }
-      const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
+      const median = (xs: number[]) => {
+        const s = [...xs].sort((x, y) => x - y);
+        const m = Math.floor(s.length / 2);
+        return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+      };
       const abRows = rows.filter((r) => r.name.startsWith('ab: '));
       for (const [i, label] of ['A', 'B'].entries()) {
         const mine = abRows.filter((r) => r.name.startsWith(`ab: ${label} `));
         log(`ab ${label} (${(i ? a.b : a.a) || 'as deployed'}): median CPU µs/request ${fmt(median(totals[i]))}, p99 ${fmt(median(mine.map((r) => r.p99)), 1)} ms, ` +
-          `writes p99 ${fmt(median(mine.map((r) => (r.extra?.writes as { p99: number }).p99)), 1)} ms, max ${fmt(median(mine.map((r) => r.max)))} ms, errors ${fmt(mine.reduce((n, r) => n + r.errors, 0))}`);
+          `writes p99 ${fmt(median(mine.map((r) => (r.extra?.writes as { p99: number }).p99)), 1)} ms, max ${fmt(median(mine.map((r) => r.max)))} ms, errors ${fmt(mine.reduce((n, r) => n + r.errors, 0))}, ` +
+          `cold reads per statement ${fmt(median(mine.map((r) => r.extra?.meanBatch as number)), 2)}`);
       }
       log(`ab: CPU per request B/A by round ${totals[1].map((b, k) => fmt(b / totals[0][k], 2)).join(' ')}`);
     } finally {
@@ -479,9 +492,11 @@ interface HostStats {
   gcSeconds: Record<string, number>; gcPauses: Record<string, number>; loopP99Ms: number; loopMaxMs: number;
   /** The response caches' own counters (hits, misses, coalesced, bypassed, invalidations, …), both hosts summed. */
   cacheEvents: Record<string, number>;
+  /** Cold reads batched into shared statements: statements run and the requests they answered, both hosts summed. */
+  batched: Record<string, number>;
 }
 async function hostStats(hosts: { address: string }[]): Promise<HostStats> {
-  const t: HostStats = { count: 0, over10ms: 0, over25ms: 0, durationSum: 0, durationCount: 0, gcSeconds: {}, gcPauses: {}, loopP99Ms: 0, loopMaxMs: 0, cacheEvents: {} };
+  const t: HostStats = { count: 0, over10ms: 0, over25ms: 0, durationSum: 0, durationCount: 0, gcSeconds: {}, gcPauses: {}, loopP99Ms: 0, loopMaxMs: 0, cacheEvents: {}, batched: {} };
   for (const h of hosts) {
     const text = await (await fetch(`http://${h.address}/metrics`)).text();
     for (const line of text.split('\n')) {
@@ -489,6 +504,11 @@ async function hostStats(hosts: { address: string }[]): Promise<HostStats> {
       if (gc) {
         const into = gc[1] === 'sum' ? t.gcSeconds : t.gcPauses;
         into[gc[2]] = (into[gc[2]] ?? 0) + Number(gc[3]);
+        continue;
+      }
+      const batched = /^atelier_db_batched_total\{what="(\w+)"\} ([\d.e+-]+)$/.exec(line);
+      if (batched) {
+        t.batched[batched[1]] = (t.batched[batched[1]] ?? 0) + Number(batched[2]);
         continue;
       }
       const cache = /^atelier_response_cache_events_total\{event="(\w+)"\} ([\d.e+-]+)$/.exec(line);
@@ -523,5 +543,5 @@ const diffHostStats = (a: HostStats, b: HostStats): HostStats => ({
   count: a.count - b.count, over10ms: a.over10ms - b.over10ms, over25ms: a.over25ms - b.over25ms,
   durationSum: a.durationSum - b.durationSum, durationCount: a.durationCount - b.durationCount,
   gcSeconds: minus(a.gcSeconds, b.gcSeconds), gcPauses: minus(a.gcPauses, b.gcPauses), loopP99Ms: a.loopP99Ms, loopMaxMs: a.loopMaxMs,
-  cacheEvents: minus(a.cacheEvents, b.cacheEvents),
+  cacheEvents: minus(a.cacheEvents, b.cacheEvents), batched: minus(a.batched, b.batched),
 });

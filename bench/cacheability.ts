@@ -1,9 +1,11 @@
 // How much of the storefront mix any response cache behind nginx could answer (issue 29):
-// the traffic model's own draws (loadtest/lib/traffic.js, the generator's seed and mix),
-// replayed through a model of the two cache tiers, without a server. nginx keeps each read
-// key for its TTL; a read it does not hold reaches a host, round-robin; a host holds every
-// key it rendered (no memory bound, no TTL) until a write to the product drops it (every
-// host hears every write). Three answers for the reads that reach the hosts: the hit ratio
+// requests drawn from the traffic model (loadtest/lib/traffic.js: the generator's
+// distribution, mix and seed, but not its exact sequence, which also draws POST bodies and
+// sends a meta before a product's first POST) replayed through a model of the two cache
+// tiers, without a server. nginx keeps each read key for its TTL; a read it does not hold
+// reaches the hosts strictly in turn (nginx's round robin is per worker); a host holds every
+// key it rendered (no memory bound, no TTL) until a write to the drawn product drops it
+// (every host hears every write; a vote's review may belong to a neighbouring product). Three answers for the reads that reach the hosts: the hit ratio
 // of two such caches (as deployed), of one cache both hosts shared, and of a cache that
 // nothing ever drops (the key was read before in the window at all): the ceiling of any
 // response cache for that window. The knee rows' measured host hit ratio stands beside it.

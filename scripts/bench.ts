@@ -17,7 +17,7 @@ runCli(async () => {
     'step-seconds': { type: 'number', default: 30, arg: 'SECONDS', help: 'seconds per rate of the knee ramp (--only knee)' },
     seed: { type: 'number', default: 1, help: "the generator's seed" },
     only: { type: 'string', default: 'all', arg: 'LIST', help: `sections to run, of ${SECTIONS.join(',')} (the floor always runs; ab only when named)` },
-    a: { type: 'string', default: '', arg: 'ENV', help: "--only ab: side A's host environment, NAME=VALUE,NAME=VALUE (empty: as deployed)" },
+    a: { type: 'string', default: '', arg: 'ENV', help: "--only ab: side A's host environment, NAME=VALUE,NAME=VALUE (empty: as deployed; values cannot contain commas)" },
     b: { type: 'string', default: '', arg: 'ENV', help: "--only ab: side B's host environment" },
     rate: { type: 'number', default: 2000, arg: 'R', help: '--only ab: req/s of each run' },
     rounds: { type: 'number', default: 8, help: '--only ab: runs of each side (each --step-seconds long)' },

@@ -4,7 +4,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { findNginx, writeNginxConfig, type NginxOptions } from './nginx-config';
-import { assertPortFree, manage, waitFor, type Proc } from './processes';
+import { assertPortFree, listenAddress, manage, waitFor, type Proc } from './processes';
 
 /** The URL of something listening on `listen` ("port" or "address:port"). */
 const urlOf = (scheme: 'http' | 'https', listen: string) => `${scheme}://${listen.includes(':') ? listen : `127.0.0.1:${listen}`}`;
@@ -28,8 +28,8 @@ export function testNginxConfig(configFile: string, prefix: string): void {
 export async function startNginx(o: Omit<NginxOptions, 'foreground' | 'user'>, echo = false): Promise<NginxHandle> {
   // nginx listens with reuseport: a second nginx on a port in use would share it silently.
   for (const listen of [o.listen, ...(o.tls ? [o.tls.listen] : [])]) {
-    const m = /^(?:(.*):)?(\d+)$/.exec(listen);
-    if (m) await assertPortFree(Number(m[2]), m[1]?.replace(/^\[|\]$/g, '') ?? '0.0.0.0');
+    const at = listenAddress(listen);
+    if (at) await assertPortFree(at.port, at.host);
   }
   const nginx = findNginx();
   if (!nginx) throw new Error('nginx not found (install it, or set NGINX_BIN)');

@@ -46,20 +46,32 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
 /**
  * Fails when something already listens on host:port. A readiness probe cannot tell our new
  * process from an old one still serving there (an earlier cluster): the new one would fail
- * to bind while the probe says ready. An address this process cannot bind at all (one inside
- * another network namespace) is left to the started process to report.
+ * to bind while the probe says ready. An IPv6 address is tried IPv6-only (as nginx binds it).
+ * Any other failure to bind (an address inside another network namespace, a privileged port)
+ * is left to the started process to report: it fails to start then, which its start sees.
  */
 export async function assertPortFree(port: number, host = '127.0.0.1'): Promise<void> {
   const srv = net.createServer();
   const err = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => {
     srv.once('error', resolve);
-    srv.listen(port, host, () => resolve(undefined));
+    srv.listen({ port, host, ipv6Only: net.isIPv6(host) }, () => resolve(undefined));
   });
   if (!err) {
     await new Promise((r) => srv.close(r));
     return;
   }
-  if (err.code === 'EADDRINUSE') throw new Error(`${host}:${port} is already in use (an earlier cluster or host still running? stop it first)`);
+  if (err.code === 'EADDRINUSE') throw new Error(`${host.includes(':') ? `[${host}]` : host}:${port} is already in use (an earlier cluster or host still running? stop it first)`);
+}
+
+/**
+ * The address and port of an nginx `listen` value ("8080", "127.0.0.1:8080", "*:8080",
+ * "[::1]:8080", optionally followed by parameters); undefined for a Unix socket or a name.
+ */
+export function listenAddress(listen: string): { host: string; port: number } | undefined {
+  const m = /^(?:(\*|\[[0-9a-fA-F:.]+\]|[0-9.]+):)?(\d+)$/.exec(listen.trim().split(/\s+/)[0]);
+  if (!m) return undefined;
+  const host = m[1] === undefined || m[1] === '*' ? '0.0.0.0' : m[1].replace(/^\[|\]$/g, '');
+  return { host, port: Number(m[2]) };
 }
 
 export async function waitFor(url: string, proc: Proc, name: string, timeoutMs = 30_000): Promise<void> {

@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { startHost, startNginx } from '../../src/cluster/cluster';
+import { listenAddress } from '../../src/cluster/processes';
 
 let stale: http.Server;
 let port: number;
@@ -29,14 +30,29 @@ test('a host refuses to start on a port another process answers on', async () =>
   expect((proc as Error).message).toContain(`127.0.0.1:${port} is already in use`);
 });
 
-test('nginx refuses to start on a port another process answers on', async () => {
+test.each([
+  ['the address', (p: number) => `127.0.0.1:${p}`, '127.0.0.1'],
+  ['every address, as a port alone', (p: number) => `${p}`, '0.0.0.0'],
+  ['every address, as *:port', (p: number) => `*:${p}`, '0.0.0.0'],
+])('nginx refuses to start on a port another process answers on (%s)', async (_what, listen, reported) => {
   const prefix = fs.mkdtempSync(path.join(os.tmpdir(), 'atelier-ports-'));
   try {
-    const started = await startNginx({ prefix, listen: `127.0.0.1:${port}`, upstreams: ['127.0.0.1:1'] }).catch((err: Error) => err);
+    const started = await startNginx({ prefix, listen: listen(port), upstreams: ['127.0.0.1:1'] }).catch((err: Error) => err);
     if (!(started instanceof Error)) await started.stop('SIGKILL', 1000);
     expect(started).toBeInstanceOf(Error);
-    expect((started as Error).message).toContain(`127.0.0.1:${port} is already in use`);
+    expect((started as Error).message).toContain(`${reported}:${port} is already in use`);
   } finally {
     fs.rmSync(prefix, { recursive: true, force: true });
   }
+});
+
+test("nginx's listen values are read as nginx reads them", () => {
+  expect(listenAddress('8080')).toEqual({ host: '0.0.0.0', port: 8080 });
+  expect(listenAddress('127.0.0.1:8080')).toEqual({ host: '127.0.0.1', port: 8080 });
+  expect(listenAddress('*:8080')).toEqual({ host: '0.0.0.0', port: 8080 });
+  expect(listenAddress('[::1]:8443')).toEqual({ host: '::1', port: 8443 });
+  expect(listenAddress('[::]:80 ipv6only=on')).toEqual({ host: '::', port: 80 });
+  expect(listenAddress('127.0.0.1:8080 reuseport backlog=4096')).toEqual({ host: '127.0.0.1', port: 8080 });
+  expect(listenAddress('unix:/run/atelier.sock')).toBeUndefined();
+  expect(listenAddress('localhost:8080')).toBeUndefined();
 });
