@@ -128,6 +128,22 @@ test('when a statement exceeds the statement timeout, then it is cancelled with 
  * A host on its own pool (`opts`) while a test holds ACCESS EXCLUSIVE on reviews: every read
  * blocks until `unlock()`. Cleans up whatever happens.
  */
+/**
+ * Until `n` statements of this database wait on a lock: the first request holds the only
+ * connection and is blocked. A fixed sleep was not enough on a slow box: while the pool was
+ * still opening that connection, the next requests of the same sort joined the first one's
+ * batch instead of queueing (found in CI: a 20 s statement timeout instead of the 503).
+ */
+async function untilBlocked(n = 1): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const { rows } = await t.db.query<{ n: string }>("SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()");
+    if (Number(rows[0].n) >= n) return;
+    if (Date.now() > deadline) throw new Error(`${n} statement(s) never blocked on the lock`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 async function withReviewsLocked(opts: ConstructorParameters<typeof Db>[0], fn: (agent: ReturnType<typeof request>, unlock: () => Promise<unknown>, db: Db) => Promise<void>): Promise<void> {
   const db = new Db(opts);
   const server = createApp(db, { log: () => undefined }).listen(0);
@@ -149,6 +165,7 @@ test('when the pool queue is full, then extra requests are shed with a fast 503'
   await withReviewsLocked({ connectionString: t.url, poolSize: 1, maxQueue: 1, queueTimeoutMs: 30_000, statementTimeoutMs: 5000 }, async (agent, unlock) => {
     // Three sort orders: three statements that cannot share a batch.
     const pending = [agent.get('/reviews?product_id=1&sort=newest'), agent.get('/reviews?product_id=2&sort=helpful')].map((r) => r.then((x) => x));
+    await untilBlocked();
     await new Promise((r) => setTimeout(r, 200));
     const shed = await agent.get('/reviews?product_id=3&sort=relevant');
     expect503(shed);
@@ -162,7 +179,7 @@ test('when the pool queue is full, then extra requests are shed with a fast 503'
 test('requests batched onto a waiting statement take places in the queue too', async () => {
   await withReviewsLocked({ connectionString: t.url, poolSize: 1, maxQueue: 2, queueTimeoutMs: 30_000, statementTimeoutMs: 5000 }, async (agent, unlock, db) => {
     const holder = agent.get('/reviews?product_id=1').then((x) => x);
-    await new Promise((r) => setTimeout(r, 200));
+    await untilBlocked();
     // The next two share one waiting statement (same sort) and fill the queue's two places.
     const batched = [2, 3].map((p) => agent.get(`/reviews?product_id=${p}`).then((x) => x));
     await new Promise((r) => setTimeout(r, 200));
@@ -181,7 +198,7 @@ test('a request that waits for a connection longer than the queue timeout gets a
   await withReviewsLocked({ connectionString: t.url, poolSize: 1, queueTimeoutMs: 300, statementTimeoutMs: 20_000 }, async (agent, unlock, db) => {
     // The first takes the only connection and blocks on the lock; the next three queue.
     const holder = agent.get('/reviews?product_id=1').then((x) => x);
-    await new Promise((r) => setTimeout(r, 100));
+    await untilBlocked();
     const started = Date.now();
     const queued = await Promise.all([2, 3, 4].map((p) => agent.get(`/reviews?product_id=${p}`)));
     const waited = Date.now() - started;

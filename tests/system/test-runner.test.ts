@@ -4,6 +4,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { freePort } from '../../src/cluster/processes';
 import { processAlive } from '../../src/lib/processes';
 import { fromRoot } from '../../src/lib/paths';
 import { cleanTestLeftovers } from '../helpers/leftovers';
@@ -48,7 +49,7 @@ test("a crashed run's embedded PostgreSQL in .data/test-pg/<pid> is stopped and 
     startEmbeddedPostgres({ dir: '.data/test-pg/' + process.pid, port: Number(process.argv[1]), ephemeral: true })
       .then(() => console.log('ready'), (e) => { console.error(e); process.exit(1); });
     setInterval(() => {}, 1000);
-  `, String(20000 + (process.pid % 20000))], { cwd: fromRoot(), stdio: ['ignore', 'pipe', 'inherit'] });
+  `, String(await freePort())], { cwd: fromRoot(), stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((resolve, reject) => {
     child.stdout!.on('data', (d) => String(d).includes('ready') && resolve());
     child.once('exit', (code) => reject(new Error(`the child exited (${code}) before its server was ready`)));
