@@ -6,8 +6,13 @@ import path from 'node:path';
 import { findNginx, writeNginxConfig, type NginxOptions } from './nginx-config';
 import { assertPortFree, listenAddress, manage, waitFor, type Proc } from './processes';
 
-/** The URL of something listening on `listen` ("port" or "address:port"). */
-const urlOf = (scheme: 'http' | 'https', listen: string) => `${scheme}://${listen.includes(':') ? listen : `127.0.0.1:${listen}`}`;
+/** The URL of something listening on `listen` (an nginx listen value; every address is reached on loopback). */
+const urlOf = (scheme: 'http' | 'https', listen: string) => {
+  const at = listenAddress(listen);
+  if (!at) return `${scheme}://${listen}`;
+  const host = at.host === '0.0.0.0' ? '127.0.0.1' : at.host === '::' ? '::1' : at.host;
+  return `${scheme}://${host.includes(':') ? `[${host}]` : host}:${at.port}`;
+};
 
 export interface NginxHandle extends Proc {
   url: string;

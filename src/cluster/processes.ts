@@ -65,7 +65,9 @@ export async function assertPortFree(port: number, host = '127.0.0.1'): Promise<
 
 /**
  * The address and port of an nginx `listen` value ("8080", "127.0.0.1:8080", "*:8080",
- * "[::1]:8080", optionally followed by parameters); undefined for a Unix socket or a name.
+ * "[::1]:8080", optionally followed by parameters); undefined for what is not checked: a Unix
+ * socket, a host name, an address without a port. (An IPv6 address is probed IPv6-only, as
+ * nginx binds it by default; `ipv6only=off` is not read.)
  */
 export function listenAddress(listen: string): { host: string; port: number } | undefined {
   const m = /^(?:(\*|\[[0-9a-fA-F:.]+\]|[0-9.]+):)?(\d+)$/.exec(listen.trim().split(/\s+/)[0]);

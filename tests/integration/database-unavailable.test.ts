@@ -125,10 +125,6 @@ test('when a statement exceeds the statement timeout, then it is cancelled with 
 });
 
 /**
- * A host on its own pool (`opts`) while a test holds ACCESS EXCLUSIVE on reviews: every read
- * blocks until `unlock()`. Cleans up whatever happens.
- */
-/**
  * Until `n` statements of this database wait on a lock: the first request holds the only
  * connection and is blocked. A fixed sleep was not enough on a slow box: while the pool was
  * still opening that connection, the next requests of the same sort joined the first one's
@@ -144,6 +140,19 @@ async function untilBlocked(n = 1): Promise<void> {
   }
 }
 
+/** Until `db`'s admission queue holds `n` places (the requests sent have reached it), at most 10 s. */
+async function untilQueued(db: Db, n: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (db.queueLength < n) {
+    if (Date.now() > deadline) throw new Error(`the queue never held ${n} places (it holds ${db.queueLength})`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/**
+ * A host on its own pool (`opts`) while a test holds ACCESS EXCLUSIVE on reviews: every read
+ * blocks until `unlock()`. Cleans up whatever happens.
+ */
 async function withReviewsLocked(opts: ConstructorParameters<typeof Db>[0], fn: (agent: ReturnType<typeof request>, unlock: () => Promise<unknown>, db: Db) => Promise<void>): Promise<void> {
   const db = new Db(opts);
   const server = createApp(db, { log: () => undefined }).listen(0);
@@ -162,11 +171,11 @@ async function withReviewsLocked(opts: ConstructorParameters<typeof Db>[0], fn: 
 }
 
 test('when the pool queue is full, then extra requests are shed with a fast 503', async () => {
-  await withReviewsLocked({ connectionString: t.url, poolSize: 1, maxQueue: 1, queueTimeoutMs: 30_000, statementTimeoutMs: 5000 }, async (agent, unlock) => {
+  await withReviewsLocked({ connectionString: t.url, poolSize: 1, maxQueue: 1, queueTimeoutMs: 30_000, statementTimeoutMs: 5000 }, async (agent, unlock, db) => {
     // Three sort orders: three statements that cannot share a batch.
     const pending = [agent.get('/reviews?product_id=1&sort=newest'), agent.get('/reviews?product_id=2&sort=helpful')].map((r) => r.then((x) => x));
     await untilBlocked();
-    await new Promise((r) => setTimeout(r, 200));
+    await untilQueued(db, 1);
     const shed = await agent.get('/reviews?product_id=3&sort=relevant');
     expect503(shed);
     expect(shed.body.error).toMatch(/overloaded/);
@@ -182,7 +191,7 @@ test('requests batched onto a waiting statement take places in the queue too', a
     await untilBlocked();
     // The next two share one waiting statement (same sort) and fill the queue's two places.
     const batched = [2, 3].map((p) => agent.get(`/reviews?product_id=${p}`).then((x) => x));
-    await new Promise((r) => setTimeout(r, 200));
+    await untilQueued(db, 2);
     const shed = await agent.get('/reviews?product_id=4');
     expect503(shed);
     expect(shed.body.error).toMatch(/overloaded/);

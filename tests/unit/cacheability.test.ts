@@ -16,8 +16,8 @@ test('with no nginx cache and no writes, every repeat is a hit for one shared ca
   expect(c.reachedHosts).toBe(c.reads);
   expect(c.sharedHitRatio).toBeCloseTo(c.seenBeforeRatio, 10);
   expect(c.sharedHitRatio).toBeGreaterThan(0.99);
-  // Round-robin over two hosts: each key is rendered (a miss) once on each host.
-  expect(c.hostHitRatio).toBeGreaterThan(0.98);
+  // Round-robin over two hosts: each of the 27 keys is rendered (a miss) once on each host at most.
+  expect(Math.round(c.reachedHosts * (1 - c.hostHitRatio))).toBeLessThanOrEqual(54);
   expect(c.hostHitRatio).toBeLessThan(c.sharedHitRatio);
 });
 
