@@ -80,15 +80,20 @@ export async function wrkRow(name: string, target: string, requests: WrkRequest[
   };
 }
 
-/** A fixed-rate stage of the Node load generator as a row (latency split kept in `extra`). */
-export function stageRow(name: string, s: StageResult, cpuMs: Record<string, number>, more: { systemMs?: Record<string, number>; switches?: Record<string, number> } = {}): Row {
+/**
+ * A fixed-rate stage of the Node load generator as a row (latency split kept in `extra`).
+ * `hostCacheHits`: the hosts' own count of cache hits over the stage; without it the host hit
+ * ratio is the generator's count of `X-Response-Cache: HIT`, which behind nginx is the header
+ * nginx stored with its entry (a revalidation the host answered from memory reads MISS).
+ */
+export function stageRow(name: string, s: StageResult, cpuMs: Record<string, number>, more: { systemMs?: Record<string, number>; switches?: Record<string, number>; hostCacheHits?: number } = {}): Row {
   const answered = s.requests - (s.statuses['connection-error'] ?? 0);
   const perRequest = (by: Record<string, number>, scale: number) => Object.fromEntries(Object.entries(by).map(([k, v]) => [k, (v * scale) / Math.max(1, s.requests)]));
   return {
     name, generator: 'open-loop', rps: s.rps, p50: s.latencyMs.p50, p99: s.latencyMs.p99, max: s.latencyMs.max, errors: s.errors, statuses: s.statuses,
     cpuUsPerRequest: perRequest(cpuMs, 1000),
     edgeHitRatio: s.cacheHits / Math.max(1, answered),
-    hostHitRatio: s.hostCacheHits / Math.max(1, answered),
+    hostHitRatio: (more.hostCacheHits ?? s.hostCacheHits) / Math.max(1, answered),
     extra: {
       reads: s.reads,
       writes: s.writes,

@@ -154,8 +154,9 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
   }
 
   // 4. The cluster: nginx + 2 hosts, both cache tiers, the load scenario's mix.
-  const startBenchCluster = async () => startCluster({
-    databaseUrl: url, port: await freePort(), hostPorts: [await freePort(), await freePort()], prefix: fromRoot('.data', 'bench', 'nginx'), hostEnv: { LOG_FORMAT: 'off' },
+  // `name` and `env`: a second cluster beside the first (the A/B section), with its hosts' environment.
+  const startBenchCluster = async (name = 'nginx', env: Record<string, string> = {}) => startCluster({
+    databaseUrl: url, port: await freePort(), hostPorts: [await freePort(), await freePort()], prefix: fromRoot('.data', 'bench', name), hostEnv: { LOG_FORMAT: 'off', ...env },
     // All load comes from one address here: lift the per-client limits (production: 10 writes/s, 200 reads/s).
     writeRate: '1000000r/s', readRate: '1000000r/s',
   });
@@ -209,14 +210,10 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
       const st = result.stages[0];
       const met = verdict.met(st, floorP99);
       const hostMeanMs = (hosts.durationSum / Math.max(1, hosts.durationCount)) * 1000;
-      const row = stageRow(name, st, cpuMs, { systemMs, switches });
-      // Host cache hits from the hosts' own counters: the X-Response-Cache header the client
-      // sees is the one nginx stored with its entry, so a revalidation the host answered from
-      // memory (a 304) still reads MISS there.
       const ev = hosts.cacheEvents;
+      const row = stageRow(name, st, cpuMs, { systemMs, switches, hostCacheHits: ev.hits ?? 0 });
       // A coalesced read is also counted as a miss (it joined a render in flight).
       const reachedHosts = (ev.hits ?? 0) + (ev.misses ?? 0) + (ev.bypassed ?? 0);
-      row.hostHitRatio = (ev.hits ?? 0) / Math.max(1, st.requests - (st.statuses['connection-error'] ?? 0));
       const extra = { ...row.extra, hostCache: { ...ev, hitRatioOfReadsReachingHosts: (ev.hits ?? 0) / Math.max(1, reachedHosts) }, cacheModel: model, floor: { p50: floor.result.stages[0].latencyMs.p50, p99: floorP99, max: floor.result.stages[0].latencyMs.max, generatorUsPerRequest: (floor.cpuMs.generator * 1000) / Math.max(1, floor.result.stages[0].requests) },
         hostMeanMs, outsideHostMeanMs: st.latencyMs.mean - hostMeanMs, eventLoopDelayP99Ms: loopDelayMs(hosts.loopP99Ms), eventLoopDelayMaxMs: loopDelayMs(hosts.loopMaxMs), lateSends: st.lateSends,
         gcPauses: hosts.gcPauses, gcSeconds: hosts.gcSeconds, criterion: verdict.criterion, met };
@@ -390,14 +387,10 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
   // cold reads per statement per run; the medians and the per-round ratio B/A of total CPU.
   if (runs('ab')) {
     const sides = [parseEnvList(a.a), parseEnvList(a.b)];
+    const labels = [a.a || 'as deployed', a.b || 'as deployed'];
     const clusters: Awaited<ReturnType<typeof startCluster>>[] = [];
     try {
-      for (const [i, env] of sides.entries()) {
-        clusters.push(await startCluster({
-          databaseUrl: url, port: await freePort(), hostPorts: [await freePort(), await freePort()], prefix: fromRoot('.data', 'bench', `nginx-ab-${i}`),
-          hostEnv: { LOG_FORMAT: 'off', ...env }, writeRate: '1000000r/s', readRate: '1000000r/s',
-        }));
-      }
+      for (const [i, env] of sides.entries()) clusters.push(await startBenchCluster(`nginx-ab-${i}`, env));
       // Warm both, then one unrecorded run each at the rate: the very first run at the rate was
       // the slowest of the whole A/B in 3 of 4 trials, and side A would always have taken it.
       for (const c of clusters) await runLoad({ target: c.url, stages: [{ rate: 500, duration: 10 }], products, distribution: 'zipf', seed: seed++ });
@@ -410,9 +403,8 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
           const before = await hostStats(c.hosts);
           const { result, cpuMs } = await withCpu(groups, () => runLoad({ target: c.url, stages: [{ rate: a.rate, duration: a['step-seconds'] }], products, distribution: 'zipf', seed: seed++ }));
           const hosts = diffHostStats(await hostStats(c.hosts), before);
-          const row = stageRow(`ab: ${i ? 'B' : 'A'} (${(i ? a.b : a.a) || 'as deployed'}), round ${round + 1}, the mix at ${fmt(a.rate)} req/s`, result.stages[0], cpuMs);
+          const row = stageRow(`ab: ${i ? 'B' : 'A'} (${labels[i]}), round ${round + 1}, the mix at ${fmt(a.rate)} req/s`, result.stages[0], cpuMs, { hostCacheHits: hosts.cacheEvents.hits ?? 0 });
           const meanBatch = (hosts.batched.requests ?? 0) / Math.max(1, hosts.batched.statements ?? 0);
-          row.hostHitRatio = (hosts.cacheEvents.hits ?? 0) / Math.max(1, result.stages[0].requests - (result.stages[0].statuses['connection-error'] ?? 0));
           add({ ...row, extra: { ...row.extra, hostCache: hosts.cacheEvents, batched: hosts.batched, meanBatch, gcSeconds: hosts.gcSeconds } });
           totals[i].push(Object.values(row.cpuUsPerRequest).reduce((x, y) => x + y, 0));
         }
@@ -425,7 +417,7 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
       const abRows = rows.filter((r) => r.name.startsWith('ab: '));
       for (const [i, label] of ['A', 'B'].entries()) {
         const mine = abRows.filter((r) => r.name.startsWith(`ab: ${label} `));
-        log(`ab ${label} (${(i ? a.b : a.a) || 'as deployed'}): median CPU µs/request ${fmt(median(totals[i]))}, p99 ${fmt(median(mine.map((r) => r.p99)), 1)} ms, ` +
+        log(`ab ${label} (${labels[i]}): median CPU µs/request ${fmt(median(totals[i]))}, p99 ${fmt(median(mine.map((r) => r.p99)), 1)} ms, ` +
           `writes p99 ${fmt(median(mine.map((r) => (r.extra?.writes as { p99: number }).p99)), 1)} ms, max ${fmt(median(mine.map((r) => r.max)))} ms, errors ${fmt(mine.reduce((n, r) => n + r.errors, 0))}, ` +
           `cold reads per statement ${fmt(median(mine.map((r) => r.extra?.meanBatch as number)), 2)}`);
       }

@@ -5,6 +5,7 @@ import request from 'supertest';
 import { createApp } from '../../src/app';
 import { Db } from '../../src/db';
 import { findPrimary, ReplicaSet } from '../../src/db/replicas';
+import { until } from '../helpers/replica-hosts';
 import { silentRelay } from '../helpers/relay';
 import { createTestDatabase, type TestDatabase } from '../helpers/test-db';
 
@@ -125,29 +126,16 @@ test('when a statement exceeds the statement timeout, then it is cancelled with 
 });
 
 /**
- * Until `n` statements of this database wait on a lock: the first request holds the only
+ * Until a statement of this database waits on a lock: the first request holds the only
  * connection and is blocked. A fixed sleep was not enough on a slow box: while the pool was
  * still opening that connection, the next requests of the same sort joined the first one's
  * batch instead of queueing (found in CI: a 20 s statement timeout instead of the 503).
  */
-async function untilBlocked(n = 1): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const { rows } = await t.db.query<{ n: string }>("SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()");
-    if (Number(rows[0].n) >= n) return;
-    if (Date.now() > deadline) throw new Error(`${n} statement(s) never blocked on the lock`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const untilBlocked = () => until('the first request to block on the lock', async () =>
+  Number((await t.db.query<{ n: string }>("SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")).rows[0].n) >= 1, 10_000);
 
 /** Until `db`'s admission queue holds `n` places (the requests sent have reached it), at most 10 s. */
-async function untilQueued(db: Db, n: number): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (db.queueLength < n) {
-    if (Date.now() > deadline) throw new Error(`the queue never held ${n} places (it holds ${db.queueLength})`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+const untilQueued = (db: Db, n: number) => until(`the admission queue to hold ${n} places`, () => db.queueLength >= n, 10_000);
 
 /**
  * A host on its own pool (`opts`) while a test holds ACCESS EXCLUSIVE on reviews: every read
