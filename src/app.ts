@@ -15,6 +15,7 @@ import { HttpError, UnavailableError } from './lib/http-error';
 import type { ProxyTrust } from './lib/client-address';
 import { ResponseCache } from './response-cache/response-cache';
 import { createReadPath } from './reviews/read-path';
+import type { MetaMemory } from './reviews/meta-memory';
 import { ReviewRepository } from './reviews/repository';
 import { postDispatch, registerReviewRoutes, voteDispatch } from './reviews/routes';
 
@@ -40,6 +41,8 @@ export interface AppOptions {
   writeDb?: Db;
   /** Per-client budget of bytes rendered on read misses (READ_BUDGET_KB_S); none when absent. */
   readBudget?: ReadBudget;
+  /** Every product's meta in memory (META_MEMORY_MB), following `cache`'s change feed; none when absent. */
+  metaMemory?: MetaMemory;
 }
 
 /** A request listener; `listen` starts an http.Server with it, as Express's app.listen does. */
@@ -71,6 +74,7 @@ export function createApp(db: Db, opts: AppOptions = {}): App {
     metrics: opts.metrics,
     budget: opts.readBudget,
     replicas: opts.replicas,
+    metaMemory: opts.metaMemory,
   });
 
   app.use((_req, res, next) => {

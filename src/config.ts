@@ -73,6 +73,9 @@ const schema = z.object({
   // reads bypass nginx's cache (at least nginx's TTL).
   RESPONSE_CACHE_MB: int(0, 65536).default(64),
   RESPONSE_CACHE_TTL_S: int(1, 86400).default(300),
+  // Every product's meta aggregates held in memory (MiB at most; 0 = off): ~90 MB at full
+  // scale, loaded in the background at start and kept exact by the same change feed.
+  META_MEMORY_MB: int(0, 65536).default(512),
   READ_YOUR_WRITES_S: int(1, 3600).default(10),
   // Per client (address) and host: KiB per second of bodies rendered on read misses, the
   // debt allowed before its misses get a 429 being four seconds' worth (0 = no budget).

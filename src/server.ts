@@ -8,6 +8,7 @@ import { ConfigError, loadConfig, type Config } from './config';
 import { parseCorsOrigins } from './http/cors';
 import { createMetrics } from './http/metrics';
 import { ReadBudget } from './reviews/read-budget';
+import { MetaMemory } from './reviews/meta-memory';
 import { Db } from './db';
 import { findPrimary, ReplicaSet } from './db/replicas';
 import { followChanges } from './response-cache/invalidation-feed';
@@ -95,17 +96,21 @@ async function serve(config: Config): Promise<void> {
   // Untrusted until its change feed listens: until then every read goes to the database.
   cache = new ResponseCache({ maxBytes: config.RESPONSE_CACHE_MB * 2 ** 20, ttlMs: config.RESPONSE_CACHE_TTL_S * 1000, trusted: false });
   const feed = cache.enabled || replicas ? followChanges(db, cache, log, { fence: replicas }) : undefined;
+  // Every product's meta in memory: only with a change feed to keep it exact.
+  const metaMemory = feed && config.META_MEMORY_MB > 0 ? new MetaMemory({ db, cache, maxBytes: config.META_MEMORY_MB * 2 ** 20, log }) : undefined;
   // One set of trusted proxies for the log line and the budget: it says once when nginx is missing from it.
   const trustedProxies = new TrustedProxies(config.TRUSTED_PROXIES, log);
   const app = createApp(db, { logFormat: config.LOG_FORMAT, trustedProxies, compression: config.COMPRESSION, cache, readYourWritesSeconds: config.READ_YOUR_WRITES_S,
     cors: parseCorsOrigins(config.CORS_ORIGINS),
     writeDb,
     replicas,
-    metrics: config.METRICS ? createMetrics({ db, cache, replicas }) : undefined,
+    metaMemory,
+    metrics: config.METRICS ? createMetrics({ db, cache, replicas, metaMemory }) : undefined,
     readBudget: config.READ_BUDGET_KB_S > 0
       ? new ReadBudget({ bytesPerSecond: config.READ_BUDGET_KB_S * 1024, burstBytes: config.READ_BUDGET_KB_S * 1024 * 4, trustedProxies })
       : undefined,
   });
+  metaMemory?.start();
   const warm = await db.warm();
   await writeDb?.warm();
   if (warm < config.PG_POOL_SIZE) log(`opened ${warm} of ${config.PG_POOL_SIZE} database connections; the rest open on demand`);
@@ -161,6 +166,7 @@ async function serve(config: Config): Promise<void> {
     });
     clearInterval(sweeper);
     clearTimeout(forced);
+    metaMemory?.close();
     await feed?.close();
     await db.close().catch(() => undefined);
     await writeDb?.close().catch(() => undefined);

@@ -7,6 +7,7 @@ import client from 'prom-client';
 import type { Db } from '../db';
 import type { ReplicaSet } from '../db/replicas';
 import type { ResponseCache } from '../response-cache/response-cache';
+import type { MetaMemory } from '../reviews/meta-memory';
 import { DurationHistogram } from './duration-histogram';
 
 export interface Metrics {
@@ -34,7 +35,7 @@ const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'OPTIONS']);
  */
 export const EVENT_LOOP_SAMPLE_MS = 20;
 
-export function createMetrics(o: { db: Db; cache?: ResponseCache; replicas?: ReplicaSet }): Metrics {
+export function createMetrics(o: { db: Db; cache?: ResponseCache; replicas?: ReplicaSet; metaMemory?: MetaMemory }): Metrics {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
   const duration = new DurationHistogram('http_request_duration_seconds', 'Time from request to the end of the response, by route template, method and status.',
@@ -117,6 +118,27 @@ export function createMetrics(o: { db: Db; cache?: ResponseCache; replicas?: Rep
         this.set({ measure: 'entries' }, s.entries);
         this.set({ measure: 'bytes' }, s.bytes);
         this.set({ measure: 'trusted' }, cache.isTrusted ? 1 : 0);
+      },
+    });
+  }
+  if (o.metaMemory) {
+    const memory = o.metaMemory;
+    tallies('atelier_meta_memory_events_total',
+      'Meta from memory: answers served, reads of a dirty product (answered from the cache or the database), loads and failed loads.',
+      'event', () => {
+        const s = memory.stats();
+        return { served: s.served, dirty_reads: s.dirtyReads, loads: s.loads, failed_loads: s.failedLoads };
+      });
+    new client.Gauge({
+      name: 'atelier_meta_memory_size',
+      help: 'Meta from memory: products held (0 while not loaded), dirty products among them, bytes held.',
+      labelNames: ['measure'],
+      registers: [registry],
+      collect() {
+        const s = memory.stats();
+        this.set({ measure: 'products' }, s.products);
+        this.set({ measure: 'dirty' }, s.dirty);
+        this.set({ measure: 'bytes' }, s.bytes);
       },
     });
   }

@@ -99,6 +99,8 @@ export class ResponseCache {
   private readonly counters = { hits: 0, misses: 0, coalesced: 0, bypassed: 0, evictions: 0, invalidations: 0 };
   /** Every invalidation heard (a product's or all), for renders that no flight tracks. */
   private changesHeard = 0;
+  /** Told of every invalidation, synchronously: a product's, or all (undefined) on a flush or a change of trust. */
+  private readonly changeListeners: ((product: number | undefined) => void)[] = [];
 
   constructor(opts: ResponseCacheOptions) {
     this.trusted = opts.trusted ?? true;
@@ -116,6 +118,15 @@ export class ResponseCache {
         if (keys?.size === 0) this.keysByProduct.delete(v.product);
       },
     });
+  }
+
+  /**
+   * Hears what this cache hears, as it hears it: `product` when that product changed,
+   * undefined when everything must be forgotten (an import's swap, a change of trust, a
+   * promotion). Other stores of this host's reads that follow the same rule use it.
+   */
+  onChange(listener: (product: number | undefined) => void): void {
+    this.changeListeners.push(listener);
   }
 
   get enabled(): boolean {
@@ -227,6 +238,7 @@ export class ResponseCache {
   invalidate(product: number): void {
     this.counters.invalidations++;
     this.changesHeard++;
+    for (const l of this.changeListeners) l(product);
     const keys = this.keysByProduct.get(product);
     if (keys) for (const key of [...keys]) this.lru?.delete(key);
     const flights = this.flightsByProduct.get(product);
@@ -247,6 +259,7 @@ export class ResponseCache {
     this.flights.clear();
     this.lru?.clear();
     this.keysByProduct.clear();
+    for (const l of this.changeListeners) l(undefined);
   }
 
   /**
@@ -255,8 +268,9 @@ export class ResponseCache {
    */
   setTrusted(trusted: boolean): void {
     if (trusted === this.trusted) return;
-    this.invalidateAll();
     this.trusted = trusted;
+    // After the flag moves, so listeners see the trust that follows the flush.
+    this.invalidateAll();
   }
 
   stats(): ResponseCacheStats {

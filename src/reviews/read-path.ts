@@ -11,6 +11,7 @@ import { HttpError } from '../lib/http-error';
 import type { CacheAnswer, Rendered, ResponseCache } from '../response-cache/response-cache';
 import type { ReviewRepository } from './repository';
 import type { ReadBudget } from './read-budget';
+import type { MetaMemory } from './meta-memory';
 import { listQuery, parseOr400, productIdQuery } from './schemas';
 
 /** Cookie naming the products a client wrote recently (nginx's cache key config reads it). */
@@ -42,6 +43,8 @@ export interface ReadPathOptions {
   replicas?: { raiseFence(): void };
   /** The per-client budget of bytes rendered on misses (none: unlimited). */
   budget?: ReadBudget;
+  /** Every product's meta in memory, exact by the change feed (./meta-memory.ts); none: meta from the cache and the database. */
+  metaMemory?: Pick<MetaMemory, 'answer'>;
   /** Request logger to run on requests served here; one with `record` is called after the answer, without a listener. */
   logger?: ((req: IncomingMessage, res: ServerResponse, next: () => void) => void) & {
     record?: (req: IncomingMessage, res: ServerResponse, route: string, startedAt: number) => void;
@@ -151,6 +154,9 @@ export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): Read
   const meta: Handler = async (req, res) => {
     try {
       const q = parseOr400(productIdQuery, queryOf(req), 'query parameters');
+      // From memory unless the reader wrote this product moments ago (rendered fresh, as below).
+      const held = o.metaMemory && !wroteProducts(req).includes(String(q.product_id)) ? o.metaMemory.answer(q.product_id) : undefined;
+      if (held) return send(req, res, held);
       const answer = await budgeted(req, q.product_id, `m:${q.product_id}`, async (fresh) => {
         const { value, stamp } = await repo.meta(q.product_id, fresh);
         return { text: value, stamp };

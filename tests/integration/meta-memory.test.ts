@@ -1,0 +1,224 @@
+// Meta from the host's memory (src/reviews/meta-memory.ts) on a real PostgreSQL: the text
+// it renders is PostgreSQL's own, byte for byte (numeric division's scale and rounding,
+// JSON spacing, escaped names, zero counts, products without rows); a change heard makes
+// its product dirty from the moment a load begins; a flush or a change of trust drops the
+// table and loads it again; a table too big is not loaded; a writer's read skips it.
+import type { AddressInfo } from 'node:net';
+import fs from 'node:fs';
+import path from 'node:path';
+import { createApp } from '../../src/app';
+import { Db } from '../../src/db';
+import { MetaMemory, numericRatio } from '../../src/reviews/meta-memory';
+import { followChanges } from '../../src/response-cache/invalidation-feed';
+import { ResponseCache } from '../../src/response-cache/response-cache';
+import { finishArrange, insertCharacteristics, insertReviews, LONG_BODY } from '../helpers/fixtures';
+import { until } from '../helpers/replica-hosts';
+import { createTestDatabase, type TestDatabase } from '../helpers/test-db';
+
+const META_SQL = fs.readFileSync(path.join(__dirname, '../../src/reviews/sql/review-meta.sql'), 'utf8');
+
+let t: TestDatabase;
+const MAX_PRODUCT = 12;
+
+/** PostgreSQL's own meta text for products 1..MAX_PRODUCT (and one past the end). */
+async function truth(db: Db = t.db): Promise<string[]> {
+  const ids = Array.from({ length: MAX_PRODUCT + 1 }, (_, i) => i + 1);
+  return (await db.query<{ meta: string }>(META_SQL, [ids])).rows.map((r) => r.meta);
+}
+
+/** A host's pieces: pool, cache with its feed, the memory table (not started). */
+function host(maxBytes = 64 << 20) {
+  const db = new Db({ connectionString: t.url, poolSize: 2 });
+  const cache = new ResponseCache({ maxBytes: 1 << 20, ttlMs: 600_000, trusted: false });
+  const feed = followChanges(db, cache);
+  const logs: string[] = [];
+  const memory = new MetaMemory({ db, cache, maxBytes, log: (l) => logs.push(l), retryMs: 200 });
+  return {
+    db, cache, memory, logs,
+    async stop() {
+      memory.close();
+      await feed.close();
+      await db.close();
+    },
+  };
+}
+
+const held = (memory: MetaMemory, product: number) => memory.answer(product)?.entry.body.toString();
+
+beforeAll(async () => {
+  t = await createTestDatabase();
+  // Names JSON must escape (quote, backslash, control character) and non-ASCII text.
+  await insertCharacteristics(t.db, [
+    { id: 1, product_id: 1, name: 'Fit' }, { id: 2, product_id: 1, name: 'Say "hi" \\ there' },
+    { id: 3, product_id: 1, name: 'Länge\ttab' }, { id: 4, product_id: 2, name: 'Comfort' },
+    { id: 5, product_id: 4, name: 'Quality' }, { id: 6, product_id: 10, name: 'Fit' }, { id: 7, product_id: 10, name: 'Width' },
+    { id: 8, product_id: 12, name: 'Size' },
+  ]);
+  await insertReviews(t.db, [
+    ...Array.from({ length: 9 }, (_, i) => ({ id: i + 1, product_id: 1, rating: 1 + (i % 5), date: '2021-01-01T00:00:00.000Z', recommend: i % 3 !== 0, ratings: { 1: 1 + (i % 5), 2: 5 - (i % 3), 3: 3 } })),
+    { id: 20, product_id: 3, rating: 5, date: '2021-01-02T00:00:00.000Z', recommend: false },
+    { id: 21, product_id: 10, rating: 2, date: '2021-01-02T00:00:00.000Z', ratings: { 6: 4 } },
+  ]);
+  await finishArrange(t.db);
+  // A product whose counts are all zero, and sums and counts across numeric's base-10,000 digits.
+  await t.db.query('INSERT INTO atelier.product_ratings (product_id) VALUES (11)');
+  await t.db.query('UPDATE atelier.characteristics SET rating_sum = 123456789012, rating_count = 98765 WHERE id = 7');
+  await t.db.query('UPDATE atelier.characteristics SET rating_sum = 10000, rating_count = 10001 WHERE id = 8');
+});
+
+afterAll(async () => {
+  await t.drop();
+});
+
+test("numericRatio prints sum/count exactly as PostgreSQL's numeric division does", async () => {
+  const edges = [0, 1, 2, 3, 5, 7, 9, 10, 99, 100, 999, 1000, 3333, 9999, 10000, 10001, 12345, 99999, 100000, 999999, 9999999, 99999999, 100000000, 100000001, 123456789, 4999999995, 2147483647];
+  const pairs = edges.flatMap((s) => edges.filter((c) => c > 0).map((c) => [s, c]));
+  // Rounding at the last digit: quotients that end in exactly half (1/32 = 0.03125, 5/8).
+  pairs.push([1, 32], [5, 8], [1, 3], [2, 3], [14, 3], [29, 7], [1, 1 << 20], [2147483647, 3]);
+  const { rows } = await t.db.query<{ v: string }>('SELECT (s::numeric / c::numeric)::text AS v FROM unnest($1::bigint[], $2::bigint[]) WITH ORDINALITY AS k(s, c, i) ORDER BY i',
+    [pairs.map((p) => p[0]), pairs.map((p) => p[1])]);
+  const wrong = pairs.map((p, i) => ({ p, ours: numericRatio(p[0], p[1]), theirs: rows[i].v })).filter((x) => x.ours !== x.theirs);
+  expect(wrong).toEqual([]);
+  expect(pairs.length).toBeGreaterThan(700);
+});
+
+test("every product's meta from memory is PostgreSQL's text, byte for byte (and absent past the last product)", async () => {
+  const h = host();
+  try {
+    h.memory.start();
+    await until('the expected state', () => h.memory.stats().loads === 1, 10_000);
+    const expected = await truth();
+    for (let p = 1; p <= MAX_PRODUCT; p++) expect(held(h.memory, p)).toBe(expected[p - 1]);
+    expect(h.memory.answer(MAX_PRODUCT + 1)).toBeUndefined();
+    // The cases this data was arranged for are really in it.
+    expect(expected[0]).toContain('"Say \\"hi\\" \\\\ there"');
+    expect(expected[1]).toContain('"value" : null');
+    expect(expected[10]).toBe('{"product_id" : "11", "ratings" : {}, "recommended" : {}, "characteristics" : {}}');
+    expect(h.memory.stats()).toMatchObject({ products: MAX_PRODUCT, dirty: 0, served: MAX_PRODUCT });
+  } finally {
+    await h.stop();
+  }
+});
+
+test('a change heard makes its product dirty: never answered from memory again until the next load', async () => {
+  const h = host();
+  try {
+    h.memory.start();
+    await until('the expected state', () => h.memory.stats().loads === 1, 10_000);
+    const before = held(h.memory, 1);
+    await t.db.query('UPDATE atelier.characteristics SET rating_sum = rating_sum + 5, rating_count = rating_count + 1 WHERE id = 1');
+    // Within the feed's delay the answer goes; it never comes back stale.
+    await until('the expected state', () => h.memory.answer(1) === undefined, 5000);
+    expect(held(h.memory, 2)).toBe((await truth())[1]);
+    expect(h.memory.stats().dirty).toBe(1);
+    expect(before).not.toBe((await truth())[0]);
+  } finally {
+    await h.stop();
+  }
+});
+
+test('a change committed while the table loads is dirty in the table it loads', async () => {
+  const h = host();
+  const heard: number[] = [];
+  h.cache.onChange((p) => p !== undefined && heard.push(p));
+  // Hold the load between its two statements: its snapshot (taken by the first) is then
+  // older than the write below, which it must not serve.
+  const stale = (await truth())[2];
+  const locker = await t.db.connect();
+  try {
+    await locker.query('BEGIN');
+    await locker.query('LOCK TABLE atelier.characteristics IN ACCESS EXCLUSIVE MODE');
+    h.memory.start();
+    await until('the load to wait for the characteristics', async () => (await t.db.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'characteristics' AND NOT l.granted")).rows[0].n > 0, 10_000);
+    await t.db.query('UPDATE atelier.product_ratings SET r4 = r4 + 1 WHERE product_id = 3');
+    await until('the change to be heard', () => heard.includes(3), 5000);
+    await locker.query('ROLLBACK');
+    await until('the load', () => h.memory.stats().loads === 1, 10_000);
+    expect(h.memory.answer(3)).toBeUndefined();
+    expect(stale).not.toBe((await truth())[2]);
+    // Products nobody changed are answered from the same load.
+    expect(held(h.memory, 1)).toBe((await truth())[0]);
+  } finally {
+    await locker.query('ROLLBACK').catch(() => undefined);
+    locker.release();
+    await h.stop();
+  }
+});
+
+test('a flush or a loss of trust drops the table at once; it loads again once trusted', async () => {
+  const h = host();
+  try {
+    h.memory.start();
+    await until('the expected state', () => h.memory.stats().loads === 1, 10_000);
+    h.cache.invalidateAll();
+    expect(h.memory.answer(1)).toBeUndefined();
+    await until('the expected state', () => h.memory.stats().loads === 2, 10_000);
+    expect(held(h.memory, 1)).toBe((await truth())[0]);
+    h.cache.setTrusted(false);
+    expect(h.memory.answer(1)).toBeUndefined();
+    await new Promise((r) => setTimeout(r, 300));
+    // Untrusted: no load (changes could go unheard).
+    expect(h.memory.stats()).toMatchObject({ loads: 2, products: 0 });
+    h.cache.setTrusted(true);
+    await until('the expected state', () => h.memory.stats().loads === 3, 10_000);
+    expect(held(h.memory, 10)).toBe((await truth())[9]);
+  } finally {
+    await h.stop();
+  }
+});
+
+test('a table larger than its bound is not loaded, and says so', async () => {
+  const h = host(100);
+  try {
+    h.memory.start();
+    await until('the log line', () => h.logs.some((l) => l.includes('more than META_MEMORY_MB')), 10_000);
+    expect(h.memory.answer(1)).toBeUndefined();
+    expect(h.memory.stats()).toMatchObject({ loads: 0, products: 0 });
+  } finally {
+    await h.stop();
+  }
+});
+
+test('through HTTP: meta from memory, the writer reads past it, the other host drops it on the notification', async () => {
+  const a = host();
+  const b = host();
+  const servers: import('node:http').Server[] = [];
+  try {
+    a.memory.start();
+    b.memory.start();
+    await until('the expected state', () => a.memory.stats().loads === 1 && b.memory.stats().loads === 1, 10_000);
+    const urlOf = async (h: ReturnType<typeof host>) => {
+      const server = createApp(h.db, { log: () => undefined, cache: h.cache, metaMemory: h.memory }).listen(0, '127.0.0.1');
+      servers.push(server);
+      await new Promise((r) => server.once('listening', r));
+      return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    };
+    const [ua, ub] = [await urlOf(a), await urlOf(b)];
+    const first = await fetch(`${ua}/reviews/meta?product_id=3`);
+    expect(first.headers.get('x-response-cache')).toBe('HIT');
+    expect(await first.text()).toBe((await truth())[2]);
+    expect(a.memory.stats().served).toBe(1);
+    const posted = await fetch(`${ua}/reviews`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ product_id: 3, rating: 1, body: LONG_BODY, recommend: true, name: 'memory', email: 'memory@example.com', characteristics: {} }),
+    });
+    expect(posted.status).toBe(201);
+    const cookie = posted.headers.get('set-cookie')!.split(';')[0];
+    // The writer, on the other host, before that host may have heard: rendered fresh.
+    const writer = await fetch(`${ub}/reviews/meta?product_id=3`, { headers: { cookie } });
+    expect(writer.headers.get('x-response-cache')).not.toBe('HIT');
+    expect(await writer.text()).toBe((await truth())[2]);
+    // Everyone else on the other host, once it has heard.
+    await until('the expected state', () => b.memory.answer(3) === undefined, 5000);
+    const other = await fetch(`${ub}/reviews/meta?product_id=3`);
+    expect(await other.text()).toBe((await truth())[2]);
+    expect(b.memory.stats().dirtyReads).toBeGreaterThan(0);
+    // The writing host dropped it before answering the POST.
+    expect(a.memory.stats().dirty).toBe(1);
+  } finally {
+    for (const s of servers) await new Promise((r) => s.close(r));
+    await a.stop();
+    await b.stop();
+  }
+});
