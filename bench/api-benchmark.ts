@@ -40,6 +40,8 @@ export interface ApiBenchArgs {
   b: string;
   rate: number;
   rounds: number;
+  /** Accept-Encoding on every generated request ('' for none). */
+  'accept-encoding': string;
 }
 
 /** NAME=VALUE,NAME=VALUE as an environment (empty: none). */
@@ -67,6 +69,8 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
   const rows: Row[] = [];
   const d = a.duration;
   let seed = a.seed * 1000;
+  // Every open-loop run sends what browsers send (nginx gzips JSON of 1 KB or more for them).
+  const browser = { acceptEncoding: a['accept-encoding'] || undefined };
   const list = (distribution: string, mix: Parameters<typeof requestList>[0]['mix'], n = 300_000) =>
     requestList({ n, products, distribution, mix, seed: seed++, db });
   const add = (r: Row) => {
@@ -166,7 +170,7 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
     try {
       log(`cluster: the load scenario, 1000 req/s for ${a['load-duration']} s (Node generator), Zipf`);
       // Open loop (src/loadtest/runner.ts): latency from each request's scheduled time.
-      const { result, cpuMs } = await withCpu(groups, () => runLoad({ target: cluster.url, stages: [{ rate: 1000, duration: a['load-duration'] }], products, distribution: 'zipf', seed: seed++ }));
+      const { result, cpuMs } = await withCpu(groups, () => runLoad({ ...browser, target: cluster.url, stages: [{ rate: 1000, duration: a['load-duration'] }], products, distribution: 'zipf', seed: seed++ }));
       add(stageRow('nginx + 2 hosts, load scenario: 1000 req/s, Zipf mix', result.stages[0], cpuMs));
       await wrkRow('warm-up', cluster.url, await list('zipf', undefined), { seconds: d, connections: 64, groups });
       add(await wrkRow('nginx + 2 hosts, Zipf mix (writes included), max rate (after a warm-up)', cluster.url, await list('zipf', undefined), { seconds: d, connections: 64, groups }));
@@ -199,13 +203,13 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
     const KNEE: Verdict = { label: 'knee', criterion: 'p99 <= 50 ms, no errors', met: (st) => st.latencyMs.p99 <= 50 && st.errors === 0 };
     const step = async (rate: number, seconds: number, name: string, verdict: Verdict) => {
       const floor = await withBareServer(async ({ url: bare, pid }) => withCpu({ ...processGroups([pid]), generator: () => [process.pid] },
-        () => runLoad({ target: bare, stages: [{ rate, duration: Math.max(5, Math.round(seconds / 3)) }], products, mix: only('list'), seed: seed++ })));
+        () => runLoad({ ...browser, target: bare, stages: [{ rate, duration: Math.max(5, Math.round(seconds / 3)) }], products, mix: only('list'), seed: seed++ })));
       const floorP99 = floor.result.stages[0].latencyMs.p99;
       // What a cache behind nginx could answer in such a window at all (the traffic model's distribution and this step's seed, from cold).
       const model = cacheability({ rate, seconds, products, seed });
       // One read of the hosts' metrics on each side (it also resets their event-loop histogram).
       const before = await hostStats(cluster.hosts);
-      const { result, cpuMs, systemMs, switches } = await withCpu(groups, () => runLoad({ target: cluster.url, stages: [{ rate, duration: seconds }], products, distribution: 'zipf', seed: seed++ }));
+      const { result, cpuMs, systemMs, switches } = await withCpu(groups, () => runLoad({ ...browser, target: cluster.url, stages: [{ rate, duration: seconds }], products, distribution: 'zipf', seed: seed++ }));
       const hosts = diffHostStats(await hostStats(cluster.hosts), before);
       const st = result.stages[0];
       const met = verdict.met(st, floorP99);
@@ -230,7 +234,7 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
     };
     try {
       // Warm both cache tiers and the hosts' JIT, as a cluster that has been serving.
-      await runLoad({ target: cluster.url, stages: [{ rate: 500, duration: 10 }], products, distribution: 'zipf', seed: seed++ });
+      await runLoad({ ...browser, target: cluster.url, stages: [{ rate: 500, duration: 10 }], products, distribution: 'zipf', seed: seed++ });
       if (section === 'steady') {
         for (let run = 1; run <= 3; run++) {
           await step(1000, 60, `steady: the mix at 1,000 req/s, 60 s, run ${run} of 3`, {
@@ -284,18 +288,18 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
     try {
       // The floor of this section: the same generator at 1000 req/s against bare node:http.
       await withBareServer(async ({ url: bare, pid }) => {
-        const floor = await withCpu(processGroups([pid]), () => runLoad({ target: bare, stages: [{ rate: 1000, duration: a['load-duration'] }], products, mix: only('list'), seed: seed++ }));
+        const floor = await withCpu(processGroups([pid]), () => runLoad({ ...browser, target: bare, stages: [{ rate: 1000, duration: a['load-duration'] }], products, mix: only('list'), seed: seed++ }));
         add(stageRow('writes\' tail: the floor, bare node:http at 1000 req/s (same generator)', floor.result.stages[0], floor.cpuMs));
       });
       // Warm both cache tiers first, as a cluster that has been serving is.
-      await runLoad({ target: cluster.url, stages: [{ rate: 1000, duration: a['load-duration'] }], products, distribution: 'zipf', seed: seed++ });
+      await runLoad({ ...browser, target: cluster.url, stages: [{ rate: 1000, duration: a['load-duration'] }], products, distribution: 'zipf', seed: seed++ });
       for (const round of [1, 2]) {
         for (const [label, before, rate, mix] of phases) {
           await before();
           try {
             const hostsBefore = await hostStats(cluster.hosts);
             const { result: { result, cpuMs }, profile } = await sampleWaits(url, 2 * 4, () => withCpu(groups, () =>
-              runLoad({ target: cluster.url, stages: [{ rate, duration: a['load-duration'] }], products, distribution: 'zipf', mix, seed: seed++ })));
+              runLoad({ ...browser, target: cluster.url, stages: [{ rate, duration: a['load-duration'] }], products, distribution: 'zipf', mix, seed: seed++ })));
             const inHosts = diffHostStats(await hostStats(cluster.hosts), hostsBefore);
             const s = result.stages[0];
             const row = stageRow(`writes' tail (round ${round}): ${label}, ${rate} req/s, Zipf`, s, { ...cpuMs, postgres: cpuMs.postgres - profile.samplerCpuMs });
@@ -347,7 +351,7 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
     const groups = processGroups(cluster.hosts.map((h) => h.process.pid!), true);
     try {
       const seconds = a['load-duration'];
-      const shopper = () => runLoad({ target: cluster.url, stages: [{ rate: 100, duration: seconds }], products, distribution: 'zipf', mix: READS, seed: seed++, localAddress: '127.0.0.2' });
+      const shopper = () => runLoad({ ...browser, target: cluster.url, stages: [{ rate: 100, duration: seconds }], products, distribution: 'zipf', mix: READS, seed: seed++, localAddress: '127.0.0.2' });
       const alone = await withCpu(groups, shopper);
       add({ ...stageRow('fairness: a shopper alone (127.0.0.2, 100 req/s Zipf reads)', alone.result.stages[0], alone.cpuMs) });
       const heavy = (await list('zipf', only('list'), 50_000)).map((r, i) => ({ ...r, path: r.path.replace(/count=\d+/, `count=${1000 - (i % 40)}`) }));
@@ -393,15 +397,15 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
       for (const [i, env] of sides.entries()) clusters.push(await startBenchCluster(`nginx-ab-${i}`, env));
       // Warm both, then one unrecorded run each at the rate: the very first run at the rate was
       // the slowest of the whole A/B in 3 of 4 trials, and side A would always have taken it.
-      for (const c of clusters) await runLoad({ target: c.url, stages: [{ rate: 500, duration: 10 }], products, distribution: 'zipf', seed: seed++ });
-      for (const c of clusters) await runLoad({ target: c.url, stages: [{ rate: a.rate, duration: a['step-seconds'] }], products, distribution: 'zipf', seed: seed++ });
+      for (const c of clusters) await runLoad({ ...browser, target: c.url, stages: [{ rate: 500, duration: 10 }], products, distribution: 'zipf', seed: seed++ });
+      for (const c of clusters) await runLoad({ ...browser, target: c.url, stages: [{ rate: a.rate, duration: a['step-seconds'] }], products, distribution: 'zipf', seed: seed++ });
       const totals: number[][] = [[], []];
       for (let round = 0; round < a.rounds; round++) {
         for (const i of round % 2 ? [1, 0] : [0, 1]) {
           const c = clusters[i];
           const groups = { ...processGroups(c.hosts.map((h) => h.process.pid!), true), generator: () => [process.pid] };
           const before = await hostStats(c.hosts);
-          const { result, cpuMs } = await withCpu(groups, () => runLoad({ target: c.url, stages: [{ rate: a.rate, duration: a['step-seconds'] }], products, distribution: 'zipf', seed: seed++ }));
+          const { result, cpuMs } = await withCpu(groups, () => runLoad({ ...browser, target: c.url, stages: [{ rate: a.rate, duration: a['step-seconds'] }], products, distribution: 'zipf', seed: seed++ }));
           const hosts = diffHostStats(await hostStats(c.hosts), before);
           const row = stageRow(`ab: ${i ? 'B' : 'A'} (${labels[i]}), round ${round + 1}, the mix at ${fmt(a.rate)} req/s`, result.stages[0], cpuMs, { hostCacheHits: hosts.cacheEvents.hits ?? 0 });
           const meanBatch = (hosts.batched.requests ?? 0) / Math.max(1, hosts.batched.statements ?? 0);

@@ -8,6 +8,8 @@
 // bench/results/api-scale-S.json (api-scale-S-cold.json etc. with --only).
 import { runApiBenchmark, SECTIONS } from '../bench/api-benchmark';
 import { parseArgs, runCli } from '../src/lib/cli';
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { ACCEPT_ENCODING } = require('../loadtest/lib/traffic.js') as typeof import('../loadtest/lib/traffic.js');
 
 runCli(async () => {
   const a = parseArgs({
@@ -21,6 +23,7 @@ runCli(async () => {
     b: { type: 'string', default: '', arg: 'ENV', help: "--only ab: side B's host environment" },
     rate: { type: 'number', default: 2000, arg: 'R', help: '--only ab: req/s of each run' },
     rounds: { type: 'number', default: 8, help: '--only ab: runs of each side (each --step-seconds long)' },
+    'accept-encoding': { type: 'string', default: ACCEPT_ENCODING, arg: 'VALUE', help: "Accept-Encoding of the open-loop generator's requests, as browsers send it ('' sends none)" },
   }, {
     usage: 'npm run bench -- [options]',
     about: 'One run on one generated dataset: the floor (bare node:http), one host cold and cached, the nginx cluster\nat a fixed rate and at max rate, and overload. Prints rps, p50/p99 and CPU per request per process.',

@@ -11,7 +11,7 @@ import { runLoad, type StageResult } from '../loadtest/node/runner';
 import { withBareServer } from '../bench/bare-server';
 import { fromRoot } from '../src/lib/paths';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { SCENARIOS, FULL_SCALE_PRODUCTS } = require('../loadtest/lib/traffic.js') as typeof import('../loadtest/lib/traffic.js');
+const { SCENARIOS, FULL_SCALE_PRODUCTS, ACCEPT_ENCODING } = require('../loadtest/lib/traffic.js') as typeof import('../loadtest/lib/traffic.js');
 
 runCli(async () => {
   const a = parseArgs({
@@ -23,6 +23,7 @@ runCli(async () => {
     products: { type: 'number', default: FULL_SCALE_PRODUCTS, help: 'product ids to draw from' },
     connections: { type: 'number', arg: 'C', help: 'open loop: most sockets at once (default 1024); max rate (rate 0): concurrent loops (default 64)' },
     seed: { type: 'number', default: 1, help: 'random seed of the traffic' },
+    'accept-encoding': { type: 'string', default: ACCEPT_ENCODING, arg: 'VALUE', help: "Accept-Encoding on every request, as browsers send it ('' sends none)" },
     out: { type: 'string', default: 'loadtest/results', arg: 'DIR', help: 'where the JSON and HTML reports go' },
     'floor-seconds': { type: 'number', default: 10, arg: 'S', help: 'first measure the floor: bare node:http at the same rate for S seconds (0 skips)' },
   }, {
@@ -47,7 +48,7 @@ runCli(async () => {
   }
   const result = await runLoad({
     target: a.target.replace(/\/$/, ''), stages, thresholds: scenario.thresholds, stopOnFailure: 'stopOnFailure' in scenario,
-    distribution: a.distribution, products: a.products, connections: a.connections, seed: a.seed,
+    distribution: a.distribution, products: a.products, connections: a.connections, seed: a.seed, acceptEncoding: a['accept-encoding'] || undefined,
     onStage: (s) => console.log([`[loadtest] ${stageLine(s)}`, ...breakdownLines(s)].join('\n')),
   });
   const out = path.resolve(fromRoot(), a.out);

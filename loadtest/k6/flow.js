@@ -3,9 +3,11 @@
 // characteristics.
 import http from 'k6/http';
 import { check } from 'k6';
-import { characteristicIdsFromMeta, idempotencyKey, nextRequest, reviewBody } from '../lib/traffic.js';
+import { ACCEPT_ENCODING, characteristicIdsFromMeta, idempotencyKey, nextRequest, reviewBody } from '../lib/traffic.js';
 
-const JSON_HEADERS = { headers: { 'Content-Type': 'application/json' } };
+// As browsers send it (k6 decompresses what comes back compressed).
+const BROWSER = { 'Accept-Encoding': ACCEPT_ENCODING };
+const JSON_HEADERS = { headers: { ...BROWSER, 'Content-Type': 'application/json' } };
 // Keys unique to this run (and VU): a rerun against the same data reuses no key.
 const RUN = `k6${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
 // 404 (a review id that does not exist) is an expected answer, not a failure.
@@ -14,7 +16,7 @@ http.setResponseCallback(http.expectedStatuses(200, 201, 204, 404));
 export function shopper(baseUrl, pickProduct) {
   const req = nextRequest({ pickProduct }, Math.random);
   if (req.op === 'post') {
-    const meta = http.get(`${baseUrl}/reviews/meta?product_id=${req.productId}`, { tags: { name: 'meta', kind: 'read' } });
+    const meta = http.get(`${baseUrl}/reviews/meta?product_id=${req.productId}`, { headers: BROWSER, tags: { name: 'meta', kind: 'read' } });
     if (!check(meta, { 'meta 200': (r) => r.status === 200 })) return;
     const body = reviewBody(req.productId, characteristicIdsFromMeta(meta.body), Math.random);
     // The key makes a retry safe; k6 does not retry, but the server records it all the same.
@@ -24,6 +26,6 @@ export function shopper(baseUrl, pickProduct) {
     return;
   }
   const kind = req.method === 'GET' ? 'read' : 'write';
-  const res = http.request(req.method, `${baseUrl}${req.path}`, null, { tags: { name: req.op, kind } });
+  const res = http.request(req.method, `${baseUrl}${req.path}`, null, { headers: BROWSER, tags: { name: req.op, kind } });
   check(res, { [`${req.op} ok`]: (r) => r.status < 400 || r.status === 404 });
 }

@@ -17,6 +17,12 @@ export const ENDPOINT_MIX = [
 ];
 
 export const SORTS = ['relevant', 'newest', 'helpful'];
+
+/**
+ * What shoppers' browsers send with every request: nginx gzips JSON answers of 1 KB or more
+ * for them (its cache hits included), a cost a generator that sends none leaves out.
+ */
+export const ACCEPT_ENCODING = 'gzip, deflate, br';
 /**
  * What a product page asks for: mostly the default view (first page of the relevant
  * sort), sometimes another sort, "more reviews" (page 2, 3) or a bigger page.

@@ -13,6 +13,7 @@
 // A stage with rate 0 is closed loop: `connections` loops, each sending its next request
 // when the previous one is answered (as fast as the server allows).
 import http from 'node:http';
+import zlib from 'node:zlib';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const traffic = require('../lib/traffic.js') as typeof import('../lib/traffic.js');
 
@@ -43,6 +44,8 @@ export interface RunOptions {
   seed?: number;
   /** The source address to send from (a loopback alias such as 127.0.0.2 is another client to nginx). */
   localAddress?: string;
+  /** Accept-Encoding sent with every request, as browsers send it (e.g. 'gzip, deflate, br'); none when absent. */
+  acceptEncoding?: string;
   /** Override the request mix (e.g. only GET /reviews for a benchmark row). */
   mix?: { op: string; weight: number }[];
   onStage?: (s: StageResult) => void;
@@ -181,6 +184,7 @@ export async function runLoad(o: RunOptions): Promise<RunResult> {
         headers = { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), 'idempotency-key': traffic.idempotencyKey(runId, review) };
       }
     }
+    if (o.acceptEncoding) headers['accept-encoding'] = o.acceptEncoding;
     return { ...r, body, headers };
   };
 
@@ -204,7 +208,9 @@ export async function runLoad(o: RunOptions): Promise<RunResult> {
         res.on('end', () => {
           if (keep && characteristics.size < 100_000) {
             try {
-              characteristics.set(r.productId, traffic.characteristicIdsFromMeta(Buffer.concat(chunks).toString()));
+              const raw = Buffer.concat(chunks);
+              const text = (res.headers['content-encoding'] === 'gzip' ? zlib.gunzipSync(raw) : raw).toString();
+              characteristics.set(r.productId, traffic.characteristicIdsFromMeta(text));
             } catch {
               // not JSON: counted by its status
             }

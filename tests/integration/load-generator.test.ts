@@ -1,6 +1,7 @@
 // The Node load generator: a short real run against a real server (functional, not a
 // timing), and its open-loop behaviour against a server that stalls.
 import http from 'node:http';
+import zlib from 'node:zlib';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createApp } from '../../src/app';
 import { htmlReport } from '../../loadtest/node/report';
@@ -49,6 +50,40 @@ describe('the Node load generator against a real server', () => {
     expect(html).toContain('<svg');
     expect(html).toContain('PASS');
   });
+});
+
+test("the generator sends a browser's Accept-Encoding and reads gzipped meta answers for its posts", async () => {
+  const encodings = new Set<string | undefined>();
+  const posted: Record<string, number>[] = [];
+  const server = http.createServer((req, res) => {
+    encodings.add(req.headers['accept-encoding']);
+    if (req.url?.startsWith('/reviews/meta')) {
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Encoding': 'gzip' });
+      res.end(zlib.gzipSync('{"product_id":"1","ratings":{},"recommended":{},"characteristics":{"Fit":{"id":55,"value":null}}}'));
+      return;
+    }
+    let body = '';
+    req.on('data', (c) => (body += c));
+    req.on('end', () => {
+      if (req.method === 'POST') posted.push(JSON.parse(body).characteristics);
+      res.writeHead(req.method === 'POST' ? 201 : 200, { 'Content-Type': 'application/json' });
+      res.end('[]');
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    await runLoad({
+      target: `http://127.0.0.1:${(server.address() as { port: number }).port}`, stages: [{ rate: 200, duration: 2 }], products: 3, connections: 4,
+      acceptEncoding: 'gzip, deflate, br', mix: [{ op: 'meta', weight: 0.5 }, { op: 'post', weight: 0.5 }],
+    });
+    expect([...encodings]).toEqual(['gzip, deflate, br']);
+    // Characteristic ids learned from the compressed meta.
+    expect(posted.length).toBeGreaterThan(20);
+    expect(posted.every((c) => Object.keys(c).join() === '55')).toBe(true);
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
 });
 
 describe('the Node load generator is open loop', () => {
