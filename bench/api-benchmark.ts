@@ -96,11 +96,29 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
     "SELECT sum(pg_total_relation_size(c.oid)) AS bytes FROM pg_class c WHERE c.relnamespace = 'atelier'::regnamespace AND c.relkind IN ('r', 'm')")).rows[0].bytes);
   log(`disk: ${fmt(diskBytes / 2 ** 20)} MiB for ${fmt(reviews)} reviews = ${fmt(diskBytes / reviews)} bytes per review (tables, TOAST and indexes)`);
 
+  const startBenchCluster = async (name = 'nginx', env: Record<string, string> = {}) => {
+    const cluster = await startCluster({
+      databaseUrl: url, port: await freePort(), hostPorts: [await freePort(), await freePort()], prefix: fromRoot('.data', 'bench', name), hostEnv: { LOG_FORMAT: 'off', ...env },
+      // All load comes from one address here: lift the per-client limits (production: 10 writes/s, 200 reads/s).
+      writeRate: '1000000r/s', readRate: '1000000r/s',
+    });
+    // A cluster that has been serving holds its meta table: no step measures its load.
+    const started = performance.now();
+    if (!(await metaTablesLoaded(cluster.hosts, 180_000))) log(`meta from memory not loaded on every host after ${fmt((performance.now() - started) / 1000)} s: measuring without it`);
+    return cluster;
+  };
+  /** One host, once it holds its meta table (as a host that has been serving does). */
+  const startBenchHost = async (env: Record<string, string>) => {
+    const host = await startHost({ port: await freePort(), databaseUrl: url, env: { LOG_FORMAT: 'off', ...env, ...ONE_GENERATOR } });
+    if (!(await metaTablesLoaded([host], 180_000))) log('meta from memory not loaded after 180 s: measuring without it');
+    return host;
+  };
+
   // 2. One host, cold reads, uniform over the last 10 % of products: first as deployed
   // (response cache and metrics on; the host-cache hit column says how cold the run was),
   // then with the response cache off.
   for (const [config, env] of runs('cold') ? [['default configuration', {}], ['cache off', { RESPONSE_CACHE_MB: '0' }]] as const : []) {
-    const host = await startHost({ port: await freePort(), databaseUrl: url, env: { LOG_FORMAT: 'off', ...env, ...ONE_GENERATOR } });
+    const host = await startBenchHost(env);
     const target = `http://${host.address}`;
     const groups = processGroups([host.process.pid!]);
     try {
@@ -118,7 +136,7 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
 
   // 3. One host with its response cache: Zipf reads after a warm-up of the same length.
   if (runs('cache')) {
-    const host = await startHost({ port: await freePort(), databaseUrl: url, env: { LOG_FORMAT: 'off', ...ONE_GENERATOR } });
+    const host = await startBenchHost({});
     const target = `http://${host.address}`;
     const groups = processGroups([host.process.pid!]);
     try {
@@ -130,9 +148,10 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
   }
 
   // 3b. What the metrics cost on the cheapest request there is (a host-cache hit): the same
-  // host with METRICS off and on, alternating.
+  // host with METRICS off and on, alternating (without meta from memory on either side: with
+  // METRICS off there is no gauge to wait on for its load, which would land in the run).
   for (const metrics of runs('metrics') ? ['off', 'on', 'off', 'on'] : []) {
-    const host = await startHost({ port: await freePort(), databaseUrl: url, env: { LOG_FORMAT: 'off', METRICS: metrics, ...ONE_GENERATOR } });
+    const host = await startBenchHost({ METRICS: metrics, META_MEMORY_MB: '0' });
     try {
       const target = `http://${host.address}`;
       const one = [{ method: 'GET', path: '/reviews?product_id=5' }];
@@ -146,7 +165,7 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
   // 3c. What the JSON request log costs on a host-cache hit: LOG_FORMAT off and json,
   // alternating (metrics on, as deployed).
   for (const format of runs('logs') ? ['off', 'json', 'off', 'json'] : []) {
-    const host = await startHost({ port: await freePort(), databaseUrl: url, env: { LOG_FORMAT: format, ...ONE_GENERATOR } });
+    const host = await startBenchHost({ LOG_FORMAT: format });
     try {
       const target = `http://${host.address}`;
       const one = [{ method: 'GET', path: '/reviews?product_id=5' }];
@@ -159,11 +178,6 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
 
   // 4. The cluster: nginx + 2 hosts, both cache tiers, the load scenario's mix.
   // `name` and `env`: a second cluster beside the first (the A/B section), with its hosts' environment.
-  const startBenchCluster = async (name = 'nginx', env: Record<string, string> = {}) => startCluster({
-    databaseUrl: url, port: await freePort(), hostPorts: [await freePort(), await freePort()], prefix: fromRoot('.data', 'bench', name), hostEnv: { LOG_FORMAT: 'off', ...env },
-    // All load comes from one address here: lift the per-client limits (production: 10 writes/s, 200 reads/s).
-    writeRate: '1000000r/s', readRate: '1000000r/s',
-  });
   if (runs('cluster')) {
     const cluster = await startBenchCluster();
     const groups = processGroups(cluster.hosts.map((h) => h.process.pid!), true);
@@ -215,10 +229,12 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
       const met = verdict.met(st, floorP99);
       const hostMeanMs = (hosts.durationSum / Math.max(1, hosts.durationCount)) * 1000;
       const ev = hosts.cacheEvents;
-      const row = stageRow(name, st, cpuMs, { systemMs, switches, hostCacheHits: ev.hits ?? 0 });
+      // Reads answered from the hosts' memory: the response cache's hits and meta from memory.
+      const fromMemory = (ev.hits ?? 0) + (hosts.metaMemory.served ?? 0);
+      const row = stageRow(name, st, cpuMs, { systemMs, switches, hostCacheHits: fromMemory });
       // A coalesced read is also counted as a miss (it joined a render in flight).
-      const reachedHosts = (ev.hits ?? 0) + (ev.misses ?? 0) + (ev.bypassed ?? 0);
-      const extra = { ...row.extra, hostCache: { ...ev, hitRatioOfReadsReachingHosts: (ev.hits ?? 0) / Math.max(1, reachedHosts) }, cacheModel: model, floor: { p50: floor.result.stages[0].latencyMs.p50, p99: floorP99, max: floor.result.stages[0].latencyMs.max, generatorUsPerRequest: (floor.cpuMs.generator * 1000) / Math.max(1, floor.result.stages[0].requests) },
+      const reachedHosts = fromMemory + (ev.misses ?? 0) + (ev.bypassed ?? 0);
+      const extra = { ...row.extra, hostCache: { ...ev, hitRatioOfReadsReachingHosts: (ev.hits ?? 0) / Math.max(1, reachedHosts) }, metaMemory: { ...hosts.metaMemory, ratioOfReadsReachingHosts: (hosts.metaMemory.served ?? 0) / Math.max(1, reachedHosts) }, cacheModel: model, floor: { p50: floor.result.stages[0].latencyMs.p50, p99: floorP99, max: floor.result.stages[0].latencyMs.max, generatorUsPerRequest: (floor.cpuMs.generator * 1000) / Math.max(1, floor.result.stages[0].requests) },
         hostMeanMs, outsideHostMeanMs: st.latencyMs.mean - hostMeanMs, eventLoopDelayP99Ms: loopDelayMs(hosts.loopP99Ms), eventLoopDelayMaxMs: loopDelayMs(hosts.loopMaxMs), lateSends: st.lateSends,
         gcPauses: hosts.gcPauses, gcSeconds: hosts.gcSeconds, criterion: verdict.criterion, met };
       add({ ...row, extra });
@@ -229,7 +245,7 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
         `CPU µs/request ${Object.entries(row.cpuUsPerRequest).map(([k, v]) => `${k} ${fmt(v)} (kernel ${fmt(kernel[k] ?? 0)})`).join(', ')}; ` +
         `context switches/request (all threads) ${Object.entries(perRequest('switchesPerRequest')).map(([k, v]) => `${k} ${fmt(v, 2)}`).join(', ')}; event-loop delay p99 ${fmt(extra.eventLoopDelayP99Ms, 1)} ms; ` +
         `hosts' cache ${fmt(ev.hits ?? 0)} hits of ${fmt(reachedHosts)} reads reaching them (the model from cold: ${fmt(model.hostHitRatio * 100, 1)} %, ` +
-        `any cache behind nginx ${fmt(model.seenBeforeRatio * 100, 1)} %); hosts' GC pauses ${Object.entries(hosts.gcPauses).map(([k, v]) => `${k} ${fmt(v)} (${fmt((hosts.gcSeconds[k] ?? 0) * 1000)} ms)`).join(', ')} -> ${met ? 'met' : 'missed'} (${verdict.criterion})`);
+        `any cache behind nginx ${fmt(model.seenBeforeRatio * 100, 1)} %), meta from memory ${fmt(hosts.metaMemory.served ?? 0)} (loads ${fmt(hosts.metaMemory.loads ?? 0)}); hosts' GC pauses ${Object.entries(hosts.gcPauses).map(([k, v]) => `${k} ${fmt(v)} (${fmt((hosts.gcSeconds[k] ?? 0) * 1000)} ms)`).join(', ')} -> ${met ? 'met' : 'missed'} (${verdict.criterion})`);
       return met;
     };
     try {
@@ -324,7 +340,7 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
     // and report ≤ 150 µs each): one host as deployed, each write alone at max rate (wrk, 16
     // connections), so fixed per-second costs do not weigh on it. Report hides reviews: its
     // row is short (3 s).
-    const host = await startHost({ port: await freePort(), databaseUrl: url, env: { LOG_FORMAT: 'off', ...ONE_GENERATOR } });
+    const host = await startBenchHost({});
     try {
       const target = `http://${host.address}`;
       const hostGroups = processGroups([host.process.pid!]);
@@ -407,9 +423,9 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
           const before = await hostStats(c.hosts);
           const { result, cpuMs } = await withCpu(groups, () => runLoad({ ...browser, target: c.url, stages: [{ rate: a.rate, duration: a['step-seconds'] }], products, distribution: 'zipf', seed: seed++ }));
           const hosts = diffHostStats(await hostStats(c.hosts), before);
-          const row = stageRow(`ab: ${i ? 'B' : 'A'} (${labels[i]}), round ${round + 1}, the mix at ${fmt(a.rate)} req/s`, result.stages[0], cpuMs, { hostCacheHits: hosts.cacheEvents.hits ?? 0 });
+          const row = stageRow(`ab: ${i ? 'B' : 'A'} (${labels[i]}), round ${round + 1}, the mix at ${fmt(a.rate)} req/s`, result.stages[0], cpuMs, { hostCacheHits: (hosts.cacheEvents.hits ?? 0) + (hosts.metaMemory.served ?? 0) });
           const meanBatch = (hosts.batched.requests ?? 0) / Math.max(1, hosts.batched.statements ?? 0);
-          add({ ...row, extra: { ...row.extra, hostCache: hosts.cacheEvents, batched: hosts.batched, meanBatch, gcSeconds: hosts.gcSeconds } });
+          add({ ...row, extra: { ...row.extra, hostCache: hosts.cacheEvents, metaMemory: hosts.metaMemory, batched: hosts.batched, meanBatch, gcSeconds: hosts.gcSeconds } });
           totals[i].push(Object.values(row.cpuUsPerRequest).reduce((x, y) => x + y, 0));
         }
       }
@@ -440,7 +456,7 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
     add(over);
   };
   if (runs('overload')) {
-    const host = await startHost({ port: await freePort(), databaseUrl: url, env: { LOG_FORMAT: 'off', ...ONE_GENERATOR } });
+    const host = await startBenchHost({});
     try {
       await overload('overload, one host (default config), cold GET /reviews', `http://${host.address}`, processGroups([host.process.pid!]));
     } finally {
@@ -490,9 +506,11 @@ interface HostStats {
   cacheEvents: Record<string, number>;
   /** Cold reads batched into shared statements: statements run and the requests they answered, both hosts summed. */
   batched: Record<string, number>;
+  /** Meta from memory (served, dirty_reads, loads, failed_loads), both hosts summed. */
+  metaMemory: Record<string, number>;
 }
 async function hostStats(hosts: { address: string }[]): Promise<HostStats> {
-  const t: HostStats = { count: 0, over10ms: 0, over25ms: 0, durationSum: 0, durationCount: 0, gcSeconds: {}, gcPauses: {}, loopP99Ms: 0, loopMaxMs: 0, cacheEvents: {}, batched: {} };
+  const t: HostStats = { count: 0, over10ms: 0, over25ms: 0, durationSum: 0, durationCount: 0, gcSeconds: {}, gcPauses: {}, loopP99Ms: 0, loopMaxMs: 0, cacheEvents: {}, batched: {}, metaMemory: {} };
   for (const h of hosts) {
     const text = await (await fetch(`http://${h.address}/metrics`)).text();
     for (const line of text.split('\n')) {
@@ -510,6 +528,11 @@ async function hostStats(hosts: { address: string }[]): Promise<HostStats> {
       const cache = /^atelier_response_cache_events_total\{event="(\w+)"\} ([\d.e+-]+)$/.exec(line);
       if (cache) {
         t.cacheEvents[cache[1]] = (t.cacheEvents[cache[1]] ?? 0) + Number(cache[2]);
+        continue;
+      }
+      const memory = /^atelier_meta_memory_events_total\{event="(\w+)"\} ([\d.e+-]+)$/.exec(line);
+      if (memory) {
+        t.metaMemory[memory[1]] = (t.metaMemory[memory[1]] ?? 0) + Number(memory[2]);
         continue;
       }
       const loop = /^nodejs_eventloop_lag_(p99|max)_seconds ([\d.e+-]+)$/.exec(line);
@@ -534,10 +557,28 @@ async function hostStats(hosts: { address: string }[]): Promise<HostStats> {
   t.over25ms += t.count;
   return t;
 }
+/**
+ * Waits until every host holds its meta table (META_MEMORY_MB: the gauge of products held is
+ * above 0) or has none configured (no gauge); false after `ms`.
+ */
+async function metaTablesLoaded(hosts: { address: string }[], ms: number): Promise<boolean> {
+  const end = performance.now() + ms;
+  for (;;) {
+    let loaded = true;
+    for (const h of hosts) {
+      const text = await (await fetch(`http://${h.address}/metrics`)).text();
+      const held = /^atelier_meta_memory_size\{measure="max_product"\} ([\d.e+-]+)$/m.exec(text);
+      if (held && Number(held[1]) === 0) loaded = false;
+    }
+    if (loaded) return true;
+    if (performance.now() > end) return false;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
 const minus = (a: Record<string, number>, b: Record<string, number>) => Object.fromEntries(Object.entries(a).map(([k, v]) => [k, v - (b[k] ?? 0)]));
 const diffHostStats = (a: HostStats, b: HostStats): HostStats => ({
   count: a.count - b.count, over10ms: a.over10ms - b.over10ms, over25ms: a.over25ms - b.over25ms,
   durationSum: a.durationSum - b.durationSum, durationCount: a.durationCount - b.durationCount,
   gcSeconds: minus(a.gcSeconds, b.gcSeconds), gcPauses: minus(a.gcPauses, b.gcPauses), loopP99Ms: a.loopP99Ms, loopMaxMs: a.loopMaxMs,
-  cacheEvents: minus(a.cacheEvents, b.cacheEvents), batched: minus(a.batched, b.batched),
+  cacheEvents: minus(a.cacheEvents, b.cacheEvents), batched: minus(a.batched, b.batched), metaMemory: minus(a.metaMemory, b.metaMemory),
 });

@@ -73,9 +73,13 @@ const schema = z.object({
   // reads bypass nginx's cache (at least nginx's TTL).
   RESPONSE_CACHE_MB: int(0, 65536).default(64),
   RESPONSE_CACHE_TTL_S: int(1, 86400).default(300),
-  // Every product's meta aggregates held in memory (MiB at most; 0 = off): ~90 MB at full
-  // scale, loaded in the background at start and kept exact by the same change feed.
+  // Every product's meta aggregates held in memory (MiB at most; 0 = off): 89 MiB at full
+  // scale, loaded in the background and kept exact by the same change feed.
   META_MEMORY_MB: int(0, 65536).default(512),
+  // Longest a loaded table is answered from (reloaded at 80 % of it): the backstop behind the
+  // exact invalidation, as RESPONSE_CACHE_TTL_S is for the cache, but longer because a load
+  // costs seconds of CPU (full scale: ~1.2 s a host, ~4.3 s PostgreSQL).
+  META_MEMORY_MAX_AGE_S: int(60, 86400).default(3600),
   READ_YOUR_WRITES_S: int(1, 3600).default(10),
   // Per client (address) and host: KiB per second of bodies rendered on read misses, the
   // debt allowed before its misses get a 429 being four seconds' worth (0 = no budget).

@@ -97,7 +97,7 @@ async function serve(config: Config): Promise<void> {
   cache = new ResponseCache({ maxBytes: config.RESPONSE_CACHE_MB * 2 ** 20, ttlMs: config.RESPONSE_CACHE_TTL_S * 1000, trusted: false });
   const feed = cache.enabled || replicas ? followChanges(db, cache, log, { fence: replicas }) : undefined;
   // Every product's meta in memory: only with a change feed to keep it exact.
-  const metaMemory = feed && config.META_MEMORY_MB > 0 ? new MetaMemory({ db, cache, maxBytes: config.META_MEMORY_MB * 2 ** 20, log }) : undefined;
+  const metaMemory = feed && config.META_MEMORY_MB > 0 ? new MetaMemory({ db, cache, maxBytes: config.META_MEMORY_MB * 2 ** 20, maxAgeMs: config.META_MEMORY_MAX_AGE_S * 1000, log }) : undefined;
   // One set of trusted proxies for the log line and the budget: it says once when nginx is missing from it.
   const trustedProxies = new TrustedProxies(config.TRUSTED_PROXIES, log);
   const app = createApp(db, { logFormat: config.LOG_FORMAT, trustedProxies, compression: config.COMPRESSION, cache, readYourWritesSeconds: config.READ_YOUR_WRITES_S,

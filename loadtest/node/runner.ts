@@ -17,6 +17,14 @@ import zlib from 'node:zlib';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const traffic = require('../lib/traffic.js') as typeof import('../lib/traffic.js');
 
+/** A body as sent with `encoding` (what acceptEncoding may ask for: gzip, deflate, br), decoded. */
+function decode(body: Buffer, encoding: string | undefined): Buffer {
+  if (encoding === 'gzip') return zlib.gunzipSync(body);
+  if (encoding === 'deflate') return zlib.inflateSync(body);
+  if (encoding === 'br') return zlib.brotliDecompressSync(body);
+  return body;
+}
+
 export interface Stage {
   /** Requests per second to offer; 0 = as fast as the connections allow. */
   rate: number;
@@ -209,7 +217,7 @@ export async function runLoad(o: RunOptions): Promise<RunResult> {
           if (keep && characteristics.size < 100_000) {
             try {
               const raw = Buffer.concat(chunks);
-              const text = (res.headers['content-encoding'] === 'gzip' ? zlib.gunzipSync(raw) : raw).toString();
+              const text = decode(raw, res.headers['content-encoding']).toString();
               characteristics.set(r.productId, traffic.characteristicIdsFromMeta(text));
             } catch {
               // not JSON: counted by its status

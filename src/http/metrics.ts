@@ -124,19 +124,19 @@ export function createMetrics(o: { db: Db; cache?: ResponseCache; replicas?: Rep
   if (o.metaMemory) {
     const memory = o.metaMemory;
     tallies('atelier_meta_memory_events_total',
-      'Meta from memory: answers served, reads of a dirty product (answered from the cache or the database), loads and failed loads.',
+      'Meta from memory: answers served, reads of a dirty product (answered from the cache or the database), loads, failed and abandoned loads.',
       'event', () => {
         const s = memory.stats();
-        return { served: s.served, dirty_reads: s.dirtyReads, loads: s.loads, failed_loads: s.failedLoads };
+        return { served: s.served, dirty_reads: s.dirtyReads, loads: s.loads, failed_loads: s.failedLoads, abandoned_loads: s.abandonedLoads };
       });
     new client.Gauge({
       name: 'atelier_meta_memory_size',
-      help: 'Meta from memory: products held (0 while not loaded), dirty products among them, bytes held.',
+      help: 'Meta from memory: the highest product id held (0 while not loaded), dirty products among them, bytes held.',
       labelNames: ['measure'],
       registers: [registry],
       collect() {
         const s = memory.stats();
-        this.set({ measure: 'products' }, s.products);
+        this.set({ measure: 'max_product' }, s.maxProduct);
         this.set({ measure: 'dirty' }, s.dirty);
         this.set({ measure: 'bytes' }, s.bytes);
       },

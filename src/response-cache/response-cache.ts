@@ -238,7 +238,6 @@ export class ResponseCache {
   invalidate(product: number): void {
     this.counters.invalidations++;
     this.changesHeard++;
-    for (const l of this.changeListeners) l(product);
     const keys = this.keysByProduct.get(product);
     if (keys) for (const key of [...keys]) this.lru?.delete(key);
     const flights = this.flightsByProduct.get(product);
@@ -249,6 +248,7 @@ export class ResponseCache {
         if (this.flights.get(f.key) === f) this.flights.delete(f.key);
       }
     }
+    for (const l of this.changeListeners) l(product);
   }
 
   /** Drops everything (an import swapped the data in); renders in flight are not stored. */

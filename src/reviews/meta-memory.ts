@@ -1,34 +1,55 @@
 // GET /reviews/meta from the host's memory. Every product's aggregates (product_ratings,
-// and each characteristic's rating_sum/rating_count) are read from the primary in one
-// repeatable-read snapshot into typed arrays (outside V8's heap: 33 bytes a product id and
-// 18 a characteristic, 93 MB at full scale) and rendered to exactly the text
-// sql/review-meta.sql renders (tests compare the two, product by product).
+// and each characteristic's rating_sum/rating_count) are read from the primary into typed
+// arrays (outside V8's heap: 33 bytes a product id and 18 a characteristic, 89 MiB at full
+// scale) and rendered to exactly the text sql/review-meta.sql renders (tests compare the
+// two, product by product).
 //
-// Exact by the response cache's rule (src/response-cache/response-cache.ts): the load
-// begins only while the change feed listens, and every change heard from the moment it
-// begins marks its product dirty; a dirty product is read as before (response cache,
-// then PostgreSQL) until the next load. A flush, a change of trust or a promotion drops
-// the whole table and loads it again; a load overtaken by one is thrown away. So an answer
-// from here is one the primary gave after every change this host has heard to that product.
+// Exact by the response cache's rule (src/response-cache/response-cache.ts): a load begins
+// only while the change feed listens, and every change heard from the moment it begins
+// marks its product dirty; each of its statements starts after that moment, so it holds
+// every change heard before, and a dirty product is read as before (response cache, then
+// PostgreSQL) until the next load. A flush, a change of trust or a promotion drops the whole
+// table and abandons a load under way (the next begins once it has stopped); a table is
+// answered from for at most `maxAgeMs` (a backstop, as the response cache's TTL is). So an
+// answer from here is one the primary gave after every change this host has heard to that
+// product.
 // Why: meta is ~30 % of the storefront's reads, and most of the reads that pass nginx ask
-// for a product nobody asked for in minutes, which no response cache can answer
-// (docs/benchmarks.md); a table of every product can.
-import Cursor from 'pg-cursor';
-import type { Db, pg } from '../db';
+// for a product nobody asked for in minutes (docs/benchmarks.md), which no response cache
+// can answer; a table of every product can.
+// The load reads in short keyset pages through the pool (its admission queue and statement
+// timeout), never in one long statement or transaction: an import's swap, which must lock
+// these tables, waits for one page at most.
+import type { Db } from '../db';
 import { entityTag, type CacheAnswer, type ResponseCache } from '../response-cache/response-cache';
 
 export interface MetaMemoryOptions {
   /** The primary (its pool follows a promotion). */
   db: Db;
-  /** Whose change feed and trust this table follows. */
+  /**
+   * Whose change feed and trust this table follows: a cache built untrusted, trusted only
+   * while its feed listens (src/response-cache/invalidation-feed.ts).
+   */
   cache: ResponseCache;
   /** Largest table to hold; a bigger one is not loaded (meta is then read as before). */
   maxBytes: number;
+  /** Longest a table is answered from (META_MEMORY_MAX_AGE_S: the backstop behind the exact invalidation); reloaded at 80 % of it. */
+  maxAgeMs: number;
   log?: (line: string) => void;
-  /** Load again once this share of the products is dirty (default 0.05). */
+  /** Load again once this share of the products (and at least reloadDirtyMin) is dirty (default 0.05, 1,000). */
   reloadDirtyShare?: number;
+  reloadDirtyMin?: number;
   /** After a failed load, try again after this long (default 30 s). */
   retryMs?: number;
+  /**
+   * Loads begin at most this often (default 60 s). A load costs the host and the primary
+   * seconds of CPU; a change feed that drops and returns again and again under overload
+   * must not turn each return into one more load.
+   */
+  minLoadIntervalMs?: number;
+  /** A load after a flush waits a random delay up to this (default 5 s), so hosts do not all load at once. */
+  jitterMs?: number;
+  /** Rows a page of the load reads (default 20,000). */
+  pageRows?: number;
 }
 
 export interface MetaMemoryStats {
@@ -38,8 +59,10 @@ export interface MetaMemoryStats {
   dirtyReads: number;
   loads: number;
   failedLoads: number;
-  /** Products held (0 while nothing is loaded), dirty among them, and bytes held. */
-  products: number;
+  /** Loads abandoned for a flush, a change of trust or a close. */
+  abandonedLoads: number;
+  /** The highest product id held (0 while nothing is loaded), dirty products among them, and bytes held. */
+  maxProduct: number;
   dirty: number;
   bytes: number;
 }
@@ -62,24 +85,43 @@ interface Table {
   /** Products changed since this load began. */
   dirty: Set<number>;
   bytes: number;
+  /** When its load began (performance.now()). */
+  loadedAt: number;
 }
+
+/** A load under way: the changes it must not miss are gathered from its start. */
+interface Loading {
+  dirty: Set<number>;
+  /** Set by a flush, a change of trust or close(): its pages stop, its table is not kept. */
+  abandoned: boolean;
+}
+
+/** Thrown inside a load that was abandoned (not a failure). */
+class Abandoned extends Error {}
+/** A table this host will not hold (too big, too many names): not retried until the next flush. */
+class WillNotHold extends Error {}
 
 const RATING_COLUMNS = 7;
 const BYTES_PER_PRODUCT = 1 + RATING_COLUMNS * 4 + 4;
 const BYTES_PER_CHARACTERISTIC = 4 + 2 + 8 + 4;
-const BATCH_ROWS = 50_000;
+/**
+ * Product ids are dense (the export's run 1..N); a POST may name any id up to 2^31 - 1. The
+ * table covers ids up to max(2^20, twice the products with ratings); products above that
+ * are read as before, so one stray id cannot size (or switch off) the table.
+ */
+const DENSE_FLOOR = 2 ** 20;
 
 export class MetaMemory {
   private table?: Table;
-  /** The load under way: the changes it must not miss are gathered here from its start. */
-  private loading?: { generation: number; dirty: Set<number> };
-  /** Moves on every flush and change of trust: a load begun before is thrown away. */
-  private generation = 0;
+  private loading?: Loading;
   private timer?: NodeJS.Timeout;
+  private started = false;
   private closed = false;
-  /** When the last load began (a reload for dirt waits a minute after it). */
-  private lastLoadAt = 0;
-  private readonly counters = { served: 0, dirtyReads: 0, loads: 0, failedLoads: 0 };
+  /** When the last load began (the next waits minLoadIntervalMs after it). */
+  private lastLoadAt = -Infinity;
+  /** A flush asked for a load while one was being abandoned: begin it once that one stops. */
+  private reloadAfterAbandon = false;
+  private readonly counters = { served: 0, dirtyReads: 0, loads: 0, failedLoads: 0, abandonedLoads: 0 };
   private readonly log: (line: string) => void;
 
   constructor(private readonly o: MetaMemoryOptions) {
@@ -87,8 +129,9 @@ export class MetaMemory {
     o.cache.onChange((product) => this.changed(product));
   }
 
-  /** Begins the first load (when the change feed listens; else when it does). */
+  /** Loads from now on (the first once the change feed listens). */
   start(): void {
+    this.started = true;
     this.schedule(0);
   }
 
@@ -96,167 +139,209 @@ export class MetaMemory {
     this.closed = true;
     clearTimeout(this.timer);
     this.table = undefined;
+    if (this.loading) this.loading.abandoned = true;
   }
 
-  /** The meta answer for `product` from memory, or undefined: not loaded, untrusted, unknown or dirty. */
+  /** The meta answer for `product` from memory, or undefined: not loaded, too old, untrusted, not held, or dirty. */
   answer(product: number): CacheAnswer | undefined {
     const t = this.table;
     if (!t || !this.o.cache.isTrusted || product > t.maxProduct) return undefined;
+    if (performance.now() - t.loadedAt > this.o.maxAgeMs) return undefined;
     if (t.dirty.has(product)) {
       this.counters.dirtyReads++;
       return undefined;
     }
+    const text = renderMeta(t, product);
+    if (text === undefined) return undefined;
     this.counters.served++;
-    const body = Buffer.from(renderMeta(t, product));
+    const body = Buffer.from(text);
     return { entry: { body, etag: entityTag(body) }, outcome: 'HIT', proven: true };
   }
 
   stats(): MetaMemoryStats {
     const t = this.table;
-    return { ...this.counters, products: t ? t.maxProduct : 0, dirty: t?.dirty.size ?? 0, bytes: t?.bytes ?? 0 };
+    return { ...this.counters, maxProduct: t ? t.maxProduct : 0, dirty: t?.dirty.size ?? 0, bytes: t?.bytes ?? 0 };
   }
 
   private changed(product: number | undefined): void {
     if (product === undefined) {
       // A flush (an import's swap), a change of trust, a promotion: nothing held is proven now.
-      this.generation++;
       this.table = undefined;
-      this.loading = undefined;
-      this.schedule(0);
+      if (this.loading) {
+        this.loading.abandoned = true;
+        this.reloadAfterAbandon = true;
+      } else {
+        this.schedule(Math.random() * (this.o.jitterMs ?? 5000));
+      }
       return;
     }
     this.loading?.dirty.add(product);
     const t = this.table;
     if (!t) return;
     t.dirty.add(product);
-    if (t.dirty.size > Math.max(1000, t.maxProduct * (this.o.reloadDirtyShare ?? 0.05)) && Date.now() - this.lastLoadAt > 60_000) this.schedule(0);
+    if (t.dirty.size > Math.max(this.o.reloadDirtyMin ?? 1000, t.maxProduct * (this.o.reloadDirtyShare ?? 0.05))) this.schedule(0);
   }
 
+  /** A load after `delayMs`, and no sooner than minLoadIntervalMs after the last one began. */
   private schedule(delayMs: number): void {
-    if (this.closed || this.loading) return;
+    if (!this.started || this.closed || this.loading) return;
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.load(), delayMs);
+    const wait = Math.max(delayMs, this.lastLoadAt + (this.o.minLoadIntervalMs ?? 60_000) - performance.now());
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.load();
+    }, wait);
     this.timer.unref();
   }
 
   private async load(): Promise<void> {
     // Untrusted: the feed may miss changes. The load waits for the flush that trust brings.
     if (this.closed || this.loading || !this.o.cache.isTrusted) return;
-    const loading = { generation: this.generation, dirty: new Set<number>() };
+    const loading: Loading = { dirty: new Set(), abandoned: false };
     this.loading = loading;
-    this.lastLoadAt = Date.now();
+    this.reloadAfterAbandon = false;
+    const began = (this.lastLoadAt = performance.now());
+    let next: number | undefined;
     try {
-      const table = await this.read(loading.dirty);
-      if (!table) return;
-      if (loading.generation !== this.generation || this.closed) return;
+      const table = await this.read(loading, began);
+      if (loading.abandoned) throw new Abandoned();
       this.table = table;
       this.counters.loads++;
-      this.log(`meta memory: ${table.maxProduct.toLocaleString('en-US')} products, ${(table.bytes / 2 ** 20).toFixed(0)} MB`);
+      this.log(`meta memory: product ids up to ${table.maxProduct.toLocaleString('en-US')}, ${(table.bytes / 2 ** 20).toFixed(0)} MiB, loaded in ${((performance.now() - began) / 1000).toFixed(1)} s`);
+      // Reloaded before it is too old to answer from.
+      next = this.o.maxAgeMs * 0.8;
     } catch (err) {
-      this.counters.failedLoads++;
-      this.log(`meta memory: load failed (${(err as Error).message}); meta is read from the database, next try in ${(this.o.retryMs ?? 30_000) / 1000} s`);
-      if (this.loading === loading) this.loading = undefined;
-      if (loading.generation === this.generation) this.schedule(this.o.retryMs ?? 30_000);
+      if (err instanceof Abandoned || loading.abandoned) {
+        this.counters.abandonedLoads++;
+      } else if (err instanceof WillNotHold) {
+        this.log(`meta memory: ${err.message}; meta is read from the database until the next flush`);
+      } else {
+        this.counters.failedLoads++;
+        next = this.o.retryMs ?? 30_000;
+        this.log(`meta memory: load failed (${(err as Error).message}); meta is read from the database${this.table ? ' for products changed since the last load' : ''}, next try in ${next / 1000} s`);
+      }
     } finally {
-      if (this.loading === loading) this.loading = undefined;
+      this.loading = undefined;
     }
+    if (this.reloadAfterAbandon) this.schedule(Math.random() * (this.o.jitterMs ?? 5000));
+    else if (next !== undefined) this.schedule(next);
   }
 
-  /** Reads every product's aggregates in one snapshot of the primary (undefined: too big to hold). */
-  private read(dirty: Set<number>): Promise<Table | undefined> {
-    const tooBig = (bytes: number) => {
-      if (bytes <= this.o.maxBytes) return false;
-      this.log(`meta memory: the table would take ${(bytes / 2 ** 20).toFixed(0)} MB, more than META_MEMORY_MB; meta is read from the database`);
-      return true;
+  /** Every product's aggregates, page by page (each page a statement begun after `loading` began). */
+  private async read(loading: Loading, began: number): Promise<Table> {
+    const db = this.o.db;
+    const pageRows = this.o.pageRows ?? 20_000;
+    const check = () => {
+      if (loading.abandoned) throw new Abandoned();
     };
-    return this.o.db.withDedicatedClient(async (client) => {
-      // One snapshot for both tables, taken by the first statement (after `dirty` began).
-      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-      try {
-        await client.query("SET LOCAL statement_timeout = '300s'");
-        const ratedUpTo = (await client.query<{ n: number }>('SELECT coalesce(max(product_id), 0) AS n FROM atelier.product_ratings')).rows[0].n;
-        if (tooBig((ratedUpTo + 2) * BYTES_PER_PRODUCT)) return undefined;
-        let hasRatings = new Uint8Array(ratedUpTo + 1);
-        let ratings = new Int32Array((ratedUpTo + 1) * RATING_COLUMNS);
-        await eachBatch(client, 'SELECT product_id, r1, r2, r3, r4, r5, recommended, not_recommended FROM atelier.product_ratings', (rows) => {
-          for (const r of rows) {
-            const p = r[0] as number;
-            hasRatings[p] = 1;
-            for (let i = 0; i < RATING_COLUMNS; i++) ratings[p * RATING_COLUMNS + i] = r[i + 1] as number;
-          }
-        });
-        const { rows: [c] } = await client.query<{ max_product: number; n: number }>(
-          'SELECT coalesce(max(product_id), 0) AS max_product, count(*)::int AS n FROM atelier.characteristics');
-        const maxProduct = Math.max(ratedUpTo, c.max_product);
-        const bytes = (maxProduct + 2) * BYTES_PER_PRODUCT + c.n * BYTES_PER_CHARACTERISTIC;
-        if (tooBig(bytes)) return undefined;
-        if (maxProduct > ratedUpTo) {
-          // Products with characteristics past the last one with ratings.
-          const grown = new Int32Array((maxProduct + 1) * RATING_COLUMNS);
-          grown.set(ratings);
-          ratings = grown;
-          const flags = new Uint8Array(maxProduct + 1);
-          flags.set(hasRatings);
-          hasRatings = flags;
-        }
-        const t: Table = {
-          maxProduct, bytes, dirty, hasRatings, ratings,
-          charStart: new Int32Array(maxProduct + 2),
-          charId: new Int32Array(c.n),
-          charName: new Uint16Array(c.n),
-          charSum: new Float64Array(c.n),
-          charCount: new Int32Array(c.n),
-          names: [],
-        };
-        const nameIndex = new Map<string, number>();
-        let n = 0;
-        let last = 0;
-        await eachBatch(client, 'SELECT product_id, id, name, rating_sum::float8, rating_count FROM atelier.characteristics ORDER BY product_id, id', (rows) => {
-          for (const r of rows) {
-            const p = r[0] as number;
-            // Products between the last one seen and this one have none: their range is empty.
-            for (; last < p; last++) t.charStart[last + 1] = n;
-            const name = r[2] as string;
-            let k = nameIndex.get(name);
-            if (k === undefined) {
-              nameIndex.set(name, (k = t.names.length));
-              t.names.push(JSON.stringify(name));
-            }
-            if (n >= t.charId.length || k > 0xffff) throw new Error('more characteristics (or names) than the table was sized for');
-            t.charId[n] = r[1] as number;
-            t.charName[n] = k;
-            t.charSum[n] = r[3] as number;
-            t.charCount[n] = r[4] as number;
-            n++;
-          }
-        });
-        for (; last <= maxProduct; last++) t.charStart[last + 1] = n;
-        return t;
-      } finally {
-        await client.query('ROLLBACK').catch(() => undefined);
+    const { rows: [size] } = await db.query<{ rated: number; characteristics: number }>(
+      'SELECT (SELECT count(*) FROM atelier.product_ratings)::int AS rated, (SELECT count(*) FROM atelier.characteristics)::int AS characteristics');
+    const cap = Math.max(DENSE_FLOOR, 2 * size.rated);
+    const { rows: [top] } = await db.query<{ max: number }>(
+      'SELECT greatest((SELECT max(product_id) FROM atelier.product_ratings WHERE product_id <= $1), (SELECT max(product_id) FROM atelier.characteristics WHERE product_id <= $1), 0) AS max', [cap]);
+    const maxProduct = top.max;
+    // Characteristics may be added while the load runs (an operator): room for 1 % more, grown if needed.
+    let room = Math.ceil(size.characteristics * 1.01) + 16;
+    const bytes = () => (maxProduct + 2) * BYTES_PER_PRODUCT + room * BYTES_PER_CHARACTERISTIC;
+    if (bytes() > this.o.maxBytes) {
+      throw new WillNotHold(`the table would take ${(bytes() / 2 ** 20).toFixed(0)} MiB, more than META_MEMORY_MB`);
+    }
+    const t: Table = {
+      maxProduct, bytes: bytes(), dirty: loading.dirty, loadedAt: began,
+      hasRatings: new Uint8Array(maxProduct + 1),
+      ratings: new Int32Array((maxProduct + 1) * RATING_COLUMNS),
+      charStart: new Int32Array(maxProduct + 2),
+      charId: new Int32Array(room),
+      charName: new Uint16Array(room),
+      charSum: new Float64Array(room),
+      charCount: new Int32Array(room),
+      names: [],
+    };
+    // Pages come as one bytea of fixed-width big-endian numbers (not a JS object per row):
+    // reading 4.3 M rows as objects cost a host ~6 s of CPU at full scale. The aggregate
+    // takes its page's rows in the page's order (an ORDER BY inside it would sort each page
+    // again); that order is checked, and a page out of order fails the load.
+    for (let after = 0; ;) {
+      check();
+      const { rows: [pg] } = await db.query<{ n: number; b: Buffer | null }>(
+        `SELECT count(*)::int AS n, string_agg(int4send(product_id) || int4send(r1) || int4send(r2) || int4send(r3) || int4send(r4) || int4send(r5)
+                  || int4send(recommended) || int4send(not_recommended), ''::bytea) AS b
+         FROM (SELECT * FROM atelier.product_ratings WHERE product_id > $1 AND product_id <= $2 ORDER BY product_id LIMIT $3) page`,
+        [after, maxProduct, pageRows], 'meta-memory-ratings');
+      const b = pg.b ?? Buffer.alloc(0);
+      if (b.length !== pg.n * 32) throw new Error('a ratings page came back malformed');
+      const v = new DataView(b.buffer, b.byteOffset, b.length);
+      for (let o = 0; o < b.length; o += 32) {
+        const p = v.getInt32(o);
+        if (p <= after) throw new Error('a ratings page came back out of order');
+        t.hasRatings[p] = 1;
+        for (let i = 0; i < RATING_COLUMNS; i++) t.ratings[p * RATING_COLUMNS + i] = v.getInt32(o + 4 + i * 4);
+        after = p;
       }
-    });
+      if (pg.n < pageRows) break;
+    }
+    // The names first (a handful), then each characteristic names its name by position.
+    const { rows: [named] } = await db.query<{ names: string[] | null }>(
+      'SELECT array_agg(DISTINCT name) AS names FROM atelier.characteristics WHERE product_id <= $1', [maxProduct]);
+    const names = named.names ?? [];
+    if (names.length > 0xffff) throw new WillNotHold('more than 65,536 characteristic names');
+    t.names = names.map((name) => JSON.stringify(name));
+    let n = 0;
+    let last = 0;
+    for (let afterProduct = 0, afterId = 0; ;) {
+      check();
+      const { rows: [pg] } = await db.query<{ n: number; b: Buffer | null }>(
+        `SELECT count(*)::int AS n, string_agg(int4send(product_id) || int4send(id) || int8send(rating_sum) || int4send(rating_count)
+                  || int4send(coalesce(array_position($5::text[], name), 0)), ''::bytea) AS b
+         FROM (SELECT product_id, id, name, rating_sum, rating_count FROM atelier.characteristics
+               WHERE (product_id, id) > ($1, $2) AND product_id <= $3 ORDER BY product_id, id LIMIT $4) page`,
+        [afterProduct, afterId, maxProduct, pageRows, names], 'meta-memory-characteristics');
+      const b = pg.b ?? Buffer.alloc(0);
+      if (b.length !== pg.n * 24) throw new Error('a characteristics page came back malformed');
+      const v = new DataView(b.buffer, b.byteOffset, b.length);
+      for (let o = 0; o < b.length; o += 24) {
+        const p = v.getInt32(o);
+        const name = v.getInt32(o + 20);
+        // A name added since the names were read: this load cannot render it (the next can).
+        if (name === 0) throw new Error('a characteristic name appeared while loading');
+        const id = v.getInt32(o + 4);
+        if (p < afterProduct || (p === afterProduct && id <= afterId)) throw new Error('a characteristics page came back out of order');
+        // Products between the last one seen and this one have none: their range is empty.
+        for (; last < p; last++) t.charStart[last + 1] = n;
+        if (n === room) {
+          room = Math.ceil(room * 1.25);
+          if (bytes() > this.o.maxBytes) throw new WillNotHold('the characteristics grew past META_MEMORY_MB while loading');
+          t.charId = grow(t.charId, room);
+          t.charName = grow(t.charName, room);
+          t.charSum = grow(t.charSum, room);
+          t.charCount = grow(t.charCount, room);
+          t.bytes = bytes();
+        }
+        t.charId[n] = id;
+        t.charName[n] = name - 1;
+        t.charSum[n] = Number(v.getBigInt64(o + 8));
+        t.charCount[n] = v.getInt32(o + 16);
+        n++;
+        afterProduct = p;
+        afterId = id;
+      }
+      if (pg.n < pageRows) break;
+    }
+    for (; last <= maxProduct; last++) t.charStart[last + 1] = n;
+    return t;
   }
 }
 
-/** Runs `sql` and hands its rows to `fn` in batches (arrays of values), through a cursor. */
-async function eachBatch(client: pg.Client, sql: string, fn: (rows: unknown[][]) => void): Promise<void> {
-  const cursor = client.query(new Cursor(sql, [], { rowMode: 'array' }));
-  try {
-    for (;;) {
-      const rows = (await cursor.read(BATCH_ROWS)) as unknown[][];
-      if (rows.length === 0) return;
-      fn(rows);
-    }
-  } finally {
-    await cursor.close();
-  }
+function grow<A extends Int32Array | Uint16Array | Float64Array>(a: A, length: number): A {
+  const b = new (a.constructor as new (n: number) => A)(length);
+  b.set(a);
+  return b;
 }
 
 const RATING_KEYS = ['"1":', '"2":', '"3":', '"4":', '"5":'];
 
-/** The meta object of `product`, byte for byte as sql/review-meta.sql renders it. */
-function renderMeta(t: Table, product: number): string {
+/** The meta object of `product`, byte for byte as sql/review-meta.sql renders it (undefined: a value only PostgreSQL prints). */
+function renderMeta(t: Table, product: number): string | undefined {
   let ratings = '{}';
   let recommended = '{}';
   if (t.hasRatings[product]) {
@@ -276,6 +361,8 @@ function renderMeta(t: Table, product: number): string {
     const c: string[] = [];
     for (let i = from; i < to; i++) {
       const count = t.charCount[i];
+      // numericRatio is exact for sum >= 0 and count > 0 (what writes keep); anything else is PostgreSQL's to print.
+      if (count < 0 || t.charSum[i] < 0 || !Number.isSafeInteger(t.charSum[i])) return undefined;
       c.push(`${t.names[t.charName[i]]} : {"id" : ${t.charId[i]}, "value" : ${count === 0 ? 'null' : `"${numericRatio(t.charSum[i], count)}"`}}`);
     }
     characteristics = `{ ${c.join(', ')} }`;
