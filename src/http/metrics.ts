@@ -53,6 +53,13 @@ export function createMetrics(o: { db: Db; cache?: ResponseCache; replicas?: Rep
       for (const [value, n] of Object.entries(read())) this.inc({ [label]: value }, n);
     },
   });
+  /** A gauge of several measures read together, one label value each. */
+  const measures = (name: string, help: string, label: string, read: () => Record<string, number>) => new client.Gauge({
+    name, help, labelNames: [label], registers: [registry],
+    collect() {
+      for (const [value, n] of Object.entries(read())) this.set({ [label]: value }, n);
+    },
+  });
   tallies('atelier_requests_refused_total',
     'Requests refused with a 503 before reaching the database: the wait queue was full, or the wait ran out (overload).',
     'reason', () => ({ queue_full: db.admission.refusedQueueFull, queue_timeout: db.admission.refusedTimeout }));
@@ -108,18 +115,11 @@ export function createMetrics(o: { db: Db; cache?: ResponseCache; replicas?: Rep
         const s = cache.stats();
         return { hits: s.hits, misses: s.misses, coalesced: s.coalesced, bypassed: s.bypassed, evictions: s.evictions, invalidations: s.invalidations };
       });
-    new client.Gauge({
-      name: 'atelier_response_cache_size',
-      help: 'Host response cache: entries and bytes held; trusted is 1 while its change feed listens.',
-      labelNames: ['measure'],
-      registers: [registry],
-      collect() {
+    measures('atelier_response_cache_size', 'Host response cache: entries and bytes held; trusted is 1 while its change feed listens.',
+      'measure', () => {
         const s = cache.stats();
-        this.set({ measure: 'entries' }, s.entries);
-        this.set({ measure: 'bytes' }, s.bytes);
-        this.set({ measure: 'trusted' }, cache.isTrusted ? 1 : 0);
-      },
-    });
+        return { entries: s.entries, bytes: s.bytes, trusted: cache.isTrusted ? 1 : 0 };
+      });
   }
   if (o.metaMemory) {
     const memory = o.metaMemory;
@@ -129,18 +129,11 @@ export function createMetrics(o: { db: Db; cache?: ResponseCache; replicas?: Rep
         const s = memory.stats();
         return { served: s.served, dirty_reads: s.dirtyReads, loads: s.loads, failed_loads: s.failedLoads, abandoned_loads: s.abandonedLoads };
       });
-    new client.Gauge({
-      name: 'atelier_meta_memory_size',
-      help: 'Meta from memory: the highest product id held (0 while not loaded), dirty products among them, bytes held.',
-      labelNames: ['measure'],
-      registers: [registry],
-      collect() {
+    measures('atelier_meta_memory_size', 'Meta from memory: the highest product id held (0 while not loaded), dirty products among them, bytes held.',
+      'measure', () => {
         const s = memory.stats();
-        this.set({ measure: 'max_product' }, s.maxProduct);
-        this.set({ measure: 'dirty' }, s.dirty);
-        this.set({ measure: 'bytes' }, s.bytes);
-      },
-    });
+        return { max_product: s.maxProduct, dirty: s.dirty, bytes: s.bytes };
+      });
   }
   // Each (route, method, status) series is found by three map lookups, never by hashing a
   // label set (src/http/duration-histogram.ts).

@@ -61,6 +61,18 @@ function host(o: HostOptions = {}) {
   };
 }
 
+/** Runs `fn` with a host whose first table is loaded, and stops the host after. */
+async function withLoaded(o: HostOptions, fn: (h: ReturnType<typeof host>) => Promise<void>): Promise<void> {
+  const h = host(o);
+  try {
+    h.memory.start();
+    await until('the first load', () => h.memory.stats().loads === 1, 10_000);
+    await fn(h);
+  } finally {
+    await h.stop();
+  }
+}
+
 /** Holds a table's lock in a transaction of its own (a load's next page on it waits). */
 async function lockTable(table: string) {
   const client = await t.db.connect();
@@ -121,10 +133,7 @@ test("numericRatio prints sum/count exactly as PostgreSQL's numeric division doe
 });
 
 test("every product's meta from memory is PostgreSQL's text, byte for byte (and absent past the last product)", async () => {
-  const h = host();
-  try {
-    h.memory.start();
-    await until('the expected state', () => h.memory.stats().loads === 1, 10_000);
+  await withLoaded({}, async (h) => {
     const expected = await truth();
     for (let p = 1; p <= MAX_PRODUCT; p++) expect(held(h.memory, p)).toBe(expected[p - 1]);
     expect(h.memory.answer(MAX_PRODUCT + 1)).toBeUndefined();
@@ -133,16 +142,11 @@ test("every product's meta from memory is PostgreSQL's text, byte for byte (and 
     expect(expected[1]).toContain('"value" : null');
     expect(expected[10]).toBe('{"product_id" : "11", "ratings" : {}, "recommended" : {}, "characteristics" : {}}');
     expect(h.memory.stats()).toMatchObject({ maxProduct: MAX_PRODUCT, dirty: 0, served: MAX_PRODUCT });
-  } finally {
-    await h.stop();
-  }
+  });
 });
 
 test('a change heard makes its product dirty: never answered from memory again until the next load', async () => {
-  const h = host();
-  try {
-    h.memory.start();
-    await until('the expected state', () => h.memory.stats().loads === 1, 10_000);
+  await withLoaded({}, async (h) => {
     const before = held(h.memory, 1);
     await t.db.query('UPDATE atelier.characteristics SET rating_sum = rating_sum + 5, rating_count = rating_count + 1 WHERE id = 1');
     // Within the feed's delay the answer goes; it never comes back stale.
@@ -150,9 +154,7 @@ test('a change heard makes its product dirty: never answered from memory again u
     expect(held(h.memory, 2)).toBe((await truth())[1]);
     expect(h.memory.stats().dirty).toBe(1);
     expect(before).not.toBe((await truth())[0]);
-  } finally {
-    await h.stop();
-  }
+  });
 });
 
 test('a change committed while the table loads is dirty in the table it loads', async () => {
@@ -181,10 +183,7 @@ test('a change committed while the table loads is dirty in the table it loads', 
 });
 
 test('a flush or a loss of trust drops the table at once; it loads again once trusted', async () => {
-  const h = host();
-  try {
-    h.memory.start();
-    await until('the first load', () => h.memory.stats().loads === 1, 10_000);
+  await withLoaded({}, async (h) => {
     h.cache.invalidateAll();
     expect(h.memory.answer(1)).toBeUndefined();
     await until('the second load', () => h.memory.stats().loads === 2, 10_000);
@@ -197,16 +196,11 @@ test('a flush or a loss of trust drops the table at once; it loads again once tr
     h.cache.setTrusted(true);
     await until('the third load', () => h.memory.stats().loads === 3, 10_000);
     expect(held(h.memory, 10)).toBe((await truth())[9]);
-  } finally {
-    await h.stop();
-  }
+  });
 });
 
 test('a load overtaken by a flush is abandoned, never kept, and the next load follows it', async () => {
-  const h = host();
-  try {
-    h.memory.start();
-    await until('the first load', () => h.memory.stats().loads === 1, 10_000);
+  await withLoaded({}, async (h) => {
     const lock = await lockTable('characteristics');
     try {
       h.cache.invalidateAll();
@@ -219,9 +213,7 @@ test('a load overtaken by a flush is abandoned, never kept, and the next load fo
     await until('the load after it', () => h.memory.stats().loads === 2, 10_000);
     expect(h.memory.stats()).toMatchObject({ loads: 2, abandonedLoads: 1, failedLoads: 0 });
     expect(held(h.memory, 1)).toBe((await truth())[0]);
-  } finally {
-    await h.stop();
-  }
+  });
 });
 
 test('close() during a load abandons it', async () => {
@@ -260,10 +252,7 @@ test('a failed load is retried, and says so', async () => {
 
 test('a table is answered from for at most its age limit, then loaded again', async () => {
   // Reloaded at 80 % of 800 ms, but loads are spaced 3 s apart: between 0.8 and 3 s it is too old.
-  const h = host({ maxAgeMs: 800, minLoadIntervalMs: 3000 });
-  try {
-    h.memory.start();
-    await until('the first load', () => h.memory.stats().loads === 1, 10_000);
+  await withLoaded({ maxAgeMs: 800, minLoadIntervalMs: 3000 }, async (h) => {
     const loadedAt = performance.now();
     expect(held(h.memory, 1)).toBe((await truth())[0]);
     await new Promise((r) => setTimeout(r, Math.max(0, loadedAt + 1200 - performance.now())));
@@ -271,29 +260,19 @@ test('a table is answered from for at most its age limit, then loaded again', as
     expect(h.memory.answer(1)).toBeUndefined();
     await until('the second load', () => h.memory.stats().loads === 2, 10_000);
     expect(held(h.memory, 1)).toBe((await truth())[0]);
-  } finally {
-    await h.stop();
-  }
+  });
 });
 
 test('loads again once enough of the products are dirty', async () => {
-  const h = host({ reloadDirtyMin: 0 });
-  try {
-    h.memory.start();
-    await until('the first load', () => h.memory.stats().loads === 1, 10_000);
+  await withLoaded({ reloadDirtyMin: 0 }, async (h) => {
     await t.db.query('UPDATE atelier.characteristics SET rating_sum = rating_sum + 1, rating_count = rating_count + 1 WHERE id = 4');
     await until('the reload', () => h.memory.stats().loads === 2, 10_000);
     expect(held(h.memory, 2)).toBe((await truth())[1]);
-  } finally {
-    await h.stop();
-  }
+  });
 });
 
 test('loads begin at most once per interval, however often the table is dropped', async () => {
-  const h = host({ minLoadIntervalMs: 1500 });
-  try {
-    h.memory.start();
-    await until('the first load', () => h.memory.stats().loads === 1, 10_000);
+  await withLoaded({ minLoadIntervalMs: 1500 }, async (h) => {
     const first = performance.now();
     // A feed that drops and returns three times in a row: dropped at once, loaded once, later.
     for (let i = 0; i < 3; i++) {
@@ -308,9 +287,7 @@ test('loads begin at most once per interval, however often the table is dropped'
     await new Promise((r) => setTimeout(r, 2000));
     expect(h.memory.stats().loads).toBe(2);
     expect(held(h.memory, 1)).toBe((await truth())[0]);
-  } finally {
-    await h.stop();
-  }
+  });
 });
 
 test('a table larger than its bound is not loaded, and says so', async () => {
