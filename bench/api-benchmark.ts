@@ -566,9 +566,10 @@ async function metaTablesLoaded(hosts: { address: string }[], ms: number): Promi
   for (;;) {
     let loaded = true;
     for (const h of hosts) {
-      const text = await (await fetch(`http://${h.address}/metrics`)).text();
+      // A host that does not answer now is asked again (until `ms`), not a failed benchmark.
+      const text = await fetch(`http://${h.address}/metrics`).then((r) => r.text(), () => '');
       const held = /^atelier_meta_memory_size\{measure="max_product"\} ([\d.e+-]+)$/m.exec(text);
-      if (held && Number(held[1]) === 0) loaded = false;
+      if (!text || (held && Number(held[1]) === 0)) loaded = false;
     }
     if (loaded) return true;
     if (performance.now() > end) return false;

@@ -7,7 +7,8 @@
 // Exact by the response cache's rule (src/response-cache/response-cache.ts): a load begins
 // only while the change feed listens, and every change heard from the moment it begins
 // marks its product dirty; each of its statements starts after that moment, so it holds
-// every change heard before, and a dirty product is read as before (response cache, then
+// every change heard before (and each product is read by one statement), and a dirty
+// product is read as before (response cache, then
 // PostgreSQL) until the next load. A flush, a change of trust or a promotion drops the whole
 // table and abandons a load under way (the next begins once it has stopped); a table is
 // answered from for at most `maxAgeMs` (a backstop, as the response cache's TTL is). So an
@@ -16,9 +17,10 @@
 // Why: meta is ~30 % of the storefront's reads, and most of the reads that pass nginx ask
 // for a product nobody asked for in minutes (docs/benchmarks.md), which no response cache
 // can answer; a table of every product can.
-// The load reads in short keyset pages through the pool (its admission queue and statement
+// The load reads a range of product ids a statement (both tables in one statement, so each
+// product comes from one snapshot), through the pool (its admission queue and statement
 // timeout), never in one long statement or transaction: an import's swap, which must lock
-// these tables, waits for one page at most.
+// these tables, waits for one range at most.
 import type { Db } from '../db';
 import { entityTag, type CacheAnswer, type ResponseCache } from '../response-cache/response-cache';
 
@@ -48,8 +50,8 @@ export interface MetaMemoryOptions {
   minLoadIntervalMs?: number;
   /** A load after a flush waits a random delay up to this (default 5 s), so hosts do not all load at once. */
   jitterMs?: number;
-  /** Rows a page of the load reads (default 20,000). */
-  pageRows?: number;
+  /** Product ids a statement of the load reads (default 20,000). */
+  pageProducts?: number;
 }
 
 export interface MetaMemoryStats {
@@ -144,9 +146,8 @@ export class MetaMemory {
 
   /** The meta answer for `product` from memory, or undefined: not loaded, too old, untrusted, not held, or dirty. */
   answer(product: number): CacheAnswer | undefined {
-    const t = this.table;
+    const t = this.current();
     if (!t || !this.o.cache.isTrusted || product > t.maxProduct) return undefined;
-    if (performance.now() - t.loadedAt > this.o.maxAgeMs) return undefined;
     if (t.dirty.has(product)) {
       this.counters.dirtyReads++;
       return undefined;
@@ -159,8 +160,19 @@ export class MetaMemory {
   }
 
   stats(): MetaMemoryStats {
-    const t = this.table;
+    const t = this.current();
     return { ...this.counters, maxProduct: t ? t.maxProduct : 0, dirty: t?.dirty.size ?? 0, bytes: t?.bytes ?? 0 };
+  }
+
+  /** The table, unless it has aged out (then it is dropped: its metrics say 0, and a load is due). */
+  private current(): Table | undefined {
+    const t = this.table;
+    if (t && performance.now() - t.loadedAt > this.o.maxAgeMs) {
+      this.table = undefined;
+      this.schedule(0);
+      return undefined;
+    }
+    return t;
   }
 
   private changed(product: number | undefined): void {
@@ -186,12 +198,17 @@ export class MetaMemory {
   private schedule(delayMs: number): void {
     if (!this.started || this.closed || this.loading) return;
     clearTimeout(this.timer);
-    const wait = Math.max(delayMs, this.lastLoadAt + (this.o.minLoadIntervalMs ?? 60_000) - performance.now());
+    const wait = this.waitFor(delayMs);
     this.timer = setTimeout(() => {
       this.timer = undefined;
       void this.load();
     }, wait);
     this.timer.unref();
+  }
+
+  /** How long a load asked for in `delayMs` waits, loads being spaced. */
+  private waitFor(delayMs: number): number {
+    return Math.max(delayMs, this.lastLoadAt + (this.o.minLoadIntervalMs ?? 60_000) - performance.now());
   }
 
   private async load(): Promise<void> {
@@ -214,11 +231,11 @@ export class MetaMemory {
       if (err instanceof Abandoned || loading.abandoned) {
         this.counters.abandonedLoads++;
       } else if (err instanceof WillNotHold) {
-        this.log(`meta memory: ${err.message}; meta is read from the database until the next flush`);
+        this.log(`meta memory: ${err.message}; meta is read from the database${this.table ? ' once the table held now ages out' : ''} (no load is tried again before a flush)`);
       } else {
         this.counters.failedLoads++;
         next = this.o.retryMs ?? 30_000;
-        this.log(`meta memory: load failed (${(err as Error).message}); meta is read from the database${this.table ? ' for products changed since the last load' : ''}, next try in ${next / 1000} s`);
+        this.log(`meta memory: load failed (${(err as Error).message}); meta is read from the database${this.table ? ' for products changed since the last load' : ''}, next try in ${(this.waitFor(next) / 1000).toFixed(0)} s`);
       }
     } finally {
       this.loading = undefined;
@@ -227,23 +244,25 @@ export class MetaMemory {
     else if (next !== undefined) this.schedule(next);
   }
 
-  /** Every product's aggregates, page by page (each page a statement begun after `loading` began). */
+  /**
+   * Every product's aggregates, a range of product ids at a time: each range is one
+   * statement over both tables (so each product comes from one snapshot, taken after
+   * `loading` began), and no statement scans a whole table.
+   */
   private async read(loading: Loading, began: number): Promise<Table> {
     const db = this.o.db;
-    const pageRows = this.o.pageRows ?? 20_000;
-    const check = () => {
-      if (loading.abandoned) throw new Abandoned();
-    };
+    const span = Math.max(1, this.o.pageProducts ?? 20_000);
+    // Sizes from the planner's estimates and index ends (no scan): the arrays grow if short.
     const { rows: [size] } = await db.query<{ rated: number; characteristics: number }>(
-      'SELECT (SELECT count(*) FROM atelier.product_ratings)::int AS rated, (SELECT count(*) FROM atelier.characteristics)::int AS characteristics');
-    const cap = Math.max(DENSE_FLOOR, 2 * size.rated);
+      `SELECT greatest((SELECT reltuples FROM pg_class WHERE oid = 'atelier.product_ratings'::regclass), 0)::bigint AS rated,
+              greatest((SELECT reltuples FROM pg_class WHERE oid = 'atelier.characteristics'::regclass), 0)::bigint AS characteristics`);
+    const cap = Math.max(DENSE_FLOOR, 2 * Number(size.rated));
     const { rows: [top] } = await db.query<{ max: number }>(
       'SELECT greatest((SELECT max(product_id) FROM atelier.product_ratings WHERE product_id <= $1), (SELECT max(product_id) FROM atelier.characteristics WHERE product_id <= $1), 0) AS max', [cap]);
     const maxProduct = top.max;
-    // Characteristics may be added while the load runs (an operator): room for 1 % more, grown if needed.
-    let room = Math.ceil(size.characteristics * 1.01) + 16;
+    let room = Math.ceil(Number(size.characteristics) * 1.01) + 16;
     const bytes = () => (maxProduct + 2) * BYTES_PER_PRODUCT + room * BYTES_PER_CHARACTERISTIC;
-    if (bytes() > this.o.maxBytes) {
+    if ((maxProduct + 2) * BYTES_PER_PRODUCT + Number(size.characteristics) * BYTES_PER_CHARACTERISTIC > this.o.maxBytes) {
       throw new WillNotHold(`the table would take ${(bytes() / 2 ** 20).toFixed(0)} MiB, more than META_MEMORY_MB`);
     }
     const t: Table = {
@@ -257,60 +276,56 @@ export class MetaMemory {
       charCount: new Int32Array(room),
       names: [],
     };
-    // Pages come as one bytea of fixed-width big-endian numbers (not a JS object per row):
-    // reading 4.3 M rows as objects cost a host ~6 s of CPU at full scale. The aggregate
-    // takes its page's rows in the page's order (an ORDER BY inside it would sort each page
-    // again); that order is checked, and a page out of order fails the load.
-    for (let after = 0; ;) {
-      check();
-      const { rows: [pg] } = await db.query<{ n: number; b: Buffer | null }>(
-        `SELECT count(*)::int AS n, string_agg(int4send(product_id) || int4send(r1) || int4send(r2) || int4send(r3) || int4send(r4) || int4send(r5)
-                  || int4send(recommended) || int4send(not_recommended), ''::bytea) AS b
-         FROM (SELECT * FROM atelier.product_ratings WHERE product_id > $1 AND product_id <= $2 ORDER BY product_id LIMIT $3) page`,
-        [after, maxProduct, pageRows], 'meta-memory-ratings');
-      const b = pg.b ?? Buffer.alloc(0);
-      if (b.length !== pg.n * 32) throw new Error('a ratings page came back malformed');
-      const v = new DataView(b.buffer, b.byteOffset, b.length);
-      for (let o = 0; o < b.length; o += 32) {
-        const p = v.getInt32(o);
-        if (p <= after) throw new Error('a ratings page came back out of order');
-        t.hasRatings[p] = 1;
-        for (let i = 0; i < RATING_COLUMNS; i++) t.ratings[p * RATING_COLUMNS + i] = v.getInt32(o + 4 + i * 4);
-        after = p;
-      }
-      if (pg.n < pageRows) break;
-    }
-    // The names first (a handful), then each characteristic names its name by position.
-    const { rows: [named] } = await db.query<{ names: string[] | null }>(
-      'SELECT array_agg(DISTINCT name) AS names FROM atelier.characteristics WHERE product_id <= $1', [maxProduct]);
-    const names = named.names ?? [];
-    if (names.length > 0xffff) throw new WillNotHold('more than 65,536 characteristic names');
-    t.names = names.map((name) => JSON.stringify(name));
+    const nameIndex = new Map<string, number>();
     let n = 0;
-    let last = 0;
-    for (let afterProduct = 0, afterId = 0; ;) {
-      check();
-      const { rows: [pg] } = await db.query<{ n: number; b: Buffer | null }>(
-        `SELECT count(*)::int AS n, string_agg(int4send(product_id) || int4send(id) || int8send(rating_sum) || int4send(rating_count)
-                  || int4send(coalesce(array_position($5::text[], name), 0)), ''::bytea) AS b
-         FROM (SELECT product_id, id, name, rating_sum, rating_count FROM atelier.characteristics
-               WHERE (product_id, id) > ($1, $2) AND product_id <= $3 ORDER BY product_id, id LIMIT $4) page`,
-        [afterProduct, afterId, maxProduct, pageRows, names], 'meta-memory-characteristics');
-      const b = pg.b ?? Buffer.alloc(0);
-      if (b.length !== pg.n * 24) throw new Error('a characteristics page came back malformed');
-      const v = new DataView(b.buffer, b.byteOffset, b.length);
-      for (let o = 0; o < b.length; o += 24) {
-        const p = v.getInt32(o);
-        const name = v.getInt32(o + 20);
-        // A name added since the names were read: this load cannot render it (the next can).
-        if (name === 0) throw new Error('a characteristic name appeared while loading');
-        const id = v.getInt32(o + 4);
-        if (p < afterProduct || (p === afterProduct && id <= afterId)) throw new Error('a characteristics page came back out of order');
+    for (let lo = 0; lo < maxProduct; lo += span) {
+      if (loading.abandoned) throw new Abandoned();
+      const hi = Math.min(maxProduct, lo + span);
+      // Each range's rows come as bytea of fixed-width big-endian numbers (not a JS object
+      // per row: that cost a host ~6 s of CPU at full scale); characteristics name their
+      // name by its place in the range's own list of names.
+      const { rows: [page] } = await db.query<{ rn: number; rb: Buffer | null; names: string[]; cn: number; cb: Buffer | null }>(
+        `WITH c AS MATERIALIZED (SELECT product_id, id, name, rating_sum, rating_count FROM atelier.characteristics WHERE product_id > $1 AND product_id <= $2),
+              named AS (SELECT coalesce(array_agg(DISTINCT name COLLATE "C"), '{}') AS names FROM c)
+         SELECT r.n AS rn, r.b AS rb, named.names, (SELECT count(*)::int FROM c) AS cn,
+                (SELECT string_agg(int4send(c.product_id) || int4send(c.id) || int8send(c.rating_sum) || int4send(c.rating_count)
+                                   || int4send(array_position(named.names, c.name)), ''::bytea ORDER BY c.product_id, c.id) FROM c) AS cb
+         FROM named, (SELECT count(*)::int AS n, string_agg(int4send(product_id) || int4send(r1) || int4send(r2) || int4send(r3) || int4send(r4)
+                                                   || int4send(r5) || int4send(recommended) || int4send(not_recommended), ''::bytea) AS b
+                      FROM atelier.product_ratings WHERE product_id > $1 AND product_id <= $2) r`,
+        [lo, hi], 'meta-memory-range');
+      const rb = page.rb ?? Buffer.alloc(0);
+      const cb = page.cb ?? Buffer.alloc(0);
+      if (rb.length !== page.rn * 32 || cb.length !== page.cn * 24) throw new Error('a range came back malformed');
+      const rv = new DataView(rb.buffer, rb.byteOffset, rb.length);
+      for (let o = 0; o < rb.length; o += 32) {
+        const p = rv.getInt32(o);
+        if (p <= lo || p > hi) throw new Error('a ratings row came back outside its range');
+        t.hasRatings[p] = 1;
+        for (let i = 0; i < RATING_COLUMNS; i++) t.ratings[p * RATING_COLUMNS + i] = rv.getInt32(o + 4 + i * 4);
+      }
+      const local = page.names.map((name) => {
+        let k = nameIndex.get(name);
+        if (k === undefined) {
+          if (t.names.length === 0x10000) throw new WillNotHold('more than 65,536 characteristic names');
+          nameIndex.set(name, (k = t.names.length));
+          t.names.push(JSON.stringify(name));
+        }
+        return k;
+      });
+      const cv = new DataView(cb.buffer, cb.byteOffset, cb.length);
+      let last = lo;
+      let lastId = 0;
+      for (let o = 0; o < cb.length; o += 24) {
+        const p = cv.getInt32(o);
+        const id = cv.getInt32(o + 4);
+        if (p <= lo || p > hi || p < last || (p === last && id <= lastId)) throw new Error('a characteristics row came back out of order');
         // Products between the last one seen and this one have none: their range is empty.
         for (; last < p; last++) t.charStart[last + 1] = n;
+        lastId = id;
         if (n === room) {
           room = Math.ceil(room * 1.25);
-          if (bytes() > this.o.maxBytes) throw new WillNotHold('the characteristics grew past META_MEMORY_MB while loading');
+          if (bytes() > this.o.maxBytes) throw new Error('the characteristics grew past META_MEMORY_MB while loading');
           t.charId = grow(t.charId, room);
           t.charName = grow(t.charName, room);
           t.charSum = grow(t.charSum, room);
@@ -318,16 +333,14 @@ export class MetaMemory {
           t.bytes = bytes();
         }
         t.charId[n] = id;
-        t.charName[n] = name - 1;
-        t.charSum[n] = Number(v.getBigInt64(o + 8));
-        t.charCount[n] = v.getInt32(o + 16);
+        t.charName[n] = local[cv.getInt32(o + 20) - 1];
+        t.charSum[n] = Number(cv.getBigInt64(o + 8));
+        t.charCount[n] = cv.getInt32(o + 16);
         n++;
-        afterProduct = p;
-        afterId = id;
       }
-      if (pg.n < pageRows) break;
+      for (; last < hi; last++) t.charStart[last + 1] = n;
     }
-    for (; last <= maxProduct; last++) t.charStart[last + 1] = n;
+    t.charStart[maxProduct + 1] = n;
     return t;
   }
 }

@@ -48,7 +48,7 @@ function host(o: HostOptions = {}) {
   const logs: string[] = [];
   const memory = new MetaMemory({
     db, cache, maxBytes: o.maxBytes ?? 64 << 20, maxAgeMs: o.maxAgeMs ?? 600_000, log: (l) => logs.push(l), retryMs: 200,
-    minLoadIntervalMs: o.minLoadIntervalMs ?? 0, jitterMs: 0, reloadDirtyMin: o.reloadDirtyMin, pageRows: 3,
+    minLoadIntervalMs: o.minLoadIntervalMs ?? 0, jitterMs: 0, reloadDirtyMin: o.reloadDirtyMin, pageProducts: 3,
   });
   return {
     db, cache, memory, logs,
@@ -161,23 +161,39 @@ test('a change committed while the table loads is dirty in the table it loads', 
   const h = host();
   const heard: number[] = [];
   h.cache.onChange((p) => p !== undefined && heard.push(p));
-  // Hold the load once it has read the ratings: they are then older than the write below,
-  // which it must not serve.
-  const stale = (await truth())[2];
-  const lock = await lockTable('characteristics');
+  // The load reads three product ids a statement: hold it before its second, so products 1-3
+  // were read before the writes below (3 is then older than a change heard) and 4-6 after.
+  let ranges = 0;
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  let reached!: () => void;
+  const atGate = new Promise<void>((r) => (reached = r));
+  const query = h.db.query.bind(h.db);
+  h.db.query = (async (text: string, params?: unknown[], name?: string) => {
+    if (name === 'meta-memory-range' && ++ranges === 2) {
+      reached();
+      await gate;
+    }
+    return query(text, params, name);
+  }) as typeof h.db.query;
   try {
     h.memory.start();
-    await until('the load to wait for the characteristics', () => waitingOn('characteristics'), 10_000);
+    await atGate;
+    const stale = (await truth())[2];
     await t.db.query('UPDATE atelier.product_ratings SET r4 = r4 + 1 WHERE product_id = 3');
-    await until('the change to be heard', () => heard.includes(3), 5000);
-    await lock.release();
+    await t.db.query('UPDATE atelier.characteristics SET rating_sum = rating_sum + 3, rating_count = rating_count + 1 WHERE id = 5');
+    await until('both changes to be heard', () => heard.includes(3) && heard.includes(4), 5000);
+    release();
     await until('the load', () => h.memory.stats().loads === 1, 10_000);
-    expect(h.memory.answer(3)).toBeUndefined();
     expect(stale).not.toBe((await truth())[2]);
-    // Products nobody changed are answered from the same load.
+    expect(h.memory.answer(3)).toBeUndefined();
+    // Read after its change, but heard during the load: dirty as well (the rule needs no more).
+    expect(h.memory.answer(4)).toBeUndefined();
+    // Products nobody changed are answered from the same load, before and after the pause.
     expect(held(h.memory, 1)).toBe((await truth())[0]);
+    expect(held(h.memory, 10)).toBe((await truth())[9]);
   } finally {
-    await lock.release();
+    release();
     await h.stop();
   }
 });
@@ -251,16 +267,25 @@ test('a failed load is retried, and says so', async () => {
 });
 
 test('a table is answered from for at most its age limit, then loaded again', async () => {
-  // Reloaded at 80 % of 800 ms, but loads are spaced 3 s apart: between 0.8 and 3 s it is too old.
-  await withLoaded({ maxAgeMs: 800, minLoadIntervalMs: 3000 }, async (h) => {
-    const loadedAt = performance.now();
+  // Age 3 s (reloaded at 80 % of it), loads spaced 8 s: between 3 and 8 s after the load began it is too old.
+  const h = host({ maxAgeMs: 3000, minLoadIntervalMs: 8000 });
+  try {
+    const before = performance.now();
+    h.memory.start();
+    await until('the first load', () => h.memory.stats().loads === 1, 10_000);
+    const loaded = performance.now();
     expect(held(h.memory, 1)).toBe((await truth())[0]);
-    await new Promise((r) => setTimeout(r, Math.max(0, loadedAt + 1200 - performance.now())));
-    expect(h.memory.stats().loads).toBe(1);
+    // The load began between `before` and `loaded`: 3.1 s after `loaded` it is surely too old.
+    await new Promise((r) => setTimeout(r, Math.max(0, loaded + 3100 - performance.now())));
+    expect(performance.now() - before).toBeLessThan(8000);
     expect(h.memory.answer(1)).toBeUndefined();
-    await until('the second load', () => h.memory.stats().loads === 2, 10_000);
+    // Dropped, so its metrics say so.
+    expect(h.memory.stats()).toMatchObject({ loads: 1, maxProduct: 0, bytes: 0 });
+    await until('the second load', () => h.memory.stats().loads === 2, 15_000);
     expect(held(h.memory, 1)).toBe((await truth())[0]);
-  });
+  } finally {
+    await h.stop();
+  }
 });
 
 test('loads again once enough of the products are dirty', async () => {
@@ -272,22 +297,31 @@ test('loads again once enough of the products are dirty', async () => {
 });
 
 test('loads begin at most once per interval, however often the table is dropped', async () => {
-  await withLoaded({ minLoadIntervalMs: 1500 }, async (h) => {
-    const first = performance.now();
-    // A feed that drops and returns three times in a row: dropped at once, loaded once, later.
+  const h = host({ minLoadIntervalMs: 3000 });
+  try {
+    const before = performance.now();
+    h.memory.start();
+    await until('the first load', () => h.memory.stats().loads === 1, 10_000);
+    // A feed that drops and returns three times, a moment apart: each time the table is
+    // dropped at once, and a load could begin in between were loads not spaced.
     for (let i = 0; i < 3; i++) {
       h.cache.setTrusted(false);
       h.cache.setTrusted(true);
+      expect(h.memory.answer(1)).toBeUndefined();
+      await new Promise((r) => setTimeout(r, 100));
     }
-    expect(h.memory.answer(1)).toBeUndefined();
-    await new Promise((r) => setTimeout(r, 500));
-    expect(h.memory.stats().loads).toBe(1);
+    if (performance.now() - before < 2500) {
+      await new Promise((r) => setTimeout(r, 300));
+      expect(h.memory.stats().loads).toBe(1);
+    }
     await until('the second load', () => h.memory.stats().loads === 2, 10_000);
-    expect(performance.now() - first).toBeGreaterThan(1000);
-    await new Promise((r) => setTimeout(r, 2000));
-    expect(h.memory.stats().loads).toBe(2);
+    expect(performance.now() - before).toBeGreaterThan(3000);
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(h.memory.stats()).toMatchObject({ loads: 2, abandonedLoads: 0 });
     expect(held(h.memory, 1)).toBe((await truth())[0]);
-  });
+  } finally {
+    await h.stop();
+  }
 });
 
 test('a table larger than its bound is not loaded, and says so', async () => {
