@@ -103,14 +103,16 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
       writeRate: '1000000r/s', readRate: '1000000r/s',
     });
     // A cluster that has been serving holds its meta table: no step measures its load.
-    const started = performance.now();
-    if (!(await metaTablesLoaded(cluster.hosts, 180_000))) log(`meta from memory not loaded on every host after ${fmt((performance.now() - started) / 1000)} s: measuring without it`);
+    await untilMetaTablesLoaded(cluster.hosts);
     return cluster;
+  };
+  const untilMetaTablesLoaded = async (hosts: { address: string }[]) => {
+    if (!(await metaTablesLoaded(hosts, 180_000))) log('meta from memory not loaded on every host after 180 s: measuring without it');
   };
   /** One host, once it holds its meta table (as a host that has been serving does). */
   const startBenchHost = async (env: Record<string, string>) => {
     const host = await startHost({ port: await freePort(), databaseUrl: url, env: { LOG_FORMAT: 'off', ...env, ...ONE_GENERATOR } });
-    if (!(await metaTablesLoaded([host], 180_000))) log('meta from memory not loaded after 180 s: measuring without it');
+    await untilMetaTablesLoaded([host]);
     return host;
   };
 
@@ -509,6 +511,12 @@ interface HostStats {
   /** Meta from memory (served, dirty_reads, loads, failed_loads), both hosts summed. */
   metaMemory: Record<string, number>;
 }
+/** The hosts' counters by label, summed over hosts: which HostStats field each metric goes to. */
+const COUNTERS: ['batched' | 'cacheEvents' | 'metaMemory', RegExp][] = [
+  ['batched', /^atelier_db_batched_total\{what="(\w+)"\} ([\d.e+-]+)$/],
+  ['cacheEvents', /^atelier_response_cache_events_total\{event="(\w+)"\} ([\d.e+-]+)$/],
+  ['metaMemory', /^atelier_meta_memory_events_total\{event="(\w+)"\} ([\d.e+-]+)$/],
+];
 async function hostStats(hosts: { address: string }[]): Promise<HostStats> {
   const t: HostStats = { count: 0, over10ms: 0, over25ms: 0, durationSum: 0, durationCount: 0, gcSeconds: {}, gcPauses: {}, loopP99Ms: 0, loopMaxMs: 0, cacheEvents: {}, batched: {}, metaMemory: {} };
   for (const h of hosts) {
@@ -520,19 +528,11 @@ async function hostStats(hosts: { address: string }[]): Promise<HostStats> {
         into[gc[2]] = (into[gc[2]] ?? 0) + Number(gc[3]);
         continue;
       }
-      const batched = /^atelier_db_batched_total\{what="(\w+)"\} ([\d.e+-]+)$/.exec(line);
-      if (batched) {
-        t.batched[batched[1]] = (t.batched[batched[1]] ?? 0) + Number(batched[2]);
-        continue;
-      }
-      const cache = /^atelier_response_cache_events_total\{event="(\w+)"\} ([\d.e+-]+)$/.exec(line);
-      if (cache) {
-        t.cacheEvents[cache[1]] = (t.cacheEvents[cache[1]] ?? 0) + Number(cache[2]);
-        continue;
-      }
-      const memory = /^atelier_meta_memory_events_total\{event="(\w+)"\} ([\d.e+-]+)$/.exec(line);
-      if (memory) {
-        t.metaMemory[memory[1]] = (t.metaMemory[memory[1]] ?? 0) + Number(memory[2]);
+      const counted = COUNTERS.find(([, re]) => re.test(line));
+      if (counted) {
+        const [, label, n] = counted[1].exec(line)!;
+        const into = t[counted[0]];
+        into[label] = (into[label] ?? 0) + Number(n);
         continue;
       }
       const loop = /^nodejs_eventloop_lag_(p99|max)_seconds ([\d.e+-]+)$/.exec(line);

@@ -78,7 +78,7 @@ const schema = z.object({
   META_MEMORY_MB: int(0, 65536).default(512),
   // Longest a loaded table is answered from (reloaded at 80 % of it): the backstop behind the
   // exact invalidation, as RESPONSE_CACHE_TTL_S is for the cache, but longer because a load
-  // costs seconds of CPU (full scale: ~1.2 s a host, ~4.3 s PostgreSQL).
+  // costs seconds of CPU (full scale: ~1.7 s a host, ~4.8 s PostgreSQL).
   META_MEMORY_MAX_AGE_S: int(300, 86400).default(3600),
   READ_YOUR_WRITES_S: int(1, 3600).default(10),
   // Per client (address) and host: KiB per second of bodies rendered on read misses, the

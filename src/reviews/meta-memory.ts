@@ -260,11 +260,10 @@ export class MetaMemory {
     const { rows: [top] } = await db.query<{ max: number }>(
       'SELECT greatest((SELECT max(product_id) FROM atelier.product_ratings WHERE product_id <= $1), (SELECT max(product_id) FROM atelier.characteristics WHERE product_id <= $1), 0) AS max', [cap]);
     const maxProduct = top.max;
+    const estimate = (maxProduct + 2) * BYTES_PER_PRODUCT + Number(size.characteristics) * BYTES_PER_CHARACTERISTIC;
+    if (estimate > this.o.maxBytes) throw new WillNotHold(`the table would take ${(estimate / 2 ** 20).toFixed(0)} MiB, more than META_MEMORY_MB`);
     let room = Math.ceil(Number(size.characteristics) * 1.01) + 16;
     const bytes = () => (maxProduct + 2) * BYTES_PER_PRODUCT + room * BYTES_PER_CHARACTERISTIC;
-    if ((maxProduct + 2) * BYTES_PER_PRODUCT + Number(size.characteristics) * BYTES_PER_CHARACTERISTIC > this.o.maxBytes) {
-      throw new WillNotHold(`the table would take ${(bytes() / 2 ** 20).toFixed(0)} MiB, more than META_MEMORY_MB`);
-    }
     const t: Table = {
       maxProduct, bytes: bytes(), dirty: loading.dirty, loadedAt: began,
       hasRatings: new Uint8Array(maxProduct + 1),

@@ -117,8 +117,8 @@ export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): Read
    * writer's read) is refused while the client is over; only a read answered from memory
    * is not (a forged writer's cookie bought renders past the budget: issue 28).
    */
-  const budgeted = async (req: IncomingMessage, product: number, key: string, render: (fresh: boolean) => Promise<Rendered>) => {
-    const writer = wroteProducts(req).includes(String(product));
+  const budgeted = async (req: IncomingMessage, product: number, key: string, render: (fresh: boolean) => Promise<Rendered>,
+    writer = wroteProducts(req).includes(String(product))) => {
     if (!budget) return lookup(cache, product, key, writer, render);
     // The client is looked up only when it matters: someone may be over budget, or a miss
     // is charged (a cache hit, the common case, costs no header parsing here).
@@ -154,13 +154,14 @@ export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): Read
   const meta: Handler = async (req, res) => {
     try {
       const q = parseOr400(productIdQuery, queryOf(req), 'query parameters');
+      const writer = wroteProducts(req).includes(String(q.product_id));
       // From memory unless the reader wrote this product moments ago (rendered fresh, as below).
-      const held = o.metaMemory && !wroteProducts(req).includes(String(q.product_id)) ? o.metaMemory.answer(q.product_id) : undefined;
+      const held = o.metaMemory && !writer ? o.metaMemory.answer(q.product_id) : undefined;
       if (held) return send(req, res, held);
       const answer = await budgeted(req, q.product_id, `m:${q.product_id}`, async (fresh) => {
         const { value, stamp } = await repo.meta(q.product_id, fresh);
         return { text: value, stamp };
-      });
+      }, writer);
       send(req, res, answer);
     } catch (err) {
       respondError(err, res);
