@@ -1,6 +1,6 @@
-// npm run etl -- --dir DIR [--rejects FILE] [--dry-run]
+// npm run etl -- --dir DIR [--rejects FILE] [--dry-run] [--index-memory MB]
 import fs from 'node:fs';
-import { parseArgs, runCli } from '../src/lib/cli';
+import { parseArgs, runCli, UsageError } from '../src/lib/cli';
 import { loadConfig } from '../src/config';
 import { resolveDatabase } from '../src/db/resolve';
 import { load } from '../src/etl/load';
@@ -12,11 +12,13 @@ runCli(async () => {
     rejects: { type: 'string', arg: 'FILE', help: 'where to write rejected rows (file, line, reason); default DIR/rejects.csv' },
     'dry-run': { type: 'boolean', help: 'validate the files and report, load nothing' },
     report: { type: 'string', arg: 'FILE', help: 'also write the summary as JSON (for the benchmark)' },
+    'index-memory': { type: 'number', default: 64, arg: 'MB', help: "memory for the cross-file index (ids seen, each review's product, the aggregates); beyond it, pages go to a temporary file in TMPDIR" },
   }, {
     usage: 'npm run etl -- --dir DIR [options]',
     about: 'Imports the four-file CSV export into new tables and swaps them in at the end: the old data serves\nuntil the swap, bad rows are reported with file, line and reason, every good row loads.',
     notes: ['Database: DATABASE_URL, or the embedded PostgreSQL in .data/pg when unset (see docs/import.md).'],
   });
+  if (!(args['index-memory'] >= 1)) throw new UsageError(`--index-memory must be at least 1 (MB), not ${args['index-memory']}`);
   const dryRun = args['dry-run'];
   const database = dryRun ? undefined : await resolveDatabase(loadConfig(), (l) => console.log(`[etl] ${l}`));
   try {
@@ -29,7 +31,7 @@ runCli(async () => {
           await new Promise(() => undefined);
         }
       : undefined;
-    const report = await load({ dir: args.dir, databaseUrl: database?.url, rejectsFile: args.rejects, dryRun, progress: consoleProgress(), onPoint });
+    const report = await load({ dir: args.dir, databaseUrl: database?.url, rejectsFile: args.rejects, dryRun, progress: consoleProgress(), onPoint, index: { memoryBytes: args['index-memory'] * 1048576 } });
     console.log(summaryTable(report));
     if (args.report) fs.writeFileSync(args.report, JSON.stringify(report, null, 2));
   } finally {

@@ -19,6 +19,7 @@ import { CHANGES_CHANNEL } from '../response-cache/invalidation-feed';
 import { FILES, quote, type FileKey } from './csv-format';
 import { CsvReader } from './csv-reader';
 import { characteristicsCopy, checkRow, LoadIndex, productRatingsCopy, TARGET } from './rows';
+import { PageStore, type PageStoreOptions, type PageStoreStats } from './id-index';
 
 export const LIVE = 'atelier';
 export const STAGING = 'atelier_load';
@@ -50,6 +51,8 @@ export interface LoadReport {
   steps: { name: string; seconds: number }[];
   totalSeconds: number;
   peakRssBytes: number;
+  /** The cross-file index's pages: its memory budget, and what went to its temporary file. */
+  index: PageStoreStats;
   rejectsFile: string;
   dryRun: boolean;
 }
@@ -68,6 +71,8 @@ export interface LoadOptions {
   rejectsFile?: string;
   dryRun?: boolean;
   progress?: Progress;
+  /** The cross-file index's memory budget and page size (see PageStore). */
+  index?: PageStoreOptions;
   /** Test hook: called when a named point of the import is reached. */
   onPoint?: (point: string) => void | Promise<void>;
 }
@@ -283,7 +288,7 @@ export async function load(opts: LoadOptions): Promise<LoadReport> {
     if (!fs.existsSync(file)) throw new ImportError(`missing file ${file}`);
   }
   const rejects = new RejectsWriter(opts.rejectsFile ?? path.join(opts.dir, 'rejects.csv'));
-  const ix = new LoadIndex();
+  const ix = new LoadIndex(new PageStore(opts.index));
   const steps: LoadReport['steps'] = [];
   const point = async (name: string) => {
     await opts.onPoint?.(name);
@@ -296,8 +301,9 @@ export async function load(opts: LoadOptions): Promise<LoadReport> {
       for (const key of ['reviews', 'characteristics', 'photos', 'ratings'] as FileKey[]) {
         files.push(await streamFile(key, run, nullSink()));
       }
-      return { files, steps, totalSeconds: (performance.now() - started) / 1000, peakRssBytes: peakRss(), rejectsFile: rejects.file, dryRun };
+      return { files, steps, totalSeconds: (performance.now() - started) / 1000, peakRssBytes: peakRss(), index: ix.store.stats(), rejectsFile: rejects.file, dryRun };
     } finally {
+      ix.store.close();
       await rejects.close();
     }
   }
@@ -377,8 +383,9 @@ export async function load(opts: LoadOptions): Promise<LoadReport> {
         throw err;
       }
     });
-    return { files, steps, totalSeconds: (performance.now() - started) / 1000, peakRssBytes: peakRss(), rejectsFile: rejects.file, dryRun };
+    return { files, steps, totalSeconds: (performance.now() - started) / 1000, peakRssBytes: peakRss(), index: ix.store.stats(), rejectsFile: rejects.file, dryRun };
   } finally {
+    ix.store.close();
     await rejects.close().catch(() => undefined);
     await lock.query('SELECT pg_advisory_unlock($1)', [WRITE_FENCE]).catch(() => undefined);
     await lock.query('SELECT pg_advisory_unlock($1)', [IMPORT_LOCK]).catch(() => undefined);

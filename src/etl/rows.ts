@@ -2,7 +2,7 @@
 // PostgreSQL COPY text format. Pure functions over the record and the cross-file
 // indexes, so every rule is unit-testable; a bad record yields the reason it is bad.
 import { FILES, type FileKey } from './csv-format';
-import { IdCounters, IdMap, IdSet } from './id-index';
+import { IdCounters, IdMap, IdSet, PageStore } from './id-index';
 
 export const MAX_INT = 2147483647;
 
@@ -13,20 +13,32 @@ export const MAX_INT = 2147483647;
  */
 export class LoadIndex {
   /** review id -> product id */
-  readonly reviews = new IdMap();
-  readonly reportedReviews = new IdSet();
+  readonly reviews: IdMap;
+  readonly reportedReviews: IdSet;
   /** characteristic id -> product id */
-  readonly characteristics = new IdMap();
+  readonly characteristics: IdMap;
   /** characteristic id -> 1 + index in characteristicNames */
-  readonly characteristicName = new IdMap();
+  readonly characteristicName: IdMap;
   readonly characteristicNames: string[] = [];
   private readonly nameIndex = new Map<string, number>();
-  readonly photoIds = new IdSet();
-  readonly ratingIds = new IdSet();
+  readonly photoIds: IdSet;
+  readonly ratingIds: IdSet;
   /** product id -> visible reviews rated 1..5, recommended, not recommended */
-  readonly productTotals = new IdCounters(7);
+  readonly productTotals: IdCounters;
   /** characteristic id -> sum and count of its ratings by visible reviews */
-  readonly characteristicTotals = new IdCounters(2);
+  readonly characteristicTotals: IdCounters;
+
+  /** Every structure's pages share `store`'s memory budget (close it when done). */
+  constructor(readonly store = new PageStore()) {
+    this.reviews = new IdMap(store);
+    this.reportedReviews = new IdSet(store);
+    this.characteristics = new IdMap(store);
+    this.characteristicName = new IdMap(store);
+    this.photoIds = new IdSet(store);
+    this.ratingIds = new IdSet(store);
+    this.productTotals = new IdCounters(store, 7);
+    this.characteristicTotals = new IdCounters(store, 2);
+  }
 
   internName(name: string): number {
     let i = this.nameIndex.get(name);
