@@ -46,7 +46,7 @@ runCli(async () => {
       scale: args.scale,
       rows,
       baseline: { seconds: raw.seconds, rowsPerSecond: raw.rows / raw.seconds },
-      etl: { seconds: etl.totalSeconds, rowsPerSecond: rows / etl.totalSeconds, peakRssMB: etl.peakRssBytes / 1048576, steps: etl.steps },
+      etl: { seconds: etl.totalSeconds, rowsPerSecond: rows / etl.totalSeconds, peakRssMB: etl.peakRssBytes / 1048576, steps: etl.steps, index: etl.index },
       ratio: etl.totalSeconds / raw.seconds,
     };
     console.log('');
