@@ -7,7 +7,7 @@
 // the Node generator. Prints a table with CPU per request per process, and writes
 // bench/results/api-scale-S.json (api-scale-S-cold.json etc. with --only).
 import { runApiBenchmark, SECTIONS } from '../bench/api-benchmark';
-import { parseArgs, runCli } from '../src/lib/cli';
+import { parseArgs, runCli, UsageError } from '../src/lib/cli';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { ACCEPT_ENCODING } = require('../loadtest/lib/traffic.js') as typeof import('../loadtest/lib/traffic.js');
 
@@ -17,6 +17,7 @@ runCli(async () => {
     duration: { type: 'number', default: 10, arg: 'SECONDS', help: 'seconds per max-rate row' },
     'load-duration': { type: 'number', default: 60, arg: 'SECONDS', help: 'seconds of the fixed-rate cluster row' },
     'step-seconds': { type: 'number', default: 30, arg: 'SECONDS', help: 'seconds per rate of the knee ramp (--only knee)' },
+    ramps: { type: 'number', default: 1, arg: 'N', help: '--only knee: ramps in a row on one cluster, headed by their median knee' },
     seed: { type: 'number', default: 1, help: "the generator's seed" },
     only: { type: 'string', default: 'all', arg: 'LIST', help: `sections to run, of ${SECTIONS.join(',')} (the floor always runs; ab only when named)` },
     a: { type: 'string', default: '', arg: 'ENV', help: "--only ab: side A's host environment, NAME=VALUE,NAME=VALUE (empty: as deployed; values cannot contain commas)" },
@@ -29,5 +30,6 @@ runCli(async () => {
     about: 'One run on one generated dataset: the floor (bare node:http), one host cold and cached, the nginx cluster\nat a fixed rate and at max rate, and overload. Prints rps, p50/p99 and CPU per request per process.',
     notes: ['Needs wrk and nginx (apt-get install wrk nginx).'],
   });
+  if (!Number.isInteger(a.ramps) || a.ramps < 1) throw new UsageError(`--ramps must be a whole number of at least 1, not ${a.ramps}`);
   await runApiBenchmark(a);
 });
