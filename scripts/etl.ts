@@ -4,6 +4,7 @@ import { parseArgs, runCli, UsageError } from '../src/lib/cli';
 import { loadConfig } from '../src/config';
 import { resolveDatabase } from '../src/db/resolve';
 import { load } from '../src/etl/load';
+import { MIN_INDEX_MEMORY_MB } from '../src/etl/id-index';
 import { consoleProgress, summaryTable } from '../src/etl/report';
 
 runCli(async () => {
@@ -18,7 +19,7 @@ runCli(async () => {
     about: 'Imports the four-file CSV export into new tables and swaps them in at the end: the old data serves\nuntil the swap, bad rows are reported with file, line and reason, every good row loads.',
     notes: ['Database: DATABASE_URL, or the embedded PostgreSQL in .data/pg when unset (see docs/import.md).'],
   });
-  if (!(args['index-memory'] >= 1)) throw new UsageError(`--index-memory must be at least 1 (MB), not ${args['index-memory']}`);
+  if (!(args['index-memory'] >= MIN_INDEX_MEMORY_MB)) throw new UsageError(`--index-memory must be at least ${MIN_INDEX_MEMORY_MB} (MB), not ${args['index-memory']}`);
   const dryRun = args['dry-run'];
   const database = dryRun ? undefined : await resolveDatabase(loadConfig(), (l) => console.log(`[etl] ${l}`));
   try {

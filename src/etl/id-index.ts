@@ -11,18 +11,23 @@ import os from 'node:os';
 import path from 'node:path';
 
 export const DEFAULT_INDEX_MEMORY_BYTES = 64 * 1048576;
+/** The smallest budget the command line takes: every structure's two pages in use fit well inside it. */
+export const MIN_INDEX_MEMORY_MB = 16;
 
 export interface PageStoreOptions {
   /** Pages kept in memory, in bytes (default 64 MiB); the rest go to the temporary file. */
   memoryBytes?: number;
-  /** Ids per page as a power of two (default 16); smaller only to exercise the file in tests. */
+  /**
+   * A page is 2^(pageBits + 2) bytes (default 16: 256 KiB, 65,536 ids of an IdMap); smaller
+   * only to exercise the file in tests.
+   */
   pageBits?: number;
   /** Folder of the temporary file (default the OS's temp folder; the file is unlinked at once). */
   dir?: string;
 }
 
 export interface PageStoreStats {
-  /** The memory budget for pages. */
+  /** The memory budget for pages, as configured. */
   memoryBytes: number;
   /** Bytes the temporary file reached. */
   fileBytes: number;
@@ -52,86 +57,119 @@ interface Page {
 /** A Page's typed array as one structure's element type. */
 type Data<T> = T extends Int32Array ? Int32Array : Uint8Array;
 
+/**
+ * Pages of every structure of one import. All pages are the same size, so a page written
+ * out gives its memory to the next page brought in, and the memory in use is the budget,
+ * not the budget plus arrays waiting for the garbage collector.
+ */
 export class PageStore {
   readonly pageBits: number;
-  private budget: number;
-  private used = 0;
+  readonly pageBytes: number;
+  private readonly memoryBytes: number;
+  private limit: number;
   private resident: Page[] = [];
+  private free: ArrayBuffer[] = [];
+  private buffers = 0;
   private tick = 0;
   private readonly dir: string;
   private fd = -1;
+  private closed = false;
   private fileEnd = 0;
   private thrash = 0;
   private readonly counts = { writes: 0, reloads: 0, lifted: false };
 
   constructor(opts: PageStoreOptions = {}) {
-    this.budget = Math.max(1, opts.memoryBytes ?? DEFAULT_INDEX_MEMORY_BYTES);
+    this.memoryBytes = opts.memoryBytes ?? DEFAULT_INDEX_MEMORY_BYTES;
+    if (!(this.memoryBytes > 0)) throw new RangeError(`the import index's memory must be above 0 bytes, not ${opts.memoryBytes}`);
+    this.limit = this.memoryBytes;
     this.pageBits = opts.pageBits ?? 16;
     if (!Number.isInteger(this.pageBits) || this.pageBits < 3 || this.pageBits > 20) throw new RangeError(`pageBits must be 3..20, not ${opts.pageBits}`);
+    this.pageBytes = 2 ** (this.pageBits + 2);
     this.dir = opts.dir ?? os.tmpdir();
+    // Opened now, so a missing or unwritable folder fails the import before it starts.
+    this.fd = this.guard('create', () => {
+      const file = path.join(this.dir, `atelier-import-index-${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`);
+      const fd = fs.openSync(file, 'wx+', 0o600);
+      // Unlinked at once: the file lives as long as the descriptor, and a killed import leaves nothing.
+      fs.unlinkSync(file);
+      return fd;
+    });
   }
 
   stats(): PageStoreStats {
-    return { memoryBytes: this.budget, fileBytes: this.fileEnd, ...this.counts };
+    return { memoryBytes: this.memoryBytes, fileBytes: this.fileEnd, ...this.counts };
   }
 
-  /** Bytes of pages in memory now. */
+  /** Bytes of page memory held now. */
   get residentBytes(): number {
-    return this.used;
+    return this.buffers * this.pageBytes;
   }
 
   close(): void {
     if (this.fd >= 0) fs.closeSync(this.fd);
     this.fd = -1;
+    this.closed = true;
   }
 
-  /** A new page (zeros) or one read back from the file, made resident. */
-  bring(page: Page, fresh: Int32Array | Uint8Array): void {
+  /**
+   * Memory for one more page: at the budget, that of the least recently used page not in
+   * use, written out first; else new memory (also when every page is in use: the budget
+   * is then exceeded by those pages, never by memory waiting for the garbage collector).
+   */
+  take(): ArrayBuffer {
+    this.assertOpen();
+    if (this.free.length === 0 && (this.buffers + 1) * this.pageBytes > this.limit) this.evictOne();
+    const buffer = this.free.pop();
+    if (buffer !== undefined) return buffer;
+    this.buffers++;
+    return new ArrayBuffer(this.pageBytes);
+  }
+
+  /** A new page (zeros) or one read back from the file, made resident in `memory`. */
+  bring(page: Page, memory: Int32Array | Uint8Array): void {
     if (page.slot >= 0) {
-      const got = fs.readSync(this.fd, fresh, 0, fresh.byteLength, page.slot);
-      if (got !== fresh.byteLength) throw new Error(`import index: read ${got} of ${fresh.byteLength} bytes of a page back from its temporary file`);
+      const got = this.guard('read', () => fs.readSync(this.fd, memory, 0, memory.byteLength, page.slot));
+      if (got !== memory.byteLength) throw new Error(`import index: read ${got} of ${memory.byteLength} bytes of a page back from its temporary file`);
+      page.dirty = false;
       this.counts.reloads++;
       // In id order a page is read back a few times an import (once per later file or pass
       // that refers to it). A page read back more often means references out of id order,
       // where every row could cost a page's write and read: then keep every page in memory,
       // as the import did before it had a budget, rather than crawl.
       if (++page.reloads > 8 && ++this.thrash >= 64 && !this.counts.lifted) {
-        this.budget = Infinity;
+        this.limit = Infinity;
         this.counts.lifted = true;
       }
+    } else {
+      memory.fill(0);
     }
-    page.data = fresh;
+    page.data = memory;
     page.at = this.resident.push(page) - 1;
-    this.used += fresh.byteLength;
-    this.use(page);
-    this.shrink();
   }
 
+  /** Marks a page as used now (a structure leaving it: until then it was in use). */
   use(page: Page): void {
     page.lastUse = ++this.tick;
   }
 
-  private shrink(): void {
-    while (this.used > this.budget) {
-      let victim: Page | undefined;
-      for (const p of this.resident) {
-        if (p.owner.isCurrent(p)) continue;
-        if (victim === undefined || p.lastUse < victim.lastUse) victim = p;
-      }
-      if (victim === undefined) return;
-      this.evict(victim);
+  private evictOne(): void {
+    let victim: Page | undefined;
+    for (const p of this.resident) {
+      if (p.owner.inUse(p)) continue;
+      if (victim === undefined || p.lastUse < victim.lastUse) victim = p;
     }
+    if (victim !== undefined) this.evict(victim);
   }
 
   private evict(page: Page): void {
     const data = page.data!;
     if (page.dirty) {
-      if (this.fd < 0) this.open();
       if (page.slot < 0) {
         page.slot = this.fileEnd;
-        this.fileEnd += data.byteLength;
+        this.fileEnd += this.pageBytes;
       }
-      fs.writeSync(this.fd, data, 0, data.byteLength, page.slot);
+      let done = 0;
+      while (done < data.byteLength) done += this.guard('write', () => fs.writeSync(this.fd, data, done, data.byteLength - done, page.slot + done));
       page.dirty = false;
       this.counts.writes++;
     }
@@ -141,40 +179,41 @@ export class PageStore {
       this.resident[page.at] = last;
       last.at = page.at;
     }
-    this.used -= data.byteLength;
-    page.owner.recycle(data);
+    this.free.push(data.buffer as ArrayBuffer);
   }
 
-  private open(): void {
-    const file = path.join(this.dir, `atelier-import-index-${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`);
-    this.fd = fs.openSync(file, 'wx+', 0o600);
-    // Unlinked at once: the file lives as long as the descriptor, and a killed import leaves nothing.
-    fs.unlinkSync(file);
+  private assertOpen(): void {
+    if (this.closed) throw new Error('import index: used after it was closed (the import had already ended)');
+  }
+
+  /** Runs a file operation; its error names the file, the folder and the way out. */
+  private guard<T>(what: string, op: () => T): T {
+    this.assertOpen();
+    try {
+      return op();
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      throw new Error(`import index: cannot ${what} its temporary file in ${this.dir} (${e.code ?? e.message}); ` +
+        'set TMPDIR to a folder with room (about 100 MB per full-scale export), or raise --index-memory to keep the index in memory', { cause: err });
+    }
   }
 }
 
-/** Pages of one structure: `width` elements per id. */
+/** Pages of one structure: `bytesPerId` bytes per id, as many ids a page as fit a store's page. */
 abstract class Paged<T extends Int32Array | Uint8Array = Int32Array | Uint8Array> {
   private readonly pages: (Page | undefined)[] = [];
   /** The page touched last: never written out (the caller may be using it). */
   private current: Page | undefined;
-  private spare: T | undefined;
   protected readonly bits: number;
   protected readonly mask: number;
-  protected readonly pageLength: number;
 
-  protected constructor(protected readonly store: PageStore, elementsPerId: number, private readonly make: (n: number) => T) {
-    this.bits = store.pageBits;
-    this.mask = (1 << this.bits) - 1;
-    this.pageLength = (1 << this.bits) * elementsPerId;
+  protected constructor(protected readonly store: PageStore, bytesPerId: number, private readonly view: (b: ArrayBuffer) => T) {
+    this.bits = store.pageBits + 2 - Math.ceil(Math.log2(bytesPerId));
+    this.mask = 2 ** this.bits - 1;
   }
 
-  isCurrent(page: Page): boolean {
+  inUse(page: Page): boolean {
     return this.current === page;
-  }
-
-  recycle(data: Int32Array | Uint8Array): void {
-    this.spare = data as T;
   }
 
   /** The page holding `id`, or undefined when it has none and `create` is false. */
@@ -193,26 +232,19 @@ abstract class Paged<T extends Int32Array | Uint8Array = Int32Array | Uint8Array
       if (!create) return undefined;
       page = this.pages[p] = { owner: this, index: p, data: undefined, slot: -1, dirty: true, lastUse: 0, reloads: 0, at: -1 };
     }
+    // The page left was in use until now, which is when it was last used: two files
+    // streaming at once through one structure (photos and ratings both look up reviews)
+    // then each keep their page in memory.
     if (this.current !== undefined) this.store.use(this.current);
     this.current = page;
-    if (page.data === undefined) {
-      let fresh = this.spare;
-      this.spare = undefined;
-      if (fresh === undefined) fresh = this.make(this.pageLength);
-      else if (page.slot < 0) fresh.fill(0);
-      this.store.bring(page, fresh);
-    } else {
-      this.store.use(page);
-    }
+    if (page.data === undefined) this.store.bring(page, this.view(this.store.take()));
     if (create) page.dirty = true;
     return page.data as Data<T>;
   }
 
-  /** Page numbers that exist, ascending. */
-  protected pageNumbers(): number[] {
-    const out: number[] = [];
-    for (let p = 0; p < this.pages.length; p++) if (this.pages[p] !== undefined) out.push(p);
-    return out;
+  /** Ids that a page exists for, ascending, a page at a time. */
+  protected *pageIds(): Generator<[start: number, count: number]> {
+    for (let p = 0; p < this.pages.length; p++) if (this.pages[p] !== undefined) yield [p * 2 ** this.bits, 2 ** this.bits];
   }
 }
 
@@ -221,7 +253,7 @@ export class IdMap extends Paged<Int32Array> {
   size = 0;
 
   constructor(store: PageStore) {
-    super(store, 1, (n) => new Int32Array(n));
+    super(store, 4, (b) => new Int32Array(b));
   }
 
   get(id: number): number {
@@ -241,10 +273,8 @@ export class IdMap extends Paged<Int32Array> {
 
   /** [id, value] pairs in ascending id order. */
   *entries(): Generator<[number, number]> {
-    const n = 1 << this.bits;
-    for (const p of this.pageNumbers()) {
-      for (let i = 0; i < n; i++) {
-        const id = (p << this.bits) | i;
+    for (const [start, count] of this.pageIds()) {
+      for (let id = start; id < start + count; id++) {
         // Looked up again each time: the caller may touch other structures between ids.
         const v = this.get(id);
         if (v !== 0) yield [id, v];
@@ -256,7 +286,7 @@ export class IdMap extends Paged<Int32Array> {
 /** `width` int32 counters per id, all starting at zero. */
 export class IdCounters extends Paged<Int32Array> {
   constructor(store: PageStore, readonly width: number) {
-    super(store, width, (n) => new Int32Array(n));
+    super(store, 4 * width, (b) => new Int32Array(b));
   }
 
   add(id: number, slot: number, delta = 1): void {
@@ -272,12 +302,10 @@ export class IdCounters extends Paged<Int32Array> {
 
   /** Ids with any non-zero counter, ascending, with a copy of their counters. */
   *entries(): Generator<[number, Int32Array]> {
-    const n = 1 << this.bits;
-    for (const p of this.pageNumbers()) {
-      for (let i = 0; i < n; i++) {
-        const id = (p << this.bits) | i;
-        const page = this.page(id, false)!;
-        const row = page.subarray(i * this.width, (i + 1) * this.width);
+    for (const [start, count] of this.pageIds()) {
+      for (let id = start; id < start + count; id++) {
+        const at = (id & this.mask) * this.width;
+        const row = this.page(id, false)!.subarray(at, at + this.width);
         if (row.some((v) => v !== 0)) yield [id, row.slice()];
       }
     }
@@ -287,7 +315,7 @@ export class IdCounters extends Paged<Int32Array> {
 /** A set of ids as a paged bitmap. */
 export class IdSet extends Paged<Uint8Array> {
   constructor(store: PageStore) {
-    super(store, 1 / 8, (n) => new Uint8Array(n));
+    super(store, 1 / 8, (b) => new Uint8Array(b));
   }
 
   has(id: number): boolean {

@@ -274,6 +274,18 @@ async function runParallel(db: Db, statements: string[], width = 2): Promise<voi
   await Promise.all(Array.from({ length: Math.min(width, statements.length) }, worker));
 }
 
+/**
+ * Two tasks at once, like Promise.all, but a failure is thrown only once both have ended:
+ * the import's finally closes the index and the connections they use, and must not do so
+ * under a stream still running.
+ */
+async function both<A, B>(a: Promise<A>, b: Promise<B>): Promise<[A, B]> {
+  const [ra, rb] = await Promise.allSettled([a, b]);
+  if (ra.status === 'rejected') throw ra.reason;
+  if (rb.status === 'rejected') throw rb.reason;
+  return [ra.value, rb.value];
+}
+
 function peakRss(): number {
   return Math.max(process.resourceUsage().maxRSS * 1024, process.memoryUsage().rss);
 }
@@ -287,8 +299,14 @@ export async function load(opts: LoadOptions): Promise<LoadReport> {
     const file = path.join(opts.dir, name);
     if (!fs.existsSync(file)) throw new ImportError(`missing file ${file}`);
   }
-  const rejects = new RejectsWriter(opts.rejectsFile ?? path.join(opts.dir, 'rejects.csv'));
   const ix = new LoadIndex(new PageStore(opts.index));
+  let rejects: RejectsWriter;
+  try {
+    rejects = new RejectsWriter(opts.rejectsFile ?? path.join(opts.dir, 'rejects.csv'));
+  } catch (err) {
+    ix.store.close();
+    throw err;
+  }
   const steps: LoadReport['steps'] = [];
   const point = async (name: string) => {
     await opts.onPoint?.(name);
@@ -333,12 +351,9 @@ export async function load(opts: LoadOptions): Promise<LoadReport> {
     // Characteristics are only checked and indexed here: they are written with their
     // rating totals once the ratings have been counted.
     const structure = await structureOf(lock);
-    const [reviews, characteristics] = await Promise.all([
-      copyFile(db, 'reviews', run),
-      streamFile('characteristics', run, nullSink()),
-    ]);
+    const [reviews, characteristics] = await both(copyFile(db, 'reviews', run), streamFile('characteristics', run, nullSink()));
     await point('copied-reviews');
-    const [photos, ratings] = await Promise.all([copyFile(db, 'photos', run), copyFile(db, 'ratings', run)]);
+    const [photos, ratings] = await both(copyFile(db, 'photos', run), copyFile(db, 'ratings', run));
     await rejects.close();
     await point('copied-all');
     const files = [reviews, characteristics, photos, ratings];
@@ -350,10 +365,10 @@ export async function load(opts: LoadOptions): Promise<LoadReport> {
       steps.push({ name, seconds: (performance.now() - t) / 1000 });
       await point(name);
     };
-    await step('aggregates', () => Promise.all([
+    await step('aggregates', () => both(
       copyComputed(db, 'characteristics', 'id, product_id, name, rating_sum, rating_count', characteristicsCopy(ix)),
       copyComputed(db, 'product_ratings', 'product_id, r1, r2, r3, r4, r5, recommended, not_recommended', productRatingsCopy(ix)),
-    ]));
+    ));
     // Largest table first, so the two connections finish together. (Building the reviews'
     // indexes during the photos/ratings COPY was tried: on 2 cores it only moved the time.)
     const rows: Record<string, number> = {

@@ -71,7 +71,7 @@ export function summaryTable(r: LoadReport): string {
   if (r.steps.length) out.push('build steps: ' + r.steps.map((s) => `${s.name} ${s.seconds.toFixed(1)} s`).join(', '));
   out.push(`total ${r.totalSeconds.toFixed(1)} s, peak RSS ${fmt(r.peakRssBytes / 1048576)} MB${r.dryRun ? ' (dry run: database untouched)' : ''}`);
   const ix = r.index;
-  out.push(`cross-file index: ${fmt(ix.memoryBytes / 1048576)} MB in memory at most${ix.lifted ? ' (limit lifted: references out of id order)' : ''}, ${fmt(ix.fileBytes / 1048576)} MB in its temporary file (${fmt(ix.writes)} page writes, ${fmt(ix.reloads)} reads back)`);
+  out.push(`cross-file index: ${ix.lifted ? `its ${fmt(ix.memoryBytes / 1048576)} MB budget lifted (references out of id order: every page kept in memory)` : `${fmt(ix.memoryBytes / 1048576)} MB in memory at most`}, ${fmt(ix.fileBytes / 1048576)} MB in its temporary file (${fmt(ix.writes)} page writes, ${fmt(ix.reloads)} reads back)`);
   out.push(`${fmt(total.rejected)} rejected rows listed in ${r.rejectsFile}`);
   return out.join('\n');
 }

@@ -159,14 +159,16 @@ describe('a generated dirty export', () => {
     expect(await fingerprint()).toEqual(first);
   });
 
-  test('with its index mostly in the temporary file (a 4 KB budget, 64 ids a page) the import gives the same database', async () => {
+  test('with its index mostly in the temporary file (an 8 KB budget, 256-byte pages) the import gives the same database', async () => {
     const first = await fingerprint();
-    const report = await load({ dir, databaseUrl: t.url, rejectsFile: path.join(dir, 'rejects3.csv'), index: { memoryBytes: 4096, pageBits: 6 } });
-    expect(report.index).toMatchObject({ memoryBytes: 4096, lifted: false });
+    const report = await load({ dir, databaseUrl: t.url, rejectsFile: path.join(dir, 'rejects3.csv'), index: { memoryBytes: 8192, pageBits: 6 } });
+    expect(report.index).toMatchObject({ memoryBytes: 8192, lifted: false });
     expect(report.index.writes).toBeGreaterThan(100);
     expect(report.index.reloads).toBeGreaterThan(100);
     expect(await fingerprint()).toEqual(first);
-    expect(fs.readFileSync(path.join(dir, 'rejects3.csv'), 'utf8')).toBe(fs.readFileSync(path.join(dir, 'rejects.csv'), 'utf8'));
+    // The same rows rejected for the same reasons (two files stream at once, so not in the same order).
+    const rows = (f: string) => readRejects(path.join(dir, f)).map((r) => JSON.stringify(r)).sort();
+    expect(rows('rejects3.csv')).toEqual(rows('rejects.csv'));
   });
 
   test('a missing file or a wrong header fails the import and changes nothing', async () => {
