@@ -17,7 +17,7 @@ runCli(async () => {
     duration: { type: 'number', default: 10, arg: 'SECONDS', help: 'seconds per max-rate row' },
     'load-duration': { type: 'number', default: 60, arg: 'SECONDS', help: 'seconds of the fixed-rate cluster row' },
     'step-seconds': { type: 'number', default: 30, arg: 'SECONDS', help: 'seconds per rate of the knee ramp (--only knee)' },
-    ramps: { type: 'number', default: 1, arg: 'N', help: '--only knee: ramps in a row on one cluster, headed by their median knee' },
+    ramps: { type: 'number', default: 1, arg: 'N', help: '--only knee: ramps in a row on one cluster, each recorded, summed up by their median knee (the lower middle one for an even N)' },
     seed: { type: 'number', default: 1, help: "the generator's seed" },
     only: { type: 'string', default: 'all', arg: 'LIST', help: `sections to run, of ${SECTIONS.join(',')} (the floor always runs; ab only when named)` },
     a: { type: 'string', default: '', arg: 'ENV', help: "--only ab: side A's host environment, NAME=VALUE,NAME=VALUE (empty: as deployed; values cannot contain commas)" },
@@ -31,5 +31,6 @@ runCli(async () => {
     notes: ['Needs wrk and nginx (apt-get install wrk nginx).'],
   });
   if (!Number.isInteger(a.ramps) || a.ramps < 1) throw new UsageError(`--ramps must be a whole number of at least 1, not ${a.ramps}`);
+  if (a.ramps > 1 && a.only !== 'all' && !a.only.split(',').includes('knee')) throw new UsageError('--ramps applies to the knee section: add knee to --only');
   await runApiBenchmark(a);
 });

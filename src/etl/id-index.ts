@@ -74,6 +74,7 @@ export class PageStore {
   private readonly dir: string;
   private fd = -1;
   private closed = false;
+  private failed: Error | undefined;
   private fileEnd = 0;
   private thrash = 0;
   private readonly counts = { writes: 0, reloads: 0, lifted: false };
@@ -105,10 +106,12 @@ export class PageStore {
     return this.buffers * this.pageBytes;
   }
 
+  /** Ends the store: its file closes, and every later use of its structures throws. */
   close(): void {
     if (this.fd >= 0) fs.closeSync(this.fd);
     this.fd = -1;
     this.closed = true;
+    this.disable();
   }
 
   /**
@@ -169,7 +172,13 @@ export class PageStore {
         this.fileEnd += this.pageBytes;
       }
       let done = 0;
-      while (done < data.byteLength) done += this.guard('write', () => fs.writeSync(this.fd, data, done, data.byteLength - done, page.slot + done));
+      while (done < data.byteLength) {
+        done += this.guard('write', () => {
+          const n = fs.writeSync(this.fd, data, done, data.byteLength - done, page.slot + done);
+          if (n <= 0) throw Object.assign(new Error('wrote 0 bytes'), { code: 'EIO' });
+          return n;
+        });
+      }
       page.dirty = false;
       this.counts.writes++;
     }
@@ -182,8 +191,20 @@ export class PageStore {
     this.free.push(data.buffer as ArrayBuffer);
   }
 
-  private assertOpen(): void {
+  /** Throws once the store is closed or has failed: no structure answers from part of its pages. */
+  assertOpen(): void {
+    if (this.failed !== undefined) throw new Error(`import index: unusable after an earlier error (${this.failed.message})`, { cause: this.failed });
     if (this.closed) throw new Error('import index: used after it was closed (the import had already ended)');
+  }
+
+  /** Drops every page in memory and every structure's page in use: the next access reaches assertOpen. */
+  private disable(): void {
+    for (const p of this.resident) {
+      p.data = undefined;
+      p.owner.release();
+    }
+    this.resident = [];
+    this.free = [];
   }
 
   /** Runs a file operation; its error names the file, the folder and the way out. */
@@ -193,8 +214,10 @@ export class PageStore {
       return op();
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
-      throw new Error(`import index: cannot ${what} its temporary file in ${this.dir} (${e.code ?? e.message}); ` +
+      this.failed = new Error(`import index: cannot ${what} its temporary file in ${this.dir} (${e.code ?? e.message}); ` +
         'set TMPDIR to a folder with room (about 100 MB per full-scale export), or raise --index-memory to keep the index in memory', { cause: err });
+      this.disable();
+      throw this.failed;
     }
   }
 }
@@ -209,11 +232,17 @@ abstract class Paged<T extends Int32Array | Uint8Array = Int32Array | Uint8Array
 
   protected constructor(protected readonly store: PageStore, bytesPerId: number, private readonly view: (b: ArrayBuffer) => T) {
     this.bits = store.pageBits + 2 - Math.ceil(Math.log2(bytesPerId));
+    if (this.bits < 0) throw new RangeError(`${bytesPerId} bytes an id do not fit a page of ${store.pageBytes} bytes`);
     this.mask = 2 ** this.bits - 1;
   }
 
   inUse(page: Page): boolean {
     return this.current === page;
+  }
+
+  /** Forgets the page in use (the store dropped its pages). */
+  release(): void {
+    this.current = undefined;
   }
 
   /** The page holding `id`, or undefined when it has none and `create` is false. */
@@ -227,17 +256,19 @@ abstract class Paged<T extends Int32Array | Uint8Array = Int32Array | Uint8Array
   }
 
   private turn(p: number, create: boolean): Data<T> | undefined {
+    this.store.assertOpen();
     let page = this.pages[p];
     if (page === undefined) {
       if (!create) return undefined;
       page = this.pages[p] = { owner: this, index: p, data: undefined, slot: -1, dirty: true, lastUse: 0, reloads: 0, at: -1 };
     }
+    // Brought in while the page left is still in use (it is not written out to make room).
+    if (page.data === undefined) this.store.bring(page, this.view(this.store.take()));
     // The page left was in use until now, which is when it was last used: two files
     // streaming at once through one structure (photos and ratings both look up reviews)
     // then each keep their page in memory.
     if (this.current !== undefined) this.store.use(this.current);
     this.current = page;
-    if (page.data === undefined) this.store.bring(page, this.view(this.store.take()));
     if (create) page.dirty = true;
     return page.data as Data<T>;
   }

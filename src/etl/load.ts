@@ -110,7 +110,7 @@ interface Run {
 }
 
 /** Reads one file, validates each record, and writes the good ones (COPY text) to `sink`. */
-async function streamFile(key: FileKey, run: Run, sink: Writable): Promise<FileStats> {
+async function streamFile(key: FileKey, run: Run, sink: Writable, signal?: AbortSignal): Promise<FileStats> {
   const { dir, ix, rejects, progress } = run;
   const { name, header } = FILES[key];
   const file = path.join(dir, name);
@@ -166,6 +166,7 @@ async function streamFile(key: FileKey, run: Run, sink: Writable): Promise<FileS
       out = [];
     },
     sink,
+    { signal },
   );
   stats.seconds = (performance.now() - started) / 1000;
   progress?.finish(key);
@@ -205,14 +206,14 @@ async function copyInto<T>(db: Db, table: string, columns: string, format: 'text
   }
 }
 
-function copyFile(db: Db, key: Exclude<FileKey, 'characteristics'>, run: Run): Promise<FileStats> {
+function copyFile(db: Db, key: Exclude<FileKey, 'characteristics'>, run: Run, signal?: AbortSignal): Promise<FileStats> {
   const { table, columns, format } = TARGET[key];
-  return copyInto(db, table, columns, format, (copy) => streamFile(key, run, copy));
+  return copyInto(db, table, columns, format, (copy) => streamFile(key, run, copy, signal));
 }
 
 /** COPYs rows the import computed itself (aggregates), from a generator of COPY text. */
-function copyComputed(db: Db, table: string, columns: string, rows: Iterable<string>): Promise<void> {
-  return copyInto(db, table, columns, 'text', (copy) => pipeline(Readable.from(rows), copy));
+function copyComputed(db: Db, table: string, columns: string, rows: Iterable<string>, signal?: AbortSignal): Promise<void> {
+  return copyInto(db, table, columns, 'text', (copy) => pipeline(Readable.from(rows), copy, { signal }));
 }
 
 /**
@@ -275,15 +276,24 @@ async function runParallel(db: Db, statements: string[], width = 2): Promise<voi
 }
 
 /**
- * Two tasks at once, like Promise.all, but a failure is thrown only once both have ended:
- * the import's finally closes the index and the connections they use, and must not do so
- * under a stream still running.
+ * Two streaming tasks at once. The first to fail stops the other (its pipeline is destroyed
+ * through the signal, and its COPY rolled back), and its error is thrown once both have
+ * ended: the import's finally closes the index and the connections they use, and must not
+ * do so under a stream still running, nor wait for a whole file to be read in vain.
  */
-async function both<A, B>(a: Promise<A>, b: Promise<B>): Promise<[A, B]> {
-  const [ra, rb] = await Promise.allSettled([a, b]);
-  if (ra.status === 'rejected') throw ra.reason;
-  if (rb.status === 'rejected') throw rb.reason;
-  return [ra.value, rb.value];
+async function both<A, B>(a: (signal: AbortSignal) => Promise<A>, b: (signal: AbortSignal) => Promise<B>): Promise<[A, B]> {
+  const stop = new AbortController();
+  let first: { error: unknown } | undefined;
+  const watch = <T>(task: Promise<T>) => task.catch((error: unknown) => {
+    if (first === undefined) {
+      first = { error };
+      stop.abort(error);
+    }
+    throw error;
+  });
+  const [ra, rb] = await Promise.allSettled([watch(a(stop.signal)), watch(b(stop.signal))]);
+  if (first !== undefined) throw first.error;
+  return [(ra as PromiseFulfilledResult<A>).value, (rb as PromiseFulfilledResult<B>).value];
 }
 
 function peakRss(): number {
@@ -328,7 +338,15 @@ export async function load(opts: LoadOptions): Promise<LoadReport> {
 
   // Statement timeouts are for API requests; a bulk load's statements run as long as they need.
   const db = new Db({ connectionString: opts.databaseUrl!, poolSize: 4, statementTimeoutMs: 0, connectTimeoutMs: 10_000, application: 'atelier-import' });
-  const lock = await db.connect();
+  let lock: Awaited<ReturnType<Db['connect']>>;
+  try {
+    lock = await db.connect();
+  } catch (err) {
+    ix.store.close();
+    await rejects.close().catch(() => undefined);
+    await db.close().catch(() => undefined);
+    throw err;
+  }
   try {
     await lock.query('SET statement_timeout = 0');
     const got = await lock.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [IMPORT_LOCK]);
@@ -351,9 +369,9 @@ export async function load(opts: LoadOptions): Promise<LoadReport> {
     // Characteristics are only checked and indexed here: they are written with their
     // rating totals once the ratings have been counted.
     const structure = await structureOf(lock);
-    const [reviews, characteristics] = await both(copyFile(db, 'reviews', run), streamFile('characteristics', run, nullSink()));
+    const [reviews, characteristics] = await both((signal) => copyFile(db, 'reviews', run, signal), (signal) => streamFile('characteristics', run, nullSink(), signal));
     await point('copied-reviews');
-    const [photos, ratings] = await both(copyFile(db, 'photos', run), copyFile(db, 'ratings', run));
+    const [photos, ratings] = await both((signal) => copyFile(db, 'photos', run, signal), (signal) => copyFile(db, 'ratings', run, signal));
     await rejects.close();
     await point('copied-all');
     const files = [reviews, characteristics, photos, ratings];
@@ -366,8 +384,8 @@ export async function load(opts: LoadOptions): Promise<LoadReport> {
       await point(name);
     };
     await step('aggregates', () => both(
-      copyComputed(db, 'characteristics', 'id, product_id, name, rating_sum, rating_count', characteristicsCopy(ix)),
-      copyComputed(db, 'product_ratings', 'product_id, r1, r2, r3, r4, r5, recommended, not_recommended', productRatingsCopy(ix)),
+      (signal) => copyComputed(db, 'characteristics', 'id, product_id, name, rating_sum, rating_count', characteristicsCopy(ix), signal),
+      (signal) => copyComputed(db, 'product_ratings', 'product_id, r1, r2, r3, r4, r5, recommended, not_recommended', productRatingsCopy(ix), signal),
     ));
     // Largest table first, so the two connections finish together. (Building the reviews'
     // indexes during the photos/ratings COPY was tried: on 2 cores it only moved the time.)

@@ -182,6 +182,23 @@ describe('a generated dirty export', () => {
     expect(await fingerprint()).toEqual(before);
   });
 
+  test('a file that fails stops the file streaming beside it: the error comes at once, not after the other file is read', async () => {
+    const before = await fingerprint();
+    const broken = path.join(tmp, 'broken-photos');
+    fs.mkdirSync(broken, { recursive: true });
+    for (const f of ['reviews.csv', 'characteristics.csv', 'characteristic_reviews.csv']) fs.copyFileSync(path.join(dir, f), path.join(broken, f));
+    // Ratings (characteristic_reviews.csv) stream beside photos: make them many chunks long.
+    const ratings = fs.readFileSync(path.join(dir, 'characteristic_reviews.csv'), 'utf8').split('\n').filter(Boolean);
+    const extra = Array.from({ length: 20 }, (_, k) => ratings.slice(1).map((line) => line.replace(/^\d+/, (id) => String(Number(id) + (k + 1) * 10_000_000)))).flat();
+    fs.writeFileSync(path.join(broken, 'characteristic_reviews.csv'), [...ratings, ...extra].join('\n') + '\n');
+    fs.writeFileSync(path.join(broken, 'reviews_photos.csv'), 'id,url,review_id\n1,x,1\n');
+    const finished: string[] = [];
+    const progress = { start: () => undefined, update: () => undefined, step: () => undefined, finish: (key: string) => void finished.push(key) };
+    await expect(load({ dir: broken, databaseUrl: t.url, rejectsFile: path.join(broken, 'rejects.csv'), progress })).rejects.toThrow(/reviews_photos.csv line 1: expected header/);
+    expect(finished).toEqual(['characteristics', 'reviews']);
+    expect(await fingerprint()).toEqual(before);
+  });
+
   test('a row with a NUL character is rejected with its line; the rest of the file loads', async () => {
     const dirty = path.join(tmp, 'nul');
     fs.mkdirSync(dirty, { recursive: true });

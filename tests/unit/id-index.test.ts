@@ -138,12 +138,33 @@ test('the least recently used page is the one written out: a page read on every 
   store.close();
 });
 
-test('a store used after it is closed throws instead of answering from a file it no longer has', () => {
+test('a store used after it is closed throws, whether the page asked for was in memory, in the file or never made', () => {
   const store = small(512);
   const map = new IdMap(store);
   for (let id = 1; id <= 5000; id++) map.set(id, id);
   store.close();
   expect(() => map.get(5)).toThrow(/used after it was closed/);
+  expect(() => map.get(5000)).toThrow(/used after it was closed/);
+  expect(() => map.set(4999, 1)).toThrow(/used after it was closed/);
+  expect(() => map.get(1_000_000)).toThrow(/used after it was closed/);
+  store.close();
+});
+
+test('after its temporary file fails, the index refuses every use instead of answering "absent"', () => {
+  const store = small(512);
+  const map = new IdMap(store);
+  for (let id = 1; id <= 2000; id++) map.set(id, id);
+  // The file goes away under the store (as a disk error would).
+  fs.closeSync((store as unknown as { fd: number }).fd);
+  const write = () => {
+    for (let id = 2001; id <= 5000; id++) map.set(id, id);
+  };
+  expect(write).toThrow(/cannot write its temporary file in .* \(EBADF\)/);
+  expect(() => map.get(1)).toThrow(/unusable after an earlier error/);
+  expect(() => map.get(2000)).toThrow(/unusable after an earlier error/);
+  expect(() => map.get(1_000_000)).toThrow(/unusable after an earlier error/);
+  (store as unknown as { fd: number }).fd = -1;
+  store.close();
 });
 
 test('a temporary folder that cannot be written fails at once, naming the folder and the ways out', () => {
