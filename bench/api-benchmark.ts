@@ -57,6 +57,9 @@ export function parseEnvList(text: string): Record<string, string> {
   return env;
 }
 
+/** The sections `--only` names; `all` is every section but the A/B, which needs its two sides named. */
+export const sectionsOf = (only: string): string[] => (only === 'all' ? SECTIONS.filter((x) => x !== 'ab') : only.split(','));
+
 /** The middle value (the mean of the middle two for an even count). */
 const median = (xs: number[]) => {
   const s = [...xs].sort((x, y) => x - y);
@@ -65,8 +68,7 @@ const median = (xs: number[]) => {
 };
 
 export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
-  // `all` is every section but the A/B, which needs its two sides named.
-  const sections = a.only === 'all' ? SECTIONS.filter((x) => x !== 'ab') : a.only.split(',');
+  const sections = sectionsOf(a.only);
   const unknown = sections.filter((s) => !SECTIONS.includes(s));
   if (unknown.length) throw new UsageError(`--only takes ${SECTIONS.join(', ')} (got ${unknown.join(', ')})`);
   const runs = (section: string) => sections.includes(section);

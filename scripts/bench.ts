@@ -6,7 +6,7 @@
 // package; it costs a fraction of a Node generator's CPU per request), the fixed-rate row
 // the Node generator. Prints a table with CPU per request per process, and writes
 // bench/results/api-scale-S.json (api-scale-S-cold.json etc. with --only).
-import { runApiBenchmark, SECTIONS } from '../bench/api-benchmark';
+import { runApiBenchmark, sectionsOf, SECTIONS } from '../bench/api-benchmark';
 import { parseArgs, runCli, UsageError } from '../src/lib/cli';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { ACCEPT_ENCODING } = require('../loadtest/lib/traffic.js') as typeof import('../loadtest/lib/traffic.js');
@@ -31,6 +31,6 @@ runCli(async () => {
     notes: ['Needs wrk and nginx (apt-get install wrk nginx).'],
   });
   if (!Number.isInteger(a.ramps) || a.ramps < 1) throw new UsageError(`--ramps must be a whole number of at least 1, not ${a.ramps}`);
-  if (a.ramps > 1 && a.only !== 'all' && !a.only.split(',').includes('knee')) throw new UsageError('--ramps applies to the knee section: add knee to --only');
+  if (a.ramps > 1 && !sectionsOf(a.only).includes('knee')) throw new UsageError('--ramps applies to the knee section: add knee to --only');
   await runApiBenchmark(a);
 });

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 
 export const DEFAULT_INDEX_MEMORY_BYTES = 64 * 1048576;
-/** The smallest budget the command line takes: every structure's two pages in use fit well inside it. */
+/** The smallest budget the command line takes: every structure's page in use fits well inside it. */
 export const MIN_INDEX_MEMORY_MB = 16;
 
 export interface PageStoreOptions {
@@ -68,8 +68,8 @@ export class PageStore {
   private readonly memoryBytes: number;
   private limit: number;
   private resident: Page[] = [];
+  /** Memory of pages written out, for the next page brought in. */
   private free: ArrayBuffer[] = [];
-  private buffers = 0;
   private tick = 0;
   private readonly dir: string;
   private fd = -1;
@@ -101,9 +101,9 @@ export class PageStore {
     return { memoryBytes: this.memoryBytes, fileBytes: this.fileEnd, ...this.counts };
   }
 
-  /** Bytes of page memory held now. */
+  /** Bytes of page memory held now: pages in memory and memory waiting for the next page. */
   get residentBytes(): number {
-    return this.buffers * this.pageBytes;
+    return (this.resident.length + this.free.length) * this.pageBytes;
   }
 
   /** Ends the store: its file closes, and every later use of its structures throws. */
@@ -121,11 +121,8 @@ export class PageStore {
    */
   take(): ArrayBuffer {
     this.assertOpen();
-    if (this.free.length === 0 && (this.buffers + 1) * this.pageBytes > this.limit) this.evictOne();
-    const buffer = this.free.pop();
-    if (buffer !== undefined) return buffer;
-    this.buffers++;
-    return new ArrayBuffer(this.pageBytes);
+    if (this.free.length === 0 && this.residentBytes + this.pageBytes > this.limit) this.evictOne();
+    return this.free.pop() ?? new ArrayBuffer(this.pageBytes);
   }
 
   /** A new page (zeros) or one read back from the file, made resident in `memory`. */
@@ -133,7 +130,6 @@ export class PageStore {
     if (page.slot >= 0) {
       const got = this.guard('read', () => fs.readSync(this.fd, memory, 0, memory.byteLength, page.slot));
       if (got !== memory.byteLength) throw new Error(`import index: read ${got} of ${memory.byteLength} bytes of a page back from its temporary file`);
-      page.dirty = false;
       this.counts.reloads++;
       // In id order a page is read back a few times an import (once per later file or pass
       // that refers to it). A page read back more often means references out of id order,
