@@ -4,16 +4,8 @@
 // scale) and rendered to exactly the text sql/review-meta.sql renders (tests compare the
 // two, product by product).
 //
-// Exact by the response cache's rule (src/response-cache/response-cache.ts): a load begins
-// only while the change feed listens, and every change heard from the moment it begins
-// marks its product dirty; each of its statements starts after that moment, so it holds
-// every change heard before (and each product is read by one statement), and a dirty
-// product is read as before (response cache, then
-// PostgreSQL) until the next load. A flush, a change of trust or a promotion drops the whole
-// table and abandons a load under way (the next begins once it has stopped); a table is
-// answered from for at most `maxAgeMs` (a backstop, as the response cache's TTL is). So an
-// answer from here is one the primary gave after every change this host has heard to that
-// product.
+// Exact, loaded, dropped and aged by the rules of ./memory-table.ts (shared with the
+// reviews' table, ./review-memory.ts).
 // Why: meta is ~30 % of the storefront's reads, and most of the reads that pass nginx ask
 // for a product nobody asked for in minutes (docs/benchmarks.md), which no response cache
 // can answer; a table of every product can.
@@ -22,56 +14,22 @@
 // timeout), never in one long statement or transaction: an import's swap, which must lock
 // these tables, waits for one range at most.
 import type { Db } from '../db';
-import { entityTag, type CacheAnswer, type ResponseCache } from '../response-cache/response-cache';
+import { entityTag, type CacheAnswer } from '../response-cache/response-cache';
+import { Abandoned, MemoryTable, WillNotHold, type HeldTable, type Loading, type MemoryTableOptions, type MemoryTableStats } from './memory-table';
 
-export interface MetaMemoryOptions {
+export interface MetaMemoryOptions extends MemoryTableOptions {
   /** The primary (its pool follows a promotion). */
   db: Db;
-  /**
-   * Whose change feed and trust this table follows: a cache built untrusted, trusted only
-   * while its feed listens (src/response-cache/invalidation-feed.ts).
-   */
-  cache: ResponseCache;
   /** Largest table to hold; a bigger one is not loaded (meta is then read as before). */
   maxBytes: number;
-  /** Longest a table is answered from (META_MEMORY_MAX_AGE_S: the backstop behind the exact invalidation); reloaded at 80 % of it. */
-  maxAgeMs: number;
-  log?: (line: string) => void;
-  /** Load again once this share of the products (and at least reloadDirtyMin) is dirty (default 0.05, 1,000). */
-  reloadDirtyShare?: number;
-  reloadDirtyMin?: number;
-  /** After a failed load, try again after this long (default 30 s). */
-  retryMs?: number;
-  /**
-   * Loads begin at most this often (default 60 s). A load costs the host and the primary
-   * seconds of CPU; a change feed that drops and returns again and again under overload
-   * must not turn each return into one more load.
-   */
-  minLoadIntervalMs?: number;
-  /** A load after a flush waits a random delay up to this (default 5 s), so hosts do not all load at once. */
-  jitterMs?: number;
   /** Product ids a statement of the load reads (default 20,000). */
   pageProducts?: number;
 }
 
-export interface MetaMemoryStats {
-  /** Answers given from memory. */
-  served: number;
-  /** Reads of a dirty product (answered as before). */
-  dirtyReads: number;
-  loads: number;
-  failedLoads: number;
-  /** Loads abandoned for a flush, a change of trust or a close. */
-  abandonedLoads: number;
-  /** The highest product id held (0 while nothing is loaded), dirty products among them, and bytes held. */
-  maxProduct: number;
-  dirty: number;
-  bytes: number;
-}
+export type MetaMemoryStats = MemoryTableStats;
 
 /** One load: the arrays, indexed by product id (ratings: 7 a product; characteristics in CSR form). */
-interface Table {
-  maxProduct: number;
+interface Table extends HeldTable {
   /** 1 where product_ratings has a row. */
   hasRatings: Uint8Array;
   /** r1..r5, recommended, not_recommended. */
@@ -84,24 +42,7 @@ interface Table {
   charCount: Int32Array;
   /** The names, each already a JSON string. */
   names: string[];
-  /** Products changed since this load began. */
-  dirty: Set<number>;
-  bytes: number;
-  /** When its load began (performance.now()). */
-  loadedAt: number;
 }
-
-/** A load under way: the changes it must not miss are gathered from its start. */
-interface Loading {
-  dirty: Set<number>;
-  /** Set by a flush, a change of trust or close(): its pages stop, its table is not kept. */
-  abandoned: boolean;
-}
-
-/** Thrown inside a load that was abandoned (not a failure). */
-class Abandoned extends Error {}
-/** A table this host will not hold (too big, too many names): not retried until the next flush. */
-class WillNotHold extends Error {}
 
 const RATING_COLUMNS = 7;
 const BYTES_PER_PRODUCT = 1 + RATING_COLUMNS * 4 + 4;
@@ -114,134 +55,33 @@ const BYTES_PER_CHARACTERISTIC = 4 + 2 + 8 + 4;
 const DENSE_FLOOR = 2 ** 20;
 
 export class MetaMemory {
-  private table?: Table;
-  private loading?: Loading;
-  private timer?: NodeJS.Timeout;
-  private started = false;
-  private closed = false;
-  /** When the last load began (the next waits minLoadIntervalMs after it). */
-  private lastLoadAt = -Infinity;
-  /** A flush asked for a load while one was being abandoned: begin it once that one stops. */
-  private reloadAfterAbandon = false;
-  private readonly counters = { served: 0, dirtyReads: 0, loads: 0, failedLoads: 0, abandonedLoads: 0 };
-  private readonly log: (line: string) => void;
+  private readonly table: MemoryTable<Table>;
 
   constructor(private readonly o: MetaMemoryOptions) {
-    this.log = o.log ?? (() => undefined);
-    o.cache.onChange((product) => this.changed(product));
+    this.table = new MemoryTable(o, 'meta memory', (loading, began) => this.read(loading, began));
   }
 
   /** Loads from now on (the first once the change feed listens). */
   start(): void {
-    this.started = true;
-    this.schedule(0);
+    this.table.start();
   }
 
   close(): void {
-    this.closed = true;
-    clearTimeout(this.timer);
-    this.table = undefined;
-    if (this.loading) this.loading.abandoned = true;
+    this.table.close();
   }
 
   /** The meta answer for `product` from memory, or undefined: not loaded, too old, untrusted, not held, or dirty. */
   answer(product: number): CacheAnswer | undefined {
-    const t = this.current();
-    if (!t || !this.o.cache.isTrusted || product > t.maxProduct) return undefined;
-    if (t.dirty.has(product)) {
-      this.counters.dirtyReads++;
-      return undefined;
-    }
-    const text = renderMeta(t, product);
+    const t = this.table.clean(product);
+    const text = t && renderMeta(t, product);
     if (text === undefined) return undefined;
-    this.counters.served++;
+    this.table.served();
     const body = Buffer.from(text);
     return { entry: { body, etag: entityTag(body) }, outcome: 'HIT', proven: true };
   }
 
   stats(): MetaMemoryStats {
-    const t = this.current();
-    return { ...this.counters, maxProduct: t ? t.maxProduct : 0, dirty: t?.dirty.size ?? 0, bytes: t?.bytes ?? 0 };
-  }
-
-  /** The table, unless it has aged out (then it is dropped: its metrics say 0, and a load is due). */
-  private current(): Table | undefined {
-    const t = this.table;
-    if (t && performance.now() - t.loadedAt > this.o.maxAgeMs) {
-      this.table = undefined;
-      this.schedule(0);
-      return undefined;
-    }
-    return t;
-  }
-
-  private changed(product: number | undefined): void {
-    if (product === undefined) {
-      // A flush (an import's swap), a change of trust, a promotion: nothing held is proven now.
-      this.table = undefined;
-      if (this.loading) {
-        this.loading.abandoned = true;
-        this.reloadAfterAbandon = true;
-      } else {
-        this.schedule(Math.random() * (this.o.jitterMs ?? 5000));
-      }
-      return;
-    }
-    this.loading?.dirty.add(product);
-    const t = this.table;
-    if (!t) return;
-    t.dirty.add(product);
-    if (t.dirty.size > Math.max(this.o.reloadDirtyMin ?? 1000, t.maxProduct * (this.o.reloadDirtyShare ?? 0.05))) this.schedule(0);
-  }
-
-  /** A load after `delayMs`, and no sooner than minLoadIntervalMs after the last one began. */
-  private schedule(delayMs: number): void {
-    if (!this.started || this.closed || this.loading) return;
-    clearTimeout(this.timer);
-    const wait = this.waitFor(delayMs);
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      void this.load();
-    }, wait);
-    this.timer.unref();
-  }
-
-  /** How long a load asked for in `delayMs` waits, loads being spaced. */
-  private waitFor(delayMs: number): number {
-    return Math.max(delayMs, this.lastLoadAt + (this.o.minLoadIntervalMs ?? 60_000) - performance.now());
-  }
-
-  private async load(): Promise<void> {
-    // Untrusted: the feed may miss changes. The load waits for the flush that trust brings.
-    if (this.closed || this.loading || !this.o.cache.isTrusted) return;
-    const loading: Loading = { dirty: new Set(), abandoned: false };
-    this.loading = loading;
-    this.reloadAfterAbandon = false;
-    const began = (this.lastLoadAt = performance.now());
-    let next: number | undefined;
-    try {
-      const table = await this.read(loading, began);
-      if (loading.abandoned) throw new Abandoned();
-      this.table = table;
-      this.counters.loads++;
-      this.log(`meta memory: product ids up to ${table.maxProduct.toLocaleString('en-US')}, ${(table.bytes / 2 ** 20).toFixed(0)} MiB, loaded in ${((performance.now() - began) / 1000).toFixed(1)} s`);
-      // Reloaded before it is too old to answer from.
-      next = this.o.maxAgeMs * 0.8;
-    } catch (err) {
-      if (err instanceof Abandoned || loading.abandoned) {
-        this.counters.abandonedLoads++;
-      } else if (err instanceof WillNotHold) {
-        this.log(`meta memory: ${err.message}; meta is read from the database${this.table ? ' once the table held now ages out' : ''} (no load is tried again before a flush)`);
-      } else {
-        this.counters.failedLoads++;
-        next = this.o.retryMs ?? 30_000;
-        this.log(`meta memory: load failed (${(err as Error).message}); meta is read from the database${this.table ? ' for products changed since the last load' : ''}, next try in ${(this.waitFor(next) / 1000).toFixed(0)} s`);
-      }
-    } finally {
-      this.loading = undefined;
-    }
-    if (this.reloadAfterAbandon) this.schedule(Math.random() * (this.o.jitterMs ?? 5000));
-    else if (next !== undefined) this.schedule(next);
+    return this.table.stats();
   }
 
   /**
@@ -266,6 +106,7 @@ export class MetaMemory {
     const bytes = () => (maxProduct + 2) * BYTES_PER_PRODUCT + room * BYTES_PER_CHARACTERISTIC;
     const t: Table = {
       maxProduct, bytes: bytes(), dirty: loading.dirty, loadedAt: began,
+      describe: () => `product ids up to ${maxProduct.toLocaleString('en-US')}`,
       hasRatings: new Uint8Array(maxProduct + 1),
       ratings: new Int32Array((maxProduct + 1) * RATING_COLUMNS),
       charStart: new Int32Array(maxProduct + 2),

@@ -1,0 +1,221 @@
+// The life of a table of every product held in a host's memory (meta-memory.ts, the meta
+// aggregates; review-memory.ts, every visible review): when it loads, what makes a product
+// dirty, when the table is dropped, retried, aged out or loaded again. What a table holds
+// and how it is read is the caller's (`read`); this module only says whether a product may
+// be answered from it.
+//
+// Exact by the response cache's rule (src/response-cache/response-cache.ts): a load begins
+// only while the change feed listens, and every change heard from the moment it begins
+// marks its product dirty; each of the load's statements starts after that moment, so it
+// holds every change heard before (and each product is read by one statement), and a dirty
+// product is read as before (response cache, then PostgreSQL) until the next load. A flush,
+// a change of trust or a promotion drops the whole table and abandons a load under way (the
+// next begins once it has stopped); a table is answered from for at most `maxAgeMs` (a
+// backstop, as the response cache's TTL is). So an answer from a table is one the primary
+// gave after every change this host has heard to that product.
+import type { ResponseCache } from '../response-cache/response-cache';
+
+export interface MemoryTableOptions {
+  /**
+   * Whose change feed and trust this table follows: a cache built untrusted, trusted only
+   * while its feed listens (src/response-cache/invalidation-feed.ts).
+   */
+  cache: ResponseCache;
+  /** Longest a table is answered from (the backstop behind the exact invalidation); reloaded at 80 % of it. */
+  maxAgeMs: number;
+  log?: (line: string) => void;
+  /** Load again once this share of the products (and at least reloadDirtyMin) is dirty (default 0.05, 1,000). */
+  reloadDirtyShare?: number;
+  reloadDirtyMin?: number;
+  /** After a failed load, try again after this long (default 30 s). */
+  retryMs?: number;
+  /**
+   * Loads begin at most this often (default 60 s). A load costs the host and the primary
+   * seconds of CPU; a change feed that drops and returns again and again under overload
+   * must not turn each return into one more load.
+   */
+  minLoadIntervalMs?: number;
+  /** A load after a flush waits a random delay up to this (default 5 s), so hosts do not all load at once. */
+  jitterMs?: number;
+}
+
+/** What every table has, whatever else it holds. */
+export interface HeldTable {
+  /** The highest product id held. */
+  maxProduct: number;
+  /** Products changed since this load began. */
+  dirty: Set<number>;
+  bytes: number;
+  /** When its load began (performance.now()). */
+  loadedAt: number;
+  /** What the load line says it holds (e.g. "product ids up to 1,000,011"). */
+  describe(): string;
+}
+
+/** A load under way: the changes it must not miss are gathered from its start. */
+export interface Loading {
+  dirty: Set<number>;
+  /** Set by a flush, a change of trust or close(): its pages stop, its table is not kept. */
+  abandoned: boolean;
+}
+
+export interface MemoryTableStats {
+  /** Answers given from memory. */
+  served: number;
+  /** Reads of a dirty product (answered as before). */
+  dirtyReads: number;
+  loads: number;
+  failedLoads: number;
+  /** Loads abandoned for a flush, a change of trust or a close. */
+  abandonedLoads: number;
+  /** The highest product id held (0 while nothing is loaded), dirty products among them, and bytes held. */
+  maxProduct: number;
+  dirty: number;
+  bytes: number;
+}
+
+/** Thrown inside a load that was abandoned (not a failure). */
+export class Abandoned extends Error {}
+/** A table this host will not hold (too big, too many names): not retried until the next flush. */
+export class WillNotHold extends Error {}
+
+export class MemoryTable<T extends HeldTable> {
+  private table?: T;
+  private loading?: Loading;
+  private timer?: NodeJS.Timeout;
+  private started = false;
+  private closed = false;
+  /** When the last load began (the next waits minLoadIntervalMs after it). */
+  private lastLoadAt = -Infinity;
+  /** A flush asked for a load while one was being abandoned: begin it once that one stops. */
+  private reloadAfterAbandon = false;
+  private readonly counters = { served: 0, dirtyReads: 0, loads: 0, failedLoads: 0, abandonedLoads: 0 };
+  private readonly log: (line: string) => void;
+
+  /**
+   * `label` starts its log lines ("meta memory"); `read` reads a whole table, checking
+   * `loading.abandoned` between its statements (and throwing Abandoned when it is set).
+   */
+  constructor(private readonly o: MemoryTableOptions, private readonly label: string,
+    private readonly read: (loading: Loading, began: number) => Promise<T>) {
+    this.log = o.log ?? (() => undefined);
+    o.cache.onChange((product) => this.changed(product));
+  }
+
+  /** Loads from now on (the first once the change feed listens). */
+  start(): void {
+    this.started = true;
+    this.schedule(0);
+  }
+
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.timer);
+    this.table = undefined;
+    if (this.loading) this.loading.abandoned = true;
+  }
+
+  /**
+   * The table, if `product` may be answered from it now: loaded, not too old, trusted,
+   * held, and not dirty. Undefined otherwise (a dirty read is counted). A caller that
+   * answers from it calls served().
+   */
+  clean(product: number): T | undefined {
+    const t = this.current();
+    if (!t || !this.o.cache.isTrusted || product > t.maxProduct) return undefined;
+    if (t.dirty.has(product)) {
+      this.counters.dirtyReads++;
+      return undefined;
+    }
+    return t;
+  }
+
+  served(): void {
+    this.counters.served++;
+  }
+
+  stats(): MemoryTableStats {
+    const t = this.current();
+    return { ...this.counters, maxProduct: t ? t.maxProduct : 0, dirty: t?.dirty.size ?? 0, bytes: t?.bytes ?? 0 };
+  }
+
+  /** The table, unless it has aged out (then it is dropped: its metrics say 0, and a load is due). */
+  private current(): T | undefined {
+    const t = this.table;
+    if (t && performance.now() - t.loadedAt > this.o.maxAgeMs) {
+      this.table = undefined;
+      this.schedule(0);
+      return undefined;
+    }
+    return t;
+  }
+
+  private changed(product: number | undefined): void {
+    if (product === undefined) {
+      // A flush (an import's swap), a change of trust, a promotion: nothing held is proven now.
+      this.table = undefined;
+      if (this.loading) {
+        this.loading.abandoned = true;
+        this.reloadAfterAbandon = true;
+      } else {
+        this.schedule(Math.random() * (this.o.jitterMs ?? 5000));
+      }
+      return;
+    }
+    this.loading?.dirty.add(product);
+    const t = this.table;
+    if (!t) return;
+    t.dirty.add(product);
+    if (t.dirty.size > Math.max(this.o.reloadDirtyMin ?? 1000, t.maxProduct * (this.o.reloadDirtyShare ?? 0.05))) this.schedule(0);
+  }
+
+  /** A load after `delayMs`, and no sooner than minLoadIntervalMs after the last one began. */
+  private schedule(delayMs: number): void {
+    if (!this.started || this.closed || this.loading) return;
+    clearTimeout(this.timer);
+    const wait = this.waitFor(delayMs);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.load();
+    }, wait);
+    this.timer.unref();
+  }
+
+  /** How long a load asked for in `delayMs` waits, loads being spaced. */
+  private waitFor(delayMs: number): number {
+    return Math.max(delayMs, this.lastLoadAt + (this.o.minLoadIntervalMs ?? 60_000) - performance.now());
+  }
+
+  private async load(): Promise<void> {
+    // Untrusted: the feed may miss changes. The load waits for the flush that trust brings.
+    if (this.closed || this.loading || !this.o.cache.isTrusted) return;
+    const loading: Loading = { dirty: new Set(), abandoned: false };
+    this.loading = loading;
+    this.reloadAfterAbandon = false;
+    const began = (this.lastLoadAt = performance.now());
+    let next: number | undefined;
+    try {
+      const table = await this.read(loading, began);
+      if (loading.abandoned) throw new Abandoned();
+      this.table = table;
+      this.counters.loads++;
+      this.log(`${this.label}: ${table.describe()}, ${(table.bytes / 2 ** 20).toFixed(0)} MiB, loaded in ${((performance.now() - began) / 1000).toFixed(1)} s`);
+      // Reloaded before it is too old to answer from.
+      next = this.o.maxAgeMs * 0.8;
+    } catch (err) {
+      if (err instanceof Abandoned || loading.abandoned) {
+        this.counters.abandonedLoads++;
+      } else if (err instanceof WillNotHold) {
+        this.log(`${this.label}: ${err.message}; it is read from the database${this.table ? ' once the table held now ages out' : ''} (no load is tried again before a flush)`);
+      } else {
+        this.counters.failedLoads++;
+        next = this.o.retryMs ?? 30_000;
+        this.log(`${this.label}: load failed (${(err as Error).message}); it is read from the database${this.table ? ' for products changed since the last load' : ''}, next try in ${(this.waitFor(next) / 1000).toFixed(0)} s`);
+      }
+    } finally {
+      this.loading = undefined;
+    }
+    if (this.reloadAfterAbandon) this.schedule(Math.random() * (this.o.jitterMs ?? 5000));
+    else if (next !== undefined) this.schedule(next);
+  }
+}
