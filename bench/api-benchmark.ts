@@ -114,16 +114,16 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
       writeRate: '1000000r/s', readRate: '1000000r/s',
     });
     // A cluster that has been serving holds its meta table: no step measures its load.
-    await untilMetaTablesLoaded(cluster.hosts);
+    await untilTablesLoaded(cluster.hosts);
     return cluster;
   };
-  const untilMetaTablesLoaded = async (hosts: { address: string }[]) => {
-    if (!(await metaTablesLoaded(hosts, 180_000))) log('meta from memory not loaded on every host after 180 s: measuring without it');
+  const untilTablesLoaded = async (hosts: { address: string }[]) => {
+    if (!(await tablesLoaded(hosts, 600_000))) log('meta or reviews from memory not loaded on every host after 600 s: measuring without them');
   };
   /** One host, once it holds its meta table (as a host that has been serving does). */
   const startBenchHost = async (env: Record<string, string>) => {
     const host = await startHost({ port: await freePort(), databaseUrl: url, env: { LOG_FORMAT: 'off', ...env, ...ONE_GENERATOR } });
-    await untilMetaTablesLoaded([host]);
+    await untilTablesLoaded([host]);
     return host;
   };
 
@@ -164,7 +164,7 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
   // host with METRICS off and on, alternating (without meta from memory on either side: with
   // METRICS off there is no gauge to wait on for its load, which would land in the run).
   for (const metrics of runs('metrics') ? ['off', 'on', 'off', 'on'] : []) {
-    const host = await startBenchHost({ METRICS: metrics, META_MEMORY_MB: '0' });
+    const host = await startBenchHost({ METRICS: metrics, META_MEMORY_MB: '0', REVIEW_MEMORY_MB: '0' });
     try {
       const target = `http://${host.address}`;
       const one = [{ method: 'GET', path: '/reviews?product_id=5' }];
@@ -242,12 +242,12 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
       const met = verdict.met(st, floorP99);
       const hostMeanMs = (hosts.durationSum / Math.max(1, hosts.durationCount)) * 1000;
       const ev = hosts.cacheEvents;
-      // Reads answered from the hosts' memory: the response cache's hits and meta from memory.
-      const fromMemory = (ev.hits ?? 0) + (hosts.metaMemory.served ?? 0);
+      // Reads answered from the hosts' memory: the response cache's hits, meta and lists from memory.
+      const fromMemory = (ev.hits ?? 0) + (hosts.metaMemory.served ?? 0) + (hosts.reviewMemory.served ?? 0);
       const row = stageRow(name, st, cpuMs, { systemMs, switches, hostCacheHits: fromMemory });
       // A coalesced read is also counted as a miss (it joined a render in flight).
       const reachedHosts = fromMemory + (ev.misses ?? 0) + (ev.bypassed ?? 0);
-      const extra = { ...row.extra, hostCache: { ...ev, hitRatioOfReadsReachingHosts: (ev.hits ?? 0) / Math.max(1, reachedHosts) }, metaMemory: { ...hosts.metaMemory, ratioOfReadsReachingHosts: (hosts.metaMemory.served ?? 0) / Math.max(1, reachedHosts) }, cacheModel: model, floor: { p50: floor.result.stages[0].latencyMs.p50, p99: floorP99, max: floor.result.stages[0].latencyMs.max, generatorUsPerRequest: (floor.cpuMs.generator * 1000) / Math.max(1, floor.result.stages[0].requests) },
+      const extra = { ...row.extra, hostCache: { ...ev, hitRatioOfReadsReachingHosts: (ev.hits ?? 0) / Math.max(1, reachedHosts) }, metaMemory: { ...hosts.metaMemory, ratioOfReadsReachingHosts: (hosts.metaMemory.served ?? 0) / Math.max(1, reachedHosts) }, reviewMemory: { ...hosts.reviewMemory, ratioOfReadsReachingHosts: (hosts.reviewMemory.served ?? 0) / Math.max(1, reachedHosts) }, cacheModel: model, floor: { p50: floor.result.stages[0].latencyMs.p50, p99: floorP99, max: floor.result.stages[0].latencyMs.max, generatorUsPerRequest: (floor.cpuMs.generator * 1000) / Math.max(1, floor.result.stages[0].requests) },
         hostMeanMs, outsideHostMeanMs: st.latencyMs.mean - hostMeanMs, eventLoopDelayP99Ms: loopDelayMs(hosts.loopP99Ms), eventLoopDelayMaxMs: loopDelayMs(hosts.loopMaxMs), lateSends: st.lateSends,
         gcPauses: hosts.gcPauses, gcSeconds: hosts.gcSeconds, criterion: verdict.criterion, met };
       add({ ...row, extra });
@@ -258,7 +258,7 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
         `CPU µs/request ${Object.entries(row.cpuUsPerRequest).map(([k, v]) => `${k} ${fmt(v)} (kernel ${fmt(kernel[k] ?? 0)})`).join(', ')}; ` +
         `context switches/request (all threads) ${Object.entries(perRequest('switchesPerRequest')).map(([k, v]) => `${k} ${fmt(v, 2)}`).join(', ')}; event-loop delay p99 ${fmt(extra.eventLoopDelayP99Ms, 1)} ms; ` +
         `hosts' cache ${fmt(ev.hits ?? 0)} hits of ${fmt(reachedHosts)} reads reaching them (the model from cold: ${fmt(model.hostHitRatio * 100, 1)} %, ` +
-        `any cache behind nginx ${fmt(model.seenBeforeRatio * 100, 1)} %), meta from memory ${fmt(hosts.metaMemory.served ?? 0)} (loads ${fmt(hosts.metaMemory.loads ?? 0)}); hosts' GC pauses ${Object.entries(hosts.gcPauses).map(([k, v]) => `${k} ${fmt(v)} (${fmt((hosts.gcSeconds[k] ?? 0) * 1000)} ms)`).join(', ')} -> ${met ? 'met' : 'missed'} (${verdict.criterion})`);
+        `any cache behind nginx ${fmt(model.seenBeforeRatio * 100, 1)} %), meta from memory ${fmt(hosts.metaMemory.served ?? 0)} (loads ${fmt(hosts.metaMemory.loads ?? 0)}), lists from memory ${fmt(hosts.reviewMemory.served ?? 0)} (loads ${fmt(hosts.reviewMemory.loads ?? 0)}); hosts' GC pauses ${Object.entries(hosts.gcPauses).map(([k, v]) => `${k} ${fmt(v)} (${fmt((hosts.gcSeconds[k] ?? 0) * 1000)} ms)`).join(', ')} -> ${met ? 'met' : 'missed'} (${verdict.criterion})`);
       return met;
     };
     try {
@@ -449,9 +449,9 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
           const before = await hostStats(c.hosts);
           const { result, cpuMs } = await withCpu(groups, () => runLoad({ ...browser, target: c.url, stages: [{ rate: a.rate, duration: a['step-seconds'] }], products, distribution: 'zipf', seed: seed++ }));
           const hosts = diffHostStats(await hostStats(c.hosts), before);
-          const row = stageRow(`ab: ${i ? 'B' : 'A'} (${labels[i]}), round ${round + 1}, the mix at ${fmt(a.rate)} req/s`, result.stages[0], cpuMs, { hostCacheHits: (hosts.cacheEvents.hits ?? 0) + (hosts.metaMemory.served ?? 0) });
+          const row = stageRow(`ab: ${i ? 'B' : 'A'} (${labels[i]}), round ${round + 1}, the mix at ${fmt(a.rate)} req/s`, result.stages[0], cpuMs, { hostCacheHits: (hosts.cacheEvents.hits ?? 0) + (hosts.metaMemory.served ?? 0) + (hosts.reviewMemory.served ?? 0) });
           const meanBatch = (hosts.batched.requests ?? 0) / Math.max(1, hosts.batched.statements ?? 0);
-          add({ ...row, extra: { ...row.extra, hostCache: hosts.cacheEvents, metaMemory: hosts.metaMemory, batched: hosts.batched, meanBatch, gcSeconds: hosts.gcSeconds } });
+          add({ ...row, extra: { ...row.extra, hostCache: hosts.cacheEvents, metaMemory: hosts.metaMemory, reviewMemory: hosts.reviewMemory, batched: hosts.batched, meanBatch, gcSeconds: hosts.gcSeconds } });
           totals[i].push(Object.values(row.cpuUsPerRequest).reduce((x, y) => x + y, 0));
         }
       }
@@ -529,15 +529,18 @@ interface HostStats {
   batched: Record<string, number>;
   /** Meta from memory (served, dirty_reads, loads, failed_loads), both hosts summed. */
   metaMemory: Record<string, number>;
+  /** Review lists from memory, the same counters. */
+  reviewMemory: Record<string, number>;
 }
 /** The hosts' counters by label, summed over hosts: which HostStats field each metric goes to. */
-const COUNTERS: ['batched' | 'cacheEvents' | 'metaMemory', RegExp][] = [
+const COUNTERS: ['batched' | 'cacheEvents' | 'metaMemory' | 'reviewMemory', RegExp][] = [
   ['batched', /^atelier_db_batched_total\{what="(\w+)"\} ([\d.e+-]+)$/],
   ['cacheEvents', /^atelier_response_cache_events_total\{event="(\w+)"\} ([\d.e+-]+)$/],
   ['metaMemory', /^atelier_meta_memory_events_total\{event="(\w+)"\} ([\d.e+-]+)$/],
+  ['reviewMemory', /^atelier_review_memory_events_total\{event="(\w+)"\} ([\d.e+-]+)$/],
 ];
 async function hostStats(hosts: { address: string }[]): Promise<HostStats> {
-  const t: HostStats = { count: 0, over10ms: 0, over25ms: 0, durationSum: 0, durationCount: 0, gcSeconds: {}, gcPauses: {}, loopP99Ms: 0, loopMaxMs: 0, cacheEvents: {}, batched: {}, metaMemory: {} };
+  const t: HostStats = { count: 0, over10ms: 0, over25ms: 0, durationSum: 0, durationCount: 0, gcSeconds: {}, gcPauses: {}, loopP99Ms: 0, loopMaxMs: 0, cacheEvents: {}, batched: {}, metaMemory: {}, reviewMemory: {} };
   for (const h of hosts) {
     const text = await (await fetch(`http://${h.address}/metrics`)).text();
     for (const line of text.split('\n')) {
@@ -577,18 +580,19 @@ async function hostStats(hosts: { address: string }[]): Promise<HostStats> {
   return t;
 }
 /**
- * Waits until every host holds its meta table (META_MEMORY_MB: the gauge of products held is
- * above 0) or has none configured (no gauge); false after `ms`.
+ * Waits until every host holds its tables (meta and reviews, META_MEMORY_MB and
+ * REVIEW_MEMORY_MB: the gauges of products held are above 0) or has none configured (no
+ * gauge); false after `ms`.
  */
-async function metaTablesLoaded(hosts: { address: string }[], ms: number): Promise<boolean> {
+async function tablesLoaded(hosts: { address: string }[], ms: number): Promise<boolean> {
   const end = performance.now() + ms;
   for (;;) {
     let loaded = true;
     for (const h of hosts) {
       // A host that does not answer now is asked again (until `ms`), not a failed benchmark.
       const text = await fetch(`http://${h.address}/metrics`).then((r) => r.text(), () => '');
-      const held = /^atelier_meta_memory_size\{measure="max_product"\} ([\d.e+-]+)$/m.exec(text);
-      if (!text || (held && Number(held[1]) === 0)) loaded = false;
+      const empty = /^atelier_(meta|review)_memory_size\{measure="max_product"\} 0$/m.test(text);
+      if (!text || empty) loaded = false;
     }
     if (loaded) return true;
     if (performance.now() > end) return false;
@@ -601,4 +605,5 @@ const diffHostStats = (a: HostStats, b: HostStats): HostStats => ({
   durationSum: a.durationSum - b.durationSum, durationCount: a.durationCount - b.durationCount,
   gcSeconds: minus(a.gcSeconds, b.gcSeconds), gcPauses: minus(a.gcPauses, b.gcPauses), loopP99Ms: a.loopP99Ms, loopMaxMs: a.loopMaxMs,
   cacheEvents: minus(a.cacheEvents, b.cacheEvents), batched: minus(a.batched, b.batched), metaMemory: minus(a.metaMemory, b.metaMemory),
+  reviewMemory: minus(a.reviewMemory, b.reviewMemory),
 });

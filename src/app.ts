@@ -16,6 +16,7 @@ import type { ProxyTrust } from './lib/client-address';
 import { ResponseCache } from './response-cache/response-cache';
 import { createReadPath } from './reviews/read-path';
 import type { MetaMemory } from './reviews/meta-memory';
+import type { ReviewMemory } from './reviews/review-memory';
 import { ReviewRepository } from './reviews/repository';
 import { postDispatch, registerReviewRoutes, voteDispatch } from './reviews/routes';
 
@@ -43,6 +44,8 @@ export interface AppOptions {
   readBudget?: ReadBudget;
   /** Every product's meta in memory (META_MEMORY_MB), following `cache`'s change feed; none when absent. */
   metaMemory?: MetaMemory;
+  /** Every visible review in memory (REVIEW_MEMORY_MB), following `cache`'s change feed; none when absent. */
+  reviewMemory?: ReviewMemory;
 }
 
 /** A request listener; `listen` starts an http.Server with it, as Express's app.listen does. */
@@ -75,6 +78,7 @@ export function createApp(db: Db, opts: AppOptions = {}): App {
     budget: opts.readBudget,
     replicas: opts.replicas,
     metaMemory: opts.metaMemory,
+    reviewMemory: opts.reviewMemory,
   });
 
   app.use((_req, res, next) => {

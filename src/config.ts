@@ -80,6 +80,13 @@ const schema = z.object({
   // exact invalidation, as RESPONSE_CACHE_TTL_S is for the cache, but longer because a load
   // costs seconds of CPU (full scale: ~1.7 s a host, ~4.8 s PostgreSQL).
   META_MEMORY_MAX_AGE_S: int(300, 86400).default(3600),
+  // Every visible review held in memory for GET /reviews (MiB at most; 0 = off): ~3 GiB at
+  // full scale (the reviews' JSON), loaded in the background, kept exact by the same change
+  // feed; a table larger than this is not loaded (lists are then read from the database).
+  REVIEW_MEMORY_MB: int(0, 1048576).default(4096),
+  // As META_MEMORY_MAX_AGE_S, for the reviews (a load at full scale costs about a minute of
+  // PostgreSQL's CPU per host).
+  REVIEW_MEMORY_MAX_AGE_S: int(300, 86400).default(3600),
   READ_YOUR_WRITES_S: int(1, 3600).default(10),
   // Per client (address) and host: KiB per second of bodies rendered on read misses, the
   // debt allowed before its misses get a 429 being four seconds' worth (0 = no budget).

@@ -9,6 +9,7 @@ import { parseCorsOrigins } from './http/cors';
 import { createMetrics } from './http/metrics';
 import { ReadBudget } from './reviews/read-budget';
 import { MetaMemory } from './reviews/meta-memory';
+import { ReviewMemory } from './reviews/review-memory';
 import { Db } from './db';
 import { findPrimary, ReplicaSet } from './db/replicas';
 import { followChanges } from './response-cache/invalidation-feed';
@@ -98,6 +99,9 @@ async function serve(config: Config): Promise<void> {
   const feed = cache.enabled || replicas ? followChanges(db, cache, log, { fence: replicas }) : undefined;
   // Every product's meta in memory: only with a change feed to keep it exact.
   const metaMemory = feed && config.META_MEMORY_MB > 0 ? new MetaMemory({ db, cache, maxBytes: config.META_MEMORY_MB * 2 ** 20, maxAgeMs: config.META_MEMORY_MAX_AGE_S * 1000, log }) : undefined;
+  const reviewMemory = feed && config.REVIEW_MEMORY_MB > 0
+    ? new ReviewMemory({ db, cache, maxBytes: config.REVIEW_MEMORY_MB * 2 ** 20, maxAgeMs: config.REVIEW_MEMORY_MAX_AGE_S * 1000, log })
+    : undefined;
   // One set of trusted proxies for the log line and the budget: it says once when nginx is missing from it.
   const trustedProxies = new TrustedProxies(config.TRUSTED_PROXIES, log);
   const app = createApp(db, { logFormat: config.LOG_FORMAT, trustedProxies, compression: config.COMPRESSION, cache, readYourWritesSeconds: config.READ_YOUR_WRITES_S,
@@ -105,12 +109,14 @@ async function serve(config: Config): Promise<void> {
     writeDb,
     replicas,
     metaMemory,
-    metrics: config.METRICS ? createMetrics({ db, cache, replicas, metaMemory }) : undefined,
+    reviewMemory,
+    metrics: config.METRICS ? createMetrics({ db, cache, replicas, metaMemory, reviewMemory }) : undefined,
     readBudget: config.READ_BUDGET_KB_S > 0
       ? new ReadBudget({ bytesPerSecond: config.READ_BUDGET_KB_S * 1024, burstBytes: config.READ_BUDGET_KB_S * 1024 * 4, trustedProxies })
       : undefined,
   });
   metaMemory?.start();
+  reviewMemory?.start();
   const warm = await db.warm();
   await writeDb?.warm();
   if (warm < config.PG_POOL_SIZE) log(`opened ${warm} of ${config.PG_POOL_SIZE} database connections; the rest open on demand`);
@@ -167,6 +173,7 @@ async function serve(config: Config): Promise<void> {
     clearInterval(sweeper);
     clearTimeout(forced);
     metaMemory?.close();
+    reviewMemory?.close();
     await feed?.close();
     await db.close().catch(() => undefined);
     await writeDb?.close().catch(() => undefined);

@@ -8,6 +8,8 @@ import type { Db } from '../db';
 import type { ReplicaSet } from '../db/replicas';
 import type { ResponseCache } from '../response-cache/response-cache';
 import type { MetaMemory } from '../reviews/meta-memory';
+import type { MemoryTableStats } from '../reviews/memory-table';
+import type { ReviewMemory } from '../reviews/review-memory';
 import { DurationHistogram } from './duration-histogram';
 
 export interface Metrics {
@@ -35,7 +37,7 @@ const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'OPTIONS']);
  */
 export const EVENT_LOOP_SAMPLE_MS = 20;
 
-export function createMetrics(o: { db: Db; cache?: ResponseCache; replicas?: ReplicaSet; metaMemory?: MetaMemory }): Metrics {
+export function createMetrics(o: { db: Db; cache?: ResponseCache; replicas?: ReplicaSet; metaMemory?: MetaMemory; reviewMemory?: ReviewMemory }): Metrics {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
   const duration = new DurationHistogram('http_request_duration_seconds', 'Time from request to the end of the response, by route template, method and status.',
@@ -121,15 +123,18 @@ export function createMetrics(o: { db: Db; cache?: ResponseCache; replicas?: Rep
         return { entries: s.entries, bytes: s.bytes, trusted: cache.isTrusted ? 1 : 0 };
       });
   }
-  if (o.metaMemory) {
-    const memory = o.metaMemory;
-    tallies('atelier_meta_memory_events_total',
-      'Meta from memory: answers served, reads of a dirty product (answered from the cache or the database), loads, failed and abandoned loads.',
+  // The tables of every product in memory: the same events and measures for each.
+  const tables: [string, string, { stats(): MemoryTableStats } | undefined][] = [
+    ['meta', 'Meta from memory', o.metaMemory], ['review', 'Review lists from memory', o.reviewMemory]];
+  for (const [name, what, memory] of tables) {
+    if (!memory) continue;
+    tallies(`atelier_${name}_memory_events_total`,
+      `${what}: answers served, reads of a dirty product (answered from the cache or the database), loads, failed and abandoned loads.`,
       'event', () => {
         const s = memory.stats();
         return { served: s.served, dirty_reads: s.dirtyReads, loads: s.loads, failed_loads: s.failedLoads, abandoned_loads: s.abandonedLoads };
       });
-    measures('atelier_meta_memory_size', 'Meta from memory: the highest product id held (0 while not loaded), dirty products among them, bytes held.',
+    measures(`atelier_${name}_memory_size`, `${what}: the highest product id held (0 while not loaded), dirty products among them, bytes held.`,
       'measure', () => {
         const s = memory.stats();
         return { max_product: s.maxProduct, dirty: s.dirty, bytes: s.bytes };

@@ -12,6 +12,8 @@ import type { CacheAnswer, Rendered, ResponseCache } from '../response-cache/res
 import type { ReviewRepository } from './repository';
 import type { ReadBudget } from './read-budget';
 import type { MetaMemory } from './meta-memory';
+import type { ReviewMemory } from './review-memory';
+import { ratingMask } from './repository';
 import { listQuery, parseOr400, productIdQuery } from './schemas';
 
 /** Cookie naming the products a client wrote recently (nginx's cache key config reads it). */
@@ -45,6 +47,8 @@ export interface ReadPathOptions {
   budget?: ReadBudget;
   /** Every product's meta in memory, exact by the change feed (./meta-memory.ts); none: meta from the cache and the database. */
   metaMemory?: Pick<MetaMemory, 'answer'>;
+  /** Every visible review in memory, exact by the change feed (./review-memory.ts); none: lists from the cache and the database. */
+  reviewMemory?: Pick<ReviewMemory, 'answer'>;
   /** Request logger to run on requests served here; one with `record` is called after the answer, without a listener. */
   logger?: ((req: IncomingMessage, res: ServerResponse, next: () => void) => void) & {
     record?: (req: IncomingMessage, res: ServerResponse, route: string, startedAt: number) => void;
@@ -122,16 +126,20 @@ export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): Read
     if (!budget) return lookup(cache, product, key, writer, render);
     // The client is looked up only when it matters: someone may be over budget, or a miss
     // is charged (a cache hit, the common case, costs no header parsing here).
-    if (budget.anyOver() && (writer || !cache.holds(key))) {
-      const wait = budget.retryAfter(budget.clientOf(req));
-      if (wait > 0) {
-        throw new HttpError(429, 'Too many expensive reads from this client (large pages that are not cached); retry shortly.', undefined,
-          { 'Retry-After': String(Math.ceil(wait)) });
-      }
-    }
+    if (writer || !cache.holds(key)) refuseOverBudget(req);
     const answer = await lookup(cache, product, key, writer, render);
     if (answer.outcome !== 'HIT') budget.charge(budget.clientOf(req), answer.entry.body.length);
     return answer;
+  };
+
+  /** A 429 while the client is over its budget (someone must be over for its address to be looked up). */
+  const refuseOverBudget = (req: IncomingMessage) => {
+    if (!budget?.anyOver()) return;
+    const wait = budget.retryAfter(budget.clientOf(req));
+    if (wait > 0) {
+      throw new HttpError(429, 'Too many expensive reads from this client (large pages that are not cached); retry shortly.', undefined,
+        { 'Retry-After': String(Math.ceil(wait)) });
+    }
   };
 
   const list: Handler = async (req, res) => {
@@ -141,10 +149,23 @@ export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): Read
       const key = `l:${q.product_id}:${q.sort}:${q.page}:${q.count}:${q.rating?.join('') ?? ''}`;
       // No product has 2^31 reviews: a page that far out is empty (LIMIT 0), the count still holds.
       const beyond = offset > 2147483647;
+      const writer = wroteProducts(req).includes(String(q.product_id));
+      // From memory unless the response cache holds the page (a hit costs less than assembling
+      // it) or the reader wrote this product moments ago (rendered fresh, as below). A page
+      // assembled there is a render all the same: it counts against the client's budget as a
+      // miss does (a count=1000 page costs its bytes wherever it is assembled).
+      if (o.reviewMemory && !writer && !cache.holds(key)) {
+        refuseOverBudget(req);
+        const held = o.reviewMemory.answer({ product: q.product_id, sort: q.sort, page: q.page, count: q.count, offset, ratings: ratingMask(q.rating) });
+        if (held) {
+          budget?.charge(budget.clientOf(req), held.entry.body.length);
+          return send(req, res, held);
+        }
+      }
       const answer = await budgeted(req, q.product_id, key, async (fresh) => {
         const { value: { results, total }, stamp } = await repo.list(q.product_id, q.sort, beyond ? 0 : q.count, beyond ? 0 : offset, q.rating, fresh);
         return { text: `{"product":"${q.product_id}","page":${q.page - 1},"count":${q.count},"results":${results}}`, headers: { 'X-Total-Count': String(total) }, stamp };
-      });
+      }, writer);
       send(req, res, answer);
     } catch (err) {
       respondError(err, res);

@@ -15,13 +15,15 @@ function loadSql(name: string): string {
 }
 
 // Each order ends with date DESC, id DESC so ties page stably, and matches its index.
-const ORDER_BY: Record<Sort, string> = {
+export const ORDER_BY: Record<Sort, string> = {
   newest: 'date DESC, id DESC',
   helpful: 'helpfulness DESC, date DESC, id DESC',
   relevant: 'public.review_relevance(helpfulness, date) DESC, date DESC, id DESC',
 };
 
-const listTemplate = loadSql('list-reviews.sql');
+/** One review's JSON object over a row `r` of atelier.reviews (its comment lines dropped). */
+export const REVIEW_OBJECT_SQL = loadSql('review-object.sql').replace(/^--.*\n/gm, '').trim();
+const listTemplate = loadSql('list-reviews.sql').replaceAll('/*REVIEW*/', REVIEW_OBJECT_SQL);
 /** The list statement for a sort order (a batch of requests; see list-reviews.sql). */
 export function listSql(sort: Sort): string {
   return listTemplate.replaceAll('/*ORDER*/', ORDER_BY[sort]);

@@ -1,0 +1,250 @@
+// GET /reviews from the host's memory. Every visible review is read from the primary once a
+// load: its JSON object as PostgreSQL renders it for sql/list-reviews.sql (photos included),
+// its star rating, and its place in each sort order among its product's reviews; with each
+// product's rating counts (product_ratings, for X-Total-Count). A page is then those
+// objects joined as json_agg joins them, byte for byte the text the list statement returns
+// (tests compare the two, product by product, sort by sort, page by page).
+//
+// Exact, loaded, dropped and aged by the rules of ./memory-table.ts (shared with meta in
+// memory): a product changed since its load began is read as before (the response cache,
+// then PostgreSQL) until the next load.
+// Why: most reads that pass nginx ask for a list page nobody asked for in minutes
+// (docs/benchmarks.md), so neither nginx nor a response cache answers them: each was a
+// statement on PostgreSQL, the one part of the cluster that does not grow by adding hosts.
+// Memory: the objects' bytes (the JSON texts, ~480 bytes a review at full scale) in the
+// load's own buffers, outside V8's heap, plus 23 bytes a review and 24 a product id of
+// typed arrays: ~3 GiB at full scale (docs/architecture.md). A table larger than maxBytes is
+// not held.
+// The load reads a range of product ids a statement (sized to ~20,000 reviews; reviews and
+// rating counts in one statement, so each product comes from one snapshot), through the pool, never in one long
+// statement or transaction.
+import type { Db } from '../db';
+import { entityTag, type CacheAnswer } from '../response-cache/response-cache';
+import { Abandoned, MemoryTable, WillNotHold, type HeldTable, type Loading, type MemoryTableOptions, type MemoryTableStats } from './memory-table';
+import { ORDER_BY, REVIEW_OBJECT_SQL } from './repository';
+import { SORTS, type Sort } from './schemas';
+
+export interface ReviewMemoryOptions extends MemoryTableOptions {
+  /** The primary (its pool follows a promotion). */
+  db: Db;
+  /** Largest table to hold; a bigger one is not loaded (lists are then read as before). */
+  maxBytes: number;
+  /**
+   * Reviews a statement of the load aims at (default 20,000: ~10 MB of text, a fraction of a
+   * second): each range of product ids is sized from the reviews per product of the one
+   * before (popular products have many), starting at 16 product ids.
+   */
+  pageReviews?: number;
+}
+
+export type ReviewMemoryStats = MemoryTableStats;
+
+/** One load: reviews in CSR form by product (in review id order), with each sort order's permutation. */
+interface Table extends HeldTable {
+  /** Reviews of product p: indexes start[p] .. start[p + 1] - 1. */
+  start: Int32Array;
+  rating: Uint8Array;
+  /** Per sort (SORTS order): orders[s][start[p] + k] is the index of product p's k-th review in that order. */
+  orders: Int32Array[];
+  /** Where each review's JSON object is: which of `texts`, at which byte, how long. */
+  text: Uint16Array;
+  offset: Uint32Array;
+  length: Uint32Array;
+  texts: Buffer[];
+  /** product_ratings r1..r5 by product id (0 without a row, as the statement's coalesce says). */
+  counts: Int32Array;
+}
+
+const BYTES_PER_REVIEW = 1 + SORTS.length * 4 + 2 + 4 + 4;
+const BYTES_PER_PRODUCT = 4 + 5 * 4;
+/** Bytes of one review's record in a range's `rb` (product id, rating, three ranks, text length). */
+const RECORD = 24;
+/** As meta in memory: ids are dense; the table covers ids up to max(2^20, twice the products with ratings). */
+const DENSE_FLOOR = 2 ** 20;
+/** json_agg's separator between json elements (a composite or an array element would also get a newline). */
+const SEPARATOR = Buffer.from(', ');
+
+const rank = (sort: Sort) => `row_number() OVER (PARTITION BY r.product_id ORDER BY ${ORDER_BY[sort]})`;
+const RANGE_SQL = `
+WITH v AS MATERIALIZED (
+  SELECT r.product_id, r.id, r.rating, ${SORTS.map((s) => `${rank(s)} AS rank_${s}`).join(', ')},
+         convert_to((${REVIEW_OBJECT_SQL})::text, 'UTF8') AS j
+  FROM atelier.reviews r
+  WHERE r.product_id > $1 AND r.product_id <= $2 AND NOT r.reported)
+SELECT (SELECT count(*)::int FROM v) AS n,
+       (SELECT string_agg(int4send(product_id) || int4send(rating::int) || ${SORTS.map((s) => `int4send(rank_${s}::int)`).join(' || ')}
+                          || int4send(octet_length(j)), ''::bytea ORDER BY product_id, id) FROM v) AS rb,
+       (SELECT string_agg(j, ''::bytea ORDER BY product_id, id) FROM v) AS tb,
+       (SELECT count(*)::int FROM atelier.product_ratings WHERE product_id > $1 AND product_id <= $2) AS pn,
+       (SELECT string_agg(int4send(product_id) || int4send(r1) || int4send(r2) || int4send(r3) || int4send(r4) || int4send(r5), ''::bytea)
+        FROM atelier.product_ratings WHERE product_id > $1 AND product_id <= $2) AS pb`;
+
+export interface ListRequest {
+  product: number;
+  sort: Sort;
+  /** 1-based, as asked. */
+  page: number;
+  count: number;
+  offset: number;
+  /** Star ratings as a bit mask (bit n: rating n; all five: 62), as the list statement takes them. */
+  ratings: number;
+}
+
+export class ReviewMemory {
+  private readonly table: MemoryTable<Table>;
+
+  constructor(private readonly o: ReviewMemoryOptions) {
+    this.table = new MemoryTable(o, 'review memory', (loading, began) => this.read(loading, began));
+  }
+
+  /** Loads from now on (the first once the change feed listens). */
+  start(): void {
+    this.table.start();
+  }
+
+  close(): void {
+    this.table.close();
+  }
+
+  /** The list answer from memory, or undefined: not loaded, too old, untrusted, not held, or dirty. */
+  answer(q: ListRequest): CacheAnswer | undefined {
+    const t = this.table.clean(q.product);
+    if (!t) return undefined;
+    this.table.served();
+    const body = renderList(t, q);
+    const headers = { 'X-Total-Count': String(total(t, q.product, q.ratings)) };
+    return { entry: { body, etag: entityTag(body, headers), headers }, outcome: 'HIT', proven: true };
+  }
+
+  stats(): ReviewMemoryStats {
+    return this.table.stats();
+  }
+
+  /** Every visible review, a range of product ids at a time (each range one statement, after `loading` began). */
+  private async read(loading: Loading, began: number): Promise<Table> {
+    const db = this.o.db;
+    const target = Math.max(1, this.o.pageReviews ?? 20_000);
+    let span = 16;
+    const { rows: [size] } = await db.query<{ rated: number; reviews: number }>(
+      `SELECT greatest((SELECT reltuples FROM pg_class WHERE oid = 'atelier.product_ratings'::regclass), 0)::bigint AS rated,
+              greatest((SELECT reltuples FROM pg_class WHERE oid = 'atelier.reviews'::regclass), 0)::bigint AS reviews`);
+    const cap = Math.max(DENSE_FLOOR, 2 * Number(size.rated));
+    const { rows: [top] } = await db.query<{ max: number }>(
+      'SELECT greatest((SELECT max(product_id) FROM atelier.product_ratings WHERE product_id <= $1), (SELECT max(product_id) FROM atelier.reviews WHERE product_id <= $1), 0) AS max', [cap]);
+    const maxProduct = top.max;
+    let room = Math.ceil(Number(size.reviews) * 1.01) + 16;
+    let textBytes = 0;
+    const bytes = () => (maxProduct + 2) * BYTES_PER_PRODUCT + room * BYTES_PER_REVIEW + textBytes;
+    if (bytes() > this.o.maxBytes) throw new WillNotHold(`the table would take more than ${(bytes() / 2 ** 20).toFixed(0)} MiB, more than REVIEW_MEMORY_MB`);
+    const t: Table = {
+      maxProduct, bytes: bytes(), dirty: loading.dirty, loadedAt: began,
+      describe: () => `${n.toLocaleString('en-US')} reviews of product ids up to ${maxProduct.toLocaleString('en-US')}`,
+      start: new Int32Array(maxProduct + 2),
+      rating: new Uint8Array(room),
+      orders: SORTS.map(() => new Int32Array(room)),
+      text: new Uint16Array(room),
+      offset: new Uint32Array(room),
+      length: new Uint32Array(room),
+      texts: [],
+      counts: new Int32Array((maxProduct + 1) * 5),
+    };
+    let n = 0;
+    for (let lo = 0, hi = 0; lo < maxProduct; lo = hi) {
+      if (loading.abandoned) throw new Abandoned();
+      hi = Math.min(maxProduct, lo + span);
+      const { rows: [page] } = await db.query<{ n: number; rb: Buffer | null; tb: Buffer | null; pn: number; pb: Buffer | null }>(RANGE_SQL, [lo, hi], 'review-memory-range');
+      const rb = page.rb ?? Buffer.alloc(0);
+      const tb = page.tb ?? Buffer.alloc(0);
+      const pb = page.pb ?? Buffer.alloc(0);
+      if (rb.length !== page.n * RECORD || pb.length !== page.pn * 24) throw new Error('a range came back malformed');
+      if (t.texts.length === 0xffff) throw new WillNotHold('more than 65,535 ranges');
+      textBytes += tb.length;
+      if (n + page.n > room) {
+        room = Math.ceil(Math.max(n + page.n, room * 1.25));
+        t.rating = grow(t.rating, room);
+        t.orders = t.orders.map((o) => grow(o, room));
+        t.text = grow(t.text, room);
+        t.offset = grow(t.offset, room);
+        t.length = grow(t.length, room);
+      }
+      t.bytes = bytes();
+      if (t.bytes > this.o.maxBytes) throw new WillNotHold(`the reviews grew past ${(this.o.maxBytes / 2 ** 20).toFixed(0)} MiB while loading, more than REVIEW_MEMORY_MB`);
+      const slot = t.texts.length;
+      t.texts.push(tb);
+      const pv = new DataView(pb.buffer, pb.byteOffset, pb.length);
+      for (let o = 0; o < pb.length; o += 24) {
+        const p = pv.getInt32(o);
+        if (p <= lo || p > hi) throw new Error('a ratings row came back outside its range');
+        for (let i = 0; i < 5; i++) t.counts[p * 5 + i] = pv.getInt32(o + 4 + i * 4);
+      }
+      const rv = new DataView(rb.buffer, rb.byteOffset, rb.length);
+      let last = lo;
+      let at = 0;
+      let first = n;
+      const rangeEnd = n + page.n;
+      for (let o = 0; o < rb.length; o += RECORD) {
+        const p = rv.getInt32(o);
+        if (p <= lo || p > hi || p < last) throw new Error('a review came back out of order');
+        // Products between the last one seen and this one have none: their range is empty.
+        for (; last < p; last++) t.start[last + 1] = first = n;
+        const len = rv.getInt32(o + 20);
+        if (at + len > tb.length) throw new Error('a range came back malformed');
+        t.rating[n] = rv.getInt32(o + 4);
+        t.text[n] = slot;
+        t.offset[n] = at;
+        t.length[n] = len;
+        at += len;
+        for (let s = 0; s < SORTS.length; s++) {
+          // A rank is 1-based among the product's reviews, all of which are in this range.
+          const k = first + rv.getInt32(o + 8 + s * 4) - 1;
+          if (k < first || k >= rangeEnd) throw new Error('a rank came back out of range');
+          t.orders[s][k] = n;
+        }
+        n++;
+      }
+      if (at !== tb.length) throw new Error('a range came back malformed');
+      for (; last < hi; last++) t.start[last + 1] = n;
+      span = Math.max(1, Math.min(1 << 20, Math.round((span * target) / Math.max(page.n, target / 64))));
+    }
+    t.start[maxProduct + 1] = n;
+    return t;
+  }
+}
+
+function grow<A extends Int32Array | Uint16Array | Uint32Array | Uint8Array>(a: A, length: number): A {
+  const b = new (a.constructor as new (n: number) => A)(length);
+  b.set(a);
+  return b;
+}
+
+/** X-Total-Count: the product's visible reviews with those star ratings, from its rating counts. */
+function total(t: Table, product: number, mask: number): number {
+  let sum = 0;
+  for (let r = 1; r <= 5; r++) if (mask & (1 << r)) sum += t.counts[product * 5 + r - 1];
+  return sum;
+}
+
+/** The list answer's body, byte for byte read-path.ts's text around the list statement's page. */
+function renderList(t: Table, q: ListRequest): Buffer {
+  const order = t.orders[SORTS.indexOf(q.sort)];
+  const chosen: number[] = [];
+  let skip = q.offset;
+  for (let k = t.start[q.product], end = t.start[q.product + 1]; k < end && chosen.length < q.count; k++) {
+    const i = order[k];
+    if (!(q.ratings & (1 << t.rating[i]))) continue;
+    if (skip > 0) skip--;
+    else chosen.push(i);
+  }
+  const head = Buffer.from(`{"product":"${q.product}","page":${q.page - 1},"count":${q.count},"results":[`);
+  let size = head.length + 2 + Math.max(0, chosen.length - 1) * SEPARATOR.length;
+  for (const i of chosen) size += t.length[i];
+  const body = Buffer.allocUnsafe(size);
+  let at = head.copy(body, 0);
+  chosen.forEach((i, k) => {
+    if (k) at += SEPARATOR.copy(body, at);
+    at += t.texts[t.text[i]].copy(body, at, t.offset[i], t.offset[i] + t.length[i]);
+  });
+  body[at++] = 0x5d; // ]
+  body[at++] = 0x7d; // }
+  return body;
+}

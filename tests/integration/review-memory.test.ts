@@ -1,0 +1,226 @@
+// Review lists from the host's memory (src/reviews/review-memory.ts) on a real PostgreSQL:
+// every page it assembles is the list statement's own text, byte for byte (every product of
+// a generated export plus rows arranged for escapes, photos, ties and reported reviews;
+// every sort, page sizes and pages past the end, star filters, X-Total-Count), across the
+// load's range boundaries; a change heard makes its product dirty; a table past its bound is
+// not loaded; through HTTP a host with the table answers exactly as one without it, a
+// writer reads past it, and a client over its read budget is refused as on a miss. The
+// table's life (loads, flushes, trust, age, retries) is memory-table.ts's, tested through
+// meta-memory.test.ts.
+import type { AddressInfo } from 'node:net';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createApp } from '../../src/app';
+import { Db } from '../../src/db';
+import { generate } from '../../src/etl/generate';
+import { load } from '../../src/etl/load';
+import { ReadBudget } from '../../src/reviews/read-budget';
+import { listSql, ratingMask } from '../../src/reviews/repository';
+import { ReviewMemory } from '../../src/reviews/review-memory';
+import { SORTS, type Sort } from '../../src/reviews/schemas';
+import { followChanges } from '../../src/response-cache/invalidation-feed';
+import { ResponseCache } from '../../src/response-cache/response-cache';
+import { insertReviews } from '../helpers/fixtures';
+import { until } from '../helpers/replica-hosts';
+import { createTestDatabase, type TestDatabase } from '../helpers/test-db';
+
+let t: TestDatabase;
+let tmp: string;
+let maxProduct: number;
+/** Product ids of the rows arranged below (past the generated export's). */
+let arranged: number;
+
+beforeAll(async () => {
+  t = await createTestDatabase();
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'review-memory-'));
+  await generate({ out: tmp, scale: 0.0005, seed: 11, dirty: 0 });
+  await load({ dir: tmp, databaseUrl: t.url, rejectsFile: path.join(tmp, 'rejects.csv') });
+  const { rows: [top] } = await t.db.query<{ p: number; id: number }>('SELECT max(product_id) AS p, max(id) AS id FROM atelier.reviews');
+  arranged = top.p + 1;
+  const id = top.id + 1;
+  const day = '2021-03-04T05:06:07.089Z';
+  // Text JSON must escape, non-ASCII text, photos (in id order), a null and a set response,
+  // equal dates and helpfulness (ties broken by id), reported reviews (never listed).
+  await insertReviews(t.db, [
+    { id, product_id: arranged, rating: 5, date: day, summary: 'Say "hi" \\ there\ttab\n', body: `Länge ✓ 👍 ${'x'.repeat(60)}`, helpfulness: 3,
+      photos: [{ id: 9_000_002, url: 'https://example.com/b.jpg?a=1&b="2"' }, { id: 9_000_001, url: 'https://example.com/a.jpg' }] },
+    { id: id + 1, product_id: arranged, rating: 4, date: day, helpfulness: 3, response: 'Thanks \u0001 control' },
+    { id: id + 2, product_id: arranged, rating: 4, date: '2020-01-01T00:00:00.000Z', helpfulness: 9 },
+    { id: id + 3, product_id: arranged, rating: 1, date: '2022-01-01T00:00:00.000Z', reported: true },
+    { id: id + 4, product_id: arranged + 2, rating: 2, date: day, reported: true },
+    { id: id + 5, product_id: arranged + 3, rating: 3, date: day },
+  ]);
+  // The aggregates of the arranged rows, as the writes would keep them.
+  await t.db.query(`INSERT INTO atelier.product_ratings (product_id, r1, r2, r3, r4, r5, recommended, not_recommended)
+    SELECT product_id, count(*) FILTER (WHERE rating = 1), count(*) FILTER (WHERE rating = 2), count(*) FILTER (WHERE rating = 3),
+           count(*) FILTER (WHERE rating = 4), count(*) FILTER (WHERE rating = 5), count(*) FILTER (WHERE recommend), count(*) FILTER (WHERE NOT recommend)
+    FROM atelier.reviews WHERE product_id >= $1 AND NOT reported GROUP BY product_id`, [arranged]);
+  maxProduct = arranged + 3;
+}, 120_000);
+
+afterAll(async () => {
+  await t.drop();
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+interface HostOptions { maxBytes?: number; pageReviews?: number }
+
+/** A host's pieces: pool, cache with its feed (untrusted until it listens), the review table (not started). */
+function host(o: HostOptions = {}) {
+  const db = new Db({ connectionString: t.url, poolSize: 2 });
+  const cache = new ResponseCache({ maxBytes: 1 << 20, ttlMs: 600_000, trusted: false });
+  const feed = followChanges(db, cache, () => undefined, { heartbeatMs: 60_000 });
+  const logs: string[] = [];
+  const memory = new ReviewMemory({
+    db, cache, maxBytes: o.maxBytes ?? 256 << 20, maxAgeMs: 600_000, log: (l) => logs.push(l), retryMs: 200,
+    minLoadIntervalMs: 0, jitterMs: 0, pageReviews: o.pageReviews ?? 40,
+  });
+  return {
+    db, cache, memory, logs,
+    async stop() {
+      memory.close();
+      await feed.close();
+      await db.close();
+    },
+  };
+}
+
+async function withLoaded(o: HostOptions, fn: (h: ReturnType<typeof host>) => Promise<void>): Promise<void> {
+  const h = host(o);
+  try {
+    h.memory.start();
+    await until('the first load', () => h.memory.stats().loads === 1, 20_000);
+    await fn(h);
+  } finally {
+    await h.stop();
+  }
+}
+
+interface Ask { product: number; sort: Sort; page: number; count: number; rating?: number[] }
+
+/** The list statement's own answers (results and total) for `asks`, one statement per sort. */
+async function truth(asks: Ask[]): Promise<{ body: string; total: string }[]> {
+  const out: { body: string; total: string }[] = new Array(asks.length);
+  for (const sort of SORTS) {
+    const idx = asks.map((a, i) => [a, i] as const).filter(([a]) => a.sort === sort);
+    if (!idx.length) continue;
+    const { rows } = await t.db.query<{ results: string; total: number }>(listSql(sort), [
+      idx.map(([a]) => a.product), idx.map(([a]) => a.count), idx.map(([a]) => (a.page - 1) * a.count), idx.map(([a]) => ratingMask(a.rating))]);
+    idx.forEach(([a, i], k) => {
+      out[i] = { body: `{"product":"${a.product}","page":${a.page - 1},"count":${a.count},"results":${rows[k].results}}`, total: String(rows[k].total) };
+    });
+  }
+  return out;
+}
+
+const ask = (memory: ReviewMemory, a: Ask) => {
+  const answer = memory.answer({ product: a.product, sort: a.sort, page: a.page, count: a.count, offset: (a.page - 1) * a.count, ratings: ratingMask(a.rating) });
+  return answer && { body: answer.entry.body.toString(), total: answer.entry.headers!['X-Total-Count'] };
+};
+
+test("every product's pages from memory are the list statement's text, byte for byte, across the load's ranges", async () => {
+  await withLoaded({}, async (h) => {
+    const asks: Ask[] = [];
+    for (let product = 1; product <= maxProduct; product++) {
+      for (const sort of SORTS) {
+        for (const [count, pages] of [[5, 2], [1, 4], [2, 3], [1000, 1]] as const) {
+          for (let page = 1; page <= pages; page++) asks.push({ product, sort, page, count });
+        }
+        asks.push({ product, sort, page: 1, count: 5, rating: [4, 5] }, { product, sort, page: 2, count: 1, rating: [1, 3] }, { product, sort, page: 1, count: 3, rating: [2] });
+      }
+    }
+    const expected = await truth(asks);
+    const wrong = asks.map((a, i) => ({ a, ours: ask(h.memory, a), theirs: expected[i] })).filter((x) => x.ours?.body !== x.theirs.body || x.ours?.total !== x.theirs.total);
+    expect(wrong.slice(0, 3)).toEqual([]);
+    // The cases this data was arranged for are really in it: escapes and photos, several
+    // reviews a page, a product whose only review is reported (an empty page, total 0).
+    const special = expected.filter((e, i) => asks[i].product === arranged && asks[i].count === 1000);
+    expect(special[0].body).toContain('\\"hi\\" \\\\ there\\ttab\\n');
+    expect(special[0].body).toContain('\\u0001');
+    expect(special[0].body).toContain('"photos" : [{"id" : 9000001');
+    expect(expected.filter((e) => e.body.includes('}, {"review_id"')).length).toBeGreaterThan(100);
+    expect(ask(h.memory, { product: arranged + 2, sort: 'newest', page: 1, count: 5 })).toEqual({ body: `{"product":"${arranged + 2}","page":0,"count":5,"results":[]}`, total: '0' });
+    expect(h.memory.stats()).toMatchObject({ maxProduct, served: asks.length + 1 });
+  });
+}, 60_000);
+
+test('a product past the highest one held is not answered from memory', async () => {
+  await withLoaded({}, async (h) => {
+    expect(ask(h.memory, { product: maxProduct + 1, sort: 'newest', page: 1, count: 5 })).toBeUndefined();
+  });
+});
+
+test('a change heard makes its product dirty: never answered from memory again until the next load', async () => {
+  await withLoaded({}, async (h) => {
+    const a: Ask = { product: arranged, sort: 'helpful', page: 1, count: 5 };
+    expect(ask(h.memory, a)).toEqual((await truth([a]))[0]);
+    await t.db.query('UPDATE atelier.reviews SET helpfulness = helpfulness + 1 WHERE product_id = $1 AND rating = 4', [arranged]);
+    await until('the change heard', () => h.memory.stats().dirty === 1, 5000);
+    expect(ask(h.memory, a)).toBeUndefined();
+    expect(h.memory.stats().dirtyReads).toBe(1);
+    // Another product is still answered.
+    expect(ask(h.memory, { ...a, product: arranged + 3 })).toEqual((await truth([{ ...a, product: arranged + 3 }]))[0]);
+  });
+});
+
+test('a table larger than its bound is not loaded, and says so', async () => {
+  const h = host({ maxBytes: 1 << 20 });
+  try {
+    h.memory.start();
+    await until('the log line', () => h.logs.some((l) => l.includes('more than REVIEW_MEMORY_MB')), 20_000);
+    expect(h.memory.stats()).toMatchObject({ loads: 0, maxProduct: 0 });
+    expect(ask(h.memory, { product: 1, sort: 'newest', page: 1, count: 5 })).toBeUndefined();
+  } finally {
+    await h.stop();
+  }
+});
+
+test('through HTTP: a host with the table answers as one without it; a writer reads past it; an over-budget client is refused', async () => {
+  const a = host();
+  const plain = host();
+  const servers: import('node:http').Server[] = [];
+  const budget = new ReadBudget({ bytesPerSecond: 1, burstBytes: 4096, trustedProxies: new Set() });
+  try {
+    a.memory.start();
+    await until('the load', () => a.memory.stats().loads === 1, 20_000);
+    const urlOf = async (app: ReturnType<typeof createApp>) => {
+      const server = app.listen(0, '127.0.0.1');
+      servers.push(server);
+      await new Promise((r) => server.once('listening', r));
+      return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    };
+    const withTable = await urlOf(createApp(a.db, { log: () => undefined, cache: a.cache, reviewMemory: a.memory, readBudget: budget }));
+    const without = await urlOf(createApp(plain.db, { log: () => undefined, cache: new ResponseCache({ maxBytes: 0, ttlMs: 0 }) }));
+    const paths = [`/reviews?product_id=${arranged}&count=2&page=2&sort=helpful`, `/reviews?product_id=${arranged}&sort=relevant&rating=4,5`, '/reviews?product_id=3'];
+    for (const p of paths) {
+      const [x, y] = [await fetch(withTable + p), await fetch(without + p)];
+      expect(x.headers.get('x-response-cache')).toBe('HIT');
+      expect([x.status, await x.text(), x.headers.get('x-total-count'), x.headers.get('etag')]).toEqual([y.status, await y.text(), y.headers.get('x-total-count'), y.headers.get('etag')]);
+    }
+    // A conditional request is answered 304 from memory too.
+    const etag = (await fetch(withTable + paths[2])).headers.get('etag')!;
+    expect((await fetch(withTable + paths[2], { headers: { 'if-none-match': etag } })).status).toBe(304);
+
+    // A reader whose cookie names the product is rendered from the database.
+    const served = a.memory.stats().served;
+    const writer = await fetch(`${withTable}/reviews?product_id=${arranged}`, { headers: { cookie: `atelier_wrote=${arranged}` } });
+    expect(writer.headers.get('x-response-cache')).not.toBe('HIT');
+    expect(a.memory.stats().served).toBe(served);
+
+    // Pages assembled from memory are charged to the client's budget as renders: past its
+    // burst, it is refused with a 429 naming the problem.
+    let refused: Response | undefined;
+    for (let i = 0; i < 60 && !refused; i++) {
+      const r = await fetch(`${withTable}/reviews?product_id=${1 + i}&count=1000&sort=${SORTS[i % 3]}`);
+      if (r.status === 200) expect(r.headers.get('x-response-cache')).toBe('HIT');
+      if (r.status === 429) refused = r;
+    }
+    expect(refused?.headers.get('retry-after')).toBeTruthy();
+    expect((await refused!.json()).error).toMatch(/Too many expensive reads/);
+  } finally {
+    for (const s of servers) await new Promise((r) => s.close(r));
+    await a.stop();
+    await plain.stop();
+  }
+});
