@@ -21,6 +21,13 @@ export interface MemoryTableOptions {
    * while its feed listens (src/response-cache/invalidation-feed.ts).
    */
   cache: ResponseCache;
+  /**
+   * The most memory the tables held at once may take. A table larger than this is not loaded
+   * (its reads go as before); a load begins with the table held kept
+   * serving only while both fit (a new table taken to be as large as the one held); otherwise
+   * that table is dropped first, and its products are read as before until the load ends.
+   */
+  maxBytes: number;
   /** Longest a table is answered from (the backstop behind the exact invalidation); reloaded at 80 % of it. */
   maxAgeMs: number;
   log?: (line: string) => void;
@@ -191,6 +198,10 @@ export class MemoryTable<T extends HeldTable> {
     if (this.closed || this.loading || !this.o.cache.isTrusted) return;
     const loading: Loading = { dirty: new Set(), abandoned: false };
     this.loading = loading;
+    if (this.table && this.table.bytes * 2 > this.o.maxBytes) {
+      this.log(`${this.label}: the table held is dropped while the next loads (two would not fit the memory allowed)`);
+      this.table = undefined;
+    }
     this.reloadAfterAbandon = false;
     const began = (this.lastLoadAt = performance.now());
     let next: number | undefined;

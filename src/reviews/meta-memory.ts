@@ -20,8 +20,6 @@ import { Abandoned, MemoryTable, WillNotHold, type HeldTable, type Loading, type
 export interface MetaMemoryOptions extends MemoryTableOptions {
   /** The primary (its pool follows a promotion). */
   db: Db;
-  /** Largest table to hold; a bigger one is not loaded (meta is then read as before). */
-  maxBytes: number;
   /** Product ids a statement of the load reads (default 20,000). */
   pageProducts?: number;
 }

@@ -27,8 +27,6 @@ import { SORTS, type Sort } from './schemas';
 export interface ReviewMemoryOptions extends MemoryTableOptions {
   /** The primary (its pool follows a promotion). */
   db: Db;
-  /** Largest table to hold; a bigger one is not loaded (lists are then read as before). */
-  maxBytes: number;
   /**
    * Reviews a statement of the load aims at (default 20,000: ~10 MB of text, a fraction of a
    * second): each range of product ids is sized from the reviews per product of the one

@@ -64,7 +64,7 @@ afterAll(async () => {
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-interface HostOptions { maxBytes?: number; pageReviews?: number }
+interface HostOptions { maxBytes?: number; pageReviews?: number; reloadOnAnyChange?: boolean }
 
 /** A host's pieces: pool, cache with its feed (untrusted until it listens), the review table (not started). */
 function host(o: HostOptions = {}) {
@@ -75,6 +75,7 @@ function host(o: HostOptions = {}) {
   const memory = new ReviewMemory({
     db, cache, maxBytes: o.maxBytes ?? 256 << 20, maxAgeMs: 600_000, log: (l) => logs.push(l), retryMs: 200,
     minLoadIntervalMs: 0, jitterMs: 0, pageReviews: o.pageReviews ?? 40,
+    ...(o.reloadOnAnyChange ? { reloadDirtyMin: 0, reloadDirtyShare: 0 } : {}),
   });
   return {
     db, cache, memory, logs,
@@ -173,6 +174,43 @@ test('a table larger than its bound is not loaded, and says so', async () => {
     expect(ask(h.memory, { product: 1, sort: 'newest', page: 1, count: 5 })).toBeUndefined();
   } finally {
     await h.stop();
+  }
+});
+
+/** Holds product_ratings' lock in a transaction of its own (a load's statements wait on it). */
+async function lockRatings() {
+  const client = await t.db.connect();
+  await client.query('BEGIN');
+  await client.query('LOCK TABLE atelier.product_ratings IN ACCESS EXCLUSIVE MODE');
+  return async () => {
+    await client.query('ROLLBACK').catch(() => undefined);
+    client.release();
+  };
+}
+const loadWaiting = async () => (await t.db.query<{ n: number }>(
+  "SELECT count(*)::int AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'product_ratings' AND NOT l.granted")).rows[0].n > 0;
+
+test('a reload keeps the table held serving only while two fit the memory allowed; otherwise it drops it first', async () => {
+  let bytes = 0;
+  await withLoaded({}, async (h) => {
+    bytes = h.memory.stats().bytes;
+  });
+  const other: Ask = { product: arranged + 3, sort: 'newest', page: 1, count: 5 };
+  for (const [maxBytes, servesDuringLoad] of [[bytes * 2 + 1024, true], [Math.ceil(bytes * 1.5), false]] as const) {
+    await withLoaded({ maxBytes, reloadOnAnyChange: true }, async (h) => {
+      expect(ask(h.memory, other)).toBeDefined();
+      const release = await lockRatings();
+      try {
+        // A change (helpfulness: product_ratings is not written) makes a load due at once; it waits on the lock.
+        await t.db.query('UPDATE atelier.reviews SET helpfulness = helpfulness + 1 WHERE product_id = $1', [arranged]);
+        await until('the load to wait on the lock', loadWaiting, 10_000);
+        expect(ask(h.memory, other) !== undefined).toBe(servesDuringLoad);
+      } finally {
+        await release();
+      }
+      await until('the reload', () => h.memory.stats().loads === 2, 20_000);
+      expect(ask(h.memory, other)).toEqual((await truth([other]))[0]);
+    });
   }
 });
 
