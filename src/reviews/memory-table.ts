@@ -44,7 +44,17 @@ export interface MemoryTableOptions {
   minLoadIntervalMs?: number;
   /** A load after a flush waits a random delay up to this (default 5 s), so hosts do not all load at once. */
   jitterMs?: number;
+  /** Changed products are read again (with a refresher) after this long, those changed meanwhile together (default 50 ms). */
+  refreshDelayMs?: number;
 }
+
+/**
+ * Reads `products` of table `t` afresh, in one statement begun now, and returns for each
+ * product read a function that puts its new state into `t` (called only if the product may
+ * be answered from it: nothing changed it while the statement ran, and `t` is still held),
+ * false when it would not (past the table's bound: the product then stays dirty).
+ */
+export type Refresher<T> = (t: T, products: number[]) => Promise<Map<number, () => boolean>>;
 
 /** What every table has, whatever else it holds. */
 export interface HeldTable {
@@ -75,6 +85,9 @@ export interface MemoryTableStats {
   failedLoads: number;
   /** Loads abandoned for a flush, a change of trust or a close. */
   abandonedLoads: number;
+  /** Dirty products read again and made clean (with a refresher), and statements of that which failed. */
+  refreshed: number;
+  failedRefreshes: number;
   /** The highest product id held (0 while nothing is loaded), dirty products among them, and bytes held. */
   maxProduct: number;
   dirty: number;
@@ -96,15 +109,22 @@ export class MemoryTable<T extends HeldTable> {
   private lastLoadAt = -Infinity;
   /** A flush asked for a load while one was being abandoned: begin it once that one stops. */
   private reloadAfterAbandon = false;
-  private readonly counters = { served: 0, dirtyReads: 0, loads: 0, failedLoads: 0, abandonedLoads: 0 };
+  private readonly counters = { served: 0, dirtyReads: 0, loads: 0, failedLoads: 0, abandonedLoads: 0, refreshed: 0, failedRefreshes: 0 };
+  /** Dirty products of the table held waiting to be read again (with a refresher). */
+  private readonly pending = new Set<number>();
+  /** Products being read again: true once a change to one is heard meanwhile (it then stays dirty). */
+  private readonly refreshing = new Map<number, boolean>();
+  private refreshTimer?: NodeJS.Timeout;
   private readonly log: (line: string) => void;
 
   /**
    * `label` starts its log lines ("meta memory"); `read` reads a whole table, checking
-   * `loading.abandoned` between its statements (and throwing Abandoned when it is set).
+   * `loading.abandoned` between its statements (and throwing Abandoned when it is set);
+   * `refresh`, when given, reads changed products again so they need not wait for the next
+   * load (the same rule as a load's: its statement begins after the change was heard).
    */
   constructor(private readonly o: MemoryTableOptions, private readonly label: string,
-    private readonly read: (loading: Loading, began: number) => Promise<T>) {
+    private readonly read: (loading: Loading, began: number) => Promise<T>, private readonly refresh?: Refresher<T>) {
     this.log = o.log ?? (() => undefined);
     o.cache.onChange((product) => this.changed(product));
   }
@@ -118,7 +138,8 @@ export class MemoryTable<T extends HeldTable> {
   close(): void {
     this.closed = true;
     clearTimeout(this.timer);
-    this.table = undefined;
+    clearTimeout(this.refreshTimer);
+    this.drop();
     if (this.loading) this.loading.abandoned = true;
   }
 
@@ -150,7 +171,7 @@ export class MemoryTable<T extends HeldTable> {
   private current(): T | undefined {
     const t = this.table;
     if (t && performance.now() - t.loadedAt > this.o.maxAgeMs) {
-      this.table = undefined;
+      this.drop();
       this.schedule(0);
       return undefined;
     }
@@ -160,7 +181,7 @@ export class MemoryTable<T extends HeldTable> {
   private changed(product: number | undefined): void {
     if (product === undefined) {
       // A flush (an import's swap), a change of trust, a promotion: nothing held is proven now.
-      this.table = undefined;
+      this.drop();
       if (this.loading) {
         this.loading.abandoned = true;
         this.reloadAfterAbandon = true;
@@ -173,7 +194,67 @@ export class MemoryTable<T extends HeldTable> {
     const t = this.table;
     if (!t) return;
     t.dirty.add(product);
+    if (this.refreshing.has(product)) this.refreshing.set(product, true);
+    this.queueRefresh(product);
     if (t.dirty.size > Math.max(this.o.reloadDirtyMin ?? 1000, t.maxProduct * (this.o.reloadDirtyShare ?? 0.05))) this.schedule(0);
+  }
+
+  /** Forgets the table held, and the products waiting to be read again into it. */
+  private drop(): void {
+    this.table = undefined;
+    this.pending.clear();
+  }
+
+  private queueRefresh(product: number): void {
+    const t = this.table;
+    if (!this.refresh || !t || product > t.maxProduct) return;
+    this.pending.add(product);
+    this.armRefresh();
+  }
+
+  /** Reads the pending products again after refreshDelayMs, unless a read of them is armed or under way. */
+  private armRefresh(): void {
+    if (this.refreshTimer || this.refreshing.size || !this.pending.size) return;
+    this.refreshTimer = setTimeout(() => {
+      this.refreshTimer = undefined;
+      void this.refreshPending();
+    }, this.o.refreshDelayMs ?? 50);
+    this.refreshTimer.unref();
+  }
+
+  /**
+   * Reads the pending products again (one statement at a time, at most 256 products a
+   * statement). A product is made clean only if no change to it was heard from the moment
+   * its statement began (as a load's products are) and the table is the one read for;
+   * otherwise it stays dirty (and a change heard meanwhile queued it again). A failed
+   * statement leaves its products dirty, as they were.
+   */
+  private async refreshPending(): Promise<void> {
+    const t = this.table;
+    if (!t || !this.refresh || this.closed || !this.o.cache.isTrusted) return;
+    const batch = [...this.pending].slice(0, 256);
+    for (const product of batch) {
+      this.pending.delete(product);
+      this.refreshing.set(product, false);
+    }
+    try {
+      const fresh = await this.refresh(t, batch);
+      if (this.table === t && this.o.cache.isTrusted) {
+        for (const [product, install] of fresh) {
+          if (this.refreshing.get(product) !== false || !install()) continue;
+          t.dirty.delete(product);
+          this.counters.refreshed++;
+        }
+      }
+    } catch (err) {
+      this.counters.failedRefreshes++;
+      if (this.counters.failedRefreshes === 1 || this.counters.failedRefreshes % 1000 === 0) {
+        this.log(`${this.label}: reading changed products again failed (${(err as Error).message}; ${this.counters.failedRefreshes} so far); they stay dirty, read from the database until the next load`);
+      }
+    } finally {
+      for (const product of batch) this.refreshing.delete(product);
+    }
+    this.armRefresh();
   }
 
   /** A load after `delayMs`, and no sooner than minLoadIntervalMs after the last one began. */
@@ -200,7 +281,7 @@ export class MemoryTable<T extends HeldTable> {
     this.loading = loading;
     if (this.table && this.table.bytes * 2 > this.o.maxBytes) {
       this.log(`${this.label}: the table held is dropped while the next loads (two would not fit the memory allowed)`);
-      this.table = undefined;
+      this.drop();
     }
     this.reloadAfterAbandon = false;
     const began = (this.lastLoadAt = performance.now());
@@ -208,8 +289,11 @@ export class MemoryTable<T extends HeldTable> {
     try {
       const table = await this.read(loading, began);
       if (loading.abandoned) throw new Abandoned();
+      this.drop();
       this.table = table;
       this.counters.loads++;
+      // Products changed while it loaded are read again too.
+      for (const product of table.dirty) this.queueRefresh(product);
       this.log(`${this.label}: ${table.describe()}, ${(table.bytes / 2 ** 20).toFixed(0)} MiB, loaded in ${((performance.now() - began) / 1000).toFixed(1)} s`);
       // Reloaded before it is too old to answer from.
       next = this.o.maxAgeMs * 0.8;

@@ -51,6 +51,8 @@ interface Table extends HeldTable {
   texts: Buffer[];
   /** product_ratings r1..r5 by product id (0 without a row, as the statement's coalesce says). */
   counts: Int32Array;
+  /** Products read again since the load: these answer from here, not from the arrays above. */
+  fresh: Map<number, Fresh>;
 }
 
 const BYTES_PER_REVIEW = 1 + SORTS.length * 4 + 2 + 4 + 4;
@@ -63,19 +65,38 @@ const DENSE_FLOOR = 2 ** 20;
 const SEPARATOR = Buffer.from(', ');
 
 const rank = (sort: Sort) => `row_number() OVER (PARTITION BY r.product_id ORDER BY ${ORDER_BY[sort]})`;
-const RANGE_SQL = `
+/** The products' visible reviews and rating counts, for the products `which` selects (of column product_id). */
+const productsSql = (which: string) => `
 WITH v AS MATERIALIZED (
   SELECT r.product_id, r.id, r.rating, ${SORTS.map((s) => `${rank(s)} AS rank_${s}`).join(', ')},
          convert_to((${REVIEW_OBJECT_SQL})::text, 'UTF8') AS j
   FROM atelier.reviews r
-  WHERE r.product_id > $1 AND r.product_id <= $2 AND NOT r.reported)
+  WHERE ${which.replaceAll('product_id', 'r.product_id')} AND NOT r.reported)
 SELECT (SELECT count(*)::int FROM v) AS n,
        (SELECT string_agg(int4send(product_id) || int4send(rating::int) || ${SORTS.map((s) => `int4send(rank_${s}::int)`).join(' || ')}
                           || int4send(octet_length(j)), ''::bytea ORDER BY product_id, id) FROM v) AS rb,
        (SELECT string_agg(j, ''::bytea ORDER BY product_id, id) FROM v) AS tb,
-       (SELECT count(*)::int FROM atelier.product_ratings WHERE product_id > $1 AND product_id <= $2) AS pn,
-       (SELECT string_agg(int4send(product_id) || int4send(r1) || int4send(r2) || int4send(r3) || int4send(r4) || int4send(r5), ''::bytea)
-        FROM atelier.product_ratings WHERE product_id > $1 AND product_id <= $2) AS pb`;
+       (SELECT count(*)::int FROM atelier.product_ratings WHERE ${which}) AS pn,
+       (SELECT string_agg(int4send(product_id) || int4send(r1) || int4send(r2) || int4send(r3) || int4send(r4) || int4send(r5), ''::bytea ORDER BY product_id)
+        FROM atelier.product_ratings WHERE ${which}) AS pb`;
+/** A load's statement: a range of product ids ($1, $2]. */
+const RANGE_SQL = productsSql('product_id > $1 AND product_id <= $2');
+/** A refresh's statement: the products listed in $1. */
+const LISTED_SQL = productsSql('product_id = ANY($1::int[])');
+
+interface ProductsRows { n: number; rb: Buffer | null; tb: Buffer | null; pn: number; pb: Buffer | null }
+
+/** One product read again since the load (a refresh): its reviews in its own arrays, indexes 0 .. n - 1. */
+interface Fresh {
+  n: number;
+  rating: Uint8Array;
+  orders: Int32Array[];
+  text: Buffer;
+  offset: Uint32Array;
+  length: Uint32Array;
+  counts: Int32Array;
+  bytes: number;
+}
 
 export interface ListRequest {
   product: number;
@@ -92,7 +113,7 @@ export class ReviewMemory {
   private readonly table: MemoryTable<Table>;
 
   constructor(private readonly o: ReviewMemoryOptions) {
-    this.table = new MemoryTable(o, 'review memory', (loading, began) => this.read(loading, began));
+    this.table = new MemoryTable(o, 'review memory', (loading, began) => this.read(loading, began), (t, products) => this.refresh(t, products));
   }
 
   /** Loads from now on (the first once the change feed listens). */
@@ -116,6 +137,21 @@ export class ReviewMemory {
 
   stats(): ReviewMemoryStats {
     return this.table.stats();
+  }
+
+  private async refresh(t: Table, products: number[]): Promise<Map<number, () => boolean>> {
+    const installs = new Map<number, () => boolean>();
+    for (const [product, f] of await readFresh(this.o.db, products)) {
+      installs.set(product, () => {
+        const before = t.fresh.get(product)?.bytes ?? 0;
+        // Past the bound the product stays dirty: read from the database until the next load.
+        if (t.bytes - before + f.bytes > this.o.maxBytes) return false;
+        t.fresh.set(product, f);
+        t.bytes += f.bytes - before;
+        return true;
+      });
+    }
+    return installs;
   }
 
   /** Every visible review, a range of product ids at a time (each range one statement, after `loading` began). */
@@ -145,12 +181,13 @@ export class ReviewMemory {
       length: new Uint32Array(room),
       texts: [],
       counts: new Int32Array((maxProduct + 1) * 5),
+      fresh: new Map(),
     };
     let n = 0;
     for (let lo = 0, hi = 0; lo < maxProduct; lo = hi) {
       if (loading.abandoned) throw new Abandoned();
       hi = Math.min(maxProduct, lo + span);
-      const { rows: [page] } = await db.query<{ n: number; rb: Buffer | null; tb: Buffer | null; pn: number; pb: Buffer | null }>(RANGE_SQL, [lo, hi], 'review-memory-range');
+      const { rows: [page] } = await db.query<ProductsRows>(RANGE_SQL, [lo, hi], 'review-memory-range');
       const rb = page.rb ?? Buffer.alloc(0);
       const tb = page.tb ?? Buffer.alloc(0);
       const pb = page.pb ?? Buffer.alloc(0);
@@ -209,6 +246,56 @@ export class ReviewMemory {
   }
 }
 
+/**
+ * Products' reviews read again (the table's refresher, memory-table.ts): one statement for
+ * all of them; each product's state is put into the table only when memory-table.ts says it
+ * may (nothing changed it meanwhile), and only while the table stays within its bound.
+ */
+async function readFresh(db: Db, products: number[]): Promise<Map<number, Fresh>> {
+  const { rows: [page] } = await db.query<ProductsRows>(LISTED_SQL, [products], 'review-memory-products');
+  const rb = page.rb ?? Buffer.alloc(0);
+  const tb = page.tb ?? Buffer.alloc(0);
+  const pb = page.pb ?? Buffer.alloc(0);
+  if (rb.length !== page.n * RECORD || pb.length !== page.pn * 24) throw new Error('products came back malformed');
+  const out = new Map<number, Fresh>();
+  const empty = (): Fresh => ({ n: 0, rating: new Uint8Array(0), orders: SORTS.map(() => new Int32Array(0)), text: Buffer.alloc(0), offset: new Uint32Array(0), length: new Uint32Array(0), counts: new Int32Array(5), bytes: 0 });
+  for (const product of products) out.set(product, empty());
+  const pv = new DataView(pb.buffer, pb.byteOffset, pb.length);
+  for (let o = 0; o < pb.length; o += 24) {
+    const f = out.get(pv.getInt32(o));
+    if (!f) throw new Error('a ratings row came back for a product not asked for');
+    for (let i = 0; i < 5; i++) f.counts[i] = pv.getInt32(o + 4 + i * 4);
+  }
+  const rv = new DataView(rb.buffer, rb.byteOffset, rb.length);
+  let at = 0;
+  for (let o = 0; o < rb.length;) {
+    const product = rv.getInt32(o);
+    const f = out.get(product);
+    if (!f || f.n) throw new Error('reviews came back for a product not asked for, or out of order');
+    let n = 0;
+    while (o + n * RECORD < rb.length && rv.getInt32(o + n * RECORD) === product) n++;
+    Object.assign(f, { n, rating: new Uint8Array(n), orders: SORTS.map(() => new Int32Array(n)), offset: new Uint32Array(n), length: new Uint32Array(n) });
+    const begin = at;
+    for (let i = 0; i < n; i++, o += RECORD) {
+      f.rating[i] = rv.getInt32(o + 4);
+      for (let s = 0; s < SORTS.length; s++) {
+        const k = rv.getInt32(o + 8 + s * 4) - 1;
+        if (k < 0 || k >= n) throw new Error('a rank came back out of range');
+        f.orders[s][k] = i;
+      }
+      f.offset[i] = at - begin;
+      f.length[i] = rv.getInt32(o + 20);
+      at += f.length[i];
+    }
+    if (at > tb.length) throw new Error('products came back malformed');
+    // A copy: the product keeps its own bytes, not the whole statement's.
+    f.text = Buffer.from(tb.subarray(begin, at));
+    f.bytes = f.text.length + n * BYTES_PER_REVIEW + 5 * 4;
+  }
+  if (at !== tb.length) throw new Error('products came back malformed');
+  return out;
+}
+
 function grow<A extends Int32Array | Uint16Array | Uint32Array | Uint8Array>(a: A, length: number): A {
   const b = new (a.constructor as new (n: number) => A)(length);
   b.set(a);
@@ -217,30 +304,38 @@ function grow<A extends Int32Array | Uint16Array | Uint32Array | Uint8Array>(a: 
 
 /** X-Total-Count: the product's visible reviews with those star ratings, from its rating counts. */
 function total(t: Table, product: number, mask: number): number {
+  const f = t.fresh.get(product);
+  const [counts, base] = f ? [f.counts, 0] : [t.counts, product * 5];
   let sum = 0;
-  for (let r = 1; r <= 5; r++) if (mask & (1 << r)) sum += t.counts[product * 5 + r - 1];
+  for (let r = 1; r <= 5; r++) if (mask & (1 << r)) sum += counts[base + r - 1];
   return sum;
 }
 
 /** The list answer's body, byte for byte read-path.ts's text around the list statement's page. */
 function renderList(t: Table, q: ListRequest): Buffer {
-  const order = t.orders[SORTS.indexOf(q.sort)];
+  const s = SORTS.indexOf(q.sort);
+  // The product's reviews: its own arrays if it was read again since the load, else the table's.
+  const f = t.fresh.get(q.product);
+  const [from, to, order, rating, offset, length] = f
+    ? [0, f.n, f.orders[s], f.rating, f.offset, f.length]
+    : [t.start[q.product], t.start[q.product + 1], t.orders[s], t.rating, t.offset, t.length];
+  const textOf = (i: number) => (f ? f.text : t.texts[t.text[i]]);
   const chosen: number[] = [];
   let skip = q.offset;
-  for (let k = t.start[q.product], end = t.start[q.product + 1]; k < end && chosen.length < q.count; k++) {
+  for (let k = from; k < to && chosen.length < q.count; k++) {
     const i = order[k];
-    if (!(q.ratings & (1 << t.rating[i]))) continue;
+    if (!(q.ratings & (1 << rating[i]))) continue;
     if (skip > 0) skip--;
     else chosen.push(i);
   }
   const head = Buffer.from(`{"product":"${q.product}","page":${q.page - 1},"count":${q.count},"results":[`);
   let size = head.length + 2 + Math.max(0, chosen.length - 1) * SEPARATOR.length;
-  for (const i of chosen) size += t.length[i];
+  for (const i of chosen) size += length[i];
   const body = Buffer.allocUnsafe(size);
   let at = head.copy(body, 0);
   chosen.forEach((i, k) => {
     if (k) at += SEPARATOR.copy(body, at);
-    at += t.texts[t.text[i]].copy(body, at, t.offset[i], t.offset[i] + t.length[i]);
+    at += textOf(i).copy(body, at, offset[i], offset[i] + length[i]);
   });
   body[at++] = 0x5d; // ]
   body[at++] = 0x7d; // }

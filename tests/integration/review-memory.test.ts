@@ -64,7 +64,7 @@ afterAll(async () => {
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-interface HostOptions { maxBytes?: number; pageReviews?: number; reloadOnAnyChange?: boolean }
+interface HostOptions { maxBytes?: number; pageReviews?: number; reloadOnAnyChange?: boolean; refreshDelayMs?: number }
 
 /** A host's pieces: pool, cache with its feed (untrusted until it listens), the review table (not started). */
 function host(o: HostOptions = {}) {
@@ -74,7 +74,7 @@ function host(o: HostOptions = {}) {
   const logs: string[] = [];
   const memory = new ReviewMemory({
     db, cache, maxBytes: o.maxBytes ?? 256 << 20, maxAgeMs: 600_000, log: (l) => logs.push(l), retryMs: 200,
-    minLoadIntervalMs: 0, jitterMs: 0, pageReviews: o.pageReviews ?? 40,
+    minLoadIntervalMs: 0, jitterMs: 0, pageReviews: o.pageReviews ?? 40, refreshDelayMs: o.refreshDelayMs,
     ...(o.reloadOnAnyChange ? { reloadDirtyMin: 0, reloadDirtyShare: 0 } : {}),
   });
   return {
@@ -152,8 +152,8 @@ test('a product past the highest one held is not answered from memory', async ()
   });
 });
 
-test('a change heard makes its product dirty: never answered from memory again until the next load', async () => {
-  await withLoaded({}, async (h) => {
+test('a change heard makes its product dirty: not answered from memory until it is read again', async () => {
+  await withLoaded({ refreshDelayMs: 60_000 }, async (h) => {
     const a: Ask = { product: arranged, sort: 'helpful', page: 1, count: 5 };
     expect(ask(h.memory, a)).toEqual((await truth([a]))[0]);
     await t.db.query('UPDATE atelier.reviews SET helpfulness = helpfulness + 1 WHERE product_id = $1 AND rating = 4', [arranged]);
@@ -175,6 +175,46 @@ test('a table larger than its bound is not loaded, and says so', async () => {
   } finally {
     await h.stop();
   }
+});
+
+/** Every page of `product` asked the ways the storefront asks, from memory and from the statement. */
+async function allPages(memory: ReviewMemory, product: number) {
+  const asks: Ask[] = SORTS.flatMap((sort) => [{ product, sort, page: 1, count: 5 }, { product, sort, page: 2, count: 1, rating: [4, 5] }]);
+  return { ours: asks.map((a) => ask(memory, a)), theirs: await truth(asks) };
+}
+
+test('a changed product is read again and answered from memory with the change; a change heard while it is read keeps it dirty', async () => {
+  await withLoaded({ refreshDelayMs: 0 }, async (h) => {
+    await t.db.query('UPDATE atelier.reviews SET helpfulness = helpfulness + 5 WHERE id = (SELECT max(id) FROM atelier.reviews WHERE product_id = $1 AND NOT reported)', [arranged]);
+    await until('the product read again', () => h.memory.stats().refreshed === 1 && h.memory.stats().dirty === 0, 10_000);
+    let pages = await allPages(h.memory, arranged);
+    expect(pages.ours).toEqual(pages.theirs);
+    // A POST-like change (a new review) and a report, on another product, one after the other.
+    await insertReviews(t.db, [{ id: 9_500_000, product_id: arranged + 3, rating: 4, date: '2023-01-01T00:00:00.000Z' }]);
+    await t.db.query('UPDATE atelier.product_ratings SET r4 = r4 + 1 WHERE product_id = $1', [arranged + 3]);
+    await until('read again', () => h.memory.stats().dirty === 0 && h.memory.stats().refreshed >= 2, 10_000);
+    pages = await allPages(h.memory, arranged + 3);
+    expect(pages.ours).toEqual(pages.theirs);
+    expect(pages.theirs[0].body).toContain('"review_id" : 9500000');
+
+    // The next read of `arranged` waits on a lock; a second change is heard meanwhile: the
+    // first read's answer is not kept (the product stays dirty), the read that follows is.
+    const refreshed = h.memory.stats().refreshed;
+    const release = await lockRatings();
+    try {
+      await t.db.query('UPDATE atelier.reviews SET helpfulness = helpfulness + 1 WHERE product_id = $1', [arranged]);
+      await until('the read to wait on the lock', loadWaiting, 10_000);
+      await t.db.query('UPDATE atelier.reviews SET helpfulness = helpfulness + 1 WHERE product_id = $1', [arranged]);
+      await until('the second change heard', () => h.memory.stats().dirty === 1 && h.memory.stats().dirtyReads >= 0, 5000);
+      expect(ask(h.memory, { product: arranged, sort: 'helpful', page: 1, count: 5 })).toBeUndefined();
+    } finally {
+      await release();
+    }
+    await until('read again', () => h.memory.stats().dirty === 0, 10_000);
+    expect(h.memory.stats().refreshed).toBe(refreshed + 1);
+    pages = await allPages(h.memory, arranged);
+    expect(pages.ours).toEqual(pages.theirs);
+  });
 });
 
 /** Holds product_ratings' lock in a transaction of its own (a load's statements wait on it). */
