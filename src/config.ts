@@ -87,6 +87,9 @@ const schema = z.object({
   // As META_MEMORY_MAX_AGE_S, for the reviews (a load at full scale costs about a minute of
   // PostgreSQL's CPU per host).
   REVIEW_MEMORY_MAX_AGE_S: int(300, 86400).default(3600),
+  // A changed product is read back into memory (instead of waiting for the next load) when
+  // the table holds at most this many of its reviews (0 = never).
+  REVIEW_MEMORY_REFRESH_MAX: int(0, 1000000).default(64),
   READ_YOUR_WRITES_S: int(1, 3600).default(10),
   // Per client (address) and host: KiB per second of bodies rendered on read misses, the
   // debt allowed before its misses get a 429 being four seconds' worth (0 = no budget).

@@ -100,7 +100,7 @@ async function serve(config: Config): Promise<void> {
   // Every product's meta in memory: only with a change feed to keep it exact.
   const metaMemory = feed && config.META_MEMORY_MB > 0 ? new MetaMemory({ db, cache, maxBytes: config.META_MEMORY_MB * 2 ** 20, maxAgeMs: config.META_MEMORY_MAX_AGE_S * 1000, log }) : undefined;
   const reviewMemory = feed && config.REVIEW_MEMORY_MB > 0
-    ? new ReviewMemory({ db, cache, maxBytes: config.REVIEW_MEMORY_MB * 2 ** 20, maxAgeMs: config.REVIEW_MEMORY_MAX_AGE_S * 1000, log })
+    ? new ReviewMemory({ db, cache, maxBytes: config.REVIEW_MEMORY_MB * 2 ** 20, maxAgeMs: config.REVIEW_MEMORY_MAX_AGE_S * 1000, refreshMaxReviews: config.REVIEW_MEMORY_REFRESH_MAX, log })
     : undefined;
   // One set of trusted proxies for the log line and the budget: it says once when nginx is missing from it.
   const trustedProxies = new TrustedProxies(config.TRUSTED_PROXIES, log);

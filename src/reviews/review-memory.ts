@@ -33,6 +33,13 @@ export interface ReviewMemoryOptions extends MemoryTableOptions {
    * before (popular products have many), starting at 16 product ids.
    */
   pageReviews?: number;
+  /**
+   * A changed product is read again (rather than left to the database until the next load)
+   * only if the table holds at most this many of its reviews (default 64; 0: never). A read
+   * renders every review of the product: for the products with thousands, each write would
+   * cost PostgreSQL more than the reads it saves (measured: docs/benchmarks.md).
+   */
+  refreshMaxReviews?: number;
 }
 
 export type ReviewMemoryStats = MemoryTableStats;
@@ -141,7 +148,11 @@ export class ReviewMemory {
 
   private async refresh(t: Table, products: number[]): Promise<Map<number, () => boolean>> {
     const installs = new Map<number, () => boolean>();
-    for (const [product, f] of await readFresh(this.o.db, products)) {
+    const most = this.o.refreshMaxReviews ?? 64;
+    const held = (p: number) => t.fresh.get(p)?.n ?? t.start[p + 1] - t.start[p];
+    const small = products.filter((p) => held(p) <= most);
+    if (most <= 0 || !small.length) return installs;
+    for (const [product, f] of await readFresh(this.o.db, small)) {
       installs.set(product, () => {
         const before = t.fresh.get(product)?.bytes ?? 0;
         // Past the bound the product stays dirty: read from the database until the next load.

@@ -64,7 +64,7 @@ afterAll(async () => {
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-interface HostOptions { maxBytes?: number; pageReviews?: number; reloadOnAnyChange?: boolean; refreshDelayMs?: number }
+interface HostOptions { maxBytes?: number; pageReviews?: number; reloadOnAnyChange?: boolean; refreshDelayMs?: number; refreshMaxReviews?: number }
 
 /** A host's pieces: pool, cache with its feed (untrusted until it listens), the review table (not started). */
 function host(o: HostOptions = {}) {
@@ -74,7 +74,7 @@ function host(o: HostOptions = {}) {
   const logs: string[] = [];
   const memory = new ReviewMemory({
     db, cache, maxBytes: o.maxBytes ?? 256 << 20, maxAgeMs: 600_000, log: (l) => logs.push(l), retryMs: 200,
-    minLoadIntervalMs: 0, jitterMs: 0, pageReviews: o.pageReviews ?? 40, refreshDelayMs: o.refreshDelayMs,
+    minLoadIntervalMs: 0, jitterMs: 0, pageReviews: o.pageReviews ?? 40, refreshDelayMs: o.refreshDelayMs, refreshMaxReviews: o.refreshMaxReviews,
     ...(o.reloadOnAnyChange ? { reloadDirtyMin: 0, reloadDirtyShare: 0 } : {}),
   });
   return {
@@ -214,6 +214,20 @@ test('a changed product is read again and answered from memory with the change; 
     expect(h.memory.stats().refreshed).toBe(refreshed + 1);
     pages = await allPages(h.memory, arranged);
     expect(pages.ours).toEqual(pages.theirs);
+  });
+});
+
+test('a changed product with more reviews than refreshMaxReviews is not read again: it stays dirty until the next load', async () => {
+  await withLoaded({ refreshDelayMs: 0, refreshMaxReviews: 2 }, async (h) => {
+    // `arranged` has three visible reviews, `arranged + 3` one.
+    await t.db.query('UPDATE atelier.reviews SET helpfulness = helpfulness + 1 WHERE product_id = $1', [arranged]);
+    await t.db.query('UPDATE atelier.reviews SET helpfulness = helpfulness + 1 WHERE product_id = $1', [arranged + 3]);
+    await until('the small one read again', () => h.memory.stats().refreshed === 1, 10_000);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(h.memory.stats()).toMatchObject({ refreshed: 1, dirty: 1 });
+    expect(ask(h.memory, { product: arranged, sort: 'helpful', page: 1, count: 5 })).toBeUndefined();
+    const small: Ask = { product: arranged + 3, sort: 'helpful', page: 1, count: 5 };
+    expect(ask(h.memory, small)).toEqual((await truth([small]))[0]);
   });
 });
 
