@@ -84,9 +84,10 @@ const schema = z.object({
   // full scale (the reviews' JSON), loaded in the background, kept exact by the same change
   // feed; a table larger than this is not loaded (lists are then read from the database).
   REVIEW_MEMORY_MB: int(0, 1048576).default(4096),
-  // As META_MEMORY_MAX_AGE_S, for the reviews (a load at full scale costs about a minute of
-  // PostgreSQL's CPU per host).
-  REVIEW_MEMORY_MAX_AGE_S: int(300, 86400).default(3600),
+  // As META_MEMORY_MAX_AGE_S, for the reviews, but 6 h: a load at full scale takes the host
+  // ~4-5 minutes (paced to half of a connection) and drops the table first when two would not
+  // fit, and changed products are read back as they change (REVIEW_MEMORY_REFRESH_MAX).
+  REVIEW_MEMORY_MAX_AGE_S: int(300, 86400).default(21600),
   // A changed product is read back into memory (instead of waiting for the next load) when
   // the table holds at most this many of its reviews (0 = never).
   REVIEW_MEMORY_REFRESH_MAX: int(0, 1000000).default(64),
@@ -132,4 +133,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
   }
   return parsed.data;
+}
+
+/**
+ * What a worker of a host with `workers` processes is told on top of the host's settings:
+ * REVIEW_MEMORY_MB bounds the host, so each worker (which holds a table of its own) gets an
+ * equal share of it.
+ */
+export function workerSettings(config: Config, workers: number): Record<string, string> {
+  return { WORKERS: '1', REVIEW_MEMORY_MB: String(Math.floor(config.REVIEW_MEMORY_MB / workers)) };
 }

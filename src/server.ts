@@ -4,7 +4,7 @@ import cluster from 'node:cluster';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import { createApp, createHttpServer } from './app';
-import { ConfigError, loadConfig, type Config } from './config';
+import { ConfigError, loadConfig, workerSettings, type Config } from './config';
 import { parseCorsOrigins } from './http/cors';
 import { createMetrics } from './http/metrics';
 import { ReadBudget } from './reviews/read-budget';
@@ -33,7 +33,7 @@ export async function main(config: Config): Promise<void> {
 async function primary(config: Config, workers: number): Promise<void> {
   const database = await prepareDatabase(config, log);
   let closing = false;
-  const fork = () => cluster.fork({ DATABASE_URL: database.url, WORKERS: '1' });
+  const fork = () => cluster.fork({ DATABASE_URL: database.url, ...workerSettings(config, workers) });
   for (let i = 0; i < workers; i++) fork();
   cluster.on('exit', (worker, code, signal) => {
     if (closing) return;

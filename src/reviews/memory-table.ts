@@ -8,7 +8,9 @@
 // only while the change feed listens, and every change heard from the moment it begins
 // marks its product dirty; each of the load's statements starts after that moment, so it
 // holds every change heard before (and each product is read by one statement), and a dirty
-// product is read as before (response cache, then PostgreSQL) until the next load. A flush,
+// product is read as before (response cache, then PostgreSQL) until the next load, or until
+// it is read again into the table (with a refresher: the same rule, one statement begun after
+// the change was heard, and no change heard while it ran). A flush,
 // a change of trust or a promotion drops the whole table and abandons a load under way (the
 // next begins once it has stopped); a table is answered from for at most `maxAgeMs` (a
 // backstop, as the response cache's TTL is). So an answer from a table is one the primary
@@ -295,8 +297,9 @@ export class MemoryTable<T extends HeldTable> {
       // Products changed while it loaded are read again too.
       for (const product of table.dirty) this.queueRefresh(product);
       this.log(`${this.label}: ${table.describe()}, ${(table.bytes / 2 ** 20).toFixed(0)} MiB, loaded in ${((performance.now() - began) / 1000).toFixed(1)} s`);
-      // Reloaded before it is too old to answer from.
-      next = this.o.maxAgeMs * 0.8;
+      // Reloaded before it is too old to answer from, at 60-80 % of its age (hosts started
+      // together do not reload together).
+      next = this.o.maxAgeMs * (0.6 + 0.2 * Math.random());
     } catch (err) {
       if (err instanceof Abandoned || loading.abandoned) {
         this.counters.abandonedLoads++;

@@ -7,7 +7,8 @@
 //
 // Exact, loaded, dropped and aged by the rules of ./memory-table.ts (shared with meta in
 // memory): a product changed since its load began is read as before (the response cache,
-// then PostgreSQL) until the next load.
+// then PostgreSQL) until it is read back into the table (products with at most
+// refreshMaxReviews reviews, 50 ms after the change) or the next load.
 // Why: most reads that pass nginx ask for a list page nobody asked for in minutes
 // (docs/benchmarks.md), so neither nginx nor a response cache answers them: each was a
 // statement on PostgreSQL, the one part of the cluster that does not grow by adding hosts.
@@ -40,6 +41,8 @@ export interface ReviewMemoryOptions extends MemoryTableOptions {
    * cost PostgreSQL more than the reads it saves (measured: docs/benchmarks.md).
    */
   refreshMaxReviews?: number;
+  /** The share of the time a load keeps its statements running (default 0.5: a full-scale load ~2× its unpaced ~140 s). */
+  loadDuty?: number;
 }
 
 export type ReviewMemoryStats = MemoryTableStats;
@@ -64,10 +67,14 @@ interface Table extends HeldTable {
 
 const BYTES_PER_REVIEW = 1 + SORTS.length * 4 + 2 + 4 + 4;
 const BYTES_PER_PRODUCT = 4 + 5 * 4;
+/** A product read again: its counts and nine small arrays and their objects on the heap (about). */
+const FRESH_OVERHEAD = 5 * 4 + 9 * 100;
 /** Bytes of one review's record in a range's `rb` (product id, rating, three ranks, text length). */
 const RECORD = 24;
 /** As meta in memory: ids are dense; the table covers ids up to max(2^20, twice the products with ratings). */
 const DENSE_FLOOR = 2 ** 20;
+/** The rating mask of all five star ratings (bits 1..5). */
+const ALL_RATINGS = 62;
 /** json_agg's separator between json elements (a composite or an array element would also get a newline). */
 const SEPARATOR = Buffer.from(', ');
 
@@ -136,8 +143,9 @@ export class ReviewMemory {
   answer(q: ListRequest): CacheAnswer | undefined {
     const t = this.table.clean(q.product);
     if (!t) return undefined;
-    this.table.served();
     const body = renderList(t, q);
+    if (!body) return undefined;
+    this.table.served();
     const headers = { 'X-Total-Count': String(total(t, q.product, q.ratings)) };
     return { entry: { body, etag: entityTag(body, headers), headers }, outcome: 'HIT', proven: true };
   }
@@ -175,7 +183,8 @@ export class ReviewMemory {
               greatest((SELECT reltuples FROM pg_class WHERE oid = 'atelier.reviews'::regclass), 0)::bigint AS reviews`);
     const cap = Math.max(DENSE_FLOOR, 2 * Number(size.rated));
     const { rows: [top] } = await db.query<{ max: number }>(
-      'SELECT greatest((SELECT max(product_id) FROM atelier.product_ratings WHERE product_id <= $1), (SELECT max(product_id) FROM atelier.reviews WHERE product_id <= $1), 0) AS max', [cap]);
+      // NOT reported: the reviews' indexes are partial, so this is a backward index-only scan, not a full one.
+      'SELECT greatest((SELECT max(product_id) FROM atelier.product_ratings WHERE product_id <= $1), (SELECT max(product_id) FROM atelier.reviews WHERE product_id <= $1 AND NOT reported), 0) AS max', [cap]);
     const maxProduct = top.max;
     let room = Math.ceil(Number(size.reviews) * 1.01) + 16;
     let textBytes = 0;
@@ -198,7 +207,13 @@ export class ReviewMemory {
     for (let lo = 0, hi = 0; lo < maxProduct; lo = hi) {
       if (loading.abandoned) throw new Abandoned();
       hi = Math.min(maxProduct, lo + span);
-      const { rows: [page] } = await db.query<ProductsRows>(RANGE_SQL, [lo, hi], 'review-memory-range');
+      const asked = performance.now();
+      const page = await readRange(db, lo, hi, loading);
+      // Paced: after each statement, a pause as long as it took (times (1 - duty) / duty), so a
+      // load keeps at most about `loadDuty` of a connection (and of a PostgreSQL core) busy,
+      // whatever else is going on; a load after a flush under overload must not add to it.
+      const duty = this.o.loadDuty ?? 0.5;
+      if (duty < 1) await new Promise((r) => setTimeout(r, ((performance.now() - asked) * (1 - duty)) / duty));
       const rb = page.rb ?? Buffer.alloc(0);
       const tb = page.tb ?? Buffer.alloc(0);
       const pb = page.pb ?? Buffer.alloc(0);
@@ -250,7 +265,8 @@ export class ReviewMemory {
       }
       if (at !== tb.length) throw new Error('a range came back malformed');
       for (; last < hi; last++) t.start[last + 1] = n;
-      span = Math.max(1, Math.min(1 << 20, Math.round((span * target) / Math.max(page.n, target / 64))));
+      // At most 4 times the last span: a sparse range must not make the next one huge.
+      span = Math.max(1, Math.min(span * 4, Math.round((span * target) / Math.max(page.n, 1))));
     }
     t.start[maxProduct + 1] = n;
     return t;
@@ -299,12 +315,28 @@ async function readFresh(db: Db, products: number[]): Promise<Map<number, Fresh>
       at += f.length[i];
     }
     if (at > tb.length) throw new Error('products came back malformed');
-    // A copy: the product keeps its own bytes, not the whole statement's.
-    f.text = Buffer.from(tb.subarray(begin, at));
-    f.bytes = f.text.length + n * BYTES_PER_REVIEW + 5 * 4;
+    // A copy of its own (not a slice of the statement's bytes, nor of Node's shared pool).
+    f.text = Buffer.allocUnsafeSlow(at - begin);
+    tb.copy(f.text, 0, begin, at);
+    f.bytes = f.text.length + n * BYTES_PER_REVIEW + FRESH_OVERHEAD;
   }
   if (at !== tb.length) throw new Error('products came back malformed');
   return out;
+}
+
+/**
+ * One range of the load, tried again after 1, 2 and 4 s if it fails (a statement refused by a
+ * busy pool or timed out under load must not throw away the ranges read before it).
+ */
+async function readRange(db: Db, lo: number, hi: number, loading: Loading): Promise<ProductsRows> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return (await db.query<ProductsRows>(RANGE_SQL, [lo, hi], 'review-memory-range')).rows[0];
+    } catch (err) {
+      if (attempt === 3 || loading.abandoned) throw err;
+      await new Promise((r) => setTimeout(r, 1000 * 2 ** attempt));
+    }
+  }
 }
 
 function grow<A extends Int32Array | Uint16Array | Uint32Array | Uint8Array>(a: A, length: number): A {
@@ -322,8 +354,11 @@ function total(t: Table, product: number, mask: number): number {
   return sum;
 }
 
-/** The list answer's body, byte for byte read-path.ts's text around the list statement's page. */
-function renderList(t: Table, q: ListRequest): Buffer {
+/**
+ * The list answer's body, byte for byte read-path.ts's text around the list statement's page
+ * (undefined if the pieces do not add up: the page is then read from the database).
+ */
+function renderList(t: Table, q: ListRequest): Buffer | undefined {
   const s = SORTS.indexOf(q.sort);
   // The product's reviews: its own arrays if it was read again since the load, else the table's.
   const f = t.fresh.get(q.product);
@@ -333,7 +368,13 @@ function renderList(t: Table, q: ListRequest): Buffer {
   const textOf = (i: number) => (f ? f.text : t.texts[t.text[i]]);
   const chosen: number[] = [];
   let skip = q.offset;
-  for (let k = from; k < to && chosen.length < q.count; k++) {
+  let k = from;
+  // Every star rating asked for: the offset is a jump, not a walk.
+  if ((q.ratings & ALL_RATINGS) === ALL_RATINGS) {
+    k = Math.min(to, from + skip);
+    skip = 0;
+  }
+  for (; k < to && chosen.length < q.count; k++) {
     const i = order[k];
     if (!(q.ratings & (1 << rating[i]))) continue;
     if (skip > 0) skip--;
@@ -350,5 +391,5 @@ function renderList(t: Table, q: ListRequest): Buffer {
   });
   body[at++] = 0x5d; // ]
   body[at++] = 0x7d; // }
-  return body;
+  return at === size ? body : undefined;
 }

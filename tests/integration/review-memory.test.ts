@@ -189,13 +189,36 @@ test('a changed product is read again and answered from memory with the change; 
     await until('the product read again', () => h.memory.stats().refreshed === 1 && h.memory.stats().dirty === 0, 10_000);
     let pages = await allPages(h.memory, arranged);
     expect(pages.ours).toEqual(pages.theirs);
-    // A POST-like change (a new review) and a report, on another product, one after the other.
-    await insertReviews(t.db, [{ id: 9_500_000, product_id: arranged + 3, rating: 4, date: '2023-01-01T00:00:00.000Z' }]);
-    await t.db.query('UPDATE atelier.product_ratings SET r4 = r4 + 1 WHERE product_id = $1', [arranged + 3]);
-    await until('read again', () => h.memory.stats().dirty === 0 && h.memory.stats().refreshed >= 2, 10_000);
+    // A POST-like change (a new review, its count in the same transaction), then a report
+    // (the review hidden, its count taken off), on another product.
+    const inOneTransaction = async (statements: [string, unknown[]][]) => {
+      const client = await t.db.connect();
+      try {
+        await client.query('BEGIN');
+        for (const [text, params] of statements) await client.query(text, params);
+        await client.query('COMMIT');
+      } finally {
+        client.release();
+      }
+    };
+    const refreshedBy = async (n: number) => until('read again', () => h.memory.stats().dirty === 0 && h.memory.stats().refreshed >= n, 10_000);
+    await inOneTransaction([
+      [`INSERT INTO atelier.reviews (id, product_id, rating, date, summary, body, recommend, reported, reviewer_name, reviewer_email, helpfulness)
+        VALUES (9500000, $1, 4, '2023-01-01T00:00:00Z', 'new', 'a new review', true, false, 'new', 'new@example.com', 0)`, [arranged + 3]],
+      ['UPDATE atelier.product_ratings SET r4 = r4 + 1 WHERE product_id = $1', [arranged + 3]],
+    ]);
+    await refreshedBy(2);
     pages = await allPages(h.memory, arranged + 3);
     expect(pages.ours).toEqual(pages.theirs);
     expect(pages.theirs[0].body).toContain('"review_id" : 9500000');
+    await inOneTransaction([
+      ['UPDATE atelier.reviews SET reported = true WHERE id = 9500000', []],
+      ['UPDATE atelier.product_ratings SET r4 = r4 - 1 WHERE product_id = $1', [arranged + 3]],
+    ]);
+    await refreshedBy(3);
+    pages = await allPages(h.memory, arranged + 3);
+    expect(pages.ours).toEqual(pages.theirs);
+    expect(pages.theirs[0].body).not.toContain('9500000');
 
     // The next read of `arranged` waits on a lock; a second change is heard meanwhile: the
     // first read's answer is not kept (the product stays dirty), the read that follows is.
@@ -204,8 +227,9 @@ test('a changed product is read again and answered from memory with the change; 
     try {
       await t.db.query('UPDATE atelier.reviews SET helpfulness = helpfulness + 1 WHERE product_id = $1', [arranged]);
       await until('the read to wait on the lock', loadWaiting, 10_000);
+      const heard = h.cache.stats().invalidations;
       await t.db.query('UPDATE atelier.reviews SET helpfulness = helpfulness + 1 WHERE product_id = $1', [arranged]);
-      await until('the second change heard', () => h.memory.stats().dirty === 1 && h.memory.stats().dirtyReads >= 0, 5000);
+      await until('the second change heard', () => h.cache.stats().invalidations > heard, 5000);
       expect(ask(h.memory, { product: arranged, sort: 'helpful', page: 1, count: 5 })).toBeUndefined();
     } finally {
       await release();
@@ -231,6 +255,35 @@ test('a changed product with more reviews than refreshMaxReviews is not read aga
   });
 });
 
+test('a read of changed products overtaken by a flush or a failure puts nothing into memory; they stay dirty', async () => {
+  await withLoaded({ refreshDelayMs: 0 }, async (h) => {
+    const release = await lockRatings();
+    try {
+      await t.db.query('UPDATE atelier.reviews SET helpfulness = helpfulness + 1 WHERE product_id = $1', [arranged + 3]);
+      await until('the read to wait on the lock', loadWaiting, 10_000);
+      // A flush (the feed lost and back, an import's swap) drops the table under the read.
+      h.cache.invalidateAll();
+    } finally {
+      await release();
+    }
+    await until('the next load', () => h.memory.stats().loads === 2, 20_000);
+    expect(h.memory.stats().refreshed).toBe(0);
+    // A read that fails (its statement times out) leaves the product dirty, and says so.
+    const release2 = await lockRatings();
+    try {
+      await t.db.query('UPDATE atelier.reviews SET helpfulness = helpfulness + 1 WHERE product_id = $1', [arranged + 3]);
+      await until('the read to wait on the lock', loadWaiting, 10_000);
+      await t.db.query("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%product_id = ANY%' AND pid <> pg_backend_pid()");
+      await until('the failure counted', () => h.memory.stats().failedRefreshes === 1, 10_000);
+    } finally {
+      await release2();
+    }
+    expect(h.memory.stats()).toMatchObject({ refreshed: 0, dirty: 1 });
+    expect(ask(h.memory, { product: arranged + 3, sort: 'newest', page: 1, count: 5 })).toBeUndefined();
+    expect(h.logs.some((l) => l.includes('reading changed products again failed'))).toBe(true);
+  });
+});
+
 /** Holds product_ratings' lock in a transaction of its own (a load's statements wait on it). */
 async function lockRatings() {
   const client = await t.db.connect();
@@ -251,7 +304,8 @@ test('a reload keeps the table held serving only while two fit the memory allowe
   });
   const other: Ask = { product: arranged + 3, sort: 'newest', page: 1, count: 5 };
   for (const [maxBytes, servesDuringLoad] of [[bytes * 2 + 1024, true], [Math.ceil(bytes * 1.5), false]] as const) {
-    await withLoaded({ maxBytes, reloadOnAnyChange: true }, async (h) => {
+    // (No refresh meanwhile: only the load waits on the lock.)
+    await withLoaded({ maxBytes, reloadOnAnyChange: true, refreshDelayMs: 600_000 }, async (h) => {
       expect(ask(h.memory, other)).toBeDefined();
       const release = await lockRatings();
       try {

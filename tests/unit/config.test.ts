@@ -1,5 +1,5 @@
 // Configuration is validated once, with one line per bad variable.
-import { ConfigError, loadConfig } from '../../src/config';
+import { ConfigError, loadConfig, workerSettings } from '../../src/config';
 import fs from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { clientAddress, TrustedProxies } from '../../src/lib/client-address';
@@ -64,4 +64,10 @@ describe('TRUSTED_PROXIES', () => {
     // The runbook's nginx machine (docs/operations.md) sends X-Forwarded-For from its own address.
     expect(clientAddress(req('10.0.0.10', '198.51.100.23'), trust)).toBe('198.51.100.23');
   });
+});
+
+test("REVIEW_MEMORY_MB bounds the host: each worker is told an equal share of it", () => {
+  expect(workerSettings(loadConfig({}), 1)).toEqual({ WORKERS: '1', REVIEW_MEMORY_MB: '4096' });
+  expect(workerSettings(loadConfig({ REVIEW_MEMORY_MB: '3000' }), 4)).toEqual({ WORKERS: '1', REVIEW_MEMORY_MB: '750' });
+  expect(workerSettings(loadConfig({ REVIEW_MEMORY_MB: '0' }), 2).REVIEW_MEMORY_MB).toBe('0');
 });
