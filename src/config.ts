@@ -76,7 +76,7 @@ const schema = z.object({
   // Every product's meta aggregates held in memory (MiB at most; 0 = off): 89 MiB at full
   // scale, loaded in the background and kept exact by the same change feed.
   META_MEMORY_MB: int(0, 65536).default(512),
-  // Longest a loaded table is answered from (reloaded at 80 % of it): the backstop behind the
+  // Longest a loaded table is answered from (reloaded at 60-80 % of it, at random): the backstop behind the
   // exact invalidation, as RESPONSE_CACHE_TTL_S is for the cache, but longer because a load
   // costs seconds of CPU (full scale: ~1.7 s a host, ~4.8 s PostgreSQL).
   META_MEMORY_MAX_AGE_S: int(300, 86400).default(3600),

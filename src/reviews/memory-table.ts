@@ -30,7 +30,7 @@ export interface MemoryTableOptions {
    * that table is dropped first, and its products are read as before until the load ends.
    */
   maxBytes: number;
-  /** Longest a table is answered from (the backstop behind the exact invalidation); reloaded at 80 % of it. */
+  /** Longest a table is answered from (the backstop behind the exact invalidation); reloaded at 60-80 % of it, at random. */
   maxAgeMs: number;
   log?: (line: string) => void;
   /** Load again once this share of the products (and at least reloadDirtyMin) is dirty (default 0.05, 1,000). */
@@ -117,6 +117,8 @@ export class MemoryTable<T extends HeldTable> {
   /** Products being read again: true once a change to one is heard meanwhile (it then stays dirty). */
   private readonly refreshing = new Map<number, boolean>();
   private refreshTimer?: NodeJS.Timeout;
+  /** After failed read-backs, the next waits this long (doubling to 30 s; 0 after a success). */
+  private refreshBackoffMs = 0;
   private readonly log: (line: string) => void;
 
   /**
@@ -220,7 +222,7 @@ export class MemoryTable<T extends HeldTable> {
     this.refreshTimer = setTimeout(() => {
       this.refreshTimer = undefined;
       void this.refreshPending();
-    }, this.o.refreshDelayMs ?? 50);
+    }, Math.max(this.o.refreshDelayMs ?? 50, this.refreshBackoffMs));
     this.refreshTimer.unref();
   }
 
@@ -241,6 +243,7 @@ export class MemoryTable<T extends HeldTable> {
     }
     try {
       const fresh = await this.refresh(t, batch);
+      this.refreshBackoffMs = 0;
       if (this.table === t && this.o.cache.isTrusted) {
         for (const [product, install] of fresh) {
           if (this.refreshing.get(product) !== false || !install()) continue;
@@ -250,8 +253,12 @@ export class MemoryTable<T extends HeldTable> {
       }
     } catch (err) {
       this.counters.failedRefreshes++;
+      // Still dirty: tried again after a pause that doubles while they keep failing (an
+      // overloaded database must not turn every write into a failed statement more).
+      this.refreshBackoffMs = Math.min(30_000, Math.max(1000, this.refreshBackoffMs * 2));
+      if (this.table === t) for (const product of batch) if (t.dirty.has(product)) this.pending.add(product);
       if (this.counters.failedRefreshes === 1 || this.counters.failedRefreshes % 1000 === 0) {
-        this.log(`${this.label}: reading changed products again failed (${(err as Error).message}; ${this.counters.failedRefreshes} so far); they stay dirty, read from the database until the next load`);
+        this.log(`${this.label}: reading changed products again failed (${(err as Error).message}; ${this.counters.failedRefreshes} so far); they stay dirty, read from the database, and are tried again in ${(this.refreshBackoffMs / 1000).toFixed(0)} s`);
       }
     } finally {
       for (const product of batch) this.refreshing.delete(product);
@@ -297,6 +304,7 @@ export class MemoryTable<T extends HeldTable> {
       // Products changed while it loaded are read again too.
       for (const product of table.dirty) this.queueRefresh(product);
       this.log(`${this.label}: ${table.describe()}, ${(table.bytes / 2 ** 20).toFixed(0)} MiB, loaded in ${((performance.now() - began) / 1000).toFixed(1)} s`);
+      if (performance.now() - began > this.o.maxAgeMs * 0.25) this.log(`${this.label}: the load took more than a quarter of its age limit; raise the age limit`);
       // Reloaded before it is too old to answer from, at 60-80 % of its age (hosts started
       // together do not reload together).
       next = this.o.maxAgeMs * (0.6 + 0.2 * Math.random());

@@ -189,7 +189,7 @@ export class ReviewMemory {
     let room = Math.ceil(Number(size.reviews) * 1.01) + 16;
     let textBytes = 0;
     const bytes = () => (maxProduct + 2) * BYTES_PER_PRODUCT + room * BYTES_PER_REVIEW + textBytes;
-    if (bytes() > this.o.maxBytes) throw new WillNotHold(`the table would take more than ${(bytes() / 2 ** 20).toFixed(0)} MiB, more than REVIEW_MEMORY_MB`);
+    if (bytes() > this.o.maxBytes) throw new WillNotHold(`the table would take more than ${(bytes() / 2 ** 20).toFixed(0)} MiB, more than the ${(this.o.maxBytes / 2 ** 20).toFixed(0)} MiB of REVIEW_MEMORY_MB (a worker's share when WORKERS > 1)`);
     const t: Table = {
       maxProduct, bytes: bytes(), dirty: loading.dirty, loadedAt: began,
       describe: () => `${n.toLocaleString('en-US')} reviews of product ids up to ${maxProduct.toLocaleString('en-US')}`,
@@ -208,12 +208,18 @@ export class ReviewMemory {
       if (loading.abandoned) throw new Abandoned();
       hi = Math.min(maxProduct, lo + span);
       const asked = performance.now();
-      const page = await readRange(db, lo, hi, loading);
+      const { page, read } = await readRange(db, lo, hi, loading);
+      // A range read in parts after failures: the next ranges start where it ended, smaller.
+      if (read < hi) {
+        hi = read;
+        span = Math.max(1, hi - lo);
+      }
       // Paced: after each statement, a pause as long as it took (times (1 - duty) / duty), so a
       // load keeps at most about `loadDuty` of a connection (and of a PostgreSQL core) busy,
       // whatever else is going on; a load after a flush under overload must not add to it.
       const duty = this.o.loadDuty ?? 0.5;
       if (duty < 1) await new Promise((r) => setTimeout(r, ((performance.now() - asked) * (1 - duty)) / duty));
+      if (loading.abandoned) throw new Abandoned();
       const rb = page.rb ?? Buffer.alloc(0);
       const tb = page.tb ?? Buffer.alloc(0);
       const pb = page.pb ?? Buffer.alloc(0);
@@ -230,6 +236,13 @@ export class ReviewMemory {
       }
       t.bytes = bytes();
       if (t.bytes > this.o.maxBytes) throw new WillNotHold(`the reviews grew past ${(this.o.maxBytes / 2 ** 20).toFixed(0)} MiB while loading, more than REVIEW_MEMORY_MB`);
+      // Once a tenth of the reviews are read, a table that will not fit is known: stop then,
+      // not after reading most of it (a worker's share of REVIEW_MEMORY_MB, say).
+      const expected = Number(size.reviews);
+      const projected = (maxProduct + 2) * BYTES_PER_PRODUCT + expected * BYTES_PER_REVIEW + (textBytes / Math.max(1, n + page.n)) * expected;
+      if (n + page.n > expected / 10 && projected > this.o.maxBytes * 1.1) {
+        throw new WillNotHold(`the table would take about ${(projected / 2 ** 20).toFixed(0)} MiB, more than the ${(this.o.maxBytes / 2 ** 20).toFixed(0)} MiB of REVIEW_MEMORY_MB (a worker's share when WORKERS > 1)`);
+      }
       const slot = t.texts.length;
       t.texts.push(tb);
       const pv = new DataView(pb.buffer, pb.byteOffset, pb.length);
@@ -285,7 +298,7 @@ async function readFresh(db: Db, products: number[]): Promise<Map<number, Fresh>
   const pb = page.pb ?? Buffer.alloc(0);
   if (rb.length !== page.n * RECORD || pb.length !== page.pn * 24) throw new Error('products came back malformed');
   const out = new Map<number, Fresh>();
-  const empty = (): Fresh => ({ n: 0, rating: new Uint8Array(0), orders: SORTS.map(() => new Int32Array(0)), text: Buffer.alloc(0), offset: new Uint32Array(0), length: new Uint32Array(0), counts: new Int32Array(5), bytes: 0 });
+  const empty = (): Fresh => ({ n: 0, rating: new Uint8Array(0), orders: SORTS.map(() => new Int32Array(0)), text: Buffer.alloc(0), offset: new Uint32Array(0), length: new Uint32Array(0), counts: new Int32Array(5), bytes: FRESH_OVERHEAD });
   for (const product of products) out.set(product, empty());
   const pv = new DataView(pb.buffer, pb.byteOffset, pb.length);
   for (let o = 0; o < pb.length; o += 24) {
@@ -325,16 +338,19 @@ async function readFresh(db: Db, products: number[]): Promise<Map<number, Fresh>
 }
 
 /**
- * One range of the load, tried again after 1, 2 and 4 s if it fails (a statement refused by a
- * busy pool or timed out under load must not throw away the ranges read before it).
+ * One range of the load (lo, hi], tried again after 1, 2 and 4 s if it fails, each time over
+ * half as many product ids (a statement refused by a busy pool or timed out under load must
+ * not throw away the ranges read before it); `read`: the range's end actually read.
  */
-async function readRange(db: Db, lo: number, hi: number, loading: Loading): Promise<ProductsRows> {
+async function readRange(db: Db, lo: number, hi: number, loading: Loading): Promise<{ page: ProductsRows; read: number }> {
   for (let attempt = 0; ; attempt++) {
     try {
-      return (await db.query<ProductsRows>(RANGE_SQL, [lo, hi], 'review-memory-range')).rows[0];
+      return { page: (await db.query<ProductsRows>(RANGE_SQL, [lo, hi], 'review-memory-range')).rows[0], read: hi };
     } catch (err) {
       if (attempt === 3 || loading.abandoned) throw err;
       await new Promise((r) => setTimeout(r, 1000 * 2 ** attempt));
+      if (loading.abandoned) throw new Abandoned();
+      hi = lo + Math.max(1, Math.floor((hi - lo) / 2));
     }
   }
 }

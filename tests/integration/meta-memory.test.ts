@@ -267,7 +267,7 @@ test('a failed load is retried, and says so', async () => {
 });
 
 test('a table is answered from for at most its age limit, then loaded again', async () => {
-  // Age 3 s (reloaded at 80 % of it), loads spaced 8 s: between 3 and 8 s after the load began it is too old.
+  // Age 3 s (reloaded at 60-80 % of it), loads spaced 8 s: between 3 and 8 s after the load began it is too old.
   const h = host({ maxAgeMs: 3000, minLoadIntervalMs: 8000 });
   try {
     const before = performance.now();

@@ -169,7 +169,7 @@ test('a table larger than its bound is not loaded, and says so', async () => {
   const h = host({ maxBytes: 1 << 20 });
   try {
     h.memory.start();
-    await until('the log line', () => h.logs.some((l) => l.includes('more than REVIEW_MEMORY_MB')), 20_000);
+    await until('the log line', () => h.logs.some((l) => l.includes('of REVIEW_MEMORY_MB')), 20_000);
     expect(h.memory.stats()).toMatchObject({ loads: 0, maxProduct: 0 });
     expect(ask(h.memory, { product: 1, sort: 'newest', page: 1, count: 5 })).toBeUndefined();
   } finally {
