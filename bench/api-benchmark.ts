@@ -236,7 +236,9 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
       const model = cacheability({ rate, seconds, products, seed });
       // One read of the hosts' metrics on each side (it also resets their event-loop histogram).
       const before = await hostStats(cluster.hosts);
-      const { result, cpuMs, systemMs, switches } = await withCpu(groups, () => runLoad({ ...browser, target: cluster.url, stages: [{ rate, duration: seconds }], products, distribution: 'zipf', seed: seed++ }));
+      const { result, cpuMs, systemMs, switches, stealMs } = await withCpu(groups, () => runLoad({ ...browser, target: cluster.url, stages: [{ rate, duration: seconds }], products, distribution: 'zipf', seed: seed++ }));
+      // The hypervisor's share of the box's two CPUs during the step (steal time): a slow hour, measured.
+      const stealShare = stealMs / (2 * 1000 * seconds);
       const hosts = diffHostStats(await hostStats(cluster.hosts), before);
       const st = result.stages[0];
       const met = verdict.met(st, floorP99);
@@ -249,12 +251,12 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
       const reachedHosts = fromMemory + (ev.misses ?? 0) + (ev.bypassed ?? 0);
       const extra = { ...row.extra, hostCache: { ...ev, hitRatioOfReadsReachingHosts: (ev.hits ?? 0) / Math.max(1, reachedHosts) }, metaMemory: { ...hosts.metaMemory, ratioOfReadsReachingHosts: (hosts.metaMemory.served ?? 0) / Math.max(1, reachedHosts) }, reviewMemory: { ...hosts.reviewMemory, ratioOfReadsReachingHosts: (hosts.reviewMemory.served ?? 0) / Math.max(1, reachedHosts) }, cacheModel: model, floor: { p50: floor.result.stages[0].latencyMs.p50, p99: floorP99, max: floor.result.stages[0].latencyMs.max, generatorUsPerRequest: (floor.cpuMs.generator * 1000) / Math.max(1, floor.result.stages[0].requests) },
         hostMeanMs, outsideHostMeanMs: st.latencyMs.mean - hostMeanMs, eventLoopDelayP99Ms: loopDelayMs(hosts.loopP99Ms), eventLoopDelayMaxMs: loopDelayMs(hosts.loopMaxMs), lateSends: st.lateSends,
-        gcPauses: hosts.gcPauses, gcSeconds: hosts.gcSeconds, criterion: verdict.criterion, met };
+        gcPauses: hosts.gcPauses, gcSeconds: hosts.gcSeconds, stealShare, criterion: verdict.criterion, met };
       add({ ...row, extra });
       const perRequest = (k: string) => (row.extra?.[k] ?? {}) as Record<string, number>;
       const kernel = perRequest('systemUsPerRequest');
       log(`${verdict.label} ${fmt(rate)} req/s: p50 ${fmt(st.latencyMs.p50, 1)} p99 ${fmt(st.latencyMs.p99, 1)} max ${fmt(st.latencyMs.max, 0)} ms, writes p99 ${fmt(st.writes.p99, 1)} ms, errors ${st.errors}, late sends ${st.lateSends} ` +
-        `(floor p99 ${fmt(floorP99, 1)} ms); mean ${fmt(st.latencyMs.mean, 2)} ms of which in a host ${fmt(hostMeanMs, 2)}; ` +
+        `(floor p99 ${fmt(floorP99, 1)} ms); CPU steal ${fmt(stealShare * 100, 1)} %; mean ${fmt(st.latencyMs.mean, 2)} ms of which in a host ${fmt(hostMeanMs, 2)}; ` +
         `CPU µs/request ${Object.entries(row.cpuUsPerRequest).map(([k, v]) => `${k} ${fmt(v)} (kernel ${fmt(kernel[k] ?? 0)})`).join(', ')}; ` +
         `context switches/request (all threads) ${Object.entries(perRequest('switchesPerRequest')).map(([k, v]) => `${k} ${fmt(v, 2)}`).join(', ')}; event-loop delay p99 ${fmt(extra.eventLoopDelayP99Ms, 1)} ms; ` +
         `hosts' cache ${fmt(ev.hits ?? 0)} hits of ${fmt(reachedHosts)} reads reaching them (the model from cold: ${fmt(model.hostHitRatio * 100, 1)} %, ` +

@@ -90,7 +90,20 @@ export type ProcessGroups = Record<string, ProcessGroup>;
  * many times their processes were switched out (switches: each is a sleep and a wake-up, or
  * a preemption).
  */
-export async function withCpu<T>(groups: ProcessGroups, fn: () => Promise<T>): Promise<{ result: T; cpuMs: Record<string, number>; systemMs: Record<string, number>; switches: Record<string, number> }> {
+/**
+ * The machine's steal time in ms, all CPUs together (/proc/stat's 8th "cpu" field): time the
+ * hypervisor ran someone else while this VM wanted a CPU. 0 where /proc/stat has no such field.
+ */
+function readStealMs(): number {
+  try {
+    const cpu = fs.readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/);
+    return Number(cpu[8] ?? 0) * TICK_MS;
+  } catch {
+    return 0;
+  }
+}
+
+export async function withCpu<T>(groups: ProcessGroups, fn: () => Promise<T>): Promise<{ result: T; cpuMs: Record<string, number>; systemMs: Record<string, number>; switches: Record<string, number>; stealMs: number }> {
   const readers = { cpu: (pid: number) => readCpu(pid), system: readSystemCpu, switches: readSwitches };
   type Kind = keyof typeof readers;
   const before = new Map<string, number>();
@@ -103,7 +116,9 @@ export async function withCpu<T>(groups: ProcessGroups, fn: () => Promise<T>): P
   for (const pids of Object.values(members)) {
     for (const pid of pids) for (const kind of Object.keys(readers) as Kind[]) before.set(`${kind}:${pid}`, readers[kind](pid) ?? 0);
   }
+  const stealBefore = readStealMs();
   const result = await fn();
+  const stealMs = readStealMs() - stealBefore;
   const out: Record<Kind, Record<string, number>> = { cpu: {}, system: {}, switches: {} };
   for (const [k, g] of Object.entries(groups)) {
     if (typeof g !== 'function') {
@@ -120,7 +135,7 @@ export async function withCpu<T>(groups: ProcessGroups, fn: () => Promise<T>): P
       }, 0);
     }
   }
-  return { result, cpuMs: out.cpu, systemMs: out.system, switches: out.switches };
+  return { result, cpuMs: out.cpu, systemMs: out.system, switches: out.switches, stealMs };
 }
 
 /** The parent of a process (0 when it is gone). */
