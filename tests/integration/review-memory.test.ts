@@ -363,7 +363,7 @@ test('through HTTP: a host with the table answers as one without it; a writer re
       if (r.status === 429) refused = r;
     }
     expect(refused?.headers.get('retry-after')).toBeTruthy();
-    expect((await refused!.json()).error).toMatch(/Too many expensive reads/);
+    expect(((await refused!.json()) as { error: string }).error).toMatch(/Too many expensive reads/);
   } finally {
     for (const s of servers) await new Promise((r) => s.close(r));
     await a.stop();
