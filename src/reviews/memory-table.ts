@@ -15,6 +15,7 @@
 // next begins once it has stopped); a table is answered from for at most `maxAgeMs` (a
 // backstop, as the response cache's TTL is). So an answer from a table is one the primary
 // gave after every change this host has heard to that product.
+import type { Db } from '../db';
 import type { ResponseCache } from '../response-cache/response-cache';
 
 export interface MemoryTableOptions {
@@ -324,4 +325,26 @@ export class MemoryTable<T extends HeldTable> {
     if (this.reloadAfterAbandon) this.schedule(Math.random() * (this.o.jitterMs ?? 5000));
     else if (next !== undefined) this.schedule(next);
   }
+}
+
+/**
+ * Product ids are dense (the export's run 1..N); a POST may name any id up to 2^31 - 1. A
+ * table covers ids up to max(2^20, twice the products with ratings); products above that are
+ * read as before, so one stray id cannot size (or switch off) a table.
+ */
+const DENSE_FLOOR = 2 ** 20;
+
+/**
+ * A table's extent, from the planner's estimates and index ends (no scan): the highest
+ * product id it holds (of product_ratings and `table` where `visible`) and the planner's row
+ * estimate of `table`.
+ */
+export async function tableExtent(db: Db, table: 'characteristics' | 'reviews', visible = 'true'): Promise<{ maxProduct: number; rows: number }> {
+  const { rows: [size] } = await db.query<{ rated: number; rows: number }>(
+    `SELECT greatest((SELECT reltuples FROM pg_class WHERE oid = 'atelier.product_ratings'::regclass), 0)::bigint AS rated,
+            greatest((SELECT reltuples FROM pg_class WHERE oid = 'atelier.${table}'::regclass), 0)::bigint AS rows`);
+  const cap = Math.max(DENSE_FLOOR, 2 * Number(size.rated));
+  const { rows: [top] } = await db.query<{ max: number }>(
+    `SELECT greatest((SELECT max(product_id) FROM atelier.product_ratings WHERE product_id <= $1), (SELECT max(product_id) FROM atelier.${table} WHERE product_id <= $1 AND ${visible}), 0) AS max`, [cap]);
+  return { maxProduct: top.max, rows: Number(size.rows) };
 }

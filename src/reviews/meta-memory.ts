@@ -15,7 +15,7 @@
 // these tables, waits for one range at most.
 import type { Db } from '../db';
 import { entityTag, type CacheAnswer } from '../response-cache/response-cache';
-import { Abandoned, MemoryTable, WillNotHold, type HeldTable, type Loading, type MemoryTableOptions, type MemoryTableStats } from './memory-table';
+import { Abandoned, MemoryTable, tableExtent, WillNotHold, type HeldTable, type Loading, type MemoryTableOptions, type MemoryTableStats } from './memory-table';
 
 export interface MetaMemoryOptions extends MemoryTableOptions {
   /** The primary (its pool follows a promotion). */
@@ -45,12 +45,6 @@ interface Table extends HeldTable {
 const RATING_COLUMNS = 7;
 const BYTES_PER_PRODUCT = 1 + RATING_COLUMNS * 4 + 4;
 const BYTES_PER_CHARACTERISTIC = 4 + 2 + 8 + 4;
-/**
- * Product ids are dense (the export's run 1..N); a POST may name any id up to 2^31 - 1. The
- * table covers ids up to max(2^20, twice the products with ratings); products above that
- * are read as before, so one stray id cannot size (or switch off) the table.
- */
-const DENSE_FLOOR = 2 ** 20;
 
 export class MetaMemory {
   private readonly table: MemoryTable<Table>;
@@ -91,16 +85,10 @@ export class MetaMemory {
     const db = this.o.db;
     const span = Math.max(1, this.o.pageProducts ?? 20_000);
     // Sizes from the planner's estimates and index ends (no scan): the arrays grow if short.
-    const { rows: [size] } = await db.query<{ rated: number; characteristics: number }>(
-      `SELECT greatest((SELECT reltuples FROM pg_class WHERE oid = 'atelier.product_ratings'::regclass), 0)::bigint AS rated,
-              greatest((SELECT reltuples FROM pg_class WHERE oid = 'atelier.characteristics'::regclass), 0)::bigint AS characteristics`);
-    const cap = Math.max(DENSE_FLOOR, 2 * Number(size.rated));
-    const { rows: [top] } = await db.query<{ max: number }>(
-      'SELECT greatest((SELECT max(product_id) FROM atelier.product_ratings WHERE product_id <= $1), (SELECT max(product_id) FROM atelier.characteristics WHERE product_id <= $1), 0) AS max', [cap]);
-    const maxProduct = top.max;
-    const estimate = (maxProduct + 2) * BYTES_PER_PRODUCT + Number(size.characteristics) * BYTES_PER_CHARACTERISTIC;
+    const { maxProduct, rows: characteristics } = await tableExtent(db, 'characteristics');
+    const estimate = (maxProduct + 2) * BYTES_PER_PRODUCT + characteristics * BYTES_PER_CHARACTERISTIC;
     if (estimate > this.o.maxBytes) throw new WillNotHold(`the table would take ${(estimate / 2 ** 20).toFixed(0)} MiB, more than META_MEMORY_MB`);
-    let room = Math.ceil(Number(size.characteristics) * 1.01) + 16;
+    let room = Math.ceil(characteristics * 1.01) + 16;
     const bytes = () => (maxProduct + 2) * BYTES_PER_PRODUCT + room * BYTES_PER_CHARACTERISTIC;
     const t: Table = {
       maxProduct, bytes: bytes(), dirty: loading.dirty, loadedAt: began,

@@ -21,7 +21,7 @@
 // statement or transaction.
 import type { Db } from '../db';
 import { entityTag, type CacheAnswer } from '../response-cache/response-cache';
-import { Abandoned, MemoryTable, WillNotHold, type HeldTable, type Loading, type MemoryTableOptions, type MemoryTableStats } from './memory-table';
+import { Abandoned, MemoryTable, tableExtent, WillNotHold, type HeldTable, type Loading, type MemoryTableOptions, type MemoryTableStats } from './memory-table';
 import { ORDER_BY, REVIEW_OBJECT_SQL } from './repository';
 import { SORTS, type Sort } from './schemas';
 
@@ -71,8 +71,6 @@ const BYTES_PER_PRODUCT = 4 + 5 * 4;
 const FRESH_OVERHEAD = 5 * 4 + 9 * 100;
 /** Bytes of one review's record in a range's `rb` (product id, rating, three ranks, text length). */
 const RECORD = 24;
-/** As meta in memory: ids are dense; the table covers ids up to max(2^20, twice the products with ratings). */
-const DENSE_FLOOR = 2 ** 20;
 /** The rating mask of all five star ratings (bits 1..5). */
 const ALL_RATINGS = 62;
 /** json_agg's separator between json elements (a composite or an array element would also get a newline). */
@@ -178,15 +176,9 @@ export class ReviewMemory {
     const db = this.o.db;
     const target = Math.max(1, this.o.pageReviews ?? 20_000);
     let span = 16;
-    const { rows: [size] } = await db.query<{ rated: number; reviews: number }>(
-      `SELECT greatest((SELECT reltuples FROM pg_class WHERE oid = 'atelier.product_ratings'::regclass), 0)::bigint AS rated,
-              greatest((SELECT reltuples FROM pg_class WHERE oid = 'atelier.reviews'::regclass), 0)::bigint AS reviews`);
-    const cap = Math.max(DENSE_FLOOR, 2 * Number(size.rated));
-    const { rows: [top] } = await db.query<{ max: number }>(
-      // NOT reported: the reviews' indexes are partial, so this is a backward index-only scan, not a full one.
-      'SELECT greatest((SELECT max(product_id) FROM atelier.product_ratings WHERE product_id <= $1), (SELECT max(product_id) FROM atelier.reviews WHERE product_id <= $1 AND NOT reported), 0) AS max', [cap]);
-    const maxProduct = top.max;
-    let room = Math.ceil(Number(size.reviews) * 1.01) + 16;
+    // NOT reported: the reviews' indexes are partial, so its end is a backward index-only scan, not a full one.
+    const { maxProduct, rows: estimated } = await tableExtent(db, 'reviews', 'NOT reported');
+    let room = Math.ceil(estimated * 1.01) + 16;
     let textBytes = 0;
     const bytes = () => (maxProduct + 2) * BYTES_PER_PRODUCT + room * BYTES_PER_REVIEW + textBytes;
     if (bytes() > this.o.maxBytes) throw new WillNotHold(`the table would take more than ${(bytes() / 2 ** 20).toFixed(0)} MiB, more than the ${(this.o.maxBytes / 2 ** 20).toFixed(0)} MiB of REVIEW_MEMORY_MB (a worker's share when WORKERS > 1)`);
@@ -238,7 +230,7 @@ export class ReviewMemory {
       if (t.bytes > this.o.maxBytes) throw new WillNotHold(`the reviews grew past ${(this.o.maxBytes / 2 ** 20).toFixed(0)} MiB while loading, more than REVIEW_MEMORY_MB`);
       // Once a tenth of the reviews are read, a table that will not fit is known: stop then,
       // not after reading most of it (a worker's share of REVIEW_MEMORY_MB, say).
-      const expected = Number(size.reviews);
+      const expected = estimated;
       const projected = (maxProduct + 2) * BYTES_PER_PRODUCT + expected * BYTES_PER_REVIEW + (textBytes / Math.max(1, n + page.n)) * expected;
       if (n + page.n > expected / 10 && projected > this.o.maxBytes * 1.1) {
         throw new WillNotHold(`the table would take about ${(projected / 2 ** 20).toFixed(0)} MiB, more than the ${(this.o.maxBytes / 2 ** 20).toFixed(0)} MiB of REVIEW_MEMORY_MB (a worker's share when WORKERS > 1)`);
