@@ -1,12 +1,30 @@
 // The API benchmark's pieces (scripts/bench.ts runs them in order): request lists drawn
 // from the shared traffic model for wrk, max-rate and overload rows with CPU per request
 // per process, and the load scenario at a fixed rate through the cluster.
+import fs from 'node:fs';
 import type { Db } from '../src/db';
+import { fromRoot } from '../src/lib/paths';
 import type { StageResult } from '../loadtest/node/runner';
 import { pidsNamed, withCpu, type ProcessGroups } from './cpu';
 import { runWrk, type WrkRequest, type WrkResult } from './wrk';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const traffic = require('../loadtest/lib/traffic.js') as typeof import('../loadtest/lib/traffic.js');
+
+/**
+ * The settings of deploy/atelier-reviews.env.example that change what a request costs a
+ * host: every benchmark host runs with them, the service as deployed (the JSON request log
+ * written to a file, as the journal receives it: the clusters' `hostLogDir`).
+ * tests/unit/host-flags.test.ts checks they agree with the example.
+ */
+export const DEPLOYED_HOST_ENV: Record<string, string> = { LOG_FORMAT: 'json', RESPONSE_CACHE_MB: '256' };
+
+/** A fresh folder for the request logs of a benchmark's hosts (emptied: one run's logs at a time). */
+export function benchLogDir(name: string): string {
+  const dir = fromRoot('.data', 'bench', 'host-logs', name);
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  return dir;
+}
 
 export type Mix = { op: string; weight: number }[];
 export const READS: Mix = [{ op: 'list', weight: 0.62 }, { op: 'meta', weight: 0.3 }];

@@ -42,6 +42,8 @@ export interface ClusterOptions {
   prefix?: string;
   cacheTtl?: string;
   hostEnv?: Record<string, string>;
+  /** Each host's standard output (its request log) appended to DIR/host-N.log, N from 1; absent: collected in memory (the last 20 KB). */
+  hostLogDir?: string;
   accessLog?: string;
   /** nginx worker processes (default auto: one per core). */
   workerProcesses?: string;
@@ -100,18 +102,25 @@ function budgetEnv(o: ClusterOptions): Record<string, string> {
 }
 
 
+/** The file host i (from 0) of a cluster appends its standard output to (ClusterOptions.hostLogDir), if any. */
+export function hostLogFile(o: ClusterOptions, i: number): string | undefined {
+  return o.hostLogDir ? path.join(o.hostLogDir, `host-${i + 1}.log`) : undefined;
+}
+
 export async function startCluster(o: ClusterOptions): Promise<Cluster> {
   const hosts: (Proc & { address: string })[] = [];
   let isolation: Isolation | undefined;
+  if (o.hostLogDir) fs.mkdirSync(o.hostLogDir, { recursive: true });
+  const logFile = () => hostLogFile(o, hosts.length);
   try {
     if (o.isolate) {
       const databaseUrl = hostDatabaseUrl(o.databaseUrl);
       isolation = createIsolation(o.isolate.hosts, o.isolate.cpu);
       for (const h of isolation.hosts) {
-        hosts.push(await startHost({ port: 3000, host: h.address, databaseUrl, env: { ...budgetEnv(o), ...o.hostEnv }, echo: o.echo, wrap: h.wrap }));
+        hosts.push(await startHost({ port: 3000, host: h.address, databaseUrl, env: { ...budgetEnv(o), ...o.hostEnv }, echo: o.echo, wrap: h.wrap, logFile: logFile() }));
       }
     } else {
-      for (const port of o.hostPorts ?? [3001, 3002]) hosts.push(await startHost({ port, databaseUrl: o.databaseUrl, env: clusterHostEnv(o), echo: o.echo }));
+      for (const port of o.hostPorts ?? [3001, 3002]) hosts.push(await startHost({ port, databaseUrl: o.databaseUrl, env: clusterHostEnv(o), echo: o.echo, logFile: logFile() }));
     }
     const prefix = o.prefix ?? fromRoot('.data', 'cluster');
     const tls = o.tls ? { listen: `127.0.0.1:${o.tls.port}`, ...(o.tls.cert && o.tls.key ? { cert: o.tls.cert, key: o.tls.key } : selfSignedCertificate(path.join(prefix, 'tls'))) } : undefined;

@@ -1,6 +1,7 @@
 // One API host: the compiled server (dist/src/server.js) as a child process, ready when
 // its /healthz answers.
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import { fromRoot } from '../lib/paths';
 import { assertPortFree, manage, waitFor, type Proc } from './processes';
 
@@ -24,6 +25,11 @@ export interface HostOptions {
   echo?: boolean;
   /** Rewrites the command line, e.g. to run it inside a network namespace and cgroup. */
   wrap?: (argv: string[]) => string[];
+  /**
+   * The host's standard output (its request log, LOG_FORMAT) appended to this file, as the
+   * journal receives it in production; absent, it is collected with the standard error.
+   */
+  logFile?: string;
 }
 
 /** The command line of a host: this Node with the heap flags, running the compiled server. */
@@ -36,10 +42,17 @@ export async function startHost(o: HostOptions): Promise<Proc & { address: strin
   const host = o.host ?? '127.0.0.1';
   await assertPortFree(o.port, host);
   const argv = (o.wrap ?? ((a: string[]) => a))(hostArgv());
-  const child = spawn(argv[0], argv.slice(1), {
-    env: { ...process.env, LOG_FORMAT: 'off', ...o.env, PORT: String(o.port), HOST: host, DATABASE_URL: o.databaseUrl },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const out = o.logFile === undefined ? 'pipe' : fs.openSync(o.logFile, 'a');
+  let child;
+  try {
+    child = spawn(argv[0], argv.slice(1), {
+      env: { ...process.env, LOG_FORMAT: 'off', ...o.env, PORT: String(o.port), HOST: host, DATABASE_URL: o.databaseUrl },
+      stdio: ['ignore', out, 'pipe'],
+    });
+  } finally {
+    // The child holds its own copy of the descriptor.
+    if (typeof out === 'number') fs.closeSync(out);
+  }
   const proc = manage(child, `host ${o.port}`, o.echo);
   await waitFor(`http://${host}:${o.port}/readyz`, proc, `API host on port ${o.port}`);
   return { ...proc, address: `${host}:${o.port}` };

@@ -9,7 +9,7 @@
 // workers, and clients that reuse one at that instant see "other side closed" (measured:
 // 14 of 1,189 requests failed that way in one roll).
 import { migrate } from '../db/migrate';
-import { clusterHostEnv, startHost, type Cluster } from './cluster';
+import { clusterHostEnv, hostLogFile, startHost, type Cluster } from './cluster';
 
 export interface RollReport {
   migrationsApplied: string[];
@@ -37,7 +37,7 @@ export async function rollingRestart(cluster: Cluster, log: (line: string) => vo
     await old.stop('SIGTERM', Number(env.DRAIN_GRACE_MS) + Number(env.SHUTDOWN_TIMEOUT_MS ?? 10_000) + 5_000);
     const drainMs = performance.now() - t0;
     const t1 = performance.now();
-    cluster.hosts[i] = await startHost({ port, host, databaseUrl, env, echo });
+    cluster.hosts[i] = await startHost({ port, host, databaseUrl, env, echo, logFile: hostLogFile(cluster.options, i) });
     const startMs = performance.now() - t1;
     log(`${old.address}: replaced (drained in ${Math.round(drainMs)} ms, new process ready in ${Math.round(startMs)} ms)`);
     report.push({ address: old.address, drainMs, startMs });

@@ -165,6 +165,22 @@ describe('with the shared test database', () => {
     await t.drop();
   });
 
+  test('a host started with a log file writes its JSON request log there, as the journal would receive it (the benchmarks\' hosts)', async () => {
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'atelier-hostlog-')), 'host.log');
+    const host = await startHost({ port: await freePort(), databaseUrl: t.url, env: { LOG_FORMAT: 'json' }, logFile: file });
+    try {
+      const id = 'host-log-file-1';
+      expect((await send(`http://${host.address}/reviews/meta?product_id=1`, 'GET', undefined, { 'X-Request-Id': id })).status).toBe(200);
+      const deadline = Date.now() + 5000;
+      const line = () => fs.readFileSync(file, 'utf8').split('\n').find((l) => l.includes(id));
+      while (!line() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(JSON.parse(line() ?? 'null')).toMatchObject({ request_id: id, status: 200 });
+      expect(host.output()).not.toContain(id);
+    } finally {
+      await host.stop();
+    }
+  }, 30_000);
+
   test('when SIGTERM arrives during traffic, in-flight requests finish, new connections are refused, and an idle keep-alive client does not hold the exit', async () => {
     const host = await startHost({ port: await freePort(), databaseUrl: t.url, env: { SHUTDOWN_TIMEOUT_MS: '3000', PG_STATEMENT_TIMEOUT_MS: '10000', PG_QUEUE_TIMEOUT_MS: '10000' } });
     const base = `http://${host.address}`;
