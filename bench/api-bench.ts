@@ -10,13 +10,25 @@ import { runWrk, type WrkRequest, type WrkResult } from './wrk';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const traffic = require('../loadtest/lib/traffic.js') as typeof import('../loadtest/lib/traffic.js');
 
+/** The deployed example's settings that say where a host is: each benchmark host gets its own. */
+const PLACE = new Set(['DATABASE_URL', 'PORT', 'HOST']);
+
 /**
- * The settings of deploy/atelier-reviews.env.example that change what a request costs a
- * host: every benchmark host runs with them, the service as deployed (the JSON request log
- * written to a file, as the journal receives it: the clusters' `hostLogDir`).
- * tests/unit/host-flags.test.ts checks they agree with the example.
+ * Every setting of deploy/atelier-reviews.env.example but the host's address and database:
+ * the benchmark hosts run as deployed (the JSON request log, written to a file as the journal
+ * receives it: the clusters' `hostLogDir`; the response cache's size; the pool; CORS). They
+ * override what the benchmark's own environment (a .env, say) says of the same settings;
+ * an A/B's sides override them. tests/unit/host-flags.test.ts checks a host gets them.
  */
-export const DEPLOYED_HOST_ENV: Record<string, string> = { LOG_FORMAT: 'json', RESPONSE_CACHE_MB: '256' };
+export function deployedHostEnv(): Record<string, string> {
+  return Object.fromEntries(fs.readFileSync(fromRoot('deploy', 'atelier-reviews.env.example'), 'utf8').split('\n')
+    .map((line) => /^([A-Z_][A-Z0-9_]*)=(.*)$/.exec(line.trim()))
+    .filter((m): m is RegExpExecArray => m !== null && !PLACE.has(m[1]))
+    .map((m) => [m[1], m[2]]));
+}
+export const DEPLOYED_HOST_ENV = deployedHostEnv();
+/** The deployed hosts' page origins, for nginx's cache key (ClusterOptions.corsOrigins). */
+export const DEPLOYED_ORIGINS = (DEPLOYED_HOST_ENV.CORS_ORIGINS ?? '').split(',').map((x) => x.trim()).filter(Boolean);
 
 /** A fresh folder for the request logs of a benchmark's hosts (emptied: one run's logs at a time). */
 export function benchLogDir(name: string): string {

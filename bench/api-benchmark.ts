@@ -8,7 +8,7 @@
 // bench/results/api-scale-S.json (api-scale-S-cold.json etc. with --only).
 import fs from 'node:fs';
 import path from 'node:path';
-import { benchLogDir, DEPLOYED_HOST_ENV, only, processGroups, READS, requestList, stageRow, wrkRow, type Row } from './api-bench';
+import { benchLogDir, DEPLOYED_HOST_ENV, DEPLOYED_ORIGINS, only, processGroups, READS, requestList, stageRow, wrkRow, type Row } from './api-bench';
 import { cpuHog, sampleCpuOf, withCpu } from './cpu';
 import { findWrk } from './wrk';
 import { UsageError, formatNumber as fmt } from '../src/lib/cli';
@@ -110,7 +110,7 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
   const startBenchCluster = async (name = 'nginx', env: Record<string, string> = {}) => {
     const cluster = await startCluster({
       databaseUrl: url, port: await freePort(), hostPorts: [await freePort(), await freePort()], prefix: fromRoot('.data', 'bench', name),
-      hostEnv: { ...DEPLOYED_HOST_ENV, ...env }, hostLogDir: benchLogDir(name),
+      hostEnv: { ...DEPLOYED_HOST_ENV, ...env }, hostLogDir: benchLogDir(name), corsOrigins: DEPLOYED_ORIGINS,
       // All load comes from one address here: lift the per-client limits (production: 10 writes/s, 200 reads/s).
       writeRate: '1000000r/s', readRate: '1000000r/s',
     });
@@ -131,7 +131,7 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
   // 2. One host, cold reads, uniform over the last 10 % of products: first as deployed
   // (response cache and metrics on; the host-cache hit column says how cold the run was),
   // then with the response cache off.
-  for (const [config, env] of runs('cold') ? [['default configuration', {}], ['cache off', { RESPONSE_CACHE_MB: '0' }]] as const : []) {
+  for (const [config, env] of runs('cold') ? [['as deployed', {}], ['cache off', { RESPONSE_CACHE_MB: '0' }]] as const : []) {
     const host = await startBenchHost(env);
     const target = `http://${host.address}`;
     const groups = processGroups([host.process.pid!]);
@@ -391,7 +391,7 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
   // part of the harm that is the generator's, and the rest is the service's.
   if (runs('fairness')) {
     const cluster = await startCluster({
-      databaseUrl: url, port: await freePort(), hostPorts: [await freePort(), await freePort()], prefix: fromRoot('.data', 'bench', 'nginx-fair'), hostEnv: DEPLOYED_HOST_ENV, hostLogDir: benchLogDir('nginx-fair'),
+      databaseUrl: url, port: await freePort(), hostPorts: [await freePort(), await freePort()], prefix: fromRoot('.data', 'bench', 'nginx-fair'), hostEnv: DEPLOYED_HOST_ENV, hostLogDir: benchLogDir('nginx-fair'), corsOrigins: DEPLOYED_ORIGINS,
     });
     const groups = processGroups(cluster.hosts.map((h) => h.process.pid!), true);
     try {
@@ -482,7 +482,7 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
   if (runs('overload')) {
     const host = await startBenchHost({});
     try {
-      await overload('overload, one host (default config), cold GET /reviews', `http://${host.address}`, processGroups([host.process.pid!]));
+      await overload('overload, one host (as deployed), cold GET /reviews', `http://${host.address}`, processGroups([host.process.pid!]));
     } finally {
       await host.stop();
     }

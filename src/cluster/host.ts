@@ -37,6 +37,11 @@ export function hostArgv(): string[] {
   return [process.execPath, ...HOST_NODE_FLAGS, fromRoot('dist', 'src', 'server.js')];
 }
 
+/** A host process's environment: this one's, the request log off unless asked for, then `env`, then its address and database. */
+export function hostProcessEnv(o: HostOptions): NodeJS.ProcessEnv {
+  return { ...process.env, LOG_FORMAT: 'off', ...o.env, PORT: String(o.port), HOST: o.host ?? '127.0.0.1', DATABASE_URL: o.databaseUrl };
+}
+
 /** Starts one API host (the compiled server) and waits until it is ready. */
 export async function startHost(o: HostOptions): Promise<Proc & { address: string }> {
   const host = o.host ?? '127.0.0.1';
@@ -46,7 +51,7 @@ export async function startHost(o: HostOptions): Promise<Proc & { address: strin
   let child;
   try {
     child = spawn(argv[0], argv.slice(1), {
-      env: { ...process.env, LOG_FORMAT: 'off', ...o.env, PORT: String(o.port), HOST: host, DATABASE_URL: o.databaseUrl },
+      env: hostProcessEnv(o),
       stdio: ['ignore', out, 'pipe'],
     });
   } finally {

@@ -166,7 +166,8 @@ describe('with the shared test database', () => {
   });
 
   test('a host started with a log file writes its JSON request log there, as the journal would receive it (the benchmarks\' hosts)', async () => {
-    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'atelier-hostlog-')), 'host.log');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atelier-hostlog-'));
+    const file = path.join(dir, 'host.log');
     const host = await startHost({ port: await freePort(), databaseUrl: t.url, env: { LOG_FORMAT: 'json' }, logFile: file });
     try {
       const id = 'host-log-file-1';
@@ -178,6 +179,7 @@ describe('with the shared test database', () => {
       expect(host.output()).not.toContain(id);
     } finally {
       await host.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   }, 30_000);
 
