@@ -37,9 +37,13 @@ export function hostArgv(): string[] {
   return [process.execPath, ...HOST_NODE_FLAGS, fromRoot('dist', 'src', 'server.js')];
 }
 
-/** A host process's environment: this one's, the request log off unless asked for, then `env`, then its address and database. */
+/**
+ * A host process's environment: the request log off unless this environment or `env` asks for
+ * one (`LOG_FORMAT=json npm run cluster` logs), this environment, then `env`, then its
+ * address and database.
+ */
 export function hostProcessEnv(o: HostOptions): NodeJS.ProcessEnv {
-  return { ...process.env, LOG_FORMAT: 'off', ...o.env, PORT: String(o.port), HOST: o.host ?? '127.0.0.1', DATABASE_URL: o.databaseUrl };
+  return { LOG_FORMAT: 'off', ...process.env, ...o.env, PORT: String(o.port), HOST: o.host ?? '127.0.0.1', DATABASE_URL: o.databaseUrl };
 }
 
 /** Starts one API host (the compiled server) and waits until it is ready. */

@@ -57,6 +57,19 @@ describe('benchmark hosts', () => {
     expect(() => loadConfig(hostProcessEnv({ port: 3999, databaseUrl: 'postgres://bench@127.0.0.1/bench', env: DEPLOYED_HOST_ENV }))).not.toThrow();
   });
 
+  it('a LOG_FORMAT in the environment reaches a host that is given none (LOG_FORMAT=json npm run cluster logs)', () => {
+    const saved = process.env.LOG_FORMAT;
+    try {
+      process.env.LOG_FORMAT = 'json';
+      expect(hostProcessEnv({ port: 3999, databaseUrl: 'postgres://x@127.0.0.1/x' }).LOG_FORMAT).toBe('json');
+      delete process.env.LOG_FORMAT;
+      expect(hostProcessEnv({ port: 3999, databaseUrl: 'postgres://x@127.0.0.1/x' }).LOG_FORMAT).toBe('off');
+    } finally {
+      if (saved === undefined) delete process.env.LOG_FORMAT;
+      else process.env.LOG_FORMAT = saved;
+    }
+  });
+
   it("nginx keys its cache on the deployed hosts' origins", () => {
     expect(DEPLOYED_ORIGINS).toEqual(example.CORS_ORIGINS.split(','));
   });
