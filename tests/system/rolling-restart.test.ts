@@ -91,9 +91,10 @@ maybe('rolling restart behind nginx', () => {
   const tally = (xs: Outcome[]) => xs.reduce<Record<number, number>>((m, o) => ({ ...m, [o.status]: (m[o.status] ?? 0) + 1 }), {});
 
   test('both hosts replaced under steady reads and writes: no failed request, every 201 stored once', async () => {
+    const logDir = path.join(tmp, 'a', 'host-logs');
     const cluster = await startCluster({
       databaseUrl: t.url, port: await freePort(), hostPorts: [await freePort(), await freePort()], prefix: path.join(tmp, 'a'),
-      writeRate: '1000000r/s', readRate: '1000000r/s',
+      writeRate: '1000000r/s', readRate: '1000000r/s', hostEnv: { LOG_FORMAT: 'json' }, hostLogDir: logDir,
     });
     try {
       const before = cluster.hosts.map((h) => h.process.pid);
@@ -113,6 +114,17 @@ maybe('rolling restart behind nginx', () => {
       expect(created.length).toBeGreaterThan(10);
       expect(created.every((o) => rows.get(o.name!) === 1)).toBe(true);
       expect([...rows.values()].every((n) => n === 1)).toBe(true);
+      // Each replacement host appends its request log to the file its predecessor wrote.
+      for (const [i, host] of cluster.hosts.entries()) {
+        const id = `after-roll-${i}-${process.pid}`;
+        const res = await fetch(`http://${host.address}/reviews/meta?product_id=1`, { headers: { 'X-Request-Id': id } });
+        expect(res.status).toBe(200);
+        const file = path.join(logDir, `host-${i + 1}.log`);
+        const logged = async () => fs.readFileSync(file, 'utf8').includes(`"request_id":"${id}"`);
+        for (let n = 0; n < 100 && !(await logged()); n++) await new Promise((r) => setTimeout(r, 50));
+        expect(await logged()).toBe(true);
+        expect(fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.includes('"request_id"')).length).toBeGreaterThan(10);
+      }
     } finally {
       await cluster.stop();
     }
