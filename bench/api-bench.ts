@@ -13,22 +13,32 @@ const traffic = require('../loadtest/lib/traffic.js') as typeof import('../loadt
 /** The deployed example's settings that say where a host is: each benchmark host gets its own. */
 const PLACE = new Set(['DATABASE_URL', 'PORT', 'HOST']);
 
-/**
- * Every setting of deploy/atelier-reviews.env.example but the host's address and database:
- * the benchmark hosts run as deployed (the JSON request log, written to a file as the journal
- * receives it: the clusters' `hostLogDir`; the response cache's size; the pool; CORS). They
- * override what the benchmark's own environment (a .env, say) says of the same settings;
- * an A/B's sides override them. tests/unit/host-flags.test.ts checks a host gets them.
- */
-export function deployedHostEnv(): Record<string, string> {
+/** Every NAME=VALUE line of deploy/atelier-reviews.env.example, the settings of a deployed host. */
+export function deployedExample(): Record<string, string> {
   return Object.fromEntries(fs.readFileSync(fromRoot('deploy', 'atelier-reviews.env.example'), 'utf8').split('\n')
     .map((line) => /^([A-Z_][A-Z0-9_]*)=(.*)$/.exec(line.trim()))
-    .filter((m): m is RegExpExecArray => m !== null && !PLACE.has(m[1]))
+    .filter((m): m is RegExpExecArray => m !== null)
     .map((m) => [m[1], m[2]]));
 }
-export const DEPLOYED_HOST_ENV = deployedHostEnv();
+
+/**
+ * Every setting of the deployed example but the host's address and database: the benchmark
+ * hosts run as deployed (the JSON request log, written to a file as the journal receives it:
+ * the clusters' `hostLogDir`; the response cache's size; the pool; CORS). They override what
+ * the benchmark's own environment (a .env, say) says of the same settings; an A/B's sides
+ * override them. tests/unit/host-flags.test.ts checks a host gets them.
+ */
+export const DEPLOYED_HOST_ENV = Object.fromEntries(Object.entries(deployedExample()).filter(([k]) => !PLACE.has(k)));
 /** The deployed hosts' page origins, for nginx's cache key (ClusterOptions.corsOrigins). */
 export const DEPLOYED_ORIGINS = (DEPLOYED_HOST_ENV.CORS_ORIGINS ?? '').split(',').map((x) => x.trim()).filter(Boolean);
+
+/**
+ * A benchmark cluster's hosts as deployed: the deployed settings (then `env`), their request
+ * logs in a fresh benchLogDir(name), nginx keyed on the deployed origins.
+ */
+export function asDeployed(name: string, env: Record<string, string> = {}): { hostEnv: Record<string, string>; hostLogDir: string; corsOrigins: string[] } {
+  return { hostEnv: { ...DEPLOYED_HOST_ENV, ...env }, hostLogDir: benchLogDir(name), corsOrigins: DEPLOYED_ORIGINS };
+}
 
 /** A fresh folder for the request logs of a benchmark's hosts (emptied: one run's logs at a time). */
 export function benchLogDir(name: string): string {

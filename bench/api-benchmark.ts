@@ -8,7 +8,7 @@
 // bench/results/api-scale-S.json (api-scale-S-cold.json etc. with --only).
 import fs from 'node:fs';
 import path from 'node:path';
-import { benchLogDir, DEPLOYED_HOST_ENV, DEPLOYED_ORIGINS, only, processGroups, READS, requestList, stageRow, wrkRow, type Row } from './api-bench';
+import { asDeployed, benchLogDir, DEPLOYED_HOST_ENV, only, processGroups, READS, requestList, stageRow, wrkRow, type Row } from './api-bench';
 import { cpuHog, sampleCpuOf, withCpu } from './cpu';
 import { findWrk } from './wrk';
 import { UsageError, formatNumber as fmt } from '../src/lib/cli';
@@ -110,7 +110,7 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
   const startBenchCluster = async (name = 'nginx', env: Record<string, string> = {}) => {
     const cluster = await startCluster({
       databaseUrl: url, port: await freePort(), hostPorts: [await freePort(), await freePort()], prefix: fromRoot('.data', 'bench', name),
-      hostEnv: { ...DEPLOYED_HOST_ENV, ...env }, hostLogDir: benchLogDir(name), corsOrigins: DEPLOYED_ORIGINS,
+      ...asDeployed(name, env),
       // All load comes from one address here: lift the per-client limits (production: 10 writes/s, 200 reads/s).
       writeRate: '1000000r/s', readRate: '1000000r/s',
     });
@@ -391,7 +391,7 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
   // part of the harm that is the generator's, and the rest is the service's.
   if (runs('fairness')) {
     const cluster = await startCluster({
-      databaseUrl: url, port: await freePort(), hostPorts: [await freePort(), await freePort()], prefix: fromRoot('.data', 'bench', 'nginx-fair'), hostEnv: DEPLOYED_HOST_ENV, hostLogDir: benchLogDir('nginx-fair'), corsOrigins: DEPLOYED_ORIGINS,
+      databaseUrl: url, port: await freePort(), hostPorts: [await freePort(), await freePort()], prefix: fromRoot('.data', 'bench', 'nginx-fair'), ...asDeployed('nginx-fair'),
     });
     const groups = processGroups(cluster.hosts.map((h) => h.process.pid!), true);
     try {

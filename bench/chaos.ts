@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parentOf, pidsNamed, postmasterOf } from './cpu';
-import { benchLogDir, DEPLOYED_HOST_ENV, DEPLOYED_ORIGINS } from './api-bench';
+import { asDeployed } from './api-bench';
 import { createApp } from '../src/app';
 import { freePort, startCluster } from '../src/cluster/cluster';
 import { differingViews, FAULT_KINDS, helpfulnessOf, Nemesis, WriteLedger, type FaultKind, type FaultRecord } from '../src/cluster/nemesis';
@@ -106,7 +106,7 @@ export async function runChaos(o: ChaosOptions, config: LocalClusterSettings): P
       databaseUrl: database.url, port: await freePort(), hostPorts: [await freePort(), await freePort()], cacheTtl: `${o.cacheTtlS}s`,
       // One load generator stands for many shoppers: nginx's per-client limits are lifted.
       readRate: '100000r/s', writeRate: '100000r/s',
-      hostEnv: { ...DEPLOYED_HOST_ENV, DATABASE_REPLICA_URLS: standbyUrl }, hostLogDir: benchLogDir('nginx-chaos'), corsOrigins: DEPLOYED_ORIGINS,
+      ...asDeployed('nginx-chaos', { DATABASE_REPLICA_URLS: standbyUrl }),
     });
     log(`cluster: ${cluster.url} (hosts ${cluster.hosts.map((h) => h.address).join(', ')})`);
     truth = createApp(truthDb, { log: () => undefined }).listen(0, '127.0.0.1');

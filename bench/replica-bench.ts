@@ -5,7 +5,7 @@
 // the p99 bound and the CPU per request of the primary and of each standby apart. Then what
 // a synchronous standby costs a POST (zero loss of acknowledged writes at failover):
 // synchronous_standby_names off and on, alternating, writes only, open loop.
-import { benchLogDir, DEPLOYED_HOST_ENV, DEPLOYED_ORIGINS, processGroups, READS } from './api-bench';
+import { asDeployed, processGroups, READS } from './api-bench';
 import { postmasterOf, serverCpu, withCpu, type ProcessGroups } from './cpu';
 import { findMaxRate, type ScalePoint } from './scale-bench';
 import { freePort, hostDatabaseUrl, startCluster } from '../src/cluster/cluster';
@@ -50,7 +50,7 @@ export async function replicaSeries(o: Options): Promise<{ points: ReplicaPoint[
       o.log(`replicas: ${count} standby(s), ${o.hosts} hosts at ${o.hostCpu} cores each, cold reads`);
       const cluster = await startCluster({
         databaseUrl: o.primary.url, port: await freePort(), isolate: { hosts: o.hosts, cpu: o.hostCpu }, prefix: fromRoot('.data', 'bench', 'nginx-replicas'),
-        hostEnv: { ...DEPLOYED_HOST_ENV, ...(count ? { DATABASE_REPLICA_URLS: urls.map(hostDatabaseUrl).join(',') } : {}) }, hostLogDir: benchLogDir('nginx-replicas'), corsOrigins: DEPLOYED_ORIGINS, writeRate: '1000000r/s', readRate: '1000000r/s',
+        ...asDeployed('nginx-replicas', count ? { DATABASE_REPLICA_URLS: urls.map(hostDatabaseUrl).join(',') } : {}), writeRate: '1000000r/s', readRate: '1000000r/s',
       });
       try {
         const point = await findMaxRate({

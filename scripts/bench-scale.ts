@@ -6,7 +6,7 @@
 // a self-contained HTML chart. Needs root (see docs/cluster.md).
 import fs from 'node:fs';
 import path from 'node:path';
-import { benchLogDir, DEPLOYED_HOST_ENV, DEPLOYED_ORIGINS, READS } from '../bench/api-bench';
+import { asDeployed, READS } from '../bench/api-bench';
 import { prepareBenchDatabase } from '../bench/dataset';
 import { findMaxRate, scaleChart, type ScalePoint } from '../bench/scale-bench';
 import { parseArgs, runCli, UsageError, formatNumber as fmt } from '../src/lib/cli';
@@ -74,7 +74,7 @@ runCli(async () => {
         log(`${s.name}: ${hosts} host(s) at ${a['host-cpu']} cores each`);
         const cluster = await startCluster({
           databaseUrl: db.url, port: await freePort(), isolate: { hosts, cpu: a['host-cpu'] }, prefix: fromRoot('.data', 'bench', 'nginx-scale'),
-          readCache: s.readCache, hostEnv: DEPLOYED_HOST_ENV, hostLogDir: benchLogDir('nginx-scale'), corsOrigins: DEPLOYED_ORIGINS, writeRate: '1000000r/s', readRate: '1000000r/s',
+          readCache: s.readCache, ...asDeployed('nginx-scale'), writeRate: '1000000r/s', readRate: '1000000r/s',
         });
         current = cluster;
         try {

@@ -3,7 +3,7 @@
 // accepts them (a misspelt flag would stop every host at start).
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import { DEPLOYED_HOST_ENV, DEPLOYED_ORIGINS } from '../../bench/api-bench';
+import { DEPLOYED_HOST_ENV, DEPLOYED_ORIGINS, deployedExample } from '../../bench/api-bench';
 import { HOST_NODE_FLAGS, hostArgv, hostProcessEnv } from '../../src/cluster/host';
 import { loadConfig } from '../../src/config';
 import { fromRoot } from '../../src/lib/paths';
@@ -38,8 +38,7 @@ describe('host V8 flags', () => {
 // setting of the deployed example (but its address and database), whatever the benchmark's
 // own environment (a .env copied from .env.example, say) says of the same settings.
 describe('benchmark hosts', () => {
-  const example = Object.fromEntries(fs.readFileSync(fromRoot('deploy', 'atelier-reviews.env.example'), 'utf8').split('\n')
-    .map((line) => /^([A-Z_][A-Z0-9_]*)=(.*)$/.exec(line.trim())).filter((m): m is RegExpExecArray => m !== null).map((m) => [m[1], m[2]]));
+  const example = deployedExample();
   const PLACE = ['DATABASE_URL', 'PORT', 'HOST'];
 
   it('run with the deployed example\'s settings, over the environment they are started from', () => {
