@@ -86,10 +86,10 @@ const schema = z.object({
   REVIEW_MEMORY_MB: int(0, 1048576).default(4096),
   // As META_MEMORY_MAX_AGE_S, for the reviews, but 6 h: a load at full scale takes the host
   // ~4-5 minutes (paced to half of a connection) and drops the table first when two would not
-  // fit, and changed products are read back as they change (REVIEW_MEMORY_REFRESH_MAX).
+  // fit, and changed products are read back when read (REVIEW_MEMORY_REFRESH_MAX).
   REVIEW_MEMORY_MAX_AGE_S: int(300, 86400).default(21600),
-  // A changed product is read back into memory (instead of waiting for the next load) when
-  // the table holds at most this many of its reviews (0 = never).
+  // A changed product is read back into memory by its next read (instead of waiting for the
+  // next load) when the table holds at most this many of its reviews (0 = never).
   REVIEW_MEMORY_REFRESH_MAX: int(0, 1000000).default(64),
   READ_YOUR_WRITES_S: int(1, 3600).default(10),
   // Per client (address) and host: KiB per second of bodies rendered on read misses, the

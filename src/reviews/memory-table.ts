@@ -9,8 +9,9 @@
 // marks its product dirty; each of the load's statements starts after that moment, so it
 // holds every change heard before (and each product is read by one statement), and a dirty
 // product is read as before (response cache, then PostgreSQL) until the next load, or until
-// it is read again into the table (with a refresher: the same rule, one statement begun after
-// the change was heard, and no change heard while it ran). A flush,
+// a reader has it read back into the table (readBack, with a refresher: the same rule, one
+// statement begun after the change was heard, and no change heard while it ran). Read-backs
+// follow reads, not writes: a product written and not read costs nothing. A flush,
 // a change of trust or a promotion drops the whole table and abandons a load under way (the
 // next begins once it has stopped); a table is answered from for at most `maxAgeMs` (a
 // backstop, as the response cache's TTL is). So an answer from a table is one the primary
@@ -47,7 +48,10 @@ export interface MemoryTableOptions {
   minLoadIntervalMs?: number;
   /** A load after a flush waits a random delay up to this (default 5 s), so hosts do not all load at once. */
   jitterMs?: number;
-  /** Changed products are read again (with a refresher) after this long, those changed meanwhile together (default 50 ms). */
+  /**
+   * A reader's read-back (readBack, with a refresher) waits this long for other readers',
+   * which share its statement (default 0: those of the same turn of the event loop).
+   */
   refreshDelayMs?: number;
 }
 
@@ -97,6 +101,13 @@ export interface MemoryTableStats {
   bytes: number;
 }
 
+interface Deferred { promise: Promise<void>; resolve(): void }
+function deferred(): Deferred {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
 /** Thrown inside a load that was abandoned (not a failure). */
 export class Abandoned extends Error {}
 /** A table this host will not hold (too big, too many names): not retried until the next flush. */
@@ -113,13 +124,18 @@ export class MemoryTable<T extends HeldTable> {
   /** A flush asked for a load while one was being abandoned: begin it once that one stops. */
   private reloadAfterAbandon = false;
   private readonly counters = { served: 0, dirtyReads: 0, loads: 0, failedLoads: 0, abandonedLoads: 0, refreshed: 0, failedRefreshes: 0 };
-  /** Dirty products of the table held waiting to be read again (with a refresher). */
+  /** Dirty products a reader asked to have read back, waiting for the next statement (with a refresher). */
   private readonly pending = new Set<number>();
+  /** What the readers of `pending` wait for: resolved when their statement has ended. */
+  private nextBatch?: Deferred;
+  /** Products in the statement under way, and what their readers wait for. */
+  private readonly inFlight = new Map<number, Promise<void>>();
   /** Products being read again: true once a change to one is heard meanwhile (it then stays dirty). */
   private readonly refreshing = new Map<number, boolean>();
   private refreshTimer?: NodeJS.Timeout;
-  /** After failed read-backs, the next waits this long (doubling to 30 s; 0 after a success). */
+  /** After failed read-backs, the pause before the next (doubling to 30 s; 0 after a success), and its end. */
   private refreshBackoffMs = 0;
+  private refreshPausedUntil = 0;
   private readonly log: (line: string) => void;
 
   /**
@@ -199,48 +215,74 @@ export class MemoryTable<T extends HeldTable> {
     const t = this.table;
     if (!t) return;
     t.dirty.add(product);
+    // A read-back under way may have read it before this change: it must not make it clean.
     if (this.refreshing.has(product)) this.refreshing.set(product, true);
-    this.queueRefresh(product);
     if (t.dirty.size > Math.max(this.o.reloadDirtyMin ?? 1000, t.maxProduct * (this.o.reloadDirtyShare ?? 0.05))) this.schedule(0);
   }
 
-  /** Forgets the table held, and the products waiting to be read again into it. */
+  /** Forgets the table held; reads waiting for a read-back into it go on without it. */
   private drop(): void {
     this.table = undefined;
     this.pending.clear();
+    this.nextBatch?.resolve();
+    this.nextBatch = undefined;
   }
 
-  private queueRefresh(product: number): void {
+  /**
+   * Reads dirty `product` back into the table held, now (with the reads of other products
+   * asked for meanwhile, one statement), for a reader that found it dirty: the promise
+   * resolves once that statement has ended, whatever became of it, and the reader then asks
+   * clean() again. Undefined, at once, when no read-back will be tried: no refresher, no
+   * table, untrusted, the product not dirty or not one `wanted` says is worth it, or read-backs
+   * failing (until their pause is over). Nothing is read back that no one reads: a product
+   * written again and again but not read costs no statement.
+   */
+  readBack(product: number, wanted: (t: T) => boolean = () => true): Promise<void> | undefined {
     const t = this.table;
-    if (!this.refresh || !t || product > t.maxProduct) return;
+    if (!this.refresh || !t || this.closed || !this.o.cache.isTrusted || !t.dirty.has(product) || product > t.maxProduct) return undefined;
+    if (performance.now() < this.refreshPausedUntil || !wanted(t)) return undefined;
+    const underWay = this.inFlight.get(product);
+    if (underWay && this.refreshing.get(product) === false) return underWay;
     this.pending.add(product);
+    this.nextBatch ??= deferred();
     this.armRefresh();
+    return this.nextBatch.promise;
   }
 
-  /** Reads the pending products again after refreshDelayMs, unless a read of them is armed or under way. */
+  /** Reads the pending products back after refreshDelayMs, unless a read-back is under way (the next follows it). */
   private armRefresh(): void {
     if (this.refreshTimer || this.refreshing.size || !this.pending.size) return;
     this.refreshTimer = setTimeout(() => {
       this.refreshTimer = undefined;
       void this.refreshPending();
-    }, Math.max(this.o.refreshDelayMs ?? 50, this.refreshBackoffMs));
-    this.refreshTimer.unref();
+    }, this.o.refreshDelayMs ?? 0);
   }
 
   /**
-   * Reads the pending products again (one statement at a time, at most 256 products a
+   * Reads the pending products back (one statement at a time, at most 256 products a
    * statement). A product is made clean only if no change to it was heard from the moment
    * its statement began (as a load's products are) and the table is the one read for;
-   * otherwise it stays dirty (and a change heard meanwhile queued it again). A failed
-   * statement leaves its products dirty, as they were.
+   * otherwise it stays dirty. A failed statement leaves its products dirty, as they were,
+   * and read-backs pause (1 s, doubling while they keep failing, up to 30 s): their readers
+   * go to the database meanwhile, which an overloaded database must not see doubled.
    */
   private async refreshPending(): Promise<void> {
     const t = this.table;
-    if (!t || !this.refresh || this.closed || !this.o.cache.isTrusted) return;
+    const done = this.nextBatch;
+    this.nextBatch = undefined;
+    if (!t || !this.refresh || this.closed || !this.o.cache.isTrusted) {
+      this.pending.clear();
+      done?.resolve();
+      return;
+    }
     const batch = [...this.pending].slice(0, 256);
+    // Products past the first 256 wait for the next statement, and so do their readers.
+    if (this.pending.size > batch.length) this.nextBatch = deferred();
+    const finished = done ?? deferred();
     for (const product of batch) {
       this.pending.delete(product);
       this.refreshing.set(product, false);
+      this.inFlight.set(product, finished.promise);
     }
     try {
       const fresh = await this.refresh(t, batch);
@@ -254,15 +296,17 @@ export class MemoryTable<T extends HeldTable> {
       }
     } catch (err) {
       this.counters.failedRefreshes++;
-      // Still dirty: tried again after a pause that doubles while they keep failing (an
-      // overloaded database must not turn every write into a failed statement more).
       this.refreshBackoffMs = Math.min(30_000, Math.max(1000, this.refreshBackoffMs * 2));
-      if (this.table === t) for (const product of batch) if (t.dirty.has(product)) this.pending.add(product);
+      this.refreshPausedUntil = performance.now() + this.refreshBackoffMs;
       if (this.counters.failedRefreshes === 1 || this.counters.failedRefreshes % 1000 === 0) {
-        this.log(`${this.label}: reading changed products again failed (${(err as Error).message}; ${this.counters.failedRefreshes} so far); they stay dirty, read from the database, and are tried again in ${(this.refreshBackoffMs / 1000).toFixed(0)} s`);
+        this.log(`${this.label}: reading changed products back failed (${(err as Error).message}; ${this.counters.failedRefreshes} so far); they stay dirty, read from the database, and read-backs pause ${(this.refreshBackoffMs / 1000).toFixed(0)} s`);
       }
     } finally {
-      for (const product of batch) this.refreshing.delete(product);
+      for (const product of batch) {
+        this.refreshing.delete(product);
+        this.inFlight.delete(product);
+      }
+      finished.resolve();
     }
     this.armRefresh();
   }
@@ -302,8 +346,6 @@ export class MemoryTable<T extends HeldTable> {
       this.drop();
       this.table = table;
       this.counters.loads++;
-      // Products changed while it loaded are read again too.
-      for (const product of table.dirty) this.queueRefresh(product);
       this.log(`${this.label}: ${table.describe()}, ${(table.bytes / 2 ** 20).toFixed(0)} MiB, loaded in ${((performance.now() - began) / 1000).toFixed(1)} s`);
       if (performance.now() - began > this.o.maxAgeMs * 0.25) this.log(`${this.label}: the load took more than a quarter of its age limit; raise the age limit`);
       // Reloaded before it is too old to answer from, at 60-80 % of its age (hosts started

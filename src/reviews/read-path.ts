@@ -48,7 +48,7 @@ export interface ReadPathOptions {
   /** Every product's meta in memory, exact by the change feed (./meta-memory.ts); none: meta from the cache and the database. */
   metaMemory?: Pick<MetaMemory, 'answer'>;
   /** Every visible review in memory, exact by the change feed (./review-memory.ts); none: lists from the cache and the database. */
-  reviewMemory?: Pick<ReviewMemory, 'answer'>;
+  reviewMemory?: Pick<ReviewMemory, 'answer' | 'readBack'>;
   /** Request logger to run on requests served here; one with `record` is called after the answer, without a listener. */
   logger?: ((req: IncomingMessage, res: ServerResponse, next: () => void) => void) & {
     record?: (req: IncomingMessage, res: ServerResponse, route: string, startedAt: number) => void;
@@ -156,7 +156,15 @@ export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): Read
       // miss does (a count=1000 page costs its bytes wherever it is assembled).
       if (o.reviewMemory && !writer && !cache.holds(key)) {
         refuseOverBudget(req);
-        const held = o.reviewMemory.answer({ product: q.product_id, sort: q.sort, page: q.page, count: q.count, offset, ratings: ratingMask(q.rating) });
+        const asked = { product: q.product_id, sort: q.sort, page: q.page, count: q.count, offset, ratings: ratingMask(q.rating) };
+        let held = o.reviewMemory.answer(asked);
+        // A product changed since it was read into memory: read it back now, and answer from
+        // there (one statement for its whole list, shared with the readers of this moment).
+        const readBack = held ? undefined : o.reviewMemory.readBack(q.product_id);
+        if (readBack) {
+          await readBack;
+          held = o.reviewMemory.answer(asked);
+        }
         if (held) {
           budget?.charge(budget.clientOf(req), held.entry.body.length);
           return send(req, res, held);

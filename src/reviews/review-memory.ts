@@ -7,8 +7,11 @@
 //
 // Exact, loaded, dropped and aged by the rules of ./memory-table.ts (shared with meta in
 // memory): a product changed since its load began is read as before (the response cache,
-// then PostgreSQL) until it is read back into the table (products with at most
-// refreshMaxReviews reviews, 50 ms after the change) or the next load.
+// then PostgreSQL) until the next load, or until a read of it has it read back into the table
+// (readBack: products with at most refreshMaxReviews reviews; the read is then answered from
+// the table). Read-backs follow reads, not writes: reading back every product written, 50 ms
+// after each write, was a third of PostgreSQL's CPU in the storefront mix, mostly for
+// products nobody read before their next write (docs/benchmarks.md, eighth session).
 // Why: most reads that pass nginx ask for a list page nobody asked for in minutes
 // (docs/benchmarks.md), so neither nginx nor a response cache answers them: each was a
 // statement on PostgreSQL, the one part of the cluster that does not grow by adding hosts.
@@ -35,10 +38,10 @@ export interface ReviewMemoryOptions extends MemoryTableOptions {
    */
   pageReviews?: number;
   /**
-   * A changed product is read again (rather than left to the database until the next load)
-   * only if the table holds at most this many of its reviews (default 64; 0: never). A read
-   * renders every review of the product: for the products with thousands, each write would
-   * cost PostgreSQL more than the reads it saves (measured: docs/benchmarks.md).
+   * A changed product is read back for a reader (rather than left to the database until the
+   * next load) only if the table holds at most this many of its reviews (default 64; 0:
+   * never). A read-back renders every review of the product: for the products with
+   * thousands it would cost PostgreSQL more than the page the reader asked for.
    */
   refreshMaxReviews?: number;
   /** The share of the time a load keeps its statements running (default 0.5: a full-scale load ~2× its unpaced ~140 s). */
@@ -46,6 +49,9 @@ export interface ReviewMemoryOptions extends MemoryTableOptions {
 }
 
 export type ReviewMemoryStats = MemoryTableStats;
+
+/** How many of `product`'s reviews the table holds (as loaded, or as last read back). */
+const heldReviews = (t: Table, product: number) => t.fresh.get(product)?.n ?? t.start[product + 1] - t.start[product];
 
 /** One load: reviews in CSR form by product (in review id order), with each sort order's permutation. */
 interface Table extends HeldTable {
@@ -148,6 +154,18 @@ export class ReviewMemory {
     return { entry: { body, etag: entityTag(body, headers), headers }, outcome: 'HIT', proven: true };
   }
 
+  /**
+   * For a reader that found `product` dirty: has it read back now (memory-table.ts's
+   * readBack), if the table holds at most refreshMaxReviews of its reviews. Resolves once the
+   * read-back has ended (answer() then says whether it may be answered); undefined when
+   * none will be tried.
+   */
+  readBack(product: number): Promise<void> | undefined {
+    const most = this.o.refreshMaxReviews ?? 64;
+    if (most <= 0) return undefined;
+    return this.table.readBack(product, (t) => heldReviews(t, product) <= most);
+  }
+
   stats(): ReviewMemoryStats {
     return this.table.stats();
   }
@@ -155,8 +173,7 @@ export class ReviewMemory {
   private async refresh(t: Table, products: number[]): Promise<Map<number, () => boolean>> {
     const installs = new Map<number, () => boolean>();
     const most = this.o.refreshMaxReviews ?? 64;
-    const held = (p: number) => t.fresh.get(p)?.n ?? t.start[p + 1] - t.start[p];
-    const small = products.filter((p) => held(p) <= most);
+    const small = products.filter((p) => heldReviews(t, p) <= most);
     if (most <= 0 || !small.length) return installs;
     for (const [product, f] of await readFresh(this.o.db, small)) {
       installs.set(product, () => {

@@ -2,8 +2,8 @@
 // every page it assembles is the list statement's own text, byte for byte (every product of
 // a generated export plus rows arranged for escapes, photos, ties and reported reviews;
 // every sort, page sizes and pages past the end, star filters, X-Total-Count), across the
-// load's range boundaries; a change heard makes its product dirty; a table past its bound is
-// not loaded; through HTTP a host with the table answers exactly as one without it, a
+// load's range boundaries; a change heard makes its product dirty, read back for its next
+// reader; a table past its bound is not loaded; through HTTP a host with the table answers exactly as one without it, a
 // writer reads past it, and a client over its read budget is refused as on a miss. The
 // table's life (loads, flushes, trust, age, retries) is memory-table.ts's, tested through
 // meta-memory.test.ts.
@@ -152,8 +152,8 @@ test('a product past the highest one held is not answered from memory', async ()
   });
 });
 
-test('a change heard makes its product dirty: not answered from memory until it is read again', async () => {
-  await withLoaded({ refreshDelayMs: 60_000 }, async (h) => {
+test('a change heard makes its product dirty: not answered from memory until it is read back', async () => {
+  await withLoaded({}, async (h) => {
     const a: Ask = { product: arranged, sort: 'helpful', page: 1, count: 5 };
     expect(ask(h.memory, a)).toEqual((await truth([a]))[0]);
     await t.db.query('UPDATE atelier.reviews SET helpfulness = helpfulness + 1 WHERE product_id = $1 AND rating = 4', [arranged]);
@@ -183,10 +183,21 @@ async function allPages(memory: ReviewMemory, product: number) {
   return { ours: asks.map((a) => ask(memory, a)), theirs: await truth(asks) };
 }
 
-test('a changed product is read again and answered from memory with the change; a change heard while it is read keeps it dirty', async () => {
-  await withLoaded({ refreshDelayMs: 0 }, async (h) => {
+test('a changed product is read back for its reader and answered from memory with the change; a change heard while it is read keeps it dirty', async () => {
+  await withLoaded({}, async (h) => {
     await t.db.query('UPDATE atelier.reviews SET helpfulness = helpfulness + 5 WHERE id = (SELECT max(id) FROM atelier.reviews WHERE product_id = $1 AND NOT reported)', [arranged]);
-    await until('the product read again', () => h.memory.stats().refreshed === 1 && h.memory.stats().dirty === 0, 10_000);
+    await until('the change heard', () => h.memory.stats().dirty === 1, 5000);
+    // Written, not read: nothing is read back.
+    await new Promise((r) => setTimeout(r, 200));
+    expect(h.memory.stats()).toMatchObject({ refreshed: 0, dirty: 1 });
+    /** What a reader of `product` does on finding it dirty: has it read back, and waits. */
+    const readBack = async (product: number) => {
+      const pending = h.memory.readBack(product);
+      expect(pending).toBeDefined();
+      await pending;
+    };
+    await readBack(arranged);
+    expect(h.memory.stats()).toMatchObject({ refreshed: 1, dirty: 0 });
     let pages = await allPages(h.memory, arranged);
     expect(pages.ours).toEqual(pages.theirs);
     // A POST-like change (a new review, its count in the same transaction), then a report
@@ -201,13 +212,14 @@ test('a changed product is read again and answered from memory with the change; 
         client.release();
       }
     };
-    const refreshedBy = async (n: number) => until('read again', () => h.memory.stats().dirty === 0 && h.memory.stats().refreshed >= n, 10_000);
+    const heard = async () => until('the change heard', () => h.memory.stats().dirty === 1, 5000);
     await inOneTransaction([
       [`INSERT INTO atelier.reviews (id, product_id, rating, date, summary, body, recommend, reported, reviewer_name, reviewer_email, helpfulness)
         VALUES (9500000, $1, 4, '2023-01-01T00:00:00Z', 'new', 'a new review', true, false, 'new', 'new@example.com', 0)`, [arranged + 3]],
       ['UPDATE atelier.product_ratings SET r4 = r4 + 1 WHERE product_id = $1', [arranged + 3]],
     ]);
-    await refreshedBy(2);
+    await heard();
+    await readBack(arranged + 3);
     pages = await allPages(h.memory, arranged + 3);
     expect(pages.ours).toEqual(pages.theirs);
     expect(pages.theirs[0].body).toContain('"review_id" : 9500000');
@@ -215,39 +227,46 @@ test('a changed product is read again and answered from memory with the change; 
       ['UPDATE atelier.reviews SET reported = true WHERE id = 9500000', []],
       ['UPDATE atelier.product_ratings SET r4 = r4 - 1 WHERE product_id = $1', [arranged + 3]],
     ]);
-    await refreshedBy(3);
+    await heard();
+    await readBack(arranged + 3);
     pages = await allPages(h.memory, arranged + 3);
     expect(pages.ours).toEqual(pages.theirs);
     expect(pages.theirs[0].body).not.toContain('9500000');
+    expect(h.memory.stats()).toMatchObject({ refreshed: 3, dirty: 0 });
 
-    // The next read of `arranged` waits on a lock; a second change is heard meanwhile: the
-    // first read's answer is not kept (the product stays dirty), the read that follows is.
-    const refreshed = h.memory.stats().refreshed;
+    // The read-back of `arranged` waits on a lock; a second change is heard meanwhile: what it
+    // read is not kept (the product stays dirty), the next reader's read-back is.
+    await t.db.query('UPDATE atelier.reviews SET helpfulness = helpfulness + 1 WHERE product_id = $1', [arranged]);
+    await heard();
     const release = await lockRatings();
+    let first: Promise<void> | undefined;
     try {
+      first = h.memory.readBack(arranged);
+      await until('the read-back to wait on the lock', loadWaiting, 10_000);
+      const invalidations = h.cache.stats().invalidations;
       await t.db.query('UPDATE atelier.reviews SET helpfulness = helpfulness + 1 WHERE product_id = $1', [arranged]);
-      await until('the read to wait on the lock', loadWaiting, 10_000);
-      const heard = h.cache.stats().invalidations;
-      await t.db.query('UPDATE atelier.reviews SET helpfulness = helpfulness + 1 WHERE product_id = $1', [arranged]);
-      await until('the second change heard', () => h.cache.stats().invalidations > heard, 5000);
-      expect(ask(h.memory, { product: arranged, sort: 'helpful', page: 1, count: 5 })).toBeUndefined();
+      await until('the second change heard', () => h.cache.stats().invalidations > invalidations, 5000);
     } finally {
       await release();
     }
-    await until('read again', () => h.memory.stats().dirty === 0, 10_000);
-    expect(h.memory.stats().refreshed).toBe(refreshed + 1);
+    await first;
+    expect(h.memory.stats()).toMatchObject({ refreshed: 3, dirty: 1 });
+    expect(ask(h.memory, { product: arranged, sort: 'helpful', page: 1, count: 5 })).toBeUndefined();
+    await readBack(arranged);
+    expect(h.memory.stats()).toMatchObject({ refreshed: 4, dirty: 0 });
     pages = await allPages(h.memory, arranged);
     expect(pages.ours).toEqual(pages.theirs);
   });
 });
 
-test('a changed product with more reviews than refreshMaxReviews is not read again: it stays dirty until the next load', async () => {
-  await withLoaded({ refreshDelayMs: 0, refreshMaxReviews: 2 }, async (h) => {
+test('a changed product with more reviews than refreshMaxReviews is not read back: it stays dirty until the next load', async () => {
+  await withLoaded({ refreshMaxReviews: 2 }, async (h) => {
     // `arranged` has three visible reviews, `arranged + 3` one.
     await t.db.query('UPDATE atelier.reviews SET helpfulness = helpfulness + 1 WHERE product_id = $1', [arranged]);
     await t.db.query('UPDATE atelier.reviews SET helpfulness = helpfulness + 1 WHERE product_id = $1', [arranged + 3]);
-    await until('the small one read again', () => h.memory.stats().refreshed === 1, 10_000);
-    await new Promise((r) => setTimeout(r, 200));
+    await until('the changes heard', () => h.memory.stats().dirty === 2, 5000);
+    expect(h.memory.readBack(arranged)).toBeUndefined();
+    await h.memory.readBack(arranged + 3);
     expect(h.memory.stats()).toMatchObject({ refreshed: 1, dirty: 1 });
     expect(ask(h.memory, { product: arranged, sort: 'helpful', page: 1, count: 5 })).toBeUndefined();
     const small: Ask = { product: arranged + 3, sort: 'helpful', page: 1, count: 5 };
@@ -255,32 +274,42 @@ test('a changed product with more reviews than refreshMaxReviews is not read aga
   });
 });
 
-test('a read of changed products overtaken by a flush or a failure puts nothing into memory; they stay dirty', async () => {
-  await withLoaded({ refreshDelayMs: 0 }, async (h) => {
+test('a read-back overtaken by a flush or a failure puts nothing into memory; its product stays dirty and its reader goes on', async () => {
+  await withLoaded({}, async (h) => {
+    await t.db.query('UPDATE atelier.reviews SET helpfulness = helpfulness + 1 WHERE product_id = $1', [arranged + 3]);
+    await until('the change heard', () => h.memory.stats().dirty === 1, 5000);
     const release = await lockRatings();
+    let waiting: Promise<void> | undefined;
     try {
-      await t.db.query('UPDATE atelier.reviews SET helpfulness = helpfulness + 1 WHERE product_id = $1', [arranged + 3]);
-      await until('the read to wait on the lock', loadWaiting, 10_000);
+      waiting = h.memory.readBack(arranged + 3);
+      await until('the read-back to wait on the lock', loadWaiting, 10_000);
       // A flush (the feed lost and back, an import's swap) drops the table under the read.
       h.cache.invalidateAll();
     } finally {
       await release();
     }
+    await waiting;
     await until('the next load', () => h.memory.stats().loads === 2, 20_000);
     expect(h.memory.stats().refreshed).toBe(0);
-    // A read that fails (its statement times out) leaves the product dirty, and says so.
+    // A read-back that fails (its statement cancelled) leaves the product dirty, lets its
+    // reader go on, and says so.
+    await t.db.query('UPDATE atelier.reviews SET helpfulness = helpfulness + 1 WHERE product_id = $1', [arranged + 3]);
+    await until('the change heard', () => h.memory.stats().dirty === 1, 5000);
     const release2 = await lockRatings();
     try {
-      await t.db.query('UPDATE atelier.reviews SET helpfulness = helpfulness + 1 WHERE product_id = $1', [arranged + 3]);
-      await until('the read to wait on the lock', loadWaiting, 10_000);
+      waiting = h.memory.readBack(arranged + 3);
+      await until('the read-back to wait on the lock', loadWaiting, 10_000);
       await t.db.query("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%product_id = ANY%' AND pid <> pg_backend_pid()");
-      await until('the failure counted', () => h.memory.stats().failedRefreshes === 1, 10_000);
+      await waiting;
+      expect(h.memory.stats().failedRefreshes).toBe(1);
     } finally {
       await release2();
     }
     expect(h.memory.stats()).toMatchObject({ refreshed: 0, dirty: 1 });
     expect(ask(h.memory, { product: arranged + 3, sort: 'newest', page: 1, count: 5 })).toBeUndefined();
-    expect(h.logs.some((l) => l.includes('reading changed products again failed'))).toBe(true);
+    // Read-backs pause after a failure: its next reader goes to the database at once.
+    expect(h.memory.readBack(arranged + 3)).toBeUndefined();
+    expect(h.logs.some((l) => l.includes('reading changed products back failed'))).toBe(true);
   });
 });
 
@@ -305,7 +334,7 @@ test('a reload keeps the table held serving only while two fit the memory allowe
   const other: Ask = { product: arranged + 3, sort: 'newest', page: 1, count: 5 };
   for (const [maxBytes, servesDuringLoad] of [[bytes * 2 + 1024, true], [Math.ceil(bytes * 1.5), false]] as const) {
     // (No refresh meanwhile: only the load waits on the lock.)
-    await withLoaded({ maxBytes, reloadOnAnyChange: true, refreshDelayMs: 600_000 }, async (h) => {
+    await withLoaded({ maxBytes, reloadOnAnyChange: true }, async (h) => {
       expect(ask(h.memory, other)).toBeDefined();
       const release = await lockRatings();
       try {
@@ -347,6 +376,15 @@ test('through HTTP: a host with the table answers as one without it; a writer re
     // A conditional request is answered 304 from memory too.
     const etag = (await fetch(withTable + paths[2])).headers.get('etag')!;
     expect((await fetch(withTable + paths[2], { headers: { 'if-none-match': etag } })).status).toBe(304);
+
+    // A product changed since the load: its next reader has it read back, and is answered
+    // from memory with the change, as the database answers.
+    await t.db.query('UPDATE atelier.reviews SET helpfulness = helpfulness + 2 WHERE id = (SELECT min(id) FROM atelier.reviews WHERE product_id = $1 AND NOT reported)', [arranged]);
+    await until('the change heard', () => a.memory.stats().dirty === 1, 5000);
+    const [x, y] = [await fetch(withTable + paths[0]), await fetch(without + paths[0])];
+    expect([x.status, x.headers.get('x-response-cache')]).toEqual([200, 'HIT']);
+    expect([x.status, await x.text(), x.headers.get('x-total-count'), x.headers.get('etag')]).toEqual([y.status, await y.text(), y.headers.get('x-total-count'), y.headers.get('etag')]);
+    expect(a.memory.stats()).toMatchObject({ refreshed: 1, dirty: 0 });
 
     // A reader whose cookie names the product is rendered from the database.
     const served = a.memory.stats().served;

@@ -1,8 +1,9 @@
 // The read-back rule of a table in memory (src/reviews/memory-table.ts), with a load and a
 // refresher whose answers the test releases by hand: no database, so the order of events is
-// exactly the one written here. A product is made clean only by a read-back during which no
-// change to it was heard, into the table it was read for; a failed read-back leaves it dirty
-// and is tried again.
+// exactly the one written here. A product is read back only for a reader, and made clean only
+// by a read-back during which no change to it was heard, into the table it was read for; a
+// reader waiting for one is always let go (done, dropped, failed); a failed read-back leaves
+// it dirty, and read-backs pause before the next.
 import { MemoryTable, type HeldTable } from '../../src/reviews/memory-table';
 import { ResponseCache } from '../../src/response-cache/response-cache';
 
@@ -48,59 +49,108 @@ async function loaded(s: ReturnType<typeof setup>) {
   expect(s.table.stats().loads).toBe(1);
 }
 
-test('a change heard while its product is read back keeps it dirty; the read-back after it makes it clean', async () => {
+test('a written product is read back only for a reader; readers of the moment share the statement; a change heard while it runs keeps it dirty', async () => {
   const s = setup();
   await loaded(s);
   expect(s.table.clean(7)).toBeDefined();
+  // Clean: nothing to read back.
+  expect(s.table.readBack(7)).toBeUndefined();
   s.cache.invalidate(7);
+  s.cache.invalidate(8);
   expect(s.table.clean(7)).toBeUndefined();
   await tick();
-  expect(s.reads.map((r) => r.products)).toEqual([[7]]);
-  // Heard after the read-back's statement began: what it read may predate it.
+  // Written, not read: no statement.
+  expect(s.reads).toEqual([]);
+  const first = s.table.readBack(7)!;
+  expect(first).toBeInstanceOf(Promise);
+  // Another reader of the same moment, and one of another product, join the statement.
+  expect(s.table.readBack(7)).toBe(first);
+  expect(s.table.readBack(8)).toBe(first);
+  await tick();
+  expect(s.reads.map((r) => r.products)).toEqual([[7, 8]]);
+  // A reader while it runs waits for it too.
+  expect(s.table.readBack(7)).toBe(first);
+  // Heard after the read-back's statement began: what it read of 7 may predate it.
   s.cache.invalidate(7);
   s.answer(0);
-  await tick();
+  await first;
   expect(s.table.clean(7)).toBeUndefined();
-  expect(s.table.stats()).toMatchObject({ refreshed: 0, dirty: 1 });
-  // The change queued a second read-back, which nothing overtakes.
-  expect(s.reads.map((r) => r.products)).toEqual([[7], [7]]);
-  s.answer(1);
+  expect(s.table.clean(8)).toBeDefined();
+  expect(s.table.stats()).toMatchObject({ refreshed: 1, dirty: 1 });
   await tick();
+  // Nothing is read again until someone reads it.
+  expect(s.reads).toHaveLength(1);
+  const second = s.table.readBack(7)!;
+  await tick();
+  expect(s.reads.map((r) => r.products)).toEqual([[7, 8], [7]]);
+  s.answer(1);
+  await second;
   expect(s.table.clean(7)).toBeDefined();
-  expect(s.table.stats()).toMatchObject({ refreshed: 1, dirty: 0 });
+  expect(s.table.stats()).toMatchObject({ refreshed: 2, dirty: 0 });
   s.table.close();
 });
 
-test('a read-back overtaken by a flush puts nothing into the new table', async () => {
+test('a product the caller does not want read back is not', async () => {
   const s = setup();
   await loaded(s);
+  s.cache.invalidate(5);
+  expect(s.table.readBack(5, () => false)).toBeUndefined();
+  await tick();
+  expect(s.reads).toEqual([]);
+  expect(s.table.clean(5)).toBeUndefined();
+  s.table.close();
+});
+
+test('a read-back overtaken by a flush puts nothing into the new table; its readers go on, and on a close', async () => {
+  const s = setup();
+  await loaded(s);
+  // A flush before the statement begins: the reader is let go, nothing is read.
   s.cache.invalidate(9);
+  const dropped = s.table.readBack(9)!;
+  s.cache.invalidateAll();
+  await dropped;
+  for (let i = 0; i < 100 && s.table.stats().loads < 2; i++) await tick();
+  expect(s.table.stats().loads).toBe(2);
+  expect(s.reads).toEqual([]);
+  // A flush while the statement runs.
+  s.cache.invalidate(9);
+  const waiting = s.table.readBack(9)!;
   await tick();
   const first = s.reads[0].table;
   s.cache.invalidateAll();
-  for (let i = 0; i < 100 && s.table.stats().loads < 2; i++) await tick();
-  expect(s.table.stats().loads).toBe(2);
+  for (let i = 0; i < 100 && s.table.stats().loads < 3; i++) await tick();
+  expect(s.table.stats().loads).toBe(3);
   s.answer(0);
-  await tick();
+  await waiting;
   expect(first.installed).toEqual([]);
   expect(s.table.stats().refreshed).toBe(0);
+  // Closed (the host stopping) before the statement begins: the reader is let go too.
+  s.cache.invalidate(11);
+  const closing = s.table.readBack(11)!;
   s.table.close();
+  await closing;
+  expect(s.reads).toHaveLength(1);
 });
 
-test('a failed read-back leaves its products dirty and tries them again', async () => {
+test('a failed read-back leaves its product dirty and lets its reader go on; read-backs pause, then are tried again', async () => {
   const s = setup();
   await loaded(s);
   s.cache.invalidate(3);
+  const waiting = s.table.readBack(3)!;
   await tick();
   s.reads[0].answer.reject(new Error('the database is busy'));
-  await tick();
+  await waiting;
   expect(s.table.clean(3)).toBeUndefined();
   expect(s.table.stats()).toMatchObject({ failedRefreshes: 1, dirty: 1 });
-  // Tried again after its pause (1 s), with no new change.
-  for (let i = 0; i < 300 && s.reads.length < 2; i++) await tick();
+  // Paused (1 s): readers go to the database without trying.
+  expect(s.table.readBack(3)).toBeUndefined();
+  let again: Promise<void> | undefined;
+  for (let i = 0; i < 300 && !(again = s.table.readBack(3)); i++) await tick();
+  expect(again).toBeDefined();
+  await tick();
   expect(s.reads.map((r) => r.products)).toEqual([[3], [3]]);
   s.answer(1);
-  await tick();
+  await again;
   expect(s.table.clean(3)).toBeDefined();
   s.table.close();
 });
