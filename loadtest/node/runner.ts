@@ -5,15 +5,17 @@
 // Open loop, like k6's constant-arrival-rate: a stage of R req/s is a schedule of send
 // times, R a second, fixed before the run. Each request goes out at its time whatever the
 // server is doing (a pool of up to `connections` keep-alive sockets, 1024 by default, so a
-// send is not held back by answers still outstanding), and its latency is counted from its
+// send is not held back by answers still outstanding; undici's, which costs the box a
+// fraction of node:http's CPU per request), and its latency is counted from its
 // scheduled time, not from when it went out: a server that stalls for 200 ms shows 200 ms
 // in every request scheduled during the stall, whatever the connection setting
 // (coordinated omission is not hidden). Sends that left more than LATE_MS after their time
 // (the generator itself was busy, or every socket was in use) are counted as late.
 // A stage with rate 0 is closed loop: `connections` loops, each sending its next request
 // when the previous one is answered (as fast as the server allows).
-import http from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import zlib from 'node:zlib';
+import { Pool, type Dispatcher } from 'undici';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const traffic = require('../lib/traffic.js') as typeof import('../lib/traffic.js');
 
@@ -197,40 +199,32 @@ export async function runLoad(o: RunOptions): Promise<RunResult> {
   };
 
   /** Sends one request; resolves with what happened, latency counted from `scheduled`. */
-  const send = (agent: http.Agent, scheduled: number): Promise<Outcome> => {
+  const send = async (pool: Pool, scheduled: number): Promise<Outcome> => {
     const r = nextRequest();
-    return new Promise<Outcome>((resolve) => {
-      let done = false;
-      const finish = (status: Outcome['status'], headers?: http.IncomingHttpHeaders) => {
-        if (done) return;
-        done = true;
-        const edge = headers?.['x-cache-status'];
-        const host = headers?.['x-response-cache'];
-        const cache = headers && (r.op === 'list' || r.op === 'meta') ? [edge, host].filter(Boolean).join('/') || 'none' : undefined;
-        resolve({ op: r.op, status, latency: performance.now() - scheduled, scheduled, cache, edgeHit: edge === 'HIT', hostHit: host === 'HIT' });
-      };
-      const req = http.request({ agent, hostname: target.hostname, port: target.port, path: r.path, method: r.method, headers: r.headers, localAddress: o.localAddress }, (res) => {
-        const chunks: Buffer[] = [];
-        const keep = r.op === 'meta' && res.statusCode === 200;
-        res.on('data', (c: Buffer) => keep && chunks.push(c));
-        res.on('end', () => {
-          if (keep && characteristics.size < 100_000) {
-            try {
-              const raw = Buffer.concat(chunks);
-              const text = decode(raw, res.headers['content-encoding']).toString();
-              characteristics.set(r.productId, traffic.characteristicIdsFromMeta(text));
-            } catch {
-              // not JSON: counted by its status
-            }
-          }
-          finish(res.statusCode ?? 0, res.headers);
-        });
-        res.on('error', () => finish('connection-error'));
-      });
-      req.setTimeout(REQUEST_TIMEOUT_MS, () => req.destroy(new Error('timeout')));
-      req.on('error', () => finish('connection-error'));
-      req.end(r.body);
-    });
+    const outcome = (status: Outcome['status'], headers?: IncomingHttpHeaders): Outcome => {
+      const header = (name: string) => { const v = headers?.[name]; return Array.isArray(v) ? v[0] : v; };
+      const edge = header('x-cache-status');
+      const host = header('x-response-cache');
+      const cache = headers && (r.op === 'list' || r.op === 'meta') ? [edge, host].filter(Boolean).join('/') || 'none' : undefined;
+      return { op: r.op, status, latency: performance.now() - scheduled, scheduled, cache, edgeHit: edge === 'HIT', hostHit: host === 'HIT' };
+    };
+    try {
+      const res = await pool.request({ path: r.path, method: r.method as Dispatcher.HttpMethod, headers: r.headers, body: r.body });
+      if (r.op === 'meta' && res.statusCode === 200 && characteristics.size < 100_000) {
+        const raw = Buffer.from(await res.body.arrayBuffer());
+        try {
+          const encoding = res.headers['content-encoding'];
+          characteristics.set(r.productId, traffic.characteristicIdsFromMeta(decode(raw, Array.isArray(encoding) ? encoding[0] : encoding).toString()));
+        } catch {
+          // not JSON: counted by its status
+        }
+      } else {
+        await res.body.dump({ limit: Infinity });
+      }
+      return outcome(res.statusCode, res.headers);
+    } catch {
+      return outcome('connection-error');
+    }
   };
 
   for (const stage of o.stages) {
@@ -239,7 +233,13 @@ export async function runLoad(o: RunOptions): Promise<RunResult> {
     let maxSendLagMs = 0;
     const open = stage.rate > 0;
     const connections = o.connections ?? (open ? 1024 : 64);
-    const agent = new http.Agent({ keepAlive: true, maxSockets: connections, maxFreeSockets: connections, scheduling: 'fifo' });
+    // undici's pool (Node's own HTTP client project): a fraction of node:http's CPU per
+    // request, and the generator shares the box it measures. Requests beyond `connections`
+    // wait in its queue, first in first out.
+    const pool = new Pool(target.origin, {
+      connections, pipelining: 1, headersTimeout: REQUEST_TIMEOUT_MS, bodyTimeout: REQUEST_TIMEOUT_MS, keepAliveTimeout: 60_000,
+      ...(o.localAddress ? { localAddress: o.localAddress } : {}),
+    });
     const stageStart = performance.now() + 5;
     const end = stageStart + stage.duration * 1000;
     const pending: Promise<void>[] = [];
@@ -256,11 +256,12 @@ export async function runLoad(o: RunOptions): Promise<RunResult> {
             const scheduled = stageStart + i * interval;
             const lag = now - scheduled;
             // Late: the generator itself fell behind, or every socket is busy (the request
-            // then waits in the agent, and that wait counts in its latency too).
-            const busy = Object.values(agent.sockets).reduce((n, l) => n + (l?.length ?? 0), 0) >= connections;
+            // then waits in the pool's queue, and that wait counts in its latency too).
+            const st = pool.stats;
+            const busy = st.queued > 0 || (st.connected >= connections && st.free === 0);
             if (lag > LATE_MS || busy) lateSends++;
             if (lag > maxSendLagMs) maxSendLagMs = lag;
-            record(send(agent, scheduled));
+            record(send(pool, scheduled));
             i++;
           }
           if (i >= total) resolve();
@@ -271,7 +272,7 @@ export async function runLoad(o: RunOptions): Promise<RunResult> {
     } else {
       const loop = async () => {
         while (performance.now() < end) {
-          const x = await send(agent, performance.now());
+          const x = await send(pool, performance.now());
           outcomes.push(x);
         }
       };
@@ -279,7 +280,7 @@ export async function runLoad(o: RunOptions): Promise<RunResult> {
     }
     // Every request sent is answered (or times out) before the stage is counted.
     await Promise.all(pending);
-    agent.destroy();
+    await pool.destroy();
     const seconds = Math.max(stage.duration, (performance.now() - stageStart) / 1000);
 
     const statuses: Record<string, number> = {};
