@@ -101,6 +101,9 @@ export interface MemoryTableStats {
   bytes: number;
 }
 
+/** A reader does not queue a read-back behind a statement that has run longer than this. */
+const WAIT_BEHIND_MS = 50;
+
 interface Deferred { promise: Promise<void>; resolve(): void }
 function deferred(): Deferred {
   let resolve!: () => void;
@@ -124,13 +127,17 @@ export class MemoryTable<T extends HeldTable> {
   /** A flush asked for a load while one was being abandoned: begin it once that one stops. */
   private reloadAfterAbandon = false;
   private readonly counters = { served: 0, dirtyReads: 0, loads: 0, failedLoads: 0, abandonedLoads: 0, refreshed: 0, failedRefreshes: 0 };
-  /** Dirty products a reader asked to have read back, waiting for the next statement (with a refresher). */
-  private readonly pending = new Set<number>();
-  /** What the readers of `pending` wait for: resolved when their statement has ended. */
-  private nextBatch?: Deferred;
+  /**
+   * Dirty products a reader asked to have read back, waiting for the next statement (with a
+   * refresher), each with what its readers wait for: resolved once the statement that read it
+   * has ended, or when there will be none (a drop, a failure).
+   */
+  private readonly pending = new Map<number, Deferred>();
   /** Products in the statement under way, and what their readers wait for. */
-  private readonly inFlight = new Map<number, Promise<void>>();
-  /** Products being read again: true once a change to one is heard meanwhile (it then stays dirty). */
+  private readonly inFlight = new Map<number, Deferred>();
+  /** When the statement under way began (performance.now()). */
+  private inFlightSince = 0;
+  /** Products being read back: true once a change to one is heard meanwhile (it then stays dirty). */
   private readonly refreshing = new Map<number, boolean>();
   private refreshTimer?: NodeJS.Timeout;
   /** After failed read-backs, the pause before the next (doubling to 30 s; 0 after a success), and its end. */
@@ -166,14 +173,15 @@ export class MemoryTable<T extends HeldTable> {
 
   /**
    * The table, if `product` may be answered from it now: loaded, not too old, trusted,
-   * held, and not dirty. Undefined otherwise (a dirty read is counted). A caller that
-   * answers from it calls served().
+   * held, and not dirty. Undefined otherwise (a dirty read is counted, unless `countDirty`
+   * is false: a reader about to have it read back asks again after). A caller that answers
+   * from it calls served().
    */
-  clean(product: number): T | undefined {
+  clean(product: number, countDirty = true): T | undefined {
     const t = this.current();
     if (!t || !this.o.cache.isTrusted || product > t.maxProduct) return undefined;
     if (t.dirty.has(product)) {
-      this.counters.dirtyReads++;
+      if (countDirty) this.counters.dirtyReads++;
       return undefined;
     }
     return t;
@@ -220,12 +228,18 @@ export class MemoryTable<T extends HeldTable> {
     if (t.dirty.size > Math.max(this.o.reloadDirtyMin ?? 1000, t.maxProduct * (this.o.reloadDirtyShare ?? 0.05))) this.schedule(0);
   }
 
-  /** Forgets the table held; reads waiting for a read-back into it go on without it. */
+  /** Forgets the table held; readers waiting for a read-back into it go on without it at once. */
   private drop(): void {
     this.table = undefined;
+    this.releasePending();
+    // The statement under way reads for a table no longer held: its readers need not wait.
+    for (const waiting of this.inFlight.values()) waiting.resolve();
+  }
+
+  /** Lets every reader waiting for a statement not begun yet go on (to the database). */
+  private releasePending(): void {
+    for (const waiting of this.pending.values()) waiting.resolve();
     this.pending.clear();
-    this.nextBatch?.resolve();
-    this.nextBatch = undefined;
   }
 
   /**
@@ -242,11 +256,14 @@ export class MemoryTable<T extends HeldTable> {
     if (!this.refresh || !t || this.closed || !this.o.cache.isTrusted || !t.dirty.has(product) || product > t.maxProduct) return undefined;
     if (performance.now() < this.refreshPausedUntil || !wanted(t)) return undefined;
     const underWay = this.inFlight.get(product);
-    if (underWay && this.refreshing.get(product) === false) return underWay;
-    this.pending.add(product);
-    this.nextBatch ??= deferred();
+    if (underWay && this.refreshing.get(product) === false) return underWay.promise;
+    // Behind a statement that has run long (a lock, an overloaded primary), a reader does not
+    // queue: it goes to the database now rather than wait for that one and then its own.
+    if (this.refreshing.size && performance.now() - this.inFlightSince > WAIT_BEHIND_MS) return undefined;
+    let waiting = this.pending.get(product);
+    if (!waiting) this.pending.set(product, (waiting = deferred()));
     this.armRefresh();
-    return this.nextBatch.promise;
+    return waiting.promise;
   }
 
   /** Reads the pending products back after refreshDelayMs, unless a read-back is under way (the next follows it). */
@@ -268,25 +285,21 @@ export class MemoryTable<T extends HeldTable> {
    */
   private async refreshPending(): Promise<void> {
     const t = this.table;
-    const done = this.nextBatch;
-    this.nextBatch = undefined;
     if (!t || !this.refresh || this.closed || !this.o.cache.isTrusted) {
-      this.pending.clear();
-      done?.resolve();
+      this.releasePending();
       return;
     }
-    const batch = [...this.pending].slice(0, 256);
-    // Products past the first 256 wait for the next statement, and so do their readers.
-    if (this.pending.size > batch.length) this.nextBatch = deferred();
-    const finished = done ?? deferred();
+    const batch = [...this.pending.keys()].slice(0, 256);
     for (const product of batch) {
+      this.inFlight.set(product, this.pending.get(product)!);
       this.pending.delete(product);
       this.refreshing.set(product, false);
-      this.inFlight.set(product, finished.promise);
     }
+    this.inFlightSince = performance.now();
     try {
       const fresh = await this.refresh(t, batch);
       this.refreshBackoffMs = 0;
+      this.refreshPausedUntil = 0;
       if (this.table === t && this.o.cache.isTrusted) {
         for (const [product, install] of fresh) {
           if (this.refreshing.get(product) !== false || !install()) continue;
@@ -298,15 +311,17 @@ export class MemoryTable<T extends HeldTable> {
       this.counters.failedRefreshes++;
       this.refreshBackoffMs = Math.min(30_000, Math.max(1000, this.refreshBackoffMs * 2));
       this.refreshPausedUntil = performance.now() + this.refreshBackoffMs;
+      // The readers queued meanwhile go to the database too: no statement during the pause.
+      this.releasePending();
       if (this.counters.failedRefreshes === 1 || this.counters.failedRefreshes % 1000 === 0) {
         this.log(`${this.label}: reading changed products back failed (${(err as Error).message}; ${this.counters.failedRefreshes} so far); they stay dirty, read from the database, and read-backs pause ${(this.refreshBackoffMs / 1000).toFixed(0)} s`);
       }
     } finally {
       for (const product of batch) {
         this.refreshing.delete(product);
+        this.inFlight.get(product)?.resolve();
         this.inFlight.delete(product);
       }
-      finished.resolve();
     }
     this.armRefresh();
   }

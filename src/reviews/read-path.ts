@@ -157,12 +157,12 @@ export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): Read
       if (o.reviewMemory && !writer && !cache.holds(key)) {
         refuseOverBudget(req);
         const asked = { product: q.product_id, sort: q.sort, page: q.page, count: q.count, offset, ratings: ratingMask(q.rating) };
-        let held = o.reviewMemory.answer(asked);
-        // A product changed since it was read into memory: read it back now, and answer from
-        // there (one statement for its whole list, shared with the readers of this moment).
-        const readBack = held ? undefined : o.reviewMemory.readBack(q.product_id);
-        if (readBack) {
-          await readBack;
+        let held = o.reviewMemory.answer(asked, false);
+        if (!held) {
+          // A product changed since it was read into memory: read it back now, and answer from
+          // there (one statement for its whole list, shared with the readers of this moment).
+          const readBack = o.reviewMemory.readBack(q.product_id);
+          if (readBack) await readBack;
           held = o.reviewMemory.answer(asked);
         }
         if (held) {

@@ -143,9 +143,12 @@ export class ReviewMemory {
     this.table.close();
   }
 
-  /** The list answer from memory, or undefined: not loaded, too old, untrusted, not held, or dirty. */
-  answer(q: ListRequest): CacheAnswer | undefined {
-    const t = this.table.clean(q.product);
+  /**
+   * The list answer from memory, or undefined: not loaded, too old, untrusted, not held, or
+   * dirty (counted as a dirty read unless `countDirty` is false: see readBack).
+   */
+  answer(q: ListRequest, countDirty = true): CacheAnswer | undefined {
+    const t = this.table.clean(q.product, countDirty);
     if (!t) return undefined;
     const body = renderList(t, q);
     if (!body) return undefined;
@@ -155,10 +158,11 @@ export class ReviewMemory {
   }
 
   /**
-   * For a reader that found `product` dirty: has it read back now (memory-table.ts's
-   * readBack), if the table holds at most refreshMaxReviews of its reviews. Resolves once the
-   * read-back has ended (answer() then says whether it may be answered); undefined when
-   * none will be tried.
+   * For a reader that found `product` dirty (answer(q, false)): has it read back now
+   * (memory-table.ts's readBack), if the table holds at most refreshMaxReviews of its
+   * reviews. Resolves once the read-back has ended, or will not happen; the reader then asks
+   * answer(q) again, which counts a dirty read if the product still cannot be answered.
+   * Undefined when none will be tried.
    */
   readBack(product: number): Promise<void> | undefined {
     const most = this.o.refreshMaxReviews ?? 64;

@@ -31,7 +31,7 @@ function setup() {
   const table = new MemoryTable<Fake>({ cache, maxBytes: 1 << 20, maxAgeMs: 600_000, refreshDelayMs: 0, minLoadIntervalMs: 0, jitterMs: 0 }, 'test',
     async (loading, began) => {
       loads++;
-      return { maxProduct: 100, dirty: loading.dirty, bytes: 10, loadedAt: began, describe: () => 'fake', installed: [] };
+      return { maxProduct: 1000, dirty: loading.dirty, bytes: 10, loadedAt: began, describe: () => 'fake', installed: [] };
     },
     (t, products) => {
       const answer = deferred<Map<number, () => boolean>>();
@@ -63,9 +63,9 @@ test('a written product is read back only for a reader; readers of the moment sh
   expect(s.reads).toEqual([]);
   const first = s.table.readBack(7)!;
   expect(first).toBeInstanceOf(Promise);
-  // Another reader of the same moment, and one of another product, join the statement.
+  // Another reader of the same moment waits with it; one of another product joins the statement.
   expect(s.table.readBack(7)).toBe(first);
-  expect(s.table.readBack(8)).toBe(first);
+  const eight = s.table.readBack(8)!;
   await tick();
   expect(s.reads.map((r) => r.products)).toEqual([[7, 8]]);
   // A reader while it runs waits for it too.
@@ -74,6 +74,7 @@ test('a written product is read back only for a reader; readers of the moment sh
   s.cache.invalidate(7);
   s.answer(0);
   await first;
+  await eight;
   expect(s.table.clean(7)).toBeUndefined();
   expect(s.table.clean(8)).toBeDefined();
   expect(s.table.stats()).toMatchObject({ refreshed: 1, dirty: 1 });
@@ -101,7 +102,7 @@ test('a product the caller does not want read back is not', async () => {
   s.table.close();
 });
 
-test('a read-back overtaken by a flush puts nothing into the new table; its readers go on, and on a close', async () => {
+test('a read-back overtaken by a flush installs nothing; its readers are let go at once, and on a close', async () => {
   const s = setup();
   await loaded(s);
   // A flush before the statement begins: the reader is let go, nothing is read.
@@ -112,16 +113,17 @@ test('a read-back overtaken by a flush puts nothing into the new table; its read
   for (let i = 0; i < 100 && s.table.stats().loads < 2; i++) await tick();
   expect(s.table.stats().loads).toBe(2);
   expect(s.reads).toEqual([]);
-  // A flush while the statement runs.
+  // A flush while the statement runs: its reader is let go before the statement ends.
   s.cache.invalidate(9);
   const waiting = s.table.readBack(9)!;
   await tick();
   const first = s.reads[0].table;
   s.cache.invalidateAll();
+  await waiting;
   for (let i = 0; i < 100 && s.table.stats().loads < 3; i++) await tick();
   expect(s.table.stats().loads).toBe(3);
   s.answer(0);
-  await waiting;
+  await tick();
   expect(first.installed).toEqual([]);
   expect(s.table.stats().refreshed).toBe(0);
   // Closed (the host stopping) before the statement begins: the reader is let go too.
@@ -132,17 +134,67 @@ test('a read-back overtaken by a flush puts nothing into the new table; its read
   expect(s.reads).toHaveLength(1);
 });
 
-test('a failed read-back leaves its product dirty and lets its reader go on; read-backs pause, then are tried again', async () => {
+test('past 256 products a statement, the rest wait for the next one, and their readers with them', async () => {
+  const s = setup();
+  await loaded(s);
+  const products = Array.from({ length: 300 }, (_, i) => i + 1);
+  const done = new Set<number>();
+  for (const p of products) s.cache.invalidate(p);
+  for (const p of products) void s.table.readBack(p)!.then(() => done.add(p));
+  await tick();
+  expect(s.reads.map((r) => r.products.length)).toEqual([256]);
+  s.answer(0);
+  await tick();
+  // The first 256 are answered and clean; the other 44 are being read, their readers waiting.
+  expect(s.reads.map((r) => r.products.length)).toEqual([256, 44]);
+  expect(done.size).toBe(256);
+  expect(s.table.clean(300)).toBeUndefined();
+  s.answer(1);
+  await tick();
+  expect(done.size).toBe(300);
+  expect(s.table.stats()).toMatchObject({ refreshed: 300, dirty: 0 });
+  s.table.close();
+});
+
+test('a reader does not queue behind a statement that has run long: it goes to the database', async () => {
+  const s = setup();
+  await loaded(s);
+  s.cache.invalidate(1);
+  s.cache.invalidate(2);
+  const first = s.table.readBack(1)!;
+  await tick();
+  // Just begun: another product's reader waits for the next statement.
+  const queued = s.table.readBack(2);
+  expect(queued).toBeDefined();
+  await new Promise((r) => setTimeout(r, 80));
+  s.cache.invalidate(3);
+  expect(s.table.readBack(3)).toBeUndefined();
+  s.answer(0);
+  await first;
+  await tick();
+  s.answer(1);
+  await queued;
+  expect(s.reads.map((r) => r.products)).toEqual([[1], [2]]);
+  s.table.close();
+});
+
+test('a failed read-back leaves its product dirty and lets its readers go, those queued behind it too; read-backs pause, then are tried again', async () => {
   const s = setup();
   await loaded(s);
   s.cache.invalidate(3);
+  s.cache.invalidate(4);
   const waiting = s.table.readBack(3)!;
   await tick();
+  // Queued behind it, for the next statement.
+  const queued = s.table.readBack(4)!;
   s.reads[0].answer.reject(new Error('the database is busy'));
   await waiting;
+  await queued;
   expect(s.table.clean(3)).toBeUndefined();
-  expect(s.table.stats()).toMatchObject({ failedRefreshes: 1, dirty: 1 });
-  // Paused (1 s): readers go to the database without trying.
+  expect(s.table.stats()).toMatchObject({ failedRefreshes: 1, dirty: 2 });
+  // Paused (1 s): no statement for the queued reader, and readers go to the database without trying.
+  await tick();
+  expect(s.reads).toHaveLength(1);
   expect(s.table.readBack(3)).toBeUndefined();
   let again: Promise<void> | undefined;
   for (let i = 0; i < 300 && !(again = s.table.readBack(3)); i++) await tick();
