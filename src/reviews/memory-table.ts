@@ -53,6 +53,12 @@ export interface MemoryTableOptions {
    * which share its statement (default 0: those of the same turn of the event loop).
    */
   refreshDelayMs?: number;
+  /**
+   * A read-back statement that has run this long lets the readers queued behind it go to the
+   * database, and takes no new ones (default 50 ms: a lock or an overloaded primary must not
+   * hold them for its statement and then their own).
+   */
+  refreshWaitBehindMs?: number;
 }
 
 /**
@@ -101,9 +107,6 @@ export interface MemoryTableStats {
   bytes: number;
 }
 
-/** A reader does not queue a read-back behind a statement that has run longer than this. */
-const WAIT_BEHIND_MS = 50;
-
 interface Deferred { promise: Promise<void>; resolve(): void }
 function deferred(): Deferred {
   let resolve!: () => void;
@@ -135,8 +138,9 @@ export class MemoryTable<T extends HeldTable> {
   private readonly pending = new Map<number, Deferred>();
   /** Products in the statement under way, and what their readers wait for. */
   private readonly inFlight = new Map<number, Deferred>();
-  /** When the statement under way began (performance.now()). */
+  /** When the statement under way began (performance.now()), and the table it reads for. */
   private inFlightSince = 0;
+  private inFlightTable?: T;
   /** Products being read back: true once a change to one is heard meanwhile (it then stays dirty). */
   private readonly refreshing = new Map<number, boolean>();
   private refreshTimer?: NodeJS.Timeout;
@@ -244,22 +248,25 @@ export class MemoryTable<T extends HeldTable> {
 
   /**
    * Reads dirty `product` back into the table held, now (with the reads of other products
-   * asked for meanwhile, one statement), for a reader that found it dirty: the promise
-   * resolves once that statement has ended, whatever became of it, and the reader then asks
-   * clean() again. Undefined, at once, when no read-back will be tried: no refresher, no
-   * table, untrusted, the product not dirty or not one `wanted` says is worth it, or read-backs
-   * failing (until their pause is over). Nothing is read back that no one reads: a product
-   * written again and again but not read costs no statement.
+   * asked for meanwhile, one statement, at most 256 products a statement), for a reader that
+   * found it dirty: the promise resolves once that statement has ended, whatever became of
+   * it, or once none will (a drop, a failure, a statement ahead that ran long), and the reader
+   * then asks clean() again. Undefined, at once, when no read-back will be tried: no
+   * refresher, no table, untrusted, the product not dirty or not one `wanted` says is worth
+   * it, read-backs failing (until their pause is over), or a statement under way that has run
+   * longer than refreshWaitBehindMs. Nothing is read back that no one reads: a product written
+   * again and again but not read costs no statement.
    */
   readBack(product: number, wanted: (t: T) => boolean = () => true): Promise<void> | undefined {
     const t = this.table;
     if (!this.refresh || !t || this.closed || !this.o.cache.isTrusted || !t.dirty.has(product) || product > t.maxProduct) return undefined;
     if (performance.now() < this.refreshPausedUntil || !wanted(t)) return undefined;
+    const longRunning = this.refreshing.size > 0 && performance.now() - this.inFlightSince > (this.o.refreshWaitBehindMs ?? 50);
     const underWay = this.inFlight.get(product);
-    if (underWay && this.refreshing.get(product) === false) return underWay.promise;
+    if (underWay && this.refreshing.get(product) === false && this.inFlightTable === t) return longRunning ? undefined : underWay.promise;
     // Behind a statement that has run long (a lock, an overloaded primary), a reader does not
     // queue: it goes to the database now rather than wait for that one and then its own.
-    if (this.refreshing.size && performance.now() - this.inFlightSince > WAIT_BEHIND_MS) return undefined;
+    if (longRunning) return undefined;
     let waiting = this.pending.get(product);
     if (!waiting) this.pending.set(product, (waiting = deferred()));
     this.armRefresh();
@@ -296,10 +303,12 @@ export class MemoryTable<T extends HeldTable> {
       this.refreshing.set(product, false);
     }
     this.inFlightSince = performance.now();
+    this.inFlightTable = t;
+    // Readers queued behind it meanwhile are let go once it has run long.
+    const waitBehind = setTimeout(() => this.releasePending(), this.o.refreshWaitBehindMs ?? 50);
     try {
       const fresh = await this.refresh(t, batch);
       this.refreshBackoffMs = 0;
-      this.refreshPausedUntil = 0;
       if (this.table === t && this.o.cache.isTrusted) {
         for (const [product, install] of fresh) {
           if (this.refreshing.get(product) !== false || !install()) continue;
@@ -317,6 +326,8 @@ export class MemoryTable<T extends HeldTable> {
         this.log(`${this.label}: reading changed products back failed (${(err as Error).message}; ${this.counters.failedRefreshes} so far); they stay dirty, read from the database, and read-backs pause ${(this.refreshBackoffMs / 1000).toFixed(0)} s`);
       }
     } finally {
+      clearTimeout(waitBehind);
+      this.inFlightTable = undefined;
       for (const product of batch) {
         this.refreshing.delete(product);
         this.inFlight.get(product)?.resolve();

@@ -131,3 +131,30 @@ describe('the Node load generator is open loop', () => {
     expect(runs[4].late).toBeGreaterThan(50);
   }, 30_000);
 });
+
+test('the generator reads a body to its end, however large, and counts a reset mid-body as a connection error', async () => {
+  let mode: 'slow-big' | 'reset' = 'slow-big';
+  const half = Buffer.alloc(160 * 1024, 'x');
+  const server = http.createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(2 * half.length) });
+    res.write(half);
+    // The second half 40 ms later, or the connection cut after the first.
+    if (mode === 'slow-big') setTimeout(() => res.end(half), 40);
+    else setTimeout(() => req.socket.destroy(), 5);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const target = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  try {
+    const run = async () => (await runLoad({ target, stages: [{ rate: 20, duration: 1 }], products: 10, mix: [{ op: 'list', weight: 1 }] })).stages[0];
+    const big = await run();
+    expect(big.statuses).toEqual({ 200: big.requests });
+    // Timed to the end of the body, not to its first 128 KiB.
+    expect(big.latencyMs.p50).toBeGreaterThanOrEqual(40);
+    mode = 'reset';
+    const reset = await run();
+    expect(reset.statuses).toEqual({ 'connection-error': reset.requests });
+  } finally {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  }
+}, 30_000);

@@ -410,3 +410,26 @@ test('through HTTP: a host with the table answers as one without it; a writer re
     await plain.stop();
   }
 });
+
+test('through HTTP: a dirty read answered from the database counts one dirty read', async () => {
+  // No read-backs: the dirty product's reader goes on to the response cache and PostgreSQL.
+  const h = host({ refreshMaxReviews: 0 });
+  let server: import('node:http').Server | undefined;
+  try {
+    h.memory.start();
+    await until('the load', () => h.memory.stats().loads === 1, 20_000);
+    server = createApp(h.db, { log: () => undefined, cache: h.cache, reviewMemory: h.memory }).listen(0, '127.0.0.1');
+    await new Promise((r) => server!.once('listening', r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    await t.db.query('UPDATE atelier.reviews SET helpfulness = helpfulness + 1 WHERE product_id = $1', [arranged + 3]);
+    await until('the change heard', () => h.memory.stats().dirty === 1, 5000);
+    const before = h.memory.stats();
+    const r = await fetch(`${url}/reviews?product_id=${arranged + 3}&sort=newest`);
+    expect(r.status).toBe(200);
+    expect(r.headers.get('x-response-cache')).not.toBe('HIT');
+    expect(h.memory.stats()).toMatchObject({ dirtyReads: before.dirtyReads + 1, served: before.served, refreshed: 0 });
+  } finally {
+    if (server) await new Promise((r) => server!.close(r));
+    await h.stop();
+  }
+});

@@ -24,11 +24,11 @@ function deferred<T>() {
 
 const tick = () => new Promise((r) => setTimeout(r, 5));
 
-function setup() {
+function setup(options: { refreshWaitBehindMs?: number } = {}) {
   const cache = new ResponseCache({ maxBytes: 1 << 20, ttlMs: 60_000 });
   let loads = 0;
   const reads: { products: number[]; answer: ReturnType<typeof deferred<Map<number, () => boolean>>>; table: Fake }[] = [];
-  const table = new MemoryTable<Fake>({ cache, maxBytes: 1 << 20, maxAgeMs: 600_000, refreshDelayMs: 0, minLoadIntervalMs: 0, jitterMs: 0 }, 'test',
+  const table = new MemoryTable<Fake>({ cache, maxBytes: 1 << 20, maxAgeMs: 600_000, refreshDelayMs: 0, minLoadIntervalMs: 0, jitterMs: 0, ...options }, 'test',
     async (loading, began) => {
       loads++;
       return { maxProduct: 1000, dirty: loading.dirty, bytes: 10, loadedAt: began, describe: () => 'fake', installed: [] };
@@ -156,26 +156,44 @@ test('past 256 products a statement, the rest wait for the next one, and their r
   s.table.close();
 });
 
-test('a reader does not queue behind a statement that has run long: it goes to the database', async () => {
-  const s = setup();
+test('readers queued behind a statement that runs long are let go to the database, and new ones neither queue nor join', async () => {
+  const s = setup({ refreshWaitBehindMs: 100 });
   await loaded(s);
-  s.cache.invalidate(1);
-  s.cache.invalidate(2);
+  for (const p of [1, 2, 3]) s.cache.invalidate(p);
   const first = s.table.readBack(1)!;
   await tick();
   // Just begun: another product's reader waits for the next statement.
-  const queued = s.table.readBack(2);
-  expect(queued).toBeDefined();
-  await new Promise((r) => setTimeout(r, 80));
-  s.cache.invalidate(3);
+  let released = false;
+  const queued = s.table.readBack(2)!;
+  void queued.then(() => (released = true));
+  await tick();
+  expect(released).toBe(false);
+  // Past 100 ms it is let go, with no statement of its own.
+  await new Promise((r) => setTimeout(r, 150));
+  expect(released).toBe(true);
   expect(s.table.readBack(3)).toBeUndefined();
+  expect(s.table.readBack(1)).toBeUndefined();
   s.answer(0);
   await first;
   await tick();
-  s.answer(1);
-  await queued;
-  expect(s.reads.map((r) => r.products)).toEqual([[1], [2]]);
+  expect(s.reads.map((r) => r.products)).toEqual([[1]]);
+  expect(s.table.clean(1)).toBeDefined();
+  expect(s.table.clean(2)).toBeUndefined();
   s.table.close();
+});
+
+test('a close lets go the readers of the statement under way', async () => {
+  const s = setup();
+  await loaded(s);
+  s.cache.invalidate(12);
+  const running = s.table.readBack(12)!;
+  await tick();
+  expect(s.reads).toHaveLength(1);
+  s.table.close();
+  await running;
+  s.answer(0);
+  await tick();
+  expect(s.reads[0].table.installed).toEqual([]);
 });
 
 test('a failed read-back leaves its product dirty and lets its readers go, those queued behind it too; read-backs pause, then are tried again', async () => {
