@@ -6,10 +6,10 @@
 // times, R a second, fixed before the run. Each request goes out at its time whatever the
 // server is doing (a pool of up to `connections` keep-alive sockets, 1024 by default, so a
 // send is not held back by answers still outstanding; undici's, which cost the generator
-// about a fifth less CPU per request than node:http's agent: docs/benchmarks.md), and its latency is counted from its
-// scheduled time, not from when it went out: a server that stalls for 200 ms shows 200 ms
-// in every request scheduled during the stall, whatever the connection setting
-// (coordinated omission is not hidden). Sends that left more than LATE_MS after their time
+// about a fifth less CPU per request than node:http's agent: docs/benchmarks.md), and its
+// latency is counted from its scheduled time, not from when it went out: a server that
+// stalls for 200 ms shows 200 ms in every request scheduled during the stall, whatever the
+// connection setting (coordinated omission is not hidden). Sends that left more than LATE_MS after their time
 // (the generator itself was busy, or every socket was in use) are counted as late.
 // A stage with rate 0 is closed loop: `connections` loops, each sending its next request
 // when the previous one is answered (as fast as the server allows).
@@ -234,9 +234,8 @@ export async function runLoad(o: RunOptions): Promise<RunResult> {
     let maxSendLagMs = 0;
     const open = stage.rate > 0;
     const connections = o.connections ?? (open ? 1024 : 64);
-    // undici's pool (Node's own HTTP client project): about a fifth less CPU per request
-    // than node:http's agent, and the generator shares the box it measures. Requests beyond `connections`
-    // wait in its queue, first in first out.
+    // undici's pool (Node's own HTTP client project): the generator shares the box it
+    // measures. Requests beyond `connections` wait in its queue, first in first out.
     const pool = new Pool(target.origin, {
       connections, pipelining: 1, headersTimeout: REQUEST_TIMEOUT_MS, bodyTimeout: REQUEST_TIMEOUT_MS, keepAliveTimeout: 60_000,
       ...(o.localAddress ? { localAddress: o.localAddress } : {}),

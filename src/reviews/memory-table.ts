@@ -136,13 +136,14 @@ export class MemoryTable<T extends HeldTable> {
    * has ended, or when there will be none (a drop, a failure).
    */
   private readonly pending = new Map<number, Deferred>();
-  /** Products in the statement under way, and what their readers wait for. */
-  private readonly inFlight = new Map<number, Deferred>();
+  /**
+   * Products in the statement under way: what their readers wait for, and whether a change to
+   * one was heard meanwhile (it then stays dirty).
+   */
+  private readonly inFlight = new Map<number, { waiting: Deferred; changed: boolean }>();
   /** When the statement under way began (performance.now()), and the table it reads for. */
   private inFlightSince = 0;
   private inFlightTable?: T;
-  /** Products being read back: true once a change to one is heard meanwhile (it then stays dirty). */
-  private readonly refreshing = new Map<number, boolean>();
   private refreshTimer?: NodeJS.Timeout;
   /** After failed read-backs, the pause before the next (doubling to 30 s; 0 after a success), and its end. */
   private refreshBackoffMs = 0;
@@ -228,7 +229,8 @@ export class MemoryTable<T extends HeldTable> {
     if (!t) return;
     t.dirty.add(product);
     // A read-back under way may have read it before this change: it must not make it clean.
-    if (this.refreshing.has(product)) this.refreshing.set(product, true);
+    const underWay = this.inFlight.get(product);
+    if (underWay) underWay.changed = true;
     if (t.dirty.size > Math.max(this.o.reloadDirtyMin ?? 1000, t.maxProduct * (this.o.reloadDirtyShare ?? 0.05))) this.schedule(0);
   }
 
@@ -237,7 +239,7 @@ export class MemoryTable<T extends HeldTable> {
     this.table = undefined;
     this.releasePending();
     // The statement under way reads for a table no longer held: its readers need not wait.
-    for (const waiting of this.inFlight.values()) waiting.resolve();
+    for (const { waiting } of this.inFlight.values()) waiting.resolve();
   }
 
   /** Lets every reader waiting for a statement not begun yet go on (to the database). */
@@ -261,9 +263,9 @@ export class MemoryTable<T extends HeldTable> {
     const t = this.table;
     if (!this.refresh || !t || this.closed || !this.o.cache.isTrusted || !t.dirty.has(product) || product > t.maxProduct) return undefined;
     if (performance.now() < this.refreshPausedUntil || !wanted(t)) return undefined;
-    const longRunning = this.refreshing.size > 0 && performance.now() - this.inFlightSince > (this.o.refreshWaitBehindMs ?? 50);
+    const longRunning = this.inFlight.size > 0 && performance.now() - this.inFlightSince > (this.o.refreshWaitBehindMs ?? 50);
     const underWay = this.inFlight.get(product);
-    if (underWay && this.refreshing.get(product) === false && this.inFlightTable === t) return longRunning ? undefined : underWay.promise;
+    if (underWay && !underWay.changed && this.inFlightTable === t) return longRunning ? undefined : underWay.waiting.promise;
     // Behind a statement that has run long (a lock, an overloaded primary), a reader does not
     // queue: it goes to the database now rather than wait for that one and then its own.
     if (longRunning) return undefined;
@@ -275,7 +277,7 @@ export class MemoryTable<T extends HeldTable> {
 
   /** Reads the pending products back after refreshDelayMs, unless a read-back is under way (the next follows it). */
   private armRefresh(): void {
-    if (this.refreshTimer || this.refreshing.size || !this.pending.size) return;
+    if (this.refreshTimer || this.inFlight.size || !this.pending.size) return;
     this.refreshTimer = setTimeout(() => {
       this.refreshTimer = undefined;
       void this.refreshPending();
@@ -298,9 +300,8 @@ export class MemoryTable<T extends HeldTable> {
     }
     const batch = [...this.pending.keys()].slice(0, 256);
     for (const product of batch) {
-      this.inFlight.set(product, this.pending.get(product)!);
+      this.inFlight.set(product, { waiting: this.pending.get(product)!, changed: false });
       this.pending.delete(product);
-      this.refreshing.set(product, false);
     }
     this.inFlightSince = performance.now();
     this.inFlightTable = t;
@@ -311,7 +312,7 @@ export class MemoryTable<T extends HeldTable> {
       this.refreshBackoffMs = 0;
       if (this.table === t && this.o.cache.isTrusted) {
         for (const [product, install] of fresh) {
-          if (this.refreshing.get(product) !== false || !install()) continue;
+          if (this.inFlight.get(product)?.changed !== false || !install()) continue;
           t.dirty.delete(product);
           this.counters.refreshed++;
         }
@@ -329,8 +330,7 @@ export class MemoryTable<T extends HeldTable> {
       clearTimeout(waitBehind);
       this.inFlightTable = undefined;
       for (const product of batch) {
-        this.refreshing.delete(product);
-        this.inFlight.get(product)?.resolve();
+        this.inFlight.get(product)?.waiting.resolve();
         this.inFlight.delete(product);
       }
     }
