@@ -3,6 +3,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
+import os from 'node:os';
 
 export interface Proc {
   process: ChildProcess;
@@ -12,7 +13,35 @@ export interface Proc {
   stop(signal?: NodeJS.Signals, graceMs?: number): Promise<void>;
 }
 
+/** Children started through manage() and still running. */
+const running = new Set<ChildProcess>();
+let signalsHooked = false;
+
+/**
+ * `kill PID` of a process that started hosts or nginx (a benchmark, a test run) stops them
+ * too: on SIGTERM or SIGHUP, unless the script has its own handler for it (the local cluster,
+ * the database script: they stop their children themselves), every running child is sent
+ * SIGTERM and this process exits as the signal would have ended it. Without this the
+ * children outlived it and kept their ports (Ctrl-C reaches the whole process group anyway).
+ */
+function stopChildrenOnSignals(): void {
+  if (signalsHooked) return;
+  signalsHooked = true;
+  for (const signal of ['SIGTERM', 'SIGHUP'] as const) {
+    process.on(signal, () => {
+      if (process.listenerCount(signal) > 1) return;
+      for (const child of running) child.kill('SIGTERM');
+      process.exit(128 + os.constants.signals[signal]);
+    });
+  }
+}
+
 export function manage(child: ChildProcess, name: string, echo = false): Proc {
+  stopChildrenOnSignals();
+  if (child.exitCode === null && child.signalCode === null) {
+    running.add(child);
+    child.once('exit', () => running.delete(child));
+  }
   let out = '';
   const collect = (d: Buffer) => {
     out = (out + d.toString()).slice(-20_000);
