@@ -80,6 +80,9 @@ const schema = z.object({
   // exact invalidation, as RESPONSE_CACHE_TTL_S is for the cache, but longer because a load
   // costs seconds of CPU (full scale: ~1.7 s a host, ~4.8 s PostgreSQL).
   META_MEMORY_MAX_AGE_S: int(300, 86400).default(3600),
+  // A changed product's aggregates are read back into memory by its next meta read (instead
+  // of being read from the database until the next load); off: only loads fill the table.
+  META_MEMORY_READ_BACK: onOff.default(true),
   // Every visible review held in memory for GET /reviews (MiB at most; 0 = off): ~3 GiB at
   // full scale (the reviews' JSON), loaded in the background, kept exact by the same change
   // feed; a table larger than this is not loaded (lists are then read from the database).

@@ -22,6 +22,8 @@ export interface MetaMemoryOptions extends MemoryTableOptions {
   db: Db;
   /** Product ids a statement of the load reads (default 20,000). */
   pageProducts?: number;
+  /** A changed product's aggregates are read back by its next meta read (default true; META_MEMORY_READ_BACK). */
+  readBack?: boolean;
 }
 
 export type MetaMemoryStats = MemoryTableStats;
@@ -50,7 +52,8 @@ export class MetaMemory {
   private readonly table: MemoryTable<Table>;
 
   constructor(private readonly o: MetaMemoryOptions) {
-    this.table = new MemoryTable(o, 'meta memory', (loading, began) => this.read(loading, began));
+    this.table = new MemoryTable(o, 'meta memory', (loading, began) => this.read(loading, began),
+      o.readBack === false ? undefined : (t, products) => this.refresh(t, products));
   }
 
   /** Loads from now on (the first once the change feed listens). */
@@ -62,14 +65,27 @@ export class MetaMemory {
     this.table.close();
   }
 
-  /** The meta answer for `product` from memory, or undefined: not loaded, too old, untrusted, not held, or dirty. */
-  answer(product: number): CacheAnswer | undefined {
-    const t = this.table.clean(product);
+  /**
+   * The meta answer for `product` from memory, or undefined: not loaded, too old, untrusted,
+   * not held, or dirty (counted as a dirty read unless `countDirty` is false: see readBack).
+   */
+  answer(product: number, countDirty = true): CacheAnswer | undefined {
+    const t = this.table.clean(product, countDirty);
     const text = t && renderMeta(t, product);
     if (text === undefined) return undefined;
     this.table.served();
     const body = Buffer.from(text);
     return { entry: { body, etag: entityTag(body) }, outcome: 'HIT', proven: true };
+  }
+
+  /**
+   * For a reader that found `product` dirty (answer(product, false)): has its aggregates read
+   * back now (memory-table.ts's readBack, shared with the other products read back at that
+   * moment). Resolves once that has ended, or will not happen; the reader then asks
+   * answer(product) again. Undefined when none will be tried.
+   */
+  readBack(product: number): Promise<void> | undefined {
+    return this.table.readBack(product);
   }
 
   stats(): MetaMemoryStats {
@@ -107,24 +123,10 @@ export class MetaMemory {
     for (let lo = 0; lo < maxProduct; lo += span) {
       if (loading.abandoned) throw new Abandoned();
       const hi = Math.min(maxProduct, lo + span);
-      // Each range's rows come as bytea of fixed-width big-endian numbers (not a JS object
-      // per row: that cost a host ~6 s of CPU at full scale); characteristics name their
-      // name by its place in the range's own list of names.
-      const { rows: [page] } = await db.query<{ rn: number; rb: Buffer | null; names: string[]; cn: number; cb: Buffer | null }>(
-        `WITH c AS MATERIALIZED (SELECT product_id, id, name, rating_sum, rating_count FROM atelier.characteristics WHERE product_id > $1 AND product_id <= $2),
-              named AS (SELECT coalesce(array_agg(DISTINCT name COLLATE "C"), '{}') AS names FROM c)
-         SELECT r.n AS rn, r.b AS rb, named.names, (SELECT count(*)::int FROM c) AS cn,
-                (SELECT string_agg(int4send(c.product_id) || int4send(c.id) || int8send(c.rating_sum) || int4send(c.rating_count)
-                                   || int4send(array_position(named.names, c.name)), ''::bytea ORDER BY c.product_id, c.id) FROM c) AS cb
-         FROM named, (SELECT count(*)::int AS n, string_agg(int4send(product_id) || int4send(r1) || int4send(r2) || int4send(r3) || int4send(r4)
-                                                   || int4send(r5) || int4send(recommended) || int4send(not_recommended), ''::bytea) AS b
-                      FROM atelier.product_ratings WHERE product_id > $1 AND product_id <= $2) r`,
-        [lo, hi], 'meta-memory-range');
-      const rb = page.rb ?? Buffer.alloc(0);
-      const cb = page.cb ?? Buffer.alloc(0);
-      if (rb.length !== page.rn * 32 || cb.length !== page.cn * 24) throw new Error('a range came back malformed');
+      const { rows: [page] } = await db.query<AggregateRows>(RANGE_SQL, [lo, hi], 'meta-memory-range');
+      const { rb, cb } = checked(page);
       const rv = new DataView(rb.buffer, rb.byteOffset, rb.length);
-      for (let o = 0; o < rb.length; o += 32) {
+      for (let o = 0; o < rb.length; o += RATINGS_RECORD) {
         const p = rv.getInt32(o);
         if (p <= lo || p > hi) throw new Error('a ratings row came back outside its range');
         t.hasRatings[p] = 1;
@@ -142,7 +144,7 @@ export class MetaMemory {
       const cv = new DataView(cb.buffer, cb.byteOffset, cb.length);
       let last = lo;
       let lastId = 0;
-      for (let o = 0; o < cb.length; o += 24) {
+      for (let o = 0; o < cb.length; o += CHARACTERISTIC_RECORD) {
         const p = cv.getInt32(o);
         const id = cv.getInt32(o + 4);
         if (p <= lo || p > hi || p < last || (p === last && id <= lastId)) throw new Error('a characteristics row came back out of order');
@@ -169,6 +171,86 @@ export class MetaMemory {
     t.charStart[maxProduct + 1] = n;
     return t;
   }
+
+  /**
+   * Reads `products`' aggregates afresh (one statement) and returns for each an install into
+   * `t`: false, leaving it dirty, when its characteristics are no longer the ones the table
+   * holds for it (added, removed or renamed since the load: only a load lays them out).
+   */
+  private async refresh(t: Table, products: number[]): Promise<Map<number, () => boolean>> {
+    const { rows: [page] } = await this.o.db.query<AggregateRows>(PRODUCTS_SQL, [products], 'meta-memory-products');
+    const { rb, cb } = checked(page);
+    const asked = new Set(products);
+    const ratings = new Map<number, Int32Array>();
+    const rv = new DataView(rb.buffer, rb.byteOffset, rb.length);
+    for (let o = 0; o < rb.length; o += RATINGS_RECORD) {
+      const p = rv.getInt32(o);
+      if (!asked.has(p)) throw new Error('a ratings row came back for a product not asked for');
+      ratings.set(p, Int32Array.from({ length: RATING_COLUMNS }, (_, i) => rv.getInt32(o + 4 + i * 4)));
+    }
+    const characteristics = new Map<number, { id: number; name: string; sum: number; count: number }[]>();
+    const cv = new DataView(cb.buffer, cb.byteOffset, cb.length);
+    for (let o = 0; o < cb.length; o += CHARACTERISTIC_RECORD) {
+      const p = cv.getInt32(o);
+      if (!asked.has(p)) throw new Error('a characteristics row came back for a product not asked for');
+      let list = characteristics.get(p);
+      if (!list) characteristics.set(p, (list = []));
+      list.push({ id: cv.getInt32(o + 4), name: JSON.stringify(page.names[cv.getInt32(o + 20) - 1]), sum: Number(cv.getBigInt64(o + 8)), count: cv.getInt32(o + 16) });
+    }
+    const installs = new Map<number, () => boolean>();
+    for (const product of products) {
+      installs.set(product, () => {
+        const from = t.charStart[product];
+        const read = characteristics.get(product) ?? [];
+        if (read.length !== t.charStart[product + 1] - from) return false;
+        // In id order, as the load lays them out.
+        for (let k = 0; k < read.length; k++) if (t.charId[from + k] !== read[k].id || t.names[t.charName[from + k]] !== read[k].name) return false;
+        for (let k = 0; k < read.length; k++) {
+          t.charSum[from + k] = read[k].sum;
+          t.charCount[from + k] = read[k].count;
+        }
+        const r = ratings.get(product);
+        t.hasRatings[product] = r ? 1 : 0;
+        for (let i = 0; i < RATING_COLUMNS; i++) t.ratings[product * RATING_COLUMNS + i] = r ? r[i] : 0;
+        return true;
+      });
+    }
+    return installs;
+  }
+}
+
+/** One statement's aggregates: product_ratings rows and characteristics rows as bytea records. */
+interface AggregateRows { rn: number; rb: Buffer | null; names: string[]; cn: number; cb: Buffer | null }
+/** A product_ratings record: product id, r1..r5, recommended, not_recommended (int4 each). */
+const RATINGS_RECORD = 32;
+/** A characteristics record: product id, id, rating_sum (int8), rating_count, the name's place in `names` (1-based). */
+const CHARACTERISTIC_RECORD = 24;
+
+/**
+ * The aggregates of the products `where` picks (of product_id), in one snapshot: each row as
+ * fixed-width big-endian numbers in one bytea (not a JS object per row: that cost a host ~6 s
+ * of CPU at full scale); characteristics name their name by its place in the statement's own
+ * list of names, and come in (product_id, id) order.
+ */
+const aggregatesSql = (where: string) =>
+  `WITH c AS MATERIALIZED (SELECT product_id, id, name, rating_sum, rating_count FROM atelier.characteristics WHERE ${where}),
+        named AS (SELECT coalesce(array_agg(DISTINCT name COLLATE "C"), '{}') AS names FROM c)
+   SELECT r.n AS rn, r.b AS rb, named.names, (SELECT count(*)::int FROM c) AS cn,
+          (SELECT string_agg(int4send(c.product_id) || int4send(c.id) || int8send(c.rating_sum) || int4send(c.rating_count)
+                             || int4send(array_position(named.names, c.name)), ''::bytea ORDER BY c.product_id, c.id) FROM c) AS cb
+   FROM named, (SELECT count(*)::int AS n, string_agg(int4send(product_id) || int4send(r1) || int4send(r2) || int4send(r3) || int4send(r4)
+                                             || int4send(r5) || int4send(recommended) || int4send(not_recommended), ''::bytea) AS b
+                FROM atelier.product_ratings WHERE ${where}) r`;
+/** A range of product ids ($1, $2], for a load. */
+const RANGE_SQL = aggregatesSql('product_id > $1 AND product_id <= $2');
+/** The product ids $1, for a read-back. */
+const PRODUCTS_SQL = aggregatesSql('product_id = ANY($1::integer[])');
+
+function checked(page: AggregateRows): { rb: Buffer; cb: Buffer } {
+  const rb = page.rb ?? Buffer.alloc(0);
+  const cb = page.cb ?? Buffer.alloc(0);
+  if (rb.length !== page.rn * RATINGS_RECORD || cb.length !== page.cn * CHARACTERISTIC_RECORD) throw new Error('aggregates came back malformed');
+  return { rb, cb };
 }
 
 function grow<A extends Int32Array | Uint16Array | Float64Array>(a: A, length: number): A {

@@ -46,7 +46,7 @@ export interface ReadPathOptions {
   /** The per-client budget of bytes rendered on misses (none: unlimited). */
   budget?: ReadBudget;
   /** Every product's meta in memory, exact by the change feed (./meta-memory.ts); none: meta from the cache and the database. */
-  metaMemory?: Pick<MetaMemory, 'answer'>;
+  metaMemory?: Pick<MetaMemory, 'answer' | 'readBack'>;
   /** Every visible review in memory, exact by the change feed (./review-memory.ts); none: lists from the cache and the database. */
   reviewMemory?: Pick<ReviewMemory, 'answer' | 'readBack'>;
   /** Request logger to run on requests served here; one with `record` is called after the answer, without a listener. */
@@ -185,7 +185,14 @@ export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): Read
       const q = parseOr400(productIdQuery, queryOf(req), 'query parameters');
       const writer = wroteProducts(req).includes(String(q.product_id));
       // From memory unless the reader wrote this product moments ago (rendered fresh, as below).
-      const held = o.metaMemory && !writer ? o.metaMemory.answer(q.product_id) : undefined;
+      // A product changed since it was read into memory is read back now (one statement with
+      // the other products of this moment), then answered from there.
+      let held = o.metaMemory && !writer ? o.metaMemory.answer(q.product_id, false) : undefined;
+      if (o.metaMemory && !writer && !held) {
+        const readBack = o.metaMemory.readBack(q.product_id);
+        if (readBack) await readBack;
+        held = o.metaMemory.answer(q.product_id);
+      }
       if (held) return send(req, res, held);
       const answer = await budgeted(req, q.product_id, `m:${q.product_id}`, async (fresh) => {
         const { value, stamp } = await repo.meta(q.product_id, fresh);

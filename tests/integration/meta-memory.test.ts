@@ -37,6 +37,8 @@ interface HostOptions {
   listenUrl?: string;
   /** The pool's statement timeout. */
   statementTimeoutMs?: number;
+  /** Read changed products back when read (default true, as deployed). */
+  readBack?: boolean;
 }
 
 /** A host's pieces: pool, cache with its feed (untrusted until it listens), the memory table (not started). */
@@ -48,7 +50,7 @@ function host(o: HostOptions = {}) {
   const logs: string[] = [];
   const memory = new MetaMemory({
     db, cache, maxBytes: o.maxBytes ?? 64 << 20, maxAgeMs: o.maxAgeMs ?? 600_000, log: (l) => logs.push(l), retryMs: 200,
-    minLoadIntervalMs: o.minLoadIntervalMs ?? 0, jitterMs: 0, reloadDirtyMin: o.reloadDirtyMin, pageProducts: 3,
+    minLoadIntervalMs: o.minLoadIntervalMs ?? 0, jitterMs: 0, reloadDirtyMin: o.reloadDirtyMin, pageProducts: 3, readBack: o.readBack,
   });
   return {
     db, cache, memory, logs,
@@ -145,7 +147,7 @@ test("every product's meta from memory is PostgreSQL's text, byte for byte (and 
   });
 });
 
-test('a change heard makes its product dirty: never answered from memory again until the next load', async () => {
+test('a change heard makes its product dirty: not answered from memory until it is read back or loaded again', async () => {
   await withLoaded({}, async (h) => {
     const before = held(h.memory, 1);
     await t.db.query('UPDATE atelier.characteristics SET rating_sum = rating_sum + 5, rating_count = rating_count + 1 WHERE id = 1');
@@ -154,6 +156,54 @@ test('a change heard makes its product dirty: never answered from memory again u
     expect(held(h.memory, 2)).toBe((await truth())[1]);
     expect(h.memory.stats().dirty).toBe(1);
     expect(before).not.toBe((await truth())[0]);
+  });
+});
+
+test('a changed product is read back by its reader: answered from memory again, byte for byte, with no load', async () => {
+  await withLoaded({}, async (h) => {
+    // Sums and counts change (product 1); a product gets its first ratings row (5, none at the load).
+    await t.db.query('UPDATE atelier.characteristics SET rating_sum = rating_sum + 4, rating_count = rating_count + 1 WHERE id = 2');
+    await t.db.query('INSERT INTO atelier.product_ratings (product_id, r2, recommended) VALUES (5, 1, 1)');
+    try {
+      await until('both dirty', () => h.memory.stats().dirty === 2, 5000);
+      expect(h.memory.answer(1, false)).toBeUndefined();
+      // Read back together: one statement.
+      await Promise.all([h.memory.readBack(1), h.memory.readBack(5)]);
+      const expected = await truth();
+      expect([held(h.memory, 1), held(h.memory, 5)]).toEqual([expected[0], expected[4]]);
+      expect(expected[4]).toContain('"ratings" : {"2":"1"}');
+      expect(h.memory.stats()).toMatchObject({ dirty: 0, refreshed: 2, loads: 1 });
+    } finally {
+      await t.db.query('UPDATE atelier.characteristics SET rating_sum = rating_sum - 4, rating_count = rating_count - 1 WHERE id = 2');
+      await t.db.query('DELETE FROM atelier.product_ratings WHERE product_id = 5');
+    }
+  });
+});
+
+test('a product whose characteristics changed since the load stays dirty after a read-back (only a load lays them out)', async () => {
+  await withLoaded({}, async (h) => {
+    await t.db.query("INSERT INTO atelier.characteristics (id, product_id, name) VALUES (9, 2, 'Added')");
+    try {
+      await until('dirty', () => h.memory.stats().dirty === 1, 5000);
+      await h.memory.readBack(2);
+      expect(h.memory.answer(2)).toBeUndefined();
+      expect(h.memory.stats()).toMatchObject({ dirty: 1, refreshed: 0 });
+    } finally {
+      await t.db.query('DELETE FROM atelier.characteristics WHERE id = 9');
+    }
+  });
+});
+
+test('with read-backs off (META_MEMORY_READ_BACK=off) a changed product waits for the next load', async () => {
+  await withLoaded({ readBack: false }, async (h) => {
+    await t.db.query('UPDATE atelier.characteristics SET rating_count = rating_count + 1 WHERE id = 4');
+    try {
+      await until('dirty', () => h.memory.stats().dirty === 1, 5000);
+      expect(h.memory.readBack(2)).toBeUndefined();
+      expect(h.memory.answer(2)).toBeUndefined();
+    } finally {
+      await t.db.query('UPDATE atelier.characteristics SET rating_count = rating_count - 1 WHERE id = 4');
+    }
   });
 });
 
@@ -391,12 +441,14 @@ test('through HTTP: meta from memory, a writer reads past it, the writing host d
     expect(a.memory.answer(3)).toBeUndefined();
     expect(await (await fetch(`${ua}/reviews/meta?product_id=3`)).text()).toBe((await truth())[2]);
 
-    // The other host, once it has heard; its next read of the product takes the dirty path.
+    // The other host, once it has heard: its next read of the product reads it back and is
+    // answered from memory (no dirty read counted).
     await until('b to hear the write', () => b.memory.stats().dirty === 1, 5000);
-    const dirtyReads = b.memory.stats().dirtyReads;
+    const before = b.memory.stats();
     const other = await fetch(`${ub}/reviews/meta?product_id=3`);
+    expect(other.headers.get('x-response-cache')).toBe('HIT');
     expect(await other.text()).toBe((await truth())[2]);
-    expect(b.memory.stats().dirtyReads).toBe(dirtyReads + 1);
+    expect(b.memory.stats()).toMatchObject({ dirty: 0, dirtyReads: before.dirtyReads, refreshed: before.refreshed + 1, served: before.served + 1 });
   } finally {
     relay.silent = false;
     for (const s of servers) await new Promise((r) => s.close(r));
