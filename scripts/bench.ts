@@ -7,6 +7,7 @@
 // the Node generator. Prints a table with CPU per request per process, and writes
 // bench/results/api-scale-S.json (api-scale-S-cold.json etc. with --only).
 import { runApiBenchmark, sectionsOf, SECTIONS } from '../bench/api-benchmark';
+import { stopChildrenOnSignals } from '../src/cluster/processes';
 import { parseArgs, runCli, UsageError } from '../src/lib/cli';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { ACCEPT_ENCODING } = require('../loadtest/lib/traffic.js') as typeof import('../loadtest/lib/traffic.js');
@@ -32,5 +33,7 @@ runCli(async () => {
   });
   if (!Number.isInteger(a.ramps) || a.ramps < 1) throw new UsageError(`--ramps must be a whole number of at least 1, not ${a.ramps}`);
   if (a.ramps > 1 && !sectionsOf(a.only).includes('knee')) throw new UsageError('--ramps applies to the knee section: add knee to --only');
+  // kill PID stops the hosts, nginx and the floor's server too.
+  stopChildrenOnSignals();
   await runApiBenchmark(a);
 });

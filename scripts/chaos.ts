@@ -8,6 +8,7 @@ import path from 'node:path';
 import { runChaos } from '../bench/chaos';
 import { loadConfig } from '../src/config';
 import { formatNumber as fmt, parseArgs, runCli, UsageError } from '../src/lib/cli';
+import { stopChildrenOnSignals } from '../src/cluster/processes';
 import { fromRoot } from '../src/lib/paths';
 
 runCli(async () => {
@@ -28,6 +29,8 @@ runCli(async () => {
   if (config.DATABASE_URL) throw new UsageError('npm run chaos starts its own standby of the embedded PostgreSQL: unset DATABASE_URL');
   if (!(a.minutes > 0)) throw new UsageError('--minutes takes a positive number');
   const log = (l: string) => console.log(`[chaos] ${l}`);
+  // kill PID stops the cluster's hosts and nginx too.
+  stopChildrenOnSignals();
   const r = await runChaos({ minutes: a.minutes, rate: a.rate, intervalS: a.interval, holdMs: a['hold-ms'], applyDelayMs: a['apply-delay-ms'], seed: a.seed, cacheTtlS: a['cache-ttl'], log }, config);
   log(`the mix: ${fmt(r.load.requests)} requests, ${fmt(r.load.errors)} failed (${JSON.stringify(r.load.statuses)}), p50 ${r.load.p50.toFixed(1)} ms, p99 ${r.load.p99.toFixed(1)} ms, max ${r.load.max.toFixed(0)} ms`);
   log('fault kind      n   mix requests failed during   recovery mean / worst (s)');

@@ -5,6 +5,7 @@
 // .html. Exits 1 when the scenario's thresholds are missed.
 import fs from 'node:fs';
 import path from 'node:path';
+import { stopChildrenOnSignals } from '../src/cluster/processes';
 import { parseArgs, runCli, UsageError } from '../src/lib/cli';
 import { breakdownLines, htmlReport, stageLine } from '../loadtest/node/report';
 import { runLoad, type StageResult } from '../loadtest/node/runner';
@@ -43,6 +44,7 @@ runCli(async () => {
   let floor: StageResult | undefined;
   if (a['floor-seconds'] > 0) {
     const rate = stages.find((s) => s.rate > 0)?.rate ?? 1000;
+    stopChildrenOnSignals();
     floor = await withBareServer(async ({ url }) => (await runLoad({ target: url, stages: [{ rate, duration: a['floor-seconds'] }], products: a.products, mix: [{ op: 'list', weight: 1 }], seed: a.seed })).stages[0]);
     console.log(`[loadtest] floor, bare node:http at ${rate} req/s: p50 ${floor.latencyMs.p50.toFixed(1)} ms, p99 ${floor.latencyMs.p99.toFixed(1)} ms, max ${floor.latencyMs.max.toFixed(1)} ms`);
   }

@@ -18,18 +18,19 @@ const running = new Set<ChildProcess>();
 let signalsHooked = false;
 
 /**
- * `kill PID` of a process that started hosts or nginx (a benchmark, a test run) stops them
- * too: on SIGTERM or SIGHUP, unless the script has its own handler for it (the local cluster,
- * the database script: they stop their children themselves), every running child is sent
- * SIGTERM and this process exits as the signal would have ended it. Without this the
- * children outlived it and kept their ports (Ctrl-C reaches the whole process group anyway).
+ * For a script without signal handlers of its own (the benchmarks): `kill PID` (SIGTERM) or a
+ * closed terminal (SIGHUP) then stops the hosts, nginx and servers it started through
+ * manage() too (each is sent SIGTERM) and the script exits with status 128 + the signal's
+ * number, its 'exit' handlers run (an embedded PostgreSQL it started is stopped by its own).
+ * Without it those children outlived it and kept their ports. Explicit, not implied by
+ * manage(): a script with its own handlers (the local cluster, the database script, the
+ * scale benchmark) stops its children in its own order, and must not be cut short.
  */
-function stopChildrenOnSignals(): void {
+export function stopChildrenOnSignals(): void {
   if (signalsHooked) return;
   signalsHooked = true;
   for (const signal of ['SIGTERM', 'SIGHUP'] as const) {
     process.on(signal, () => {
-      if (process.listenerCount(signal) > 1) return;
       for (const child of running) child.kill('SIGTERM');
       process.exit(128 + os.constants.signals[signal]);
     });
@@ -37,7 +38,6 @@ function stopChildrenOnSignals(): void {
 }
 
 export function manage(child: ChildProcess, name: string, echo = false): Proc {
-  stopChildrenOnSignals();
   if (child.exitCode === null && child.signalCode === null) {
     running.add(child);
     child.once('exit', () => running.delete(child));

@@ -145,6 +145,13 @@ export class MemoryTable<T extends HeldTable> {
   private inFlightSince = 0;
   private inFlightTable?: T;
   private refreshTimer?: NodeJS.Timeout;
+  /**
+   * Products whose read-back would not install into `unrefreshableTable` (past the table's
+   * bound; a layout only a load sets, such as a product's characteristics): not read back
+   * again until the next table, so their readers do not each wait for a futile statement.
+   */
+  private readonly unrefreshable = new Set<number>();
+  private unrefreshableTable?: T;
   /** After failed read-backs, the pause before the next (doubling to 30 s; 0 after a success), and its end. */
   private refreshBackoffMs = 0;
   private refreshPausedUntil = 0;
@@ -263,6 +270,7 @@ export class MemoryTable<T extends HeldTable> {
     const t = this.table;
     if (!this.refresh || !t || this.closed || !this.o.cache.isTrusted || !t.dirty.has(product) || product > t.maxProduct) return undefined;
     if (performance.now() < this.refreshPausedUntil || !wanted(t)) return undefined;
+    if (this.unrefreshableTable === t && this.unrefreshable.has(product)) return undefined;
     const longRunning = this.inFlight.size > 0 && performance.now() - this.inFlightSince > (this.o.refreshWaitBehindMs ?? 50);
     const underWay = this.inFlight.get(product);
     if (underWay && !underWay.changed && this.inFlightTable === t) return longRunning ? undefined : underWay.waiting.promise;
@@ -312,7 +320,15 @@ export class MemoryTable<T extends HeldTable> {
       this.refreshBackoffMs = 0;
       if (this.table === t && this.o.cache.isTrusted) {
         for (const [product, install] of fresh) {
-          if (this.inFlight.get(product)?.changed !== false || !install()) continue;
+          if (this.inFlight.get(product)?.changed !== false) continue;
+          if (!install()) {
+            if (this.unrefreshableTable !== t) {
+              this.unrefreshable.clear();
+              this.unrefreshableTable = t;
+            }
+            this.unrefreshable.add(product);
+            continue;
+          }
           t.dirty.delete(product);
           this.counters.refreshed++;
         }

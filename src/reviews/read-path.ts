@@ -184,17 +184,22 @@ export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): Read
     try {
       const q = parseOr400(productIdQuery, queryOf(req), 'query parameters');
       const writer = wroteProducts(req).includes(String(q.product_id));
+      const key = `m:${q.product_id}`;
       // From memory unless the reader wrote this product moments ago (rendered fresh, as below).
-      // A product changed since it was read into memory is read back now (one statement with
-      // the other products of this moment), then answered from there.
-      let held = o.metaMemory && !writer ? o.metaMemory.answer(q.product_id, false) : undefined;
-      if (o.metaMemory && !writer && !held) {
-        const readBack = o.metaMemory.readBack(q.product_id);
-        if (readBack) await readBack;
-        held = o.metaMemory.answer(q.product_id);
+      let held: CacheAnswer | undefined;
+      if (o.metaMemory && !writer) {
+        held = o.metaMemory.answer(q.product_id, false);
+        if (!held) {
+          // A product changed since it was read into memory, and not in the response cache:
+          // read it back now (one statement with the other products of this moment), and
+          // answer from there; a dirty read is counted if it still cannot be.
+          const readBack = cache.holds(key) ? undefined : o.metaMemory.readBack(q.product_id);
+          if (readBack) await readBack;
+          held = o.metaMemory.answer(q.product_id);
+        }
       }
       if (held) return send(req, res, held);
-      const answer = await budgeted(req, q.product_id, `m:${q.product_id}`, async (fresh) => {
+      const answer = await budgeted(req, q.product_id, key, async (fresh) => {
         const { value, stamp } = await repo.meta(q.product_id, fresh);
         return { text: value, stamp };
       }, writer);

@@ -167,7 +167,6 @@ test('a changed product is read back by its reader: answered from memory again, 
     try {
       await until('both dirty', () => h.memory.stats().dirty === 2, 5000);
       expect(h.memory.answer(1, false)).toBeUndefined();
-      // Read back together: one statement.
       await Promise.all([h.memory.readBack(1), h.memory.readBack(5)]);
       const expected = await truth();
       expect([held(h.memory, 1), held(h.memory, 5)]).toEqual([expected[0], expected[4]]);
@@ -182,14 +181,23 @@ test('a changed product is read back by its reader: answered from memory again, 
 
 test('a product whose characteristics changed since the load stays dirty after a read-back (only a load lays them out)', async () => {
   await withLoaded({}, async (h) => {
+    // Added (product 2), renamed with the same ids (10), removed (12).
     await t.db.query("INSERT INTO atelier.characteristics (id, product_id, name) VALUES (9, 2, 'Added')");
+    await t.db.query("UPDATE atelier.characteristics SET name = 'Wide' WHERE id = 7");
+    await t.db.query('DELETE FROM atelier.characteristics WHERE id = 8');
     try {
-      await until('dirty', () => h.memory.stats().dirty === 1, 5000);
-      await h.memory.readBack(2);
-      expect(h.memory.answer(2)).toBeUndefined();
-      expect(h.memory.stats()).toMatchObject({ dirty: 1, refreshed: 0 });
+      await until('dirty', () => h.memory.stats().dirty === 3, 5000);
+      const tried = [2, 10, 12].map((p) => h.memory.readBack(p));
+      expect(tried.every((x) => x instanceof Promise)).toBe(true);
+      await Promise.all(tried);
+      expect([2, 10, 12].map((p) => h.memory.answer(p))).toEqual([undefined, undefined, undefined]);
+      expect(h.memory.stats()).toMatchObject({ dirty: 3, refreshed: 0 });
+      // Not tried again until the next load.
+      expect(h.memory.readBack(2)).toBeUndefined();
     } finally {
       await t.db.query('DELETE FROM atelier.characteristics WHERE id = 9');
+      await t.db.query("UPDATE atelier.characteristics SET name = 'Width' WHERE id = 7");
+      await t.db.query("INSERT INTO atelier.characteristics (id, product_id, name, rating_sum, rating_count) VALUES (8, 12, 'Size', 10000, 10001)");
     }
   });
 });
@@ -203,6 +211,28 @@ test('with read-backs off (META_MEMORY_READ_BACK=off) a changed product waits fo
       expect(h.memory.answer(2)).toBeUndefined();
     } finally {
       await t.db.query('UPDATE atelier.characteristics SET rating_count = rating_count - 1 WHERE id = 4');
+    }
+  });
+});
+
+test('through HTTP: a dirty product the response cache holds is answered from the cache, with no read-back', async () => {
+  await withLoaded({}, async (h) => {
+    const server = createApp(h.db, { log: () => undefined, cache: h.cache, metaMemory: h.memory }).listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/reviews/meta?product_id=4`;
+    await t.db.query('UPDATE atelier.characteristics SET rating_count = rating_count + 1 WHERE id = 5');
+    try {
+      await until('dirty', () => h.memory.stats().dirty === 1, 5000);
+      // A writer's read renders it from the database and puts it in the response cache.
+      expect((await fetch(url, { headers: { cookie: 'atelier_wrote=4' } })).status).toBe(200);
+      const before = h.memory.stats();
+      const res = await fetch(url);
+      expect(await res.text()).toBe((await truth())[3]);
+      expect(res.headers.get('x-response-cache')).toBe('HIT');
+      expect(h.memory.stats()).toMatchObject({ refreshed: before.refreshed, dirtyReads: before.dirtyReads + 1, served: before.served, dirty: 1 });
+    } finally {
+      await new Promise((r) => server.close(r));
+      await t.db.query('UPDATE atelier.characteristics SET rating_count = rating_count - 1 WHERE id = 5');
     }
   });
 });

@@ -224,3 +224,28 @@ test('a failed read-back leaves its product dirty and lets its readers go, those
   expect(s.table.clean(3)).toBeDefined();
   s.table.close();
 });
+
+test('a product whose read-back will not install is not read back again until the next table', async () => {
+  const s = setup();
+  await loaded(s);
+  s.cache.invalidate(7);
+  const first = s.table.readBack(7)!;
+  await tick();
+  // Its install refuses (past the bound, or a layout only a load sets).
+  s.reads[0].answer.resolve(new Map([[7, () => false]]));
+  await first;
+  expect(s.table.clean(7)).toBeUndefined();
+  // Its readers go to the database at once from now on: no statement bound to fail.
+  expect(s.table.readBack(7)).toBeUndefined();
+  // Other products are read back as before.
+  s.cache.invalidate(8);
+  expect(s.table.readBack(8)).toBeInstanceOf(Promise);
+  await tick();
+  s.answer(1);
+  await tick();
+  // The next table tries again.
+  s.cache.invalidateAll();
+  for (let i = 0; i < 100 && s.table.stats().loads < 2; i++) await tick();
+  s.cache.invalidate(7);
+  expect(s.table.readBack(7)).toBeInstanceOf(Promise);
+});
