@@ -11,6 +11,7 @@ import { prepareBenchDatabase } from '../bench/dataset';
 import { findMaxRate, scaleChart, type ScalePoint } from '../bench/scale-bench';
 import { parseArgs, runCli, UsageError, formatNumber as fmt } from '../src/lib/cli';
 import { freePort, startCluster } from '../src/cluster/cluster';
+import { stopChildrenOnSignals } from '../src/cluster/processes';
 import { isolationSupport } from '../src/cluster/host-isolation';
 import { fromRoot } from '../src/lib/paths';
 import { currentCommit } from '../bench/report';
@@ -38,6 +39,8 @@ runCli(async () => {
   if (replicaCounts.length && process.env.DATABASE_URL) throw new UsageError('--replicas makes standbys of the embedded PostgreSQL: unset DATABASE_URL');
   const db = await prepareBenchDatabase(a.scale, a.seed, log, { replication: replicaCounts.length > 0 });
   if (replicaCounts.length) {
+    // kill PID stops the hosts and nginx too (this path has no handlers of its own).
+    stopChildrenOnSignals();
     try {
       const { points, commit } = await replicaSeries({
         primary: { ...db.embedded!, url: db.url }, database: new URL(db.url).pathname.slice(1), counts: replicaCounts, hosts: a['max-hosts'], hostCpu: a['host-cpu'],

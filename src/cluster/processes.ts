@@ -24,7 +24,9 @@ let signalsHooked = false;
  * number, its 'exit' handlers run (an embedded PostgreSQL it started is stopped by its own).
  * Without it those children outlived it and kept their ports. Explicit, not implied by
  * manage(): a script with its own handlers (the local cluster, the database script, the
- * scale benchmark) stops its children in its own order, and must not be cut short.
+ * scale benchmark's host series) stops its children in its own order, and must not be cut
+ * short. Not stopped here: what was not started through manage() (a wrk run ends by its own
+ * duration; a standby started with pg_ctl keeps running).
  */
 export function stopChildrenOnSignals(): void {
   if (signalsHooked) return;

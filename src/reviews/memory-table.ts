@@ -67,7 +67,15 @@ export interface MemoryTableOptions {
  * be answered from it: nothing changed it while the statement ran, and `t` is still held),
  * false when it would not (past the table's bound: the product then stays dirty).
  */
-export type Refresher<T> = (t: T, products: number[]) => Promise<Map<number, () => boolean>>;
+export type Refresher<T> = (t: T, products: number[]) => Promise<Map<number, () => Install>>;
+
+/**
+ * What an install did: put the product in (true); refused for now (false: past the table's
+ * bound, which a later read-back may find room under); or refused until the next table
+ * ('until-load': a layout only a load sets, such as a product's characteristics), so it is
+ * not read back again meanwhile.
+ */
+export type Install = boolean | 'until-load';
 
 /** What every table has, whatever else it holds. */
 export interface HeldTable {
@@ -146,9 +154,9 @@ export class MemoryTable<T extends HeldTable> {
   private inFlightTable?: T;
   private refreshTimer?: NodeJS.Timeout;
   /**
-   * Products whose read-back would not install into `unrefreshableTable` (past the table's
-   * bound; a layout only a load sets, such as a product's characteristics): not read back
-   * again until the next table, so their readers do not each wait for a futile statement.
+   * Products whose read-back cannot install into `unrefreshableTable` until the next table
+   * ('until-load': a layout only a load sets): not read back again meanwhile, so their readers
+   * do not each wait for a futile statement. Emptied when the table is dropped.
    */
   private readonly unrefreshable = new Set<number>();
   private unrefreshableTable?: T;
@@ -244,6 +252,9 @@ export class MemoryTable<T extends HeldTable> {
   /** Forgets the table held; readers waiting for a read-back into it go on without it at once. */
   private drop(): void {
     this.table = undefined;
+    // Its marks go with it (and nothing here keeps it alive).
+    this.unrefreshable.clear();
+    this.unrefreshableTable = undefined;
     this.releasePending();
     // The statement under way reads for a table no longer held: its readers need not wait.
     for (const { waiting } of this.inFlight.values()) waiting.resolve();
@@ -321,14 +332,15 @@ export class MemoryTable<T extends HeldTable> {
       if (this.table === t && this.o.cache.isTrusted) {
         for (const [product, install] of fresh) {
           if (this.inFlight.get(product)?.changed !== false) continue;
-          if (!install()) {
+          const done = install();
+          if (done === 'until-load') {
             if (this.unrefreshableTable !== t) {
               this.unrefreshable.clear();
               this.unrefreshableTable = t;
             }
             this.unrefreshable.add(product);
-            continue;
           }
+          if (done !== true) continue;
           t.dirty.delete(product);
           this.counters.refreshed++;
         }

@@ -15,7 +15,7 @@
 // these tables, waits for one range at most.
 import type { Db } from '../db';
 import { entityTag, type CacheAnswer } from '../response-cache/response-cache';
-import { Abandoned, MemoryTable, tableExtent, WillNotHold, type HeldTable, type Loading, type MemoryTableOptions, type MemoryTableStats } from './memory-table';
+import { Abandoned, MemoryTable, tableExtent, WillNotHold, type HeldTable, type Install, type Loading, type MemoryTableOptions, type MemoryTableStats } from './memory-table';
 
 export interface MetaMemoryOptions extends MemoryTableOptions {
   /** The primary (its pool follows a promotion). */
@@ -174,10 +174,10 @@ export class MetaMemory {
 
   /**
    * Reads `products`' aggregates afresh (one statement) and returns for each an install into
-   * `t`: false, leaving it dirty, when its characteristics are no longer the ones the table
-   * holds for it (added, removed or renamed since the load: only a load lays them out).
+   * `t`: 'until-load', leaving it dirty, when its characteristics are no longer the ones the
+   * table holds for it (added, removed or renamed since the load: only a load lays them out).
    */
-  private async refresh(t: Table, products: number[]): Promise<Map<number, () => boolean>> {
+  private async refresh(t: Table, products: number[]): Promise<Map<number, () => Install>> {
     const { rows: [page] } = await this.o.db.query<AggregateRows>(PRODUCTS_SQL, [products], 'meta-memory-products');
     const { rb, cb } = checked(page);
     const asked = new Set(products);
@@ -197,14 +197,14 @@ export class MetaMemory {
       if (!list) characteristics.set(p, (list = []));
       list.push({ id: cv.getInt32(o + 4), name: JSON.stringify(page.names[cv.getInt32(o + 20) - 1]), sum: Number(cv.getBigInt64(o + 8)), count: cv.getInt32(o + 16) });
     }
-    const installs = new Map<number, () => boolean>();
+    const installs = new Map<number, () => Install>();
     for (const product of products) {
       installs.set(product, () => {
         const from = t.charStart[product];
         const read = characteristics.get(product) ?? [];
-        if (read.length !== t.charStart[product + 1] - from) return false;
+        if (read.length !== t.charStart[product + 1] - from) return 'until-load';
         // In id order, as the load lays them out.
-        for (let k = 0; k < read.length; k++) if (t.charId[from + k] !== read[k].id || t.names[t.charName[from + k]] !== read[k].name) return false;
+        for (let k = 0; k < read.length; k++) if (t.charId[from + k] !== read[k].id || t.names[t.charName[from + k]] !== read[k].name) return 'until-load';
         for (let k = 0; k < read.length; k++) {
           t.charSum[from + k] = read[k].sum;
           t.charCount[from + k] = read[k].count;

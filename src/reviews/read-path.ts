@@ -192,9 +192,13 @@ export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): Read
         if (!held) {
           // A product changed since it was read into memory, and not in the response cache:
           // read it back now (one statement with the other products of this moment), and
-          // answer from there; a dirty read is counted if it still cannot be.
-          const readBack = cache.holds(key) ? undefined : o.metaMemory.readBack(q.product_id);
-          if (readBack) await readBack;
+          // answer from there; a dirty read is counted if it still cannot be. The read-back is
+          // a statement: refused while the client is over its budget, as the render was.
+          if (!cache.holds(key)) {
+            refuseOverBudget(req);
+            const readBack = o.metaMemory.readBack(q.product_id);
+            if (readBack) await readBack;
+          }
           held = o.metaMemory.answer(q.product_id);
         }
       }

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { createApp } from '../../src/app';
 import { Db } from '../../src/db';
 import { MetaMemory, numericRatio } from '../../src/reviews/meta-memory';
+import { ReadBudget } from '../../src/reviews/read-budget';
 import { followChanges } from '../../src/response-cache/invalidation-feed';
 import { ResponseCache } from '../../src/response-cache/response-cache';
 import { finishArrange, insertCharacteristics, insertReviews, LONG_BODY } from '../helpers/fixtures';
@@ -193,7 +194,7 @@ test('a product whose characteristics changed since the load stays dirty after a
       expect([2, 10, 12].map((p) => h.memory.answer(p))).toEqual([undefined, undefined, undefined]);
       expect(h.memory.stats()).toMatchObject({ dirty: 3, refreshed: 0 });
       // Not tried again until the next load.
-      expect(h.memory.readBack(2)).toBeUndefined();
+      expect([2, 10, 12].map((p) => h.memory.readBack(p))).toEqual([undefined, undefined, undefined]);
     } finally {
       await t.db.query('DELETE FROM atelier.characteristics WHERE id = 9');
       await t.db.query("UPDATE atelier.characteristics SET name = 'Width' WHERE id = 7");
@@ -230,6 +231,29 @@ test('through HTTP: a dirty product the response cache holds is answered from th
       expect(await res.text()).toBe((await truth())[3]);
       expect(res.headers.get('x-response-cache')).toBe('HIT');
       expect(h.memory.stats()).toMatchObject({ refreshed: before.refreshed, dirtyReads: before.dirtyReads + 1, served: before.served, dirty: 1 });
+    } finally {
+      await new Promise((r) => server.close(r));
+      await t.db.query('UPDATE atelier.characteristics SET rating_count = rating_count - 1 WHERE id = 5');
+    }
+  });
+});
+
+test('through HTTP: a client over its read budget is refused a read-back, as it was the render; clean products still answer', async () => {
+  await withLoaded({}, async (h) => {
+    const readBudget = new ReadBudget({ bytesPerSecond: 1, burstBytes: 100, trustedProxies: new Set() });
+    const server = createApp(h.db, { log: () => undefined, cache: h.cache, metaMemory: h.memory, readBudget }).listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/reviews/meta?product_id=`;
+    await t.db.query('UPDATE atelier.characteristics SET rating_count = rating_count + 1 WHERE id = 5');
+    try {
+      await until('dirty', () => h.memory.stats().dirty === 1, 5000);
+      // A writer's read is rendered from the database and charged: past the burst.
+      expect((await fetch(`${base}1`, { headers: { cookie: 'atelier_wrote=1' } })).status).toBe(200);
+      const refused = await fetch(`${base}4`);
+      expect(refused.status).toBe(429);
+      expect(((await refused.json()) as { error: string }).error).toMatch(/Too many expensive reads/);
+      expect(h.memory.stats()).toMatchObject({ refreshed: 0, dirty: 1 });
+      expect((await fetch(`${base}2`)).headers.get('x-response-cache')).toBe('HIT');
     } finally {
       await new Promise((r) => server.close(r));
       await t.db.query('UPDATE atelier.characteristics SET rating_count = rating_count - 1 WHERE id = 5');

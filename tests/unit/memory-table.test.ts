@@ -4,7 +4,7 @@
 // by a read-back during which no change to it was heard, into the table it was read for; a
 // reader waiting for one is always let go (done, dropped, failed); a failed read-back leaves
 // it dirty, and read-backs pause before the next.
-import { MemoryTable, type HeldTable } from '../../src/reviews/memory-table';
+import { MemoryTable, type HeldTable, type Install } from '../../src/reviews/memory-table';
 import { ResponseCache } from '../../src/response-cache/response-cache';
 
 interface Fake extends HeldTable {
@@ -27,14 +27,14 @@ const tick = () => new Promise((r) => setTimeout(r, 5));
 function setup(options: { refreshWaitBehindMs?: number } = {}) {
   const cache = new ResponseCache({ maxBytes: 1 << 20, ttlMs: 60_000 });
   let loads = 0;
-  const reads: { products: number[]; answer: ReturnType<typeof deferred<Map<number, () => boolean>>>; table: Fake }[] = [];
+  const reads: { products: number[]; answer: ReturnType<typeof deferred<Map<number, () => Install>>>; table: Fake }[] = [];
   const table = new MemoryTable<Fake>({ cache, maxBytes: 1 << 20, maxAgeMs: 600_000, refreshDelayMs: 0, minLoadIntervalMs: 0, jitterMs: 0, ...options }, 'test',
     async (loading, began) => {
       loads++;
       return { maxProduct: 1000, dirty: loading.dirty, bytes: 10, loadedAt: began, describe: () => 'fake', installed: [] };
     },
     (t, products) => {
-      const answer = deferred<Map<number, () => boolean>>();
+      const answer = deferred<Map<number, () => Install>>();
       reads.push({ products, answer, table: t });
       return answer.promise;
     });
@@ -225,27 +225,55 @@ test('a failed read-back leaves its product dirty and lets its readers go, those
   s.table.close();
 });
 
-test('a product whose read-back will not install is not read back again until the next table', async () => {
+test('a product whose read-back cannot install until the next table is not read back again until then; one refused for now is', async () => {
   const s = setup();
   await loaded(s);
   s.cache.invalidate(7);
-  const first = s.table.readBack(7)!;
-  await tick();
-  // Its install refuses (past the bound, or a layout only a load sets).
-  s.reads[0].answer.resolve(new Map([[7, () => false]]));
-  await first;
-  expect(s.table.clean(7)).toBeUndefined();
-  // Its readers go to the database at once from now on: no statement bound to fail.
-  expect(s.table.readBack(7)).toBeUndefined();
-  // Other products are read back as before.
   s.cache.invalidate(8);
+  const first = [s.table.readBack(7)!, s.table.readBack(8)!];
+  await tick();
+  // 7: a layout only a load sets; 8: refused for now (past the table's bound).
+  s.reads[0].answer.resolve(new Map<number, () => Install>([[7, () => 'until-load'], [8, () => false]]));
+  await Promise.all(first);
+  expect([s.table.clean(7), s.table.clean(8)]).toEqual([undefined, undefined]);
+  // 7's readers go to the database at once from now on: no statement bound to fail.
+  expect(s.table.readBack(7)).toBeUndefined();
+  // 8 is tried again by its next reader.
   expect(s.table.readBack(8)).toBeInstanceOf(Promise);
   await tick();
+  expect(s.reads[1].products).toEqual([8]);
   s.answer(1);
   await tick();
-  // The next table tries again.
+  expect(s.table.clean(8)).toBeDefined();
+  // The next table tries 7 again.
   s.cache.invalidateAll();
   for (let i = 0; i < 100 && s.table.stats().loads < 2; i++) await tick();
   s.cache.invalidate(7);
   expect(s.table.readBack(7)).toBeInstanceOf(Promise);
+  s.table.close();
+});
+
+test('a dropped table is not kept alive by its marks', async () => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  require('node:v8').setFlagsFromString('--expose-gc');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const gc = require('node:vm').runInNewContext('gc') as () => void;
+  const s = setup();
+  await loaded(s);
+  s.cache.invalidate(7);
+  const waiting = s.table.readBack(7)!;
+  await tick();
+  s.reads[0].answer.resolve(new Map<number, () => Install>([[7, () => 'until-load']]));
+  await waiting;
+  const old = new WeakRef(s.reads[0].table);
+  s.reads.length = 0;
+  s.cache.invalidateAll();
+  for (let i = 0; i < 100 && s.table.stats().loads < 2; i++) await tick();
+  expect(s.table.stats().loads).toBe(2);
+  await tick();
+  gc();
+  await tick();
+  gc();
+  expect(old.deref()).toBeUndefined();
+  s.table.close();
 });
