@@ -182,7 +182,8 @@ export class ReviewMemory {
     for (const [product, f] of await readFresh(this.o.db, small)) {
       installs.set(product, () => {
         const before = t.fresh.get(product)?.bytes ?? 0;
-        // Past the bound the product stays dirty: read from the database until the next load.
+        // Past the bound the product stays dirty (read from the database); its next reader
+        // tries again (false, not 'until-load': another product's read-back may free room).
         if (t.bytes - before + f.bytes > this.o.maxBytes) return false;
         t.fresh.set(product, f);
         t.bytes += f.bytes - before;

@@ -227,30 +227,33 @@ test('a failed read-back leaves its product dirty and lets its readers go, those
 
 test('a product whose read-back cannot install until the next table is not read back again until then; one refused for now is', async () => {
   const s = setup();
-  await loaded(s);
-  s.cache.invalidate(7);
-  s.cache.invalidate(8);
-  const first = [s.table.readBack(7)!, s.table.readBack(8)!];
-  await tick();
-  // 7: a layout only a load sets; 8: refused for now (past the table's bound).
-  s.reads[0].answer.resolve(new Map<number, () => Install>([[7, () => 'until-load'], [8, () => false]]));
-  await Promise.all(first);
-  expect([s.table.clean(7), s.table.clean(8)]).toEqual([undefined, undefined]);
-  // 7's readers go to the database at once from now on: no statement bound to fail.
-  expect(s.table.readBack(7)).toBeUndefined();
-  // 8 is tried again by its next reader.
-  expect(s.table.readBack(8)).toBeInstanceOf(Promise);
-  await tick();
-  expect(s.reads[1].products).toEqual([8]);
-  s.answer(1);
-  await tick();
-  expect(s.table.clean(8)).toBeDefined();
-  // The next table tries 7 again.
-  s.cache.invalidateAll();
-  for (let i = 0; i < 100 && s.table.stats().loads < 2; i++) await tick();
-  s.cache.invalidate(7);
-  expect(s.table.readBack(7)).toBeInstanceOf(Promise);
-  s.table.close();
+  try {
+    await loaded(s);
+    s.cache.invalidate(7);
+    s.cache.invalidate(8);
+    const first = [s.table.readBack(7)!, s.table.readBack(8)!];
+    await tick();
+    // 7: a layout only a load sets; 8: refused for now (past the table's bound).
+    s.reads[0].answer.resolve(new Map<number, () => Install>([[7, () => 'until-load'], [8, () => false]]));
+    await Promise.all(first);
+    expect([s.table.clean(7), s.table.clean(8)]).toEqual([undefined, undefined]);
+    // 7's readers go to the database at once from now on: no statement bound to fail.
+    expect(s.table.readBack(7)).toBeUndefined();
+    // 8 is tried again by its next reader.
+    expect(s.table.readBack(8)).toBeInstanceOf(Promise);
+    await tick();
+    expect(s.reads[1].products).toEqual([8]);
+    s.answer(1);
+    await tick();
+    expect(s.table.clean(8)).toBeDefined();
+    // The next table tries 7 again.
+    s.cache.invalidateAll();
+    for (let i = 0; i < 100 && s.table.stats().loads < 2; i++) await tick();
+    s.cache.invalidate(7);
+    expect(s.table.readBack(7)).toBeInstanceOf(Promise);
+  } finally {
+    s.table.close();
+  }
 });
 
 test('a dropped table is not kept alive by its marks', async () => {
@@ -259,21 +262,24 @@ test('a dropped table is not kept alive by its marks', async () => {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const gc = require('node:vm').runInNewContext('gc') as () => void;
   const s = setup();
-  await loaded(s);
-  s.cache.invalidate(7);
-  const waiting = s.table.readBack(7)!;
-  await tick();
-  s.reads[0].answer.resolve(new Map<number, () => Install>([[7, () => 'until-load']]));
-  await waiting;
-  const old = new WeakRef(s.reads[0].table);
-  s.reads.length = 0;
-  s.cache.invalidateAll();
-  for (let i = 0; i < 100 && s.table.stats().loads < 2; i++) await tick();
-  expect(s.table.stats().loads).toBe(2);
-  await tick();
-  gc();
-  await tick();
-  gc();
-  expect(old.deref()).toBeUndefined();
-  s.table.close();
+  try {
+    await loaded(s);
+    s.cache.invalidate(7);
+    const waiting = s.table.readBack(7)!;
+    await tick();
+    s.reads[0].answer.resolve(new Map<number, () => Install>([[7, () => 'until-load']]));
+    await waiting;
+    const old = new WeakRef(s.reads[0].table);
+    s.reads.length = 0;
+    s.cache.invalidateAll();
+    for (let i = 0; i < 100 && s.table.stats().loads < 2; i++) await tick();
+    expect(s.table.stats().loads).toBe(2);
+    await tick();
+    gc();
+    await tick();
+    gc();
+    expect(old.deref()).toBeUndefined();
+  } finally {
+    s.table.close();
+  }
 });
