@@ -154,12 +154,12 @@ export class MemoryTable<T extends HeldTable> {
   private inFlightTable?: T;
   private refreshTimer?: NodeJS.Timeout;
   /**
-   * Products whose read-back cannot install into `unrefreshableTable` until the next table
+   * Products whose read-back cannot install into the table held until the next one
    * ('until-load': a layout only a load sets): not read back again meanwhile, so their readers
-   * do not each wait for a futile statement. Emptied when the table is dropped.
+   * do not each wait for a futile statement. Emptied when the table is dropped (installs
+   * happen only into the table held, so every mark is one of its products').
    */
   private readonly unrefreshable = new Set<number>();
-  private unrefreshableTable?: T;
   /** After failed read-backs, the pause before the next (doubling to 30 s; 0 after a success), and its end. */
   private refreshBackoffMs = 0;
   private refreshPausedUntil = 0;
@@ -252,9 +252,8 @@ export class MemoryTable<T extends HeldTable> {
   /** Forgets the table held; readers waiting for a read-back into it go on without it at once. */
   private drop(): void {
     this.table = undefined;
-    // Its marks go with it (and nothing here keeps it alive).
+    // Its marks go with it.
     this.unrefreshable.clear();
-    this.unrefreshableTable = undefined;
     this.releasePending();
     // The statement under way reads for a table no longer held: its readers need not wait.
     for (const { waiting } of this.inFlight.values()) waiting.resolve();
@@ -281,7 +280,7 @@ export class MemoryTable<T extends HeldTable> {
     const t = this.table;
     if (!this.refresh || !t || this.closed || !this.o.cache.isTrusted || !t.dirty.has(product) || product > t.maxProduct) return undefined;
     if (performance.now() < this.refreshPausedUntil || !wanted(t)) return undefined;
-    if (this.unrefreshableTable === t && this.unrefreshable.has(product)) return undefined;
+    if (this.unrefreshable.has(product)) return undefined;
     const longRunning = this.inFlight.size > 0 && performance.now() - this.inFlightSince > (this.o.refreshWaitBehindMs ?? 50);
     const underWay = this.inFlight.get(product);
     if (underWay && !underWay.changed && this.inFlightTable === t) return longRunning ? undefined : underWay.waiting.promise;
@@ -333,13 +332,7 @@ export class MemoryTable<T extends HeldTable> {
         for (const [product, install] of fresh) {
           if (this.inFlight.get(product)?.changed !== false) continue;
           const done = install();
-          if (done === 'until-load') {
-            if (this.unrefreshableTable !== t) {
-              this.unrefreshable.clear();
-              this.unrefreshableTable = t;
-            }
-            this.unrefreshable.add(product);
-          }
+          if (done === 'until-load') this.unrefreshable.add(product);
           if (done !== true) continue;
           t.dirty.delete(product);
           this.counters.refreshed++;

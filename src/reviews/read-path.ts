@@ -90,6 +90,17 @@ function lookup(cache: ResponseCache, product: number, key: string, writer: bool
   return writer ? cache.refresh(product, key, () => render(true)) : cache.get(product, key, () => render(false));
 }
 
+/**
+ * For a read a memory table could not answer (asked without counting a dirty read): has its
+ * product read back if `readBack` starts one, then asks again (`answer`, which counts the
+ * dirty read if it still cannot be answered: once a read).
+ */
+async function afterReadBack(readBack: () => Promise<void> | undefined, answer: () => CacheAnswer | undefined): Promise<CacheAnswer | undefined> {
+  const pending = readBack();
+  if (pending) await pending;
+  return answer();
+}
+
 /** nginx's own header (it never passes it on): 0 = do not cache this answer. */
 const NOT_PROVEN = { 'X-Accel-Expires': '0' };
 
@@ -157,14 +168,10 @@ export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): Read
       if (o.reviewMemory && !writer && !cache.holds(key)) {
         refuseOverBudget(req);
         const asked = { product: q.product_id, sort: q.sort, page: q.page, count: q.count, offset, ratings: ratingMask(q.rating) };
-        let held = o.reviewMemory.answer(asked, false);
-        if (!held) {
-          // A product changed since it was read into memory: read it back now, and answer from
-          // there (one statement for its whole list, shared with the readers of this moment).
-          const readBack = o.reviewMemory.readBack(q.product_id);
-          if (readBack) await readBack;
-          held = o.reviewMemory.answer(asked);
-        }
+        const memory = o.reviewMemory;
+        // A product changed since it was read into memory: read it back now (one statement for
+        // its whole list, shared with the readers of this moment).
+        const held = memory.answer(asked, false) ?? await afterReadBack(() => memory.readBack(q.product_id), () => memory.answer(asked));
         if (held) {
           budget?.charge(budget.clientOf(req), held.entry.body.length);
           return send(req, res, held);
@@ -186,22 +193,15 @@ export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): Read
       const writer = wroteProducts(req).includes(String(q.product_id));
       const key = `m:${q.product_id}`;
       // From memory unless the reader wrote this product moments ago (rendered fresh, as below).
-      let held: CacheAnswer | undefined;
-      if (o.metaMemory && !writer) {
-        held = o.metaMemory.answer(q.product_id, false);
-        if (!held) {
-          // A product changed since it was read into memory, and not in the response cache:
-          // read it back now (one statement with the other products of this moment), and
-          // answer from there; a dirty read is counted if it still cannot be. The read-back is
-          // a statement: refused while the client is over its budget, as the render was.
-          if (!cache.holds(key)) {
-            refuseOverBudget(req);
-            const readBack = o.metaMemory.readBack(q.product_id);
-            if (readBack) await readBack;
-          }
-          held = o.metaMemory.answer(q.product_id);
-        }
-      }
+      const memory = writer ? undefined : o.metaMemory;
+      // A product changed since it was read into memory, and not in the response cache: read
+      // it back now (one statement with the other products of this moment). The read-back is
+      // a statement: refused while the client is over its budget, as the render was.
+      const held = memory && (memory.answer(q.product_id, false) ?? await afterReadBack(() => {
+        if (cache.holds(key)) return undefined;
+        refuseOverBudget(req);
+        return memory.readBack(q.product_id);
+      }, () => memory.answer(q.product_id)));
       if (held) return send(req, res, held);
       const answer = await budgeted(req, q.product_id, key, async (fresh) => {
         const { value, stamp } = await repo.meta(q.product_id, fresh);
