@@ -196,13 +196,20 @@ export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): Read
       const memory = writer ? undefined : o.metaMemory;
       // A product changed since it was read into memory, and not in the response cache: read
       // it back now (one statement with the other products of this moment). The read-back is
-      // a statement: refused while the client is over its budget, as the render was.
+      // a statement, budgeted as the render it replaces: refused while the client is over,
+      // and its answer charged.
+      let readBack = false;
       const held = memory && (memory.answer(q.product_id, false) ?? await afterReadBack(() => {
         if (cache.holds(key)) return undefined;
         refuseOverBudget(req);
-        return memory.readBack(q.product_id);
+        const pending = memory.readBack(q.product_id);
+        readBack = pending !== undefined;
+        return pending;
       }, () => memory.answer(q.product_id)));
-      if (held) return send(req, res, held);
+      if (held) {
+        if (readBack) budget?.charge(budget.clientOf(req), held.entry.body.length);
+        return send(req, res, held);
+      }
       const answer = await budgeted(req, q.product_id, key, async (fresh) => {
         const { value, stamp } = await repo.meta(q.product_id, fresh);
         return { text: value, stamp };

@@ -261,6 +261,35 @@ test('through HTTP: a client over its read budget is refused a read-back, as it 
   });
 });
 
+test('through HTTP: a read-back is charged to the client, as the render it replaces was; a clean product is not', async () => {
+  await withLoaded({}, async (h) => {
+    // A burst smaller than one meta answer: a single charged read puts the client over.
+    const readBudget = new ReadBudget({ bytesPerSecond: 1, burstBytes: 10, trustedProxies: new Set() });
+    const server = createApp(h.db, { log: () => undefined, cache: h.cache, metaMemory: h.memory, readBudget }).listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/reviews/meta?product_id=`;
+    await t.db.query('UPDATE atelier.characteristics SET rating_count = rating_count + 1 WHERE id = 5');
+    try {
+      await until('dirty', () => h.memory.stats().dirty === 1, 5000);
+      // Answered from memory with no statement: costs the database nothing, charged nothing.
+      expect((await fetch(`${base}2`)).status).toBe(200);
+      expect(readBudget.anyOver()).toBe(false);
+      const res = await fetch(`${base}4`);
+      expect(await res.text()).toBe((await truth())[3]);
+      expect(h.memory.stats()).toMatchObject({ refreshed: 1, dirty: 0 });
+      expect(readBudget.anyOver()).toBe(true);
+      // Over budget now: the next read-back is refused, as a render would be.
+      await t.db.query('UPDATE atelier.characteristics SET rating_count = rating_count + 1 WHERE id = 1');
+      await until('dirty again', () => h.memory.stats().dirty === 1, 5000);
+      expect((await fetch(`${base}1`)).status).toBe(429);
+      await t.db.query('UPDATE atelier.characteristics SET rating_count = rating_count - 1 WHERE id = 1');
+    } finally {
+      await new Promise((r) => server.close(r));
+      await t.db.query('UPDATE atelier.characteristics SET rating_count = rating_count - 1 WHERE id = 5');
+    }
+  });
+});
+
 test('a change committed while the table loads is dirty in the table it loads', async () => {
   const h = host();
   const heard: number[] = [];
