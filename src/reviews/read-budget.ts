@@ -4,9 +4,10 @@
 // so one client inside the request limit could take most of PostgreSQL. Each client owes
 // the bytes its misses rendered; the debt drains at `bytesPerSecond`; past `burstBytes` its
 // misses get a JSON 429 (with Retry-After) until the debt is paid, while its cache hits,
-// which cost nothing, are still served (a list page assembled from the review memory is
-// charged as a render: read-path.ts). Clients are told apart by address: the peer, or the
-// last X-Forwarded-For entry when the peer is a trusted proxy (nginx).
+// which cost nothing, are still served (a list page assembled from the review memory, and a
+// meta answer read back into the meta memory, are charged as renders: read-path.ts).
+// Clients are told apart by address: the peer, or the last X-Forwarded-For entry when the
+// peer is a trusted proxy (nginx), taken before the read waits.
 import type { IncomingMessage } from 'node:http';
 import { LRUCache } from 'lru-cache';
 import { clientAddress, type ProxyTrust } from '../lib/client-address';

@@ -129,28 +129,35 @@ export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): Read
 
   /**
    * The cache lookup, within the client's budget: a read that will render (a miss, or a
-   * writer's read) is refused while the client is over; only a read answered from memory
-   * is not (a forged writer's cookie bought renders past the budget: issue 28).
+   * writer's read) is refused while the client is over, and charged; a cache hit is
+   * neither (a forged writer's cookie bought renders past the budget: issue 28).
    */
   const budgeted = async (req: IncomingMessage, product: number, key: string, render: (fresh: boolean) => Promise<Rendered>,
     writer = wroteProducts(req).includes(String(product))) => {
     if (!budget) return lookup(cache, product, key, writer, render);
-    // The client is looked up only when it matters: someone may be over budget, or a miss
-    // is charged (a cache hit, the common case, costs no header parsing here).
-    if (writer || !cache.holds(key)) refuseOverBudget(req);
+    // The client is looked up only when it matters (a cache hit, the common case, costs no
+    // header parsing here), and before the wait.
+    const client = writer || !cache.holds(key) ? admit(req) : undefined;
     const answer = await lookup(cache, product, key, writer, render);
-    if (answer.outcome !== 'HIT') budget.charge(budget.clientOf(req), answer.entry.body.length);
+    if (answer.outcome !== 'HIT') budget.charge(client ?? budget.clientOf(req), answer.entry.body.length);
     return answer;
   };
 
-  /** A 429 while the client is over its budget (someone must be over for its address to be looked up). */
-  const refuseOverBudget = (req: IncomingMessage) => {
-    if (!budget?.anyOver()) return;
-    const wait = budget.retryAfter(budget.clientOf(req));
+  /**
+   * A read that will cost a render (or a read-back): a 429 while its client is over budget;
+   * else the client to charge (undefined without a budget). Taken before any wait: a client
+   * whose connection closes meanwhile can no longer be named from it (Node asks the socket
+   * for its peer on first use), and would be charged to nobody.
+   */
+  const admit = (req: IncomingMessage): string | undefined => {
+    if (!budget) return undefined;
+    const client = budget.clientOf(req);
+    const wait = budget.anyOver() ? budget.retryAfter(client) : 0;
     if (wait > 0) {
       throw new HttpError(429, 'Too many expensive reads from this client (large pages that are not cached); retry shortly.', undefined,
         { 'Retry-After': String(Math.ceil(wait)) });
     }
+    return client;
   };
 
   const list: Handler = async (req, res) => {
@@ -166,14 +173,14 @@ export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): Read
       // assembled there is a render all the same: it counts against the client's budget as a
       // miss does (a count=1000 page costs its bytes wherever it is assembled).
       if (o.reviewMemory && !writer && !cache.holds(key)) {
-        refuseOverBudget(req);
+        const client = admit(req);
         const asked = { product: q.product_id, sort: q.sort, page: q.page, count: q.count, offset, ratings: ratingMask(q.rating) };
         const memory = o.reviewMemory;
         // A product changed since it was read into memory: read it back now (one statement for
         // its whole list, shared with the readers of this moment).
         const held = memory.answer(asked, false) ?? await afterReadBack(() => memory.readBack(q.product_id), () => memory.answer(asked));
         if (held) {
-          budget?.charge(budget.clientOf(req), held.entry.body.length);
+          if (client !== undefined) budget?.charge(client, held.entry.body.length);
           return send(req, res, held);
         }
       }
@@ -198,16 +205,16 @@ export function createReadPath(repo: ReviewRepository, o: ReadPathOptions): Read
       // it back now (one statement with the other products of this moment). The read-back is
       // a statement, budgeted as the render it replaces: refused while the client is over,
       // and its answer charged.
-      let readBack = false;
+      let charged: string | undefined;
       const held = memory && (memory.answer(q.product_id, false) ?? await afterReadBack(() => {
         if (cache.holds(key)) return undefined;
-        refuseOverBudget(req);
+        const client = admit(req);
         const pending = memory.readBack(q.product_id);
-        readBack = pending !== undefined;
+        if (pending) charged = client;
         return pending;
       }, () => memory.answer(q.product_id)));
       if (held) {
-        if (readBack) budget?.charge(budget.clientOf(req), held.entry.body.length);
+        if (charged !== undefined) budget?.charge(charged, held.entry.body.length);
         return send(req, res, held);
       }
       const answer = await budgeted(req, q.product_id, key, async (fresh) => {

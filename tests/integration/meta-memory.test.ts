@@ -268,6 +268,7 @@ test('through HTTP: a read-back is charged to the client, as the render it repla
     const server = createApp(h.db, { log: () => undefined, cache: h.cache, metaMemory: h.memory, readBudget }).listen(0, '127.0.0.1');
     await new Promise((r) => server.once('listening', r));
     const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/reviews/meta?product_id=`;
+    let changedOne = false;
     await t.db.query('UPDATE atelier.characteristics SET rating_count = rating_count + 1 WHERE id = 5');
     try {
       await until('dirty', () => h.memory.stats().dirty === 1, 5000);
@@ -280,12 +281,14 @@ test('through HTTP: a read-back is charged to the client, as the render it repla
       expect(readBudget.anyOver()).toBe(true);
       // Over budget now: the next read-back is refused, as a render would be.
       await t.db.query('UPDATE atelier.characteristics SET rating_count = rating_count + 1 WHERE id = 1');
+      changedOne = true;
       await until('dirty again', () => h.memory.stats().dirty === 1, 5000);
       expect((await fetch(`${base}1`)).status).toBe(429);
-      await t.db.query('UPDATE atelier.characteristics SET rating_count = rating_count - 1 WHERE id = 1');
+      expect(h.memory.stats()).toMatchObject({ refreshed: 1, dirty: 1 });
     } finally {
       await new Promise((r) => server.close(r));
       await t.db.query('UPDATE atelier.characteristics SET rating_count = rating_count - 1 WHERE id = 5');
+      if (changedOne) await t.db.query('UPDATE atelier.characteristics SET rating_count = rating_count - 1 WHERE id = 1');
     }
   });
 });

@@ -60,6 +60,44 @@ test('a client rendering large uncached pages gets 429s past its budget; another
   expect((await get('/reviews/meta?product_id=1', '10.0.0.2')).status).toBe(200);
 });
 
+test('a client that disconnects while its render waits is still charged, to itself (its address is taken before the wait)', async () => {
+  // A host of its own: nobody over budget yet, so nothing has asked the connection for its peer.
+  const budget = new ReadBudget({ bytesPerSecond: 4 * 1024, burstBytes: 256 * 1024, trustedProxies: new Set(['127.0.0.1', '::ffff:127.0.0.1']) });
+  const own = createApp(t.db, { log: () => undefined, cache: new ResponseCache({ maxBytes: 64 << 20, ttlMs: 60_000 }), readBudget: budget }).listen(0, '127.0.0.1');
+  await new Promise((r) => own.once('listening', r));
+  const url = (count: number) => `http://127.0.0.1:${(own.address() as AddressInfo).port}/reviews?product_id=1&count=${count}&sort=newest`;
+  const headers = { 'x-forwarded-for': '10.0.0.5' };
+  const lock = await t.db.connect();
+  try {
+    // ~150 KiB rendered and charged: under the 256 KiB burst.
+    expect((await fetch(url(996), { headers })).status).toBe(200);
+    expect(budget.anyOver()).toBe(false);
+    // The next render waits behind a lock; the client gives up and its connection closes
+    // before the render ends.
+    await lock.query('BEGIN');
+    await lock.query('LOCK TABLE atelier.reviews IN ACCESS EXCLUSIVE MODE');
+    const abort = new AbortController();
+    const gaveUp = fetch(url(995), { headers, signal: abort.signal }).catch(() => 'aborted');
+    const waiting = async () => (await t.db.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'reviews' AND NOT l.granted")).rows[0].n > 0;
+    for (let i = 0; i < 100 && !(await waiting()); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(await waiting()).toBe(true);
+    abort.abort();
+    expect(await gaveUp).toBe('aborted');
+    await new Promise((r) => setTimeout(r, 300));
+    await lock.query('ROLLBACK');
+    // The render ends and its ~150 KiB are charged to 10.0.0.5 (not to a peer the closed
+    // connection can no longer name): past the burst now.
+    for (let i = 0; i < 100 && !budget.anyOver(); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(budget.retryAfter('10.0.0.5')).toBeGreaterThan(0);
+    expect(budget.retryAfter('')).toBe(0);
+  } finally {
+    await lock.query('ROLLBACK').catch(() => undefined);
+    lock.release();
+    await new Promise((r) => own.close(r));
+  }
+});
+
 test('the header of an untrusted peer is not believed, and a long X-Forwarded-For costs one scan', () => {
   const budget = new ReadBudget({ bytesPerSecond: 1, burstBytes: 1, trustedProxies: new Set(['10.9.9.9']) });
   const req = (peer: string, xff: string) => ({ socket: { remoteAddress: peer }, headers: { 'x-forwarded-for': xff } }) as unknown as http.IncomingMessage;
