@@ -3,7 +3,7 @@
 import 'dotenv/config';
 import { z } from 'zod';
 import { parseCorsOrigins } from './http/cors';
-import { isAddressOrRange } from './lib/client-address';
+import { DEFAULT_TRUSTED_PROXIES, isAddressOrRange } from './lib/client-address';
 
 const onOff = z
   .enum(['on', 'off', 'true', 'false', '1', '0'])
@@ -101,7 +101,7 @@ const schema = z.object({
   READ_BUDGET_KB_S: int(0, 1048576).default(2048),
   // Proxies (nginx) whose X-Forwarded-For names the client: comma-separated addresses or
   // CIDR ranges. Behind an nginx on another machine, its address (docs/cluster.md).
-  TRUSTED_PROXIES: z.string().default('127.0.0.1,::1')
+  TRUSTED_PROXIES: z.string().default(DEFAULT_TRUSTED_PROXIES)
     .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean))
     .refine((list) => list.every(isAddressOrRange), { message: 'takes comma-separated IP addresses or CIDR ranges, e.g. 10.0.0.5,10.1.0.0/24' }),
   // Origins whose pages may call the API (comma-separated; "*" lets any page read, never

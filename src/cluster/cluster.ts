@@ -2,6 +2,7 @@
 // Used by `npm run cluster`, the nginx tests and the benchmark.
 import fs from 'node:fs';
 import path from 'node:path';
+import { DEFAULT_TRUSTED_PROXIES } from '../lib/client-address';
 import { fromRoot } from '../lib/paths';
 import { EMBEDDED_SOCKET_DIR } from '../db/embedded-postgres';
 import { startHost } from './host';
@@ -117,7 +118,12 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
       const databaseUrl = hostDatabaseUrl(o.databaseUrl);
       isolation = createIsolation(o.isolate.hosts, o.isolate.cpu);
       for (const h of isolation.hosts) {
-        hosts.push(await startHost({ port: 3000, host: h.address, databaseUrl, env: { ...budgetEnv(o), ...o.hostEnv }, echo: o.echo, wrap: h.wrap, logFile: logFile() }));
+        const env = { ...budgetEnv(o), ...o.hostEnv };
+        // nginx reaches an isolated host from its link's address in the root namespace, not
+        // loopback: trusted as a proxy, so the host takes the client from X-Forwarded-For
+        // (its log line, its per-client read budget) instead of charging every client to nginx.
+        env.TRUSTED_PROXIES = [env.TRUSTED_PROXIES ?? process.env.TRUSTED_PROXIES ?? DEFAULT_TRUSTED_PROXIES, h.gateway].filter(Boolean).join(',');
+        hosts.push(await startHost({ port: 3000, host: h.address, databaseUrl, env, echo: o.echo, wrap: h.wrap, logFile: logFile() }));
       }
     } else {
       for (const port of o.hostPorts ?? [3001, 3002]) hosts.push(await startHost({ port, databaseUrl: o.databaseUrl, env: clusterHostEnv(o), echo: o.echo, logFile: logFile() }));

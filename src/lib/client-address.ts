@@ -10,6 +10,9 @@
 import type { IncomingMessage } from 'node:http';
 import net from 'node:net';
 
+/** TRUSTED_PROXIES when unset: nginx on the same machine. */
+export const DEFAULT_TRUSTED_PROXIES = '127.0.0.1,::1';
+
 /** Proxies whose X-Forwarded-For is believed. */
 export interface ProxyTrust {
   has(address: string): boolean;

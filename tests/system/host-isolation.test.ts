@@ -57,6 +57,7 @@ maybe('three hosts as separate machines behind nginx', () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'atelier-isolated-'));
     cluster = await startCluster({
       databaseUrl: t.url, port: await freePort(), isolate: { hosts: 3, cpu: 0.5 }, prefix: tmp, workerProcesses: '1', readRate: '1000000r/s', writeRate: '1000000r/s',
+      hostEnv: { LOG_FORMAT: 'json' },
     });
   }, 60_000);
 
@@ -80,6 +81,22 @@ maybe('three hosts as separate machines behind nginx', () => {
       const procs = fs.readFileSync(path.join(h.cgroup, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
       expect(procs).toContain(cluster.hosts[i].process.pid);
       expect(fs.readlinkSync(`/proc/${cluster.hosts[i].process.pid}/ns/net`)).not.toBe(fs.readlinkSync('/proc/self/ns/net'));
+    }
+  });
+
+  test('each host trusts nginx, which reaches it from its link address: the client is the one nginx saw, not nginx', async () => {
+    for (let i = 0; i < 6; i++) expect((await fetch(`${cluster.url}${fresh()}`)).status).toBe(200);
+    // The request log is written every 20 ms.
+    await new Promise((r) => setTimeout(r, 200));
+    for (const host of cluster.hosts) {
+      const out = host.output();
+      // The reads through nginx (the launcher's readiness probe came straight from the link).
+      const clients = out.split('\n').filter((l) => l.startsWith('{"time"')).map((l) => JSON.parse(l) as { route: string; client: string })
+        .filter((l) => l.route === '/reviews').map((l) => l.client);
+      expect(clients.length).toBeGreaterThan(0);
+      // nginx appends the address it saw (this test's, loopback) to X-Forwarded-For.
+      expect(new Set(clients)).toEqual(new Set(['127.0.0.1']));
+      expect(out).not.toMatch(/not in TRUSTED_PROXIES/);
     }
   });
 
