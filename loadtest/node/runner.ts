@@ -210,7 +210,7 @@ export async function runLoad(o: RunOptions): Promise<RunResult> {
     };
     try {
       const res = await pool.request({ path: r.path, method: r.method as Dispatcher.HttpMethod, headers: r.headers, body: r.body });
-      if (r.op === 'meta' && res.statusCode === 200 && characteristics.size < 100_000) {
+      if (r.op === 'meta' && res.statusCode === 200 && characteristics.size < 100_000 && !characteristics.has(r.productId)) {
         const raw = Buffer.from(await res.body.arrayBuffer());
         try {
           const encoding = res.headers['content-encoding'];
