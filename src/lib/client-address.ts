@@ -64,7 +64,8 @@ export class TrustedProxies implements ProxyTrust {
   }
 
   untrusted(peer: string): void {
-    if (this.warned || isLoopback(peer)) return;
+    // No peer: the connection closed before anything asked for it, not a missing proxy.
+    if (this.warned || !peer || isLoopback(peer)) return;
     this.warned = true;
     this.log?.(`X-Forwarded-For from ${peer}, which is not in TRUSTED_PROXIES (${this.specs.join(',') || 'none'}): its requests are charged to ${peer}, so every client behind it shares one read budget. If ${peer} is your nginx, add it to TRUSTED_PROXIES (docs/configuration.md). Said once.`);
   }

@@ -51,6 +51,8 @@ describe('TRUSTED_PROXIES', () => {
     expect(clientAddress(req('127.0.0.1', '203.0.113.5'), trust)).toBe('203.0.113.5');
     expect(clientAddress(req('::ffff:127.0.0.2', '203.0.113.5'), trust)).toBe('::ffff:127.0.0.2');
     expect(clientAddress(req('10.0.0.9'), trust)).toBe('10.0.0.9');
+    // A connection already closed names no peer: not a proxy missing from the list.
+    expect(clientAddress(req(undefined as unknown as string, '203.0.113.5'), trust)).toBe('');
     expect(lines).toEqual([]);
     for (let i = 0; i < 3; i++) expect(clientAddress(req('10.0.0.9', `203.0.113.${i}`), trust)).toBe('10.0.0.9');
     expect(lines).toHaveLength(1);
