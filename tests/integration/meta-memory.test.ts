@@ -94,7 +94,7 @@ async function lockTable(table: string) {
 }
 
 const waitingOn = async (table: string) => (await t.db.query<{ n: number }>(
-  'SELECT count(*)::int AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = $1 AND NOT l.granted', [table])).rows[0].n > 0;
+  'SELECT count(*)::int AS n FROM pg_locks l WHERE l.relation = $1::regclass AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND NOT l.granted', [`atelier.${table}`])).rows[0].n > 0;
 
 const held = (memory: MetaMemory, product: number) => memory.answer(product)?.entry.body.toString();
 

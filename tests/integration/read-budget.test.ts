@@ -65,25 +65,33 @@ test('a client that disconnects while its render waits is still charged, to itse
   const budget = new ReadBudget({ bytesPerSecond: 4 * 1024, burstBytes: 256 * 1024, trustedProxies: new Set(['127.0.0.1', '::ffff:127.0.0.1']) });
   const own = createApp(t.db, { log: () => undefined, cache: new ResponseCache({ maxBytes: 64 << 20, ttlMs: 60_000 }), readBudget: budget }).listen(0, '127.0.0.1');
   await new Promise((r) => own.once('listening', r));
-  const url = (count: number) => `http://127.0.0.1:${(own.address() as AddressInfo).port}/reviews?product_id=1&count=${count}&sort=newest`;
+  const path = (count: number) => `/reviews?product_id=1&count=${count}&sort=newest`;
   const headers = { 'x-forwarded-for': '10.0.0.5' };
   const lock = await t.db.connect();
+  // Only this database's lock waits (every test database has the same table oids).
+  const waiting = async () => (await t.db.query<{ n: number }>(
+    "SELECT count(*)::int AS n FROM pg_locks l WHERE l.relation = 'atelier.reviews'::regclass AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND NOT l.granted")).rows[0].n > 0;
   try {
     // ~150 KiB rendered and charged: under the 256 KiB burst.
-    expect((await fetch(url(996), { headers })).status).toBe(200);
+    const first = await fetch(`http://127.0.0.1:${(own.address() as AddressInfo).port}${path(996)}`, { headers });
+    expect(first.status).toBe(200);
+    await first.text();
     expect(budget.anyOver()).toBe(false);
-    // The next render waits behind a lock; the client gives up and its connection closes
-    // before the render ends.
+    // The next render waits behind a lock; the client gives up and its connection (a new
+    // one: no earlier charge has asked it for its peer) closes before the render ends.
     await lock.query('BEGIN');
     await lock.query('LOCK TABLE atelier.reviews IN ACCESS EXCLUSIVE MODE');
-    const abort = new AbortController();
-    const gaveUp = fetch(url(995), { headers, signal: abort.signal }).catch(() => 'aborted');
-    const waiting = async () => (await t.db.query<{ n: number }>(
-      "SELECT count(*)::int AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'reviews' AND NOT l.granted")).rows[0].n > 0;
-    for (let i = 0; i < 100 && !(await waiting()); i++) await new Promise((r) => setTimeout(r, 20));
-    expect(await waiting()).toBe(true);
-    abort.abort();
-    expect(await gaveUp).toBe('aborted');
+    const gaveUp = new Promise<string>((resolve) => {
+      const req = http.request({ host: '127.0.0.1', port: (own.address() as AddressInfo).port, path: path(995), headers, agent: false }, () => resolve('answered'));
+      req.on('error', () => resolve('aborted'));
+      void (async () => {
+        for (let i = 0; i < 100 && !(await waiting()); i++) await new Promise((r) => setTimeout(r, 20));
+        resolve(await waiting() ? 'waiting' : 'never waited');
+        req.destroy();
+      })();
+      req.end();
+    });
+    expect(await gaveUp).toBe('waiting');
     await new Promise((r) => setTimeout(r, 300));
     await lock.query('ROLLBACK');
     // The render ends and its ~150 KiB are charged to 10.0.0.5 (not to a peer the closed
@@ -94,6 +102,7 @@ test('a client that disconnects while its render waits is still charged, to itse
   } finally {
     await lock.query('ROLLBACK').catch(() => undefined);
     lock.release();
+    own.closeAllConnections();
     await new Promise((r) => own.close(r));
   }
 });

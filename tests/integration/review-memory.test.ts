@@ -324,7 +324,7 @@ async function lockRatings() {
   };
 }
 const loadWaiting = async () => (await t.db.query<{ n: number }>(
-  "SELECT count(*)::int AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'product_ratings' AND NOT l.granted")).rows[0].n > 0;
+  "SELECT count(*)::int AS n FROM pg_locks l WHERE l.relation = 'atelier.product_ratings'::regclass AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND NOT l.granted")).rows[0].n > 0;
 
 test('a reload keeps the table held serving only while two fit the memory allowed; otherwise it drops it first', async () => {
   let bytes = 0;
