@@ -4,7 +4,9 @@
 // backends of the service and what each waits on; a write is a backend whose
 // application_name is "atelier-reviews <request id>" (the write functions of
 // db/migrations/0005 set it for their transaction, commit included), everything else of
-// the service's is a read. "CPU" is an active backend waiting on nothing.
+// the service's is a read. "CPU" is an active backend waiting on nothing. Also counted:
+// PostgreSQL's own background work (vacuums, analyzes, checkpoints) between two snapshots,
+// which the knee and steady steps report beside their latencies.
 import { Db } from '../src/db';
 import { cpuMs } from './cpu';
 
@@ -71,4 +73,47 @@ export async function sampleWaits<T>(url: string, connections: number, run: () =
 export function describeWaits(waits: Record<string, number> = {}): string {
   const total = Object.values(waits).reduce((a, b) => a + b, 0);
   return Object.entries(waits).slice(0, 6).map(([w, n]) => `${w} ${Math.round((100 * n) / Math.max(1, total))} %`).join(', ') || 'none sampled';
+}
+
+/** PostgreSQL's own background work, counted: vacuums, analyzes and checkpoints so far. */
+export interface Maintenance {
+  /** Vacuums (auto or manual) and analyzes finished, per table of the service's schema. */
+  vacuums: Record<string, number>;
+  analyzes: Record<string, number>;
+  /** Vacuums under way now (pg_stat_progress_vacuum), by table. */
+  vacuuming: string[];
+  /** Checkpoints done (pg_stat_checkpointer on PostgreSQL 17+, pg_stat_bgwriter before). */
+  checkpoints: number;
+}
+
+/** What PostgreSQL's background work has done so far (one snapshot; see maintenanceBetween). */
+export async function maintenance(db: Db): Promise<Maintenance> {
+  const tables = await db.query<{ relname: string; vacuums: number; analyzes: number }>(
+    `SELECT relname, (vacuum_count + autovacuum_count)::int AS vacuums, (analyze_count + autoanalyze_count)::int AS analyzes
+       FROM pg_stat_user_tables WHERE schemaname = 'atelier'`);
+  const running = await db.query<{ relname: string }>(
+    `SELECT c.relname FROM pg_stat_progress_vacuum p JOIN pg_class c ON c.oid = p.relid WHERE p.datname = current_database()`);
+  const checkpoints = await db.query<{ n: number }>('SELECT (num_timed + num_requested)::int AS n FROM pg_stat_checkpointer')
+    .catch(() => db.query<{ n: number }>('SELECT (checkpoints_timed + checkpoints_req)::int AS n FROM pg_stat_bgwriter'));
+  return {
+    vacuums: Object.fromEntries(tables.rows.map((r) => [r.relname, r.vacuums])),
+    analyzes: Object.fromEntries(tables.rows.map((r) => [r.relname, r.analyzes])),
+    vacuuming: running.rows.map((r) => r.relname),
+    checkpoints: checkpoints.rows[0].n,
+  };
+}
+
+/** The background work between two snapshots: tables vacuumed or analyzed (finished, or under way at the end), checkpoints. */
+export function maintenanceBetween(before: Maintenance, after: Maintenance): { vacuumed: string[]; analyzed: string[]; checkpoints: number } {
+  const grew = (a: Record<string, number>, b: Record<string, number>) => Object.keys(b).filter((t) => b[t] > (a[t] ?? 0)).sort();
+  return {
+    vacuumed: [...new Set([...grew(before.vacuums, after.vacuums), ...before.vacuuming, ...after.vacuuming])].sort(),
+    analyzed: grew(before.analyzes, after.analyzes),
+    checkpoints: after.checkpoints - before.checkpoints,
+  };
+}
+
+/** "vacuum reviews; analyze none; 1 checkpoint" for a log line. */
+export function describeMaintenance(m: { vacuumed: string[]; analyzed: string[]; checkpoints: number }): string {
+  return `vacuum ${m.vacuumed.join(', ') || 'none'}; analyze ${m.analyzed.join(', ') || 'none'}; ${m.checkpoints} checkpoint${m.checkpoints === 1 ? '' : 's'}`;
 }
