@@ -216,14 +216,28 @@ test('with read-backs off (META_MEMORY_READ_BACK=off) a changed product waits fo
   });
 });
 
+/**
+ * Serves `h`'s table over HTTP (with `readBudget`, if given) while product 4 is dirty (its
+ * characteristic 5 has one more rating); `base` ends in product_id=. Undone after.
+ */
+async function servingWithFourDirty(h: ReturnType<typeof host>, readBudget: ReadBudget | undefined, fn: (base: string) => Promise<void>): Promise<void> {
+  const server = createApp(h.db, { log: () => undefined, cache: h.cache, metaMemory: h.memory, readBudget }).listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/reviews/meta?product_id=`;
+  await t.db.query('UPDATE atelier.characteristics SET rating_count = rating_count + 1 WHERE id = 5');
+  try {
+    await until('dirty', () => h.memory.stats().dirty === 1, 5000);
+    await fn(base);
+  } finally {
+    await new Promise((r) => server.close(r));
+    await t.db.query('UPDATE atelier.characteristics SET rating_count = rating_count - 1 WHERE id = 5');
+  }
+}
+
 test('through HTTP: a dirty product the response cache holds is answered from the cache, with no read-back', async () => {
   await withLoaded({}, async (h) => {
-    const server = createApp(h.db, { log: () => undefined, cache: h.cache, metaMemory: h.memory }).listen(0, '127.0.0.1');
-    await new Promise((r) => server.once('listening', r));
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/reviews/meta?product_id=4`;
-    await t.db.query('UPDATE atelier.characteristics SET rating_count = rating_count + 1 WHERE id = 5');
-    try {
-      await until('dirty', () => h.memory.stats().dirty === 1, 5000);
+    await servingWithFourDirty(h, undefined, async (base) => {
+      const url = `${base}4`;
       // A writer's read renders it from the database and puts it in the response cache.
       expect((await fetch(url, { headers: { cookie: 'atelier_wrote=4' } })).status).toBe(200);
       const before = h.memory.stats();
@@ -231,22 +245,14 @@ test('through HTTP: a dirty product the response cache holds is answered from th
       expect(await res.text()).toBe((await truth())[3]);
       expect(res.headers.get('x-response-cache')).toBe('HIT');
       expect(h.memory.stats()).toMatchObject({ refreshed: before.refreshed, dirtyReads: before.dirtyReads + 1, served: before.served, dirty: 1 });
-    } finally {
-      await new Promise((r) => server.close(r));
-      await t.db.query('UPDATE atelier.characteristics SET rating_count = rating_count - 1 WHERE id = 5');
-    }
+    });
   });
 });
 
 test('through HTTP: a client over its read budget is refused a read-back, as it was the render; clean products still answer', async () => {
   await withLoaded({}, async (h) => {
     const readBudget = new ReadBudget({ bytesPerSecond: 1, burstBytes: 100, trustedProxies: new Set() });
-    const server = createApp(h.db, { log: () => undefined, cache: h.cache, metaMemory: h.memory, readBudget }).listen(0, '127.0.0.1');
-    await new Promise((r) => server.once('listening', r));
-    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/reviews/meta?product_id=`;
-    await t.db.query('UPDATE atelier.characteristics SET rating_count = rating_count + 1 WHERE id = 5');
-    try {
-      await until('dirty', () => h.memory.stats().dirty === 1, 5000);
+    await servingWithFourDirty(h, readBudget, async (base) => {
       // A writer's read is rendered from the database and charged: past the burst.
       expect((await fetch(`${base}1`, { headers: { cookie: 'atelier_wrote=1' } })).status).toBe(200);
       const refused = await fetch(`${base}4`);
@@ -254,10 +260,7 @@ test('through HTTP: a client over its read budget is refused a read-back, as it 
       expect(((await refused.json()) as { error: string }).error).toMatch(/Too many expensive reads/);
       expect(h.memory.stats()).toMatchObject({ refreshed: 0, dirty: 1 });
       expect((await fetch(`${base}2`)).headers.get('x-response-cache')).toBe('HIT');
-    } finally {
-      await new Promise((r) => server.close(r));
-      await t.db.query('UPDATE atelier.characteristics SET rating_count = rating_count - 1 WHERE id = 5');
-    }
+    });
   });
 });
 
@@ -265,13 +268,7 @@ test('through HTTP: a read-back is charged to the client, as the render it repla
   await withLoaded({}, async (h) => {
     // A burst smaller than one meta answer: a single charged read puts the client over.
     const readBudget = new ReadBudget({ bytesPerSecond: 1, burstBytes: 10, trustedProxies: new Set() });
-    const server = createApp(h.db, { log: () => undefined, cache: h.cache, metaMemory: h.memory, readBudget }).listen(0, '127.0.0.1');
-    await new Promise((r) => server.once('listening', r));
-    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/reviews/meta?product_id=`;
-    let changedOne = false;
-    await t.db.query('UPDATE atelier.characteristics SET rating_count = rating_count + 1 WHERE id = 5');
-    try {
-      await until('dirty', () => h.memory.stats().dirty === 1, 5000);
+    await servingWithFourDirty(h, readBudget, async (base) => {
       // Answered from memory with no statement: costs the database nothing, charged nothing.
       expect((await fetch(`${base}2`)).status).toBe(200);
       expect(readBudget.anyOver()).toBe(false);
@@ -281,15 +278,14 @@ test('through HTTP: a read-back is charged to the client, as the render it repla
       expect(readBudget.anyOver()).toBe(true);
       // Over budget now: the next read-back is refused, as a render would be.
       await t.db.query('UPDATE atelier.characteristics SET rating_count = rating_count + 1 WHERE id = 1');
-      changedOne = true;
-      await until('dirty again', () => h.memory.stats().dirty === 1, 5000);
-      expect((await fetch(`${base}1`)).status).toBe(429);
-      expect(h.memory.stats()).toMatchObject({ refreshed: 1, dirty: 1 });
-    } finally {
-      await new Promise((r) => server.close(r));
-      await t.db.query('UPDATE atelier.characteristics SET rating_count = rating_count - 1 WHERE id = 5');
-      if (changedOne) await t.db.query('UPDATE atelier.characteristics SET rating_count = rating_count - 1 WHERE id = 1');
-    }
+      try {
+        await until('dirty again', () => h.memory.stats().dirty === 1, 5000);
+        expect((await fetch(`${base}1`)).status).toBe(429);
+        expect(h.memory.stats()).toMatchObject({ refreshed: 1, dirty: 1 });
+      } finally {
+        await t.db.query('UPDATE atelier.characteristics SET rating_count = rating_count - 1 WHERE id = 1');
+      }
+    });
   });
 });
 
