@@ -5,17 +5,17 @@
 // Open loop, like k6's constant-arrival-rate: a stage of R req/s is a schedule of send
 // times, R a second, fixed before the run. Each request goes out at its time whatever the
 // server is doing (a pool of up to `connections` keep-alive sockets, 1024 by default, so a
-// send is not held back by answers still outstanding; undici's, which cost the generator
-// about a fifth less CPU per request than node:http's agent: docs/benchmarks.md), and its
+// send is not held back by answers still outstanding; the generator's own lean client,
+// ./http-client.ts, which costs ~40 % less CPU per request than undici's: the generator
+// shares the box it measures, docs/benchmarks.md), and its
 // latency is counted from its scheduled time, not from when it went out: a server that
 // stalls for 200 ms shows 200 ms in every request scheduled during the stall, whatever the
 // connection setting (coordinated omission is not hidden). Sends that left more than LATE_MS after their time
 // (the generator itself was busy, or every socket was in use) are counted as late.
 // A stage with rate 0 is closed loop: `connections` loops, each sending its next request
 // when the previous one is answered (as fast as the server allows).
-import type { IncomingHttpHeaders } from 'node:http';
 import zlib from 'node:zlib';
-import { Pool, type Dispatcher } from 'undici';
+import { HttpClient } from './http-client';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const traffic = require('../lib/traffic.js') as typeof import('../lib/traffic.js');
 
@@ -198,35 +198,26 @@ export async function runLoad(o: RunOptions): Promise<RunResult> {
     return { ...r, body, headers };
   };
 
-  /** Sends one request; resolves with what happened, latency counted from `scheduled`. */
-  const send = async (pool: Pool, scheduled: number): Promise<Outcome> => {
+  /** Sends one request; `done` gets what happened, latency counted from `scheduled`. */
+  const send = (client: HttpClient, scheduled: number, done: (x: Outcome) => void): void => {
     const r = nextRequest();
-    const outcome = (status: Outcome['status'], headers?: IncomingHttpHeaders): Outcome => {
-      const header = (name: string) => { const v = headers?.[name]; return Array.isArray(v) ? v[0] : v; };
-      const edge = header('x-cache-status');
-      const host = header('x-response-cache');
-      const cache = headers && (r.op === 'list' || r.op === 'meta') ? [edge, host].filter(Boolean).join('/') || 'none' : undefined;
-      return { op: r.op, status, latency: performance.now() - scheduled, scheduled, cache, edgeHit: edge === 'HIT', hostHit: host === 'HIT' };
-    };
-    try {
-      const res = await pool.request({ path: r.path, method: r.method as Dispatcher.HttpMethod, headers: r.headers, body: r.body });
-      if (r.op === 'meta' && res.statusCode === 200 && characteristics.size < 100_000 && !characteristics.has(r.productId)) {
-        const raw = Buffer.from(await res.body.arrayBuffer());
+    const learn = r.op === 'meta' && characteristics.size < 100_000 && !characteristics.has(r.productId);
+    client.request({ path: r.path, method: r.method, headers: r.headers, body: r.body, keepBody: learn }, (err, res) => {
+      if (err || !res) return done({ op: r.op, status: 'connection-error', latency: performance.now() - scheduled, scheduled });
+      if (learn && res.status === 200 && res.body) {
         try {
-          const encoding = res.headers['content-encoding'];
-          characteristics.set(r.productId, traffic.characteristicIdsFromMeta(decode(raw, Array.isArray(encoding) ? encoding[0] : encoding).toString()));
+          characteristics.set(r.productId, traffic.characteristicIdsFromMeta(decode(res.body, res.headers['content-encoding']).toString()));
         } catch {
           // not JSON: counted by its status
         }
-      } else {
-        // Read to its end (an error or a reset mid-body is a connection error, as before).
-        for await (const chunk of res.body) void chunk;
       }
-      return outcome(res.statusCode, res.headers);
-    } catch {
-      return outcome('connection-error');
-    }
+      const edge = res.headers['x-cache-status'];
+      const host = res.headers['x-response-cache'];
+      const cache = r.op === 'list' || r.op === 'meta' ? [edge, host].filter(Boolean).join('/') || 'none' : undefined;
+      done({ op: r.op, status: res.status, latency: performance.now() - scheduled, scheduled, cache, edgeHit: edge === 'HIT', hostHit: host === 'HIT' });
+    });
   };
+  const sendAsync = (client: HttpClient, scheduled: number) => new Promise<Outcome>((resolve) => send(client, scheduled, resolve));
 
   for (const stage of o.stages) {
     const outcomes: Outcome[] = [];
@@ -234,60 +225,62 @@ export async function runLoad(o: RunOptions): Promise<RunResult> {
     let maxSendLagMs = 0;
     const open = stage.rate > 0;
     const connections = o.connections ?? (open ? 1024 : 64);
-    // undici's pool (Node's own HTTP client project): the generator shares the box it
-    // measures. Requests beyond `connections` wait in its queue, first in first out.
-    const pool = new Pool(target.origin, {
-      connections, pipelining: 1, headersTimeout: REQUEST_TIMEOUT_MS, bodyTimeout: REQUEST_TIMEOUT_MS, keepAliveTimeout: 60_000,
-      ...(o.localAddress ? { localAddress: o.localAddress } : {}),
-    });
+    // Requests beyond `connections` wait in the client's queue, first in first out.
+    const client = new HttpClient(target.origin, { connections, timeoutMs: REQUEST_TIMEOUT_MS, ...(o.localAddress ? { localAddress: o.localAddress } : {}) });
     const stageStart = performance.now() + 5;
     const end = stageStart + stage.duration * 1000;
-    const pending: Promise<void>[] = [];
     // Requests sent and not yet answered: at `connections`, the next one waits for a socket.
     let inFlight = 0;
-    const record = (p: Promise<Outcome>) => {
-      inFlight++;
-      pending.push(p.then((x) => {
-        inFlight--;
-        outcomes.push(x);
-      }));
+    let allSent = false;
+    let drained: () => void = () => undefined;
+    const answered = new Promise<void>((r) => (drained = r));
+    const done = (x: Outcome) => {
+      inFlight--;
+      outcomes.push(x);
+      if (allSent && inFlight === 0) drained();
     };
 
-    if (open) {
-      const interval = 1000 / stage.rate;
-      const total = Math.round(stage.rate * stage.duration);
-      let i = 0;
-      await new Promise<void>((resolve) => {
-        const tick = () => {
-          const now = performance.now();
-          while (i < total && stageStart + i * interval <= now) {
-            const scheduled = stageStart + i * interval;
-            const lag = now - scheduled;
-            // Late: the generator itself fell behind, or every socket is busy (the request
-            // then waits in the pool's queue, and that wait counts in its latency too).
-            const busy = inFlight >= connections;
-            if (lag > LATE_MS || busy) lateSends++;
-            if (lag > maxSendLagMs) maxSendLagMs = lag;
-            record(send(pool, scheduled));
-            i++;
-          }
-          if (i >= total) resolve();
-          else setTimeout(tick, Math.max(0, stageStart + i * interval - performance.now()));
+    try {
+      if (open) {
+        const interval = 1000 / stage.rate;
+        const total = Math.round(stage.rate * stage.duration);
+        let i = 0;
+        await new Promise<void>((resolve, reject) => {
+          const tick = () => {
+            // A throw here (the traffic model, a request the client refuses) ends the run with it.
+            try { sendDue(); } catch (e) { reject(e); }
+          };
+          const sendDue = () => {
+            const now = performance.now();
+            while (i < total && stageStart + i * interval <= now) {
+              const scheduled = stageStart + i * interval;
+              const lag = now - scheduled;
+              // Late: the generator itself fell behind, or every socket is busy (the request
+              // then waits in the client's queue, and that wait counts in its latency too).
+              const busy = inFlight >= connections;
+              if (lag > LATE_MS || busy) lateSends++;
+              if (lag > maxSendLagMs) maxSendLagMs = lag;
+              inFlight++;
+              send(client, scheduled, done);
+              i++;
+            }
+            if (i >= total) resolve();
+            else setTimeout(tick, Math.max(0, stageStart + i * interval - performance.now()));
+          };
+          setTimeout(tick, Math.max(0, stageStart - performance.now()));
+        });
+      } else {
+        const loop = async () => {
+          while (performance.now() < end) outcomes.push(await sendAsync(client, performance.now()));
         };
-        setTimeout(tick, Math.max(0, stageStart - performance.now()));
-      });
-    } else {
-      const loop = async () => {
-        while (performance.now() < end) {
-          const x = await send(pool, performance.now());
-          outcomes.push(x);
-        }
-      };
-      await Promise.all(Array.from({ length: connections }, loop));
+        await Promise.all(Array.from({ length: connections }, loop));
+      }
+      // Every request sent is answered (or times out) before the stage is counted.
+      allSent = true;
+      if (inFlight > 0) await answered;
+    } finally {
+      client.destroy();
     }
-    // Every request sent is answered (or times out) before the stage is counted.
-    await Promise.all(pending);
-    await pool.destroy();
     const seconds = Math.max(stage.duration, (performance.now() - stageStart) / 1000);
 
     const statuses: Record<string, number> = {};
