@@ -36,12 +36,16 @@ export interface ClientOptions {
   /** An answer not complete this long after its request was written fails (ms). */
   timeoutMs: number;
   localAddress?: string;
+  /** Close a socket idle this long (ms; 4,000 by default), or sooner when the server announces `Keep-Alive: timeout=N`. */
+  idleTimeoutMs?: number;
 }
 
 /** Longest status line plus headers, or chunk-size line, accepted (bytes). */
 const MAX_HEAD = 64 * 1024;
+/** A socket idle this much less than the server's `Keep-Alive: timeout=N` is closed by us first. */
+const IDLE_MARGIN_MS = 2_000;
 
-interface Pending { req: ClientRequest; cb: Callback }
+interface Pending { req: ClientRequest; cb: Callback; queuedAt: number; retried?: boolean }
 
 type Phase = 'head' | 'length' | 'chunk-size' | 'chunk-data' | 'chunk-end' | 'trailer' | 'close';
 
@@ -49,18 +53,26 @@ class Connection {
   readonly socket: net.Socket;
   current: Pending | null = null;
   sentAt = 0;
+  /** When it last became idle, and how long it may stay so (the server's hint, or the client's default). */
+  idleSince = 0;
+  idleLimitMs: number;
+  /** In the pool's idle list (kept by the pool). */
+  idle = false;
+  private answers = 0;
   private buf: Buffer | null = null;
   private phase: Phase = 'head';
   private remaining = 0;
+  private received = 0;
   private res: ClientResponse | null = null;
   private chunks: Buffer[] = [];
   private closeAfter = false;
 
-  constructor(private readonly pool: HttpClient, port: number, host: string, localAddress?: string) {
+  constructor(private readonly pool: HttpClient, port: number, host: string, idleLimitMs: number, localAddress?: string) {
+    this.idleLimitMs = idleLimitMs;
     this.socket = net.connect({ port, host, localAddress, noDelay: true });
     this.socket.on('data', (d: Buffer) => this.onData(d));
     this.socket.on('error', () => undefined); // the 'close' that follows ends the request
-    this.socket.on('close', () => this.onClose());
+    this.socket.on('close', (hadError) => this.onClose(hadError));
   }
 
   send(p: Pending, host: string): void {
@@ -68,6 +80,7 @@ class Connection {
     this.buf = null;
     this.phase = 'head';
     this.res = null;
+    this.received = 0;
     this.chunks = [];
     this.closeAfter = false;
     const { req } = p;
@@ -99,6 +112,7 @@ class Connection {
       this.socket.destroy();
       return;
     }
+    this.received += d.length;
     const buf = this.buf ? Buffer.concat([this.buf, d]) : d;
     let pos = 0;
     this.buf = null;
@@ -121,10 +135,10 @@ class Connection {
           else { this.phase = 'chunk-end'; this.remaining = 2; }
         }
       } else if (this.phase === 'chunk-end') {
-        const n = Math.min(this.remaining, buf.length - pos);
-        pos += n;
-        this.remaining -= n;
-        if (this.remaining === 0) this.phase = 'chunk-size';
+        // The CRLF that ends a chunk's data, possibly split across reads.
+        if (buf[pos] !== (this.remaining === 2 ? 0x0d : 0x0a)) return this.fail(new Error('malformed chunk end'));
+        pos++;
+        if (--this.remaining === 0) this.phase = 'chunk-size';
       } else {
         // chunk-size or trailer: one line at a time
         const eol = buf.indexOf('\r\n', pos, 'latin1');
@@ -137,29 +151,35 @@ class Connection {
         if (this.phase === 'trailer') {
           if (line === '') this.finish();
         } else {
-          const size = parseInt(line, 16);
-          if (!/^[0-9a-fA-F]+/.test(line) || !Number.isFinite(size)) return this.fail(new Error('malformed chunk size'));
+          // Hex digits, then perhaps extensions (";name=value") that mean nothing here.
+          const m = /^([0-9a-fA-F]{1,12})[ \t]*(;.*)?$/.exec(line);
+          if (!m) return this.fail(new Error('malformed chunk size'));
+          const size = parseInt(m[1], 16);
           if (size === 0) this.phase = 'trailer';
           else { this.phase = 'chunk-data'; this.remaining = size; }
         }
       }
     }
-    if (pos < buf.length) {
-      if (!this.current) { this.socket.destroy(); return; }
-      this.buf = buf.subarray(pos);
+    if (this.current) {
+      if (pos < buf.length) this.buf = buf.subarray(pos);
+    } else if (pos < buf.length || this.closeAfter) {
+      // Bytes after the answer's end belong to no request: framing is lost, so is the socket.
+      this.socket.destroy();
+    } else {
+      this.pool.release(this);
     }
   }
 
   /** Reads the status line and headers and chooses how the body is framed; false when malformed. */
   private parseHead(head: string): boolean {
     const lines = head.split('\r\n');
-    const m = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0]);
+    const m = /^HTTP\/1\.([01]) (\d{3})/.exec(lines[0]);
     if (!m) return false;
-    const status = Number(m[1]);
+    const status = Number(m[2]);
     const headers: Record<string, string> = {};
     for (let i = 1; i < lines.length; i++) {
       const colon = lines[i].indexOf(':');
-      if (colon <= 0) return false;
+      if (colon <= 0 || /^[ \t]/.test(lines[i])) return false; // obs-fold is not accepted either
       const name = lines[i].slice(0, colon).trim().toLowerCase();
       const value = lines[i].slice(colon + 1).trim();
       headers[name] = headers[name] === undefined ? value : `${headers[name]}, ${value}`;
@@ -167,24 +187,34 @@ class Connection {
     // 1xx: an interim answer; the real one follows.
     if (status < 200) return true;
     this.res = { status, headers, bodyBytes: 0 };
-    this.closeAfter = /(^|,)\s*close\s*(,|$)/i.test(headers.connection ?? '');
-    const method = this.current!.req.method;
-    if (method === 'HEAD' || status === 204 || status === 304) {
+    const connection = (headers.connection ?? '').toLowerCase();
+    // HTTP/1.0 closes unless it says keep-alive; 1.1 keeps unless it says close.
+    this.closeAfter = m[1] === '0' ? !/(^|,)\s*keep-alive\s*(,|$)/.test(connection) : /(^|,)\s*close\s*(,|$)/.test(connection);
+    const hint = /(?:^|,)\s*timeout=(\d+)/i.exec(headers['keep-alive'] ?? '');
+    if (hint) this.idleLimitMs = Math.min(this.idleLimitMs, Math.max(0, Number(hint[1]) * 1000 - IDLE_MARGIN_MS));
+    const te = headers['transfer-encoding'];
+    if (this.current!.req.method.toUpperCase() === 'HEAD' || status === 204 || status === 304) {
       this.finish();
-    } else if (/chunked/i.test(headers['transfer-encoding'] ?? '')) {
-      this.phase = 'chunk-size';
+    } else if (te !== undefined) {
+      // Chunked when it is the last coding; any other framing runs to the close.
+      if (/(^|,)\s*chunked\s*$/i.test(te)) this.phase = 'chunk-size';
+      else this.closeBody();
     } else if (headers['content-length'] !== undefined) {
-      if (!/^\d+$/.test(headers['content-length'])) return false;
+      if (!/^\d{1,15}$/.test(headers['content-length'])) return false;
       this.remaining = Number(headers['content-length']);
       this.phase = 'length';
       if (this.remaining === 0) this.finish();
     } else {
-      // Framed by the connection's close.
-      this.phase = 'close';
-      this.remaining = Infinity;
-      this.closeAfter = true;
+      this.closeBody();
     }
     return true;
+  }
+
+  /** The body is framed by the connection's close. */
+  private closeBody(): void {
+    this.phase = 'close';
+    this.remaining = Infinity;
+    this.closeAfter = true;
   }
 
   private body(part: Buffer): void {
@@ -192,6 +222,7 @@ class Connection {
     if (this.current!.req.keepBody) this.chunks.push(Buffer.from(part));
   }
 
+  /** The answer is complete: its callback runs; the caller then releases or closes the socket. */
   private finish(): void {
     const p = this.current!;
     const res = this.res!;
@@ -199,16 +230,26 @@ class Connection {
     this.current = null;
     this.chunks = [];
     this.phase = 'head';
-    if (this.closeAfter) this.socket.destroy();
-    else this.pool.release(this);
+    this.answers++;
+    this.idleSince = performance.now();
     p.cb(null, res);
   }
 
-  private onClose(): void {
-    this.pool.forget(this);
-    if (!this.current) return;
-    if (this.phase === 'close' && this.res) this.finish();
-    else this.fail(new Error('connection closed before the answer ended'));
+  private onClose(hadError: boolean): void {
+    const p = this.current;
+    if (p && this.phase === 'close' && this.res && !hadError) {
+      this.finish();
+      this.pool.forget(this);
+    } else if (p && this.answers > 0 && this.received === 0 && !p.retried && /^(GET|HEAD)$/i.test(p.req.method)) {
+      // A kept-alive socket the server closed as this request went out (its idle timeout,
+      // unannounced): not an answer from the server, so a read is sent once more, first in line.
+      this.current = null;
+      p.retried = true;
+      this.pool.forget(this, p);
+    } else {
+      this.pool.forget(this);
+      if (p) this.fail(new Error('connection closed before the answer ended'));
+    }
   }
 }
 
@@ -227,21 +268,23 @@ export class HttpClient {
   constructor(origin: string, private readonly o: ClientOptions) {
     const url = new URL(origin);
     if (url.protocol !== 'http:') throw new Error(`the generator speaks plain HTTP only: ${origin}`);
+    if (!Number.isInteger(o.connections) || o.connections < 1) throw new Error(`connections must be a whole number of at least 1, not ${o.connections}`);
     this.host = url.host;
     this.hostname = url.hostname.replace(/^\[|\]$/g, '');
     this.port = Number(url.port || 80);
-    // One sweep a second for answers overdue, rather than a timer per request.
-    this.timer = setInterval(() => {
-      const now = performance.now();
-      for (const c of this.open) if (c.current && now - c.sentAt > this.o.timeoutMs) c.fail(new Error('timed out'));
-    }, Math.min(1000, this.o.timeoutMs)).unref();
+    // One sweep a second, rather than a timer per request: answers overdue, requests that
+    // waited too long for a socket, sockets idle for as long as the server keeps them.
+    this.timer = setInterval(() => this.sweep(), Math.min(1000, this.o.timeoutMs)).unref();
   }
 
   request(req: ClientRequest, cb: Callback): void {
-    const p = { req, cb };
+    const p: Pending = { req, cb, queuedAt: performance.now() };
     if (this.closed) return void queueMicrotask(() => cb(new Error('client closed')));
     const c = this.idle.pop();
-    if (c) c.send(p, this.host);
+    if (c) {
+      c.idle = false;
+      c.send(p, this.host);
+    }
     else if (this.open.size < this.o.connections) this.connect().send(p, this.host);
     else this.queue.push(p);
   }
@@ -251,32 +294,56 @@ export class HttpClient {
     return new Promise((resolve, reject) => this.request(req, (err, res) => (err ? reject(err) : resolve(res!))));
   }
 
-  /** Closes every socket; requests in flight or queued fail. */
+  /** Closes every socket; requests in flight or queued fail, and so do later ones. */
   destroy(): void {
+    if (this.closed) return;
     this.closed = true;
     clearInterval(this.timer);
     const queued = this.queue.slice(this.queueHead);
     this.queue = [];
     this.queueHead = 0;
+    this.idle = [];
     for (const c of [...this.open]) c.fail(new Error('client closed'));
     for (const p of queued) p.cb(new Error('client closed'));
   }
 
   /** @internal A connection's answer ended and it stays open: the next queued request, or idle. */
   release(c: Connection): void {
+    if (this.closed || c.socket.destroyed) return;
     const next = this.dequeue();
     if (next) c.send(next, this.host);
-    else this.idle.push(c);
+    else {
+      c.idle = true;
+      this.idle.push(c);
+    }
   }
 
-  /** @internal A connection closed: a queued request gets a new one. */
-  forget(c: Connection): void {
+  /** @internal A connection closed: `first` (a request to send again), else a queued one, gets a new one. */
+  forget(c: Connection, first?: Pending): void {
     this.open.delete(c);
-    const i = this.idle.indexOf(c);
-    if (i >= 0) this.idle.splice(i, 1);
-    if (this.closed) return;
-    const next = this.dequeue();
+    if (c.idle) this.idle.splice(this.idle.indexOf(c), 1);
+    c.idle = false;
+    if (this.closed) {
+      first?.cb(new Error('client closed'));
+      return;
+    }
+    const next = first ?? this.dequeue();
     if (next) this.connect().send(next, this.host);
+  }
+
+  private sweep(): void {
+    const now = performance.now();
+    for (const c of this.open) {
+      if (c.current) {
+        if (now - c.sentAt > this.o.timeoutMs) c.fail(new Error('timed out'));
+      } else if (c.idle && now - c.idleSince > c.idleLimitMs) {
+        c.socket.destroy(); // its 'close' takes it out of the pool
+      }
+    }
+    // Queued requests are oldest first: fail those that never got a socket in time.
+    while (this.queueHead < this.queue.length && now - this.queue[this.queueHead].queuedAt > this.o.timeoutMs) {
+      this.dequeue()!.cb(new Error('timed out waiting for a socket'));
+    }
   }
 
   private dequeue(): Pending | undefined {
@@ -290,7 +357,7 @@ export class HttpClient {
   }
 
   private connect(): Connection {
-    const c = new Connection(this, this.port, this.hostname, this.o.localAddress);
+    const c = new Connection(this, this.port, this.hostname, this.o.idleTimeoutMs ?? 4_000, this.o.localAddress);
     this.open.add(c);
     return c;
   }

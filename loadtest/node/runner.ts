@@ -226,7 +226,7 @@ export async function runLoad(o: RunOptions): Promise<RunResult> {
     const open = stage.rate > 0;
     const connections = o.connections ?? (open ? 1024 : 64);
     // Requests beyond `connections` wait in the client's queue, first in first out.
-    const client = new HttpClient(target.origin, { connections, timeoutMs: REQUEST_TIMEOUT_MS, ...(o.localAddress ? { localAddress: o.localAddress } : {}) });
+    const client = new HttpClient(target.origin, { connections, timeoutMs: REQUEST_TIMEOUT_MS, idleTimeoutMs: 60_000, ...(o.localAddress ? { localAddress: o.localAddress } : {}) });
     const stageStart = performance.now() + 5;
     const end = stageStart + stage.duration * 1000;
     // Requests sent and not yet answered: at `connections`, the next one waits for a socket.
@@ -270,10 +270,12 @@ export async function runLoad(o: RunOptions): Promise<RunResult> {
           setTimeout(tick, Math.max(0, stageStart - performance.now()));
         });
       } else {
+        // Each loop stops at the stage's end, or when another loop's throw ended the stage.
+        let stopped = false;
         const loop = async () => {
-          while (performance.now() < end) outcomes.push(await sendAsync(client, performance.now()));
+          while (!stopped && performance.now() < end) outcomes.push(await sendAsync(client, performance.now()));
         };
-        await Promise.all(Array.from({ length: connections }, loop));
+        await Promise.all(Array.from({ length: connections }, loop)).finally(() => (stopped = true));
       }
       // Every request sent is answered (or times out) before the stage is counted.
       allSent = true;

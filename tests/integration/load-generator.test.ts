@@ -158,3 +158,27 @@ test('the generator reads a body to its end, however large, and counts a reset m
     await new Promise((r) => server.close(r));
   }
 }, 30_000);
+
+test('a closed-loop stage (rate 0) keeps `connections` loops busy until its end, each answer counted once', async () => {
+  let served = 0;
+  const sockets = new Set<unknown>();
+  const server = http.createServer((req, res) => {
+    served++;
+    sockets.add(req.socket);
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end('[]');
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    const { stages: [s] } = await runLoad({
+      target: `http://127.0.0.1:${(server.address() as { port: number }).port}`, stages: [{ rate: 0, duration: 1 }], products: 10, connections: 3, mix: [{ op: 'list', weight: 1 }],
+    });
+    expect(s.errors).toBe(0);
+    expect(s.requests).toBeGreaterThan(100);
+    expect(s.requests).toBe(served);
+    expect(sockets.size).toBe(3);
+  } finally {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  }
+}, 30_000);

@@ -7,8 +7,11 @@ import zlib from 'node:zlib';
 import { HttpClient, type ClientResponse } from '../../loadtest/node/http-client';
 
 type Listener = http.RequestListener | ((socket: net.Socket) => void);
+interface Served { origin: string; connections: () => number; close: () => Promise<void> }
 
-async function serve(kind: 'http' | 'raw', handler: Listener): Promise<{ origin: string; connections: () => number; close: () => Promise<void> }> {
+async function serve(kind: 'http', handler: http.RequestListener): Promise<Served>;
+async function serve(kind: 'raw', handler: (socket: net.Socket) => void): Promise<Served>;
+async function serve(kind: 'http' | 'raw', handler: Listener): Promise<Served> {
   let connections = 0;
   const server = kind === 'http' ? http.createServer(handler as http.RequestListener) : net.createServer(handler as (s: net.Socket) => void);
   server.on('connection', () => connections++);
@@ -107,7 +110,7 @@ test('a POST carries its body with its length, in UTF-8', async () => {
   }
 });
 
-test('at most `connections` sockets: the rest wait their turn, first in first out', async () => {
+test('at most `connections` sockets, and the rest wait their turn, first in first out', async () => {
   let open = 0;
   let most = 0;
   const order: string[] = [];
@@ -118,12 +121,17 @@ test('at most `connections` sockets: the rest wait their turn, first in first ou
     setTimeout(() => { open--; res.end('ok'); }, 20);
   });
   try {
-    const c = client(s.origin, 2);
-    const answers = await Promise.all(Array.from({ length: 10 }, (_, i) => c.fetch({ method: 'GET', path: `/${i}` })));
+    const two = client(s.origin, 2);
+    const answers = await Promise.all(Array.from({ length: 10 }, (_, i) => two.fetch({ method: 'GET', path: `/${i}` })));
     expect(answers.map((a) => a.status)).toEqual(Array(10).fill(200));
     expect(most).toBe(2);
     expect(s.connections()).toBe(2);
-    expect(order).toEqual(Array.from({ length: 10 }, (_, i) => `/${i}`));
+    // The order is the server's to see only on one socket.
+    order.length = 0;
+    const one = client(s.origin, 1);
+    await Promise.all(Array.from({ length: 6 }, (_, i) => one.fetch({ method: 'GET', path: `/${i}` })));
+    expect(order).toEqual(Array.from({ length: 6 }, (_, i) => `/${i}`));
+    expect(() => new HttpClient(s.origin, { connections: 0, timeoutMs: 1000 })).toThrow(/connections/);
   } finally {
     await s.close();
   }
@@ -203,6 +211,121 @@ test('destroy fails what is in flight and what is queued, and later requests', a
     c.destroy();
     expect(await Promise.all(outcomes)).toEqual(Array(3).fill('client closed'));
     expect(await c.fetch({ method: 'GET', path: '/' }).then(() => 'answered', (e: Error) => e.message)).toBe('client closed');
+  } finally {
+    await s.close();
+  }
+});
+
+test('a chunked answer split at every byte (extensions, sizes, the CRLF after each chunk), and an interim answer in the same write as the final one', async () => {
+  const s = await serve('raw', (socket) => {
+    socket.on('data', async (d) => {
+      if (d.toString('latin1').startsWith('GET /interim')) {
+        socket.write('HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+        return;
+      }
+      const answer = 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;name=value\r\nhello\r\n1\r\n \r\nA\r\n0123456789\r\n0\r\nX-Trailer: 1\r\n\r\n';
+      for (const ch of answer) {
+        socket.write(ch);
+        await new Promise((r) => setTimeout(r, 1));
+      }
+    });
+  });
+  try {
+    const c = client(s.origin, 1);
+    const r = await c.fetch({ method: 'GET', path: '/', keepBody: true });
+    expect(r.body!.toString()).toBe('hello 0123456789');
+    expect(r.bodyBytes).toBe(16);
+    const interim = await c.fetch({ method: 'GET', path: '/interim', keepBody: true });
+    expect([interim.status, interim.body!.toString()]).toEqual([200, 'ok']);
+    expect(s.connections()).toBe(1);
+  } finally {
+    await s.close();
+  }
+});
+
+test('bytes after an answer\'s end cost that socket, not the next request; an HTTP/1.0 answer closes its socket', async () => {
+  const s = await serve('raw', (socket) => {
+    socket.on('data', (d) => {
+      const path = d.toString('latin1').split(' ')[1];
+      if (path === '/extra') socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale');
+      else if (path === '/old') socket.write('HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nold');
+      else socket.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfresh');
+    });
+  });
+  try {
+    const c = client(s.origin, 1);
+    expect((await c.fetch({ method: 'GET', path: '/extra', keepBody: true })).body!.toString()).toBe('ok');
+    expect((await c.fetch({ method: 'GET', path: '/next', keepBody: true })).body!.toString()).toBe('fresh');
+    expect(s.connections()).toBe(2);
+    expect((await c.fetch({ method: 'GET', path: '/old', keepBody: true })).body!.toString()).toBe('old');
+    expect((await c.fetch({ method: 'GET', path: '/next', keepBody: true })).body!.toString()).toBe('fresh');
+    expect(s.connections()).toBe(3);
+  } finally {
+    await s.close();
+  }
+});
+
+test('a reset in a body framed by close is an error, not a short answer', async () => {
+  const s = await serve('raw', (socket) => {
+    socket.once('data', () => socket.write('HTTP/1.1 200 OK\r\n\r\npartial', () => setTimeout(() => socket.resetAndDestroy(), 20)));
+  });
+  try {
+    expect(await client(s.origin).fetch({ method: 'GET', path: '/' }).then(() => 'answered', (e: Error) => e.message)).toBe('connection closed before the answer ended');
+  } finally {
+    await s.close();
+  }
+});
+
+test('a kept-alive socket closed by the server as a request goes out: a read is sent once more, a write fails', async () => {
+  // The server answers the first request on each connection and closes it at the second,
+  // without a byte: what a client sees when an idle timeout and its send cross.
+  const s = await serve('raw', (socket) => {
+    let n = 0;
+    socket.on('data', () => {
+      if (n++ === 0) socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+      else socket.destroy();
+    });
+  });
+  try {
+    const c = client(s.origin, 1);
+    await c.fetch({ method: 'GET', path: '/' });
+    expect((await c.fetch({ method: 'GET', path: '/again', keepBody: true })).body!.toString()).toBe('ok');
+    expect(s.connections()).toBe(2);
+    const post = await c.fetch({ method: 'POST', path: '/reviews', body: '{}' }).then(() => 'answered', (e: Error) => e.message);
+    expect(post).toBe('connection closed before the answer ended');
+  } finally {
+    await s.close();
+  }
+});
+
+test('an idle socket is closed before the server\'s announced keep-alive timeout, so no request meets its close', async () => {
+  const server = http.createServer((req, res) => res.end('ok'));
+  server.keepAliveTimeout = 3_000; // announced as Keep-Alive: timeout=3
+  let closedByClient = 0;
+  server.on('connection', (socket) => socket.on('end', () => closedByClient++));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    const c = client(`http://127.0.0.1:${(server.address() as net.AddressInfo).port}`, 1, 500);
+    await c.fetch({ method: 'GET', path: '/' });
+    // Idle past 3 s − 2 s: the client's sweep (every 500 ms here) has closed it.
+    await new Promise((r) => setTimeout(r, 1_800));
+    expect(closedByClient).toBe(1);
+    expect((await c.fetch({ method: 'GET', path: '/' })).status).toBe(200);
+  } finally {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  }
+});
+
+test('requests queued behind a silent server time out with it, not one timeout after another', async () => {
+  const s = await serve('raw', (socket) => void socket.resume()); // reads, never answers
+  try {
+    const c = client(s.origin, 1, 300);
+    const started = performance.now();
+    const outcomes = await Promise.all(Array.from({ length: 5 }, () => c.fetch({ method: 'GET', path: '/' }).then(() => 'answered', (e: Error) => e.message)));
+    expect(outcomes).toEqual(['timed out', ...Array(4).fill('timed out waiting for a socket')]);
+    expect(performance.now() - started).toBeLessThan(1_000);
+    expect(s.connections()).toBe(1);
   } finally {
     await s.close();
   }
