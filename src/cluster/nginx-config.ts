@@ -31,7 +31,7 @@ export interface NginxOptions {
   tls?: { cert: string; key: string; listen: string };
   /** nginx's proxy cache for reads (default on); off makes every read reach a host. */
   readCache?: boolean;
-  /** Connections to each host at most, all nginx workers together (default 384). */
+  /** Connections to each host at most, per nginx worker (default 64). */
   hostMaxConns?: number;
   /** Folder of the proxy cache (default PREFIX/cache); a tmpfs folder is much cheaper per miss. */
   cacheDir?: string;
@@ -45,16 +45,7 @@ export interface NginxOptions {
 
 export const DEFAULT_CACHE_TTL = '5s';
 export const DEFAULT_WRITE_RATE = '10r/s';
-/**
- * nginx's cap on connections to one host, all workers together: what a host receives in 250
- * ms (PG_QUEUE_TIMEOUT_MS, how long its own queue holds a request) at ~1,500 requests a
- * second, the share of one of two hosts at 5,000 a second through nginx; under a host's
- * accept backlog (511). At 64 per worker, a stall of ~90 ms at 4,500 req/s was refused with
- * 503s the host would have answered (docs/benchmarks.md, eleventh session).
- */
-export const DEFAULT_HOST_MAX_CONNS = 384;
-/** Idle keep-alive connections to the hosts each nginx worker keeps. */
-const HOST_KEEPALIVE = 64;
+export const DEFAULT_HOST_MAX_CONNS = 64;
 /** Generous: a storefront page makes a handful of reads; many shoppers may share one address. */
 export const DEFAULT_READ_RATE = '200r/s';
 /**
@@ -112,7 +103,7 @@ export function renderNginx(o: NginxOptions): Record<'nginx.conf' | 'reviews-rea
     CACHE_DIR: path.resolve(o.cacheDir ?? path.join(prefix, 'cache')),
     LISTEN: o.listen,
     UPSTREAM_SERVERS: o.upstreams.map((u) => `    server ${u} max_fails=1 fail_timeout=2s max_conns=${maxConns};`).join('\n'),
-    HOST_KEEPALIVE: String(Math.min(HOST_KEEPALIVE, maxConns)),
+    HOST_MAX_CONNS: String(maxConns),
     READ_CACHE: o.readCache === false ? 'off' : 'reviews_cache',
     CORS_ORIGIN_MAP: (o.corsOrigins ?? []).filter((x) => x !== '*').map((x) => {
       if (!/^https?:\/\/[\w.:[\]-]+$/.test(x)) throw new Error(`CORS origin "${x}" is not an origin like https://shop.example.com`);
