@@ -4,9 +4,12 @@
 // keep its headers and, when asked, its body) so that it costs the box it measures as
 // little as it can: the generator on it spent 30 µs per request at 4,000 req/s against a
 // bare server, where the same generator on undici's `Pool.request` spent 50–54
-// (docs/benchmarks.md, eleventh session). No pipelining, no retries, no redirects: a request either gets its answer or
-// an error (connection refused, reset, closed before the answer ended, malformed answer,
-// or no answer within the timeout).
+// (docs/benchmarks.md, eleventh session). No pipelining, no retries, no redirects: a
+// request either gets its answer or an error (the connection refused, reset or closed before
+// the answer ended, a malformed answer, no answer within the timeout). A kept-alive socket is
+// not reused once the server has closed its side, and the client closes an idle one before
+// the server's announced keep-alive timeout, so a request does not go out on a connection the
+// server is closing.
 import net from 'node:net';
 
 export interface ClientRequest {
@@ -33,7 +36,11 @@ export type Callback = (err: Error | null, res?: ClientResponse) => void;
 export interface ClientOptions {
   /** Most sockets open at once. */
   connections: number;
-  /** An answer not complete this long after its request was written fails (ms). */
+  /**
+   * An answer not complete this long after its request was written fails, and so does a
+   * request that waited this long for a socket (ms; checked once a second at most, so a
+   * request fails after at most twice this and a second).
+   */
   timeoutMs: number;
   localAddress?: string;
   /** Close a socket idle this long (ms; 4,000 by default), or sooner when the server announces `Keep-Alive: timeout=N`. */
@@ -45,7 +52,7 @@ const MAX_HEAD = 64 * 1024;
 /** A socket idle this much less than the server's `Keep-Alive: timeout=N` is closed by us first. */
 const IDLE_MARGIN_MS = 2_000;
 
-interface Pending { req: ClientRequest; cb: Callback; queuedAt: number; retried?: boolean }
+interface Pending { req: ClientRequest; cb: Callback; queuedAt: number }
 
 type Phase = 'head' | 'length' | 'chunk-size' | 'chunk-data' | 'chunk-end' | 'trailer' | 'close';
 
@@ -58,7 +65,8 @@ class Connection {
   idleLimitMs: number;
   /** In the pool's idle list (kept by the pool). */
   idle = false;
-  private answers = 0;
+  /** The socket's last error (its code names a reset or a refusal). */
+  private lastError: NodeJS.ErrnoException | undefined;
   private buf: Buffer | null = null;
   private phase: Phase = 'head';
   private remaining = 0;
@@ -71,7 +79,7 @@ class Connection {
     this.idleLimitMs = idleLimitMs;
     this.socket = net.connect({ port, host, localAddress, noDelay: true });
     this.socket.on('data', (d: Buffer) => this.onData(d));
-    this.socket.on('error', () => undefined); // the 'close' that follows ends the request
+    this.socket.on('error', (e) => (this.lastError = e)); // the 'close' that follows ends the request
     this.socket.on('close', (hadError) => this.onClose(hadError));
   }
 
@@ -230,26 +238,21 @@ class Connection {
     this.current = null;
     this.chunks = [];
     this.phase = 'head';
-    this.answers++;
     this.idleSince = performance.now();
     p.cb(null, res);
   }
 
   private onClose(hadError: boolean): void {
+    this.pool.forget(this);
     const p = this.current;
-    if (p && this.phase === 'close' && this.res && !hadError) {
-      this.finish();
-      this.pool.forget(this);
-    } else if (p && this.answers > 0 && this.received === 0 && !p.retried && /^(GET|HEAD)$/i.test(p.req.method)) {
-      // A kept-alive socket the server closed as this request went out (its idle timeout,
-      // unannounced): not an answer from the server, so a read is sent once more, first in line.
-      this.current = null;
-      p.retried = true;
-      this.pool.forget(this, p);
-    } else {
-      this.pool.forget(this);
-      if (p) this.fail(new Error('connection closed before the answer ended'));
-    }
+    if (!p) return;
+    if (this.phase === 'close' && this.res && !hadError) this.finish();
+    else this.fail(new Error(`connection closed before the answer ended${this.lastError?.code ? ` (${this.lastError.code})` : ''}`));
+  }
+
+  /** Still usable for a request: not destroyed, and the server has not closed its side. */
+  get usable(): boolean {
+    return !this.socket.destroyed && !this.socket.readableEnded;
   }
 }
 
@@ -280,11 +283,8 @@ export class HttpClient {
   request(req: ClientRequest, cb: Callback): void {
     const p: Pending = { req, cb, queuedAt: performance.now() };
     if (this.closed) return void queueMicrotask(() => cb(new Error('client closed')));
-    const c = this.idle.pop();
-    if (c) {
-      c.idle = false;
-      c.send(p, this.host);
-    }
+    const c = this.takeIdle();
+    if (c) c.send(p, this.host);
     else if (this.open.size < this.o.connections) this.connect().send(p, this.host);
     else this.queue.push(p);
   }
@@ -309,7 +309,7 @@ export class HttpClient {
 
   /** @internal A connection's answer ended and it stays open: the next queued request, or idle. */
   release(c: Connection): void {
-    if (this.closed || c.socket.destroyed) return;
+    if (this.closed || !c.usable) return; // its 'close' hands the next queued request a new socket
     const next = this.dequeue();
     if (next) c.send(next, this.host);
     else {
@@ -318,17 +318,27 @@ export class HttpClient {
     }
   }
 
-  /** @internal A connection closed: `first` (a request to send again), else a queued one, gets a new one. */
-  forget(c: Connection, first?: Pending): void {
+  /** @internal A connection closed: a queued request gets a new one. */
+  forget(c: Connection): void {
     this.open.delete(c);
+    this.unidle(c);
+    if (this.closed) return;
+    const next = this.dequeue();
+    if (next) this.connect().send(next, this.host);
+  }
+
+  /** The most recently used idle socket still usable (LIFO keeps few sockets busy). */
+  private takeIdle(): Connection | undefined {
+    for (let c = this.idle.pop(); c; c = this.idle.pop()) {
+      c.idle = false;
+      if (c.usable) return c;
+    }
+    return undefined;
+  }
+
+  private unidle(c: Connection): void {
     if (c.idle) this.idle.splice(this.idle.indexOf(c), 1);
     c.idle = false;
-    if (this.closed) {
-      first?.cb(new Error('client closed'));
-      return;
-    }
-    const next = first ?? this.dequeue();
-    if (next) this.connect().send(next, this.host);
   }
 
   private sweep(): void {
@@ -337,7 +347,9 @@ export class HttpClient {
       if (c.current) {
         if (now - c.sentAt > this.o.timeoutMs) c.fail(new Error('timed out'));
       } else if (c.idle && now - c.idleSince > c.idleLimitMs) {
-        c.socket.destroy(); // its 'close' takes it out of the pool
+        // Out of the idle list now: its 'close' comes later, and a send may come before it.
+        this.unidle(c);
+        c.socket.destroy();
       }
     }
     // Queued requests are oldest first: fail those that never got a socket in time.

@@ -182,3 +182,24 @@ test('a closed-loop stage (rate 0) keeps `connections` loops busy until its end,
     await new Promise((r) => server.close(r));
   }
 }, 30_000);
+
+test('an open-loop stage sends its whole schedule and counts each answer once', async () => {
+  let served = 0;
+  const server = http.createServer((req, res) => {
+    served++;
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end('[]');
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    const { stages: [s] } = await runLoad({
+      target: `http://127.0.0.1:${(server.address() as { port: number }).port}`, stages: [{ rate: 200, duration: 2 }], products: 10, mix: [{ op: 'list', weight: 1 }],
+    });
+    expect(s.requests).toBe(400);
+    expect(served).toBe(400);
+    expect(s.statuses).toEqual({ 200: 400 });
+  } finally {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  }
+}, 30_000);
