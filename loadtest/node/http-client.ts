@@ -39,7 +39,7 @@ export interface ClientOptions {
   /**
    * An answer not complete this long after its request was written fails, and so does a
    * request that waited this long for a socket (ms; checked once a second at most, so a
-   * request fails after at most twice this and a second).
+   * request fails after at most twice this and two seconds).
    */
   timeoutMs: number;
   localAddress?: string;
@@ -302,6 +302,7 @@ export class HttpClient {
     const queued = this.queue.slice(this.queueHead);
     this.queue = [];
     this.queueHead = 0;
+    for (const c of this.idle) c.idle = false;
     this.idle = [];
     for (const c of [...this.open]) c.fail(new Error('client closed'));
     for (const p of queued) p.cb(new Error('client closed'));
@@ -337,7 +338,10 @@ export class HttpClient {
   }
 
   private unidle(c: Connection): void {
-    if (c.idle) this.idle.splice(this.idle.indexOf(c), 1);
+    if (c.idle) {
+      const i = this.idle.indexOf(c);
+      if (i >= 0) this.idle.splice(i, 1);
+    }
     c.idle = false;
   }
 

@@ -306,6 +306,25 @@ test('a kept-alive socket closed by the server as a request goes out: an error, 
   }
 });
 
+test('an idle socket whose server has ended its side is not used, even before its close is handled', async () => {
+  const s = await serve('raw', (socket) => {
+    socket.once('data', () => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok', () => setTimeout(() => socket.end(), 20)));
+  });
+  try {
+    const c = client(s.origin, 1);
+    await c.fetch({ method: 'GET', path: '/' });
+    // Send from the socket's own 'end' (the server's FIN), before its 'close' reaches the pool.
+    const idle = (c as unknown as { idle: { socket: net.Socket }[] }).idle[0];
+    const second = await new Promise<string>((resolve) => idle.socket.once('end', () => {
+      c.fetch({ method: 'GET', path: '/', keepBody: true }).then((r) => resolve(r.body!.toString()), (e: Error) => resolve(e.message));
+    }));
+    expect(second).toBe('ok');
+    expect(s.connections()).toBe(2);
+  } finally {
+    await s.close();
+  }
+});
+
 test('an idle socket the client has just given up on is not used for the next request', async () => {
   const s = await serve('http', (req, res) => res.end('ok'));
   try {
