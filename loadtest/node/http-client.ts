@@ -70,7 +70,6 @@ class Connection {
   private buf: Buffer | null = null;
   private phase: Phase = 'head';
   private remaining = 0;
-  private received = 0;
   private res: ClientResponse | null = null;
   private chunks: Buffer[] = [];
   private closeAfter = false;
@@ -88,7 +87,6 @@ class Connection {
     this.buf = null;
     this.phase = 'head';
     this.res = null;
-    this.received = 0;
     this.chunks = [];
     this.closeAfter = false;
     const { req } = p;
@@ -120,7 +118,6 @@ class Connection {
       this.socket.destroy();
       return;
     }
-    this.received += d.length;
     const buf = this.buf ? Buffer.concat([this.buf, d]) : d;
     let pos = 0;
     this.buf = null;

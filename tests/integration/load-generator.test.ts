@@ -7,6 +7,7 @@ import { createApp } from '../../src/app';
 import { htmlReport } from '../../loadtest/node/report';
 import { runLoad } from '../../loadtest/node/runner';
 import { finishArrange, insertCharacteristics, insertReviews } from '../helpers/fixtures';
+import { serve } from '../helpers/serve';
 import { createTestDatabase, type TestDatabase } from '../helpers/test-db';
 
 describe('the Node load generator against a real server', () => {
@@ -159,47 +160,42 @@ test('the generator reads a body to its end, however large, and counts a reset m
   }
 }, 30_000);
 
-test('a closed-loop stage (rate 0) keeps `connections` loops busy until its end, each answer counted once', async () => {
-  let served = 0;
-  const sockets = new Set<unknown>();
-  const server = http.createServer((req, res) => {
-    served++;
-    sockets.add(req.socket);
+/** A server answering every request with an empty JSON list, counting what it served. */
+async function countingServer() {
+  const counted = { served: 0 };
+  const server = await serve('http', (req, res) => {
+    counted.served++;
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end('[]');
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return Object.assign(server, { served: () => counted.served });
+}
+
+test('a closed-loop stage (rate 0) keeps `connections` loops busy until its end, each answer counted once', async () => {
+  const server = await countingServer();
   try {
     const { stages: [s] } = await runLoad({
-      target: `http://127.0.0.1:${(server.address() as { port: number }).port}`, stages: [{ rate: 0, duration: 1 }], products: 10, connections: 3, mix: [{ op: 'list', weight: 1 }],
+      target: server.origin, stages: [{ rate: 0, duration: 1 }], products: 10, connections: 3, mix: [{ op: 'list', weight: 1 }],
     });
     expect(s.errors).toBe(0);
     expect(s.requests).toBeGreaterThan(100);
-    expect(s.requests).toBe(served);
-    expect(sockets.size).toBe(3);
+    expect(s.requests).toBe(server.served());
+    expect(server.connections()).toBe(3);
   } finally {
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
+    await server.close();
   }
 }, 30_000);
 
 test('an open-loop stage sends its whole schedule and counts each answer once', async () => {
-  let served = 0;
-  const server = http.createServer((req, res) => {
-    served++;
-    res.writeHead(200, { 'content-type': 'application/json' });
-    res.end('[]');
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const server = await countingServer();
   try {
     const { stages: [s] } = await runLoad({
-      target: `http://127.0.0.1:${(server.address() as { port: number }).port}`, stages: [{ rate: 200, duration: 2 }], products: 10, mix: [{ op: 'list', weight: 1 }],
+      target: server.origin, stages: [{ rate: 200, duration: 2 }], products: 10, mix: [{ op: 'list', weight: 1 }],
     });
     expect(s.requests).toBe(400);
-    expect(served).toBe(400);
+    expect(server.served()).toBe(400);
     expect(s.statuses).toEqual({ 200: 400 });
   } finally {
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
+    await server.close();
   }
 }, 30_000);

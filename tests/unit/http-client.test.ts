@@ -5,26 +5,10 @@ import http from 'node:http';
 import net from 'node:net';
 import zlib from 'node:zlib';
 import { HttpClient, type ClientResponse } from '../../loadtest/node/http-client';
+import { serve } from '../helpers/serve';
 
-type Listener = http.RequestListener | ((socket: net.Socket) => void);
-interface Served { origin: string; connections: () => number; close: () => Promise<void> }
-
-async function serve(kind: 'http', handler: http.RequestListener): Promise<Served>;
-async function serve(kind: 'raw', handler: (socket: net.Socket) => void): Promise<Served>;
-async function serve(kind: 'http' | 'raw', handler: Listener): Promise<Served> {
-  let connections = 0;
-  const server = kind === 'http' ? http.createServer(handler as http.RequestListener) : net.createServer(handler as (s: net.Socket) => void);
-  server.on('connection', () => connections++);
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    origin: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
-    connections: () => connections,
-    close: async () => {
-      if (server instanceof http.Server) server.closeAllConnections();
-      await new Promise((r) => server.close(r));
-    },
-  };
-}
+/** The message a request failed with, or 'answered'. */
+const failure = (p: Promise<unknown>) => p.then(() => 'answered', (e: Error) => e.message);
 
 const clients: HttpClient[] = [];
 function client(origin: string, connections = 4, timeoutMs = 5_000): HttpClient {
@@ -189,7 +173,7 @@ test('failures are errors, never answers: a reset mid-body, a garbled head, a ba
   });
   try {
     const c = client(s.origin, 8, 300);
-    const attempt = (path: string) => c.fetch({ method: 'GET', path }).then(() => 'answered', (e: Error) => e.message);
+    const attempt = (path: string) => failure(c.fetch({ method: 'GET', path }));
     expect(await attempt('/reset')).toMatch(/^connection closed before the answer ended/);
     expect(await attempt('/garbled')).toBe('malformed answer head');
     expect(await attempt('/bad-chunk')).toBe('malformed chunk size');
@@ -202,7 +186,7 @@ test('failures are errors, never answers: a reset mid-body, a garbled head, a ba
     await s.close();
   }
   const port = Number(new URL(s.origin).port);
-  const refused = await client(`http://127.0.0.1:${port}`).fetch({ method: 'GET', path: '/' }).then(() => 'answered', (e: Error) => e.message);
+  const refused = await failure(client(`http://127.0.0.1:${port}`).fetch({ method: 'GET', path: '/' }));
   expect(refused).toBe('connection closed before the answer ended (ECONNREFUSED)');
 });
 
@@ -214,7 +198,7 @@ test('destroy fails what is in flight and what is queued, and later requests', a
     await new Promise((r) => setTimeout(r, 50));
     c.destroy();
     expect(await Promise.all(outcomes)).toEqual(Array(3).fill('client closed'));
-    expect(await c.fetch({ method: 'GET', path: '/' }).then(() => 'answered', (e: Error) => e.message)).toBe('client closed');
+    expect(await failure(c.fetch({ method: 'GET', path: '/' }))).toBe('client closed');
   } finally {
     await s.close();
   }
@@ -274,7 +258,7 @@ test('a reset in a body framed by close is an error, not a short answer', async 
     socket.once('data', () => socket.write('HTTP/1.1 200 OK\r\n\r\npartial', () => setTimeout(() => socket.resetAndDestroy(), 20)));
   });
   try {
-    expect(await client(s.origin).fetch({ method: 'GET', path: '/' }).then(() => 'answered', (e: Error) => e.message)).toMatch(/^connection closed before the answer ended/);
+    expect(await failure(client(s.origin).fetch({ method: 'GET', path: '/' }))).toMatch(/^connection closed before the answer ended/);
   } finally {
     await s.close();
   }
@@ -296,7 +280,7 @@ test('a kept-alive socket closed by the server as a request goes out: an error, 
     const c = client(s.origin, 1);
     for (const method of ['GET', 'POST']) {
       await c.fetch({ method: 'GET', path: '/' });
-      const second = await c.fetch({ method, path: '/again', body: method === 'POST' ? '{}' : undefined }).then(() => 'answered', (e: Error) => e.message);
+      const second = await failure(c.fetch({ method, path: '/again', body: method === 'POST' ? '{}' : undefined }));
       expect(second).toMatch(/^connection closed before the answer ended/);
     }
     // Each request reached the server once.
@@ -366,7 +350,7 @@ test('requests queued behind a silent server time out with it, not one timeout a
   try {
     const c = client(s.origin, 1, 300);
     const started = performance.now();
-    const outcomes = await Promise.all(Array.from({ length: 5 }, () => c.fetch({ method: 'GET', path: '/' }).then(() => 'answered', (e: Error) => e.message)));
+    const outcomes = await Promise.all(Array.from({ length: 5 }, () => failure(c.fetch({ method: 'GET', path: '/' }))));
     expect(outcomes).toEqual(['timed out', ...Array(4).fill('timed out waiting for a socket')]);
     expect(performance.now() - started).toBeLessThan(1_000);
     expect(s.connections()).toBe(1);
