@@ -129,7 +129,8 @@ maybe('exactness oracle', () => {
     await concurrently(10, 2, (i) => op(i % 4, 'sql'));
     const variants = READS.flatMap((url) => ORIGINS.map((origin) => ({ url, origin })));
     await concurrently(variants.length, 4, async (i) => {
-      await ask(cluster.url, variants[i].url, variants[i].origin ? { origin: variants[i].origin } : {});
+      // Twice: nginx stores an answer from a key's second read on.
+      for (let n = 0; n < 2; n++) await ask(cluster.url, variants[i].url, variants[i].origin ? { origin: variants[i].origin } : {});
     });
     await concurrently(6, 2, (i) => op(i % 4, 'photo'));
     console.log(`[oracle] seed ${SEED}: ${JSON.stringify(counts)}`);
