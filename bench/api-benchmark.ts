@@ -12,7 +12,7 @@ import { asDeployed, benchLogDir, DEPLOYED_HOST_ENV, only, processGroups, READS,
 import { cpuHog, sampleCpuOf, withCpu } from './cpu';
 import { findWrk } from './wrk';
 import { UsageError, formatNumber as fmt } from '../src/lib/cli';
-import { freePort, startCluster, startHost } from '../src/cluster/cluster';
+import { freePort, startCluster, startHost, testNginxConfig, type NginxHandle } from '../src/cluster/cluster';
 import { prepareBenchDatabase } from './dataset';
 import { Db } from '../src/db';
 import { runLoad, type RunResult, type StageResult } from '../loadtest/node/runner';
@@ -40,6 +40,9 @@ export interface ApiBenchArgs {
   /** --only ab: the hosts' environment of side A and of side B (NAME=VALUE,NAME=VALUE), the rate and the rounds. */
   a: string;
   b: string;
+  /** --only ab: nginx directives added to each side's read locations (reviews-read.conf), '' for none. */
+  'a-nginx': string;
+  'b-nginx': string;
   rate: number;
   rounds: number;
   /** Accept-Encoding on every generated request ('' for none). */
@@ -439,10 +442,15 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
   // cold reads per statement per run; the medians and the per-round ratio B/A of total CPU.
   if (runs('ab')) {
     const sides = [parseEnvList(a.a), parseEnvList(a.b)];
-    const labels = [a.a || 'as deployed', a.b || 'as deployed'];
+    const directives = [a['a-nginx'], a['b-nginx']].map((d) => d.trim());
+    const labels = [0, 1].map((i) => [[a.a, a.b][i], directives[i] && `nginx: ${directives[i]}`].filter(Boolean).join('; ') || 'as deployed');
     const clusters: Awaited<ReturnType<typeof startCluster>>[] = [];
     try {
-      for (const [i, env] of sides.entries()) clusters.push(await startBenchCluster(`nginx-ab-${i}`, env));
+      for (const [i, env] of sides.entries()) {
+        const c = await startBenchCluster(`nginx-ab-${i}`, env);
+        clusters.push(c);
+        if (directives[i]) await addReadDirectives(c.nginx, directives[i]);
+      }
       // Warm both, then one unrecorded run each at the rate: the very first run at the rate was
       // the slowest of the whole A/B in 3 of 4 trials, and side A would always have taken it.
       for (const c of clusters) await runLoad({ ...browser, target: c.url, stages: [{ rate: 500, duration: 10 }], products, distribution: 'zipf', seed: seed++ });
@@ -517,6 +525,28 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
   fs.mkdirSync(path.dirname(out), { recursive: true });
   fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), commit: currentCommit(), scale: a.scale, products, reviews, diskBytes, durationSeconds: d, rows: rows.map(({ ...r }) => ({ ...r, raw: undefined })) }, null, 2) + '\n');
   log(`written to ${path.relative(process.cwd(), out)}`);
+}
+
+/**
+ * An A/B side's nginx change: `directives` appended to the rendered read locations' include
+ * (reviews-read.conf), checked with nginx -t, and nginx reloaded (SIGHUP: new workers with
+ * the new config; the old ones finish their requests and exit).
+ */
+async function addReadDirectives(nginx: NginxHandle, directives: string): Promise<void> {
+  const prefix = path.dirname(nginx.configFile);
+  fs.appendFileSync(path.join(prefix, 'reviews-read.conf'), `\n# --a-nginx / --b-nginx (an A/B side)\n${directives}\n`);
+  testNginxConfig(nginx.configFile, prefix);
+  const pid = nginx.process.pid!;
+  const workers = () => fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
+  const before = workers();
+  nginx.process.kill('SIGHUP');
+  // Reloaded once none of the old workers is left (bounded: 10 s).
+  for (let i = 0; i < 100; i++) {
+    const now = workers().split(/\s+/);
+    if (now[0] && !before.split(/\s+/).some((w) => now.includes(w))) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('nginx did not reload within 10 s after the A/B side\'s directives were added');
 }
 
 /**

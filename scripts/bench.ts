@@ -23,6 +23,8 @@ runCli(async () => {
     only: { type: 'string', default: 'all', arg: 'LIST', help: `sections to run, of ${SECTIONS.join(',')} (the floor always runs; ab only when named)` },
     a: { type: 'string', default: '', arg: 'ENV', help: "--only ab: side A's host environment, NAME=VALUE,NAME=VALUE (empty: as deployed; values cannot contain commas)" },
     b: { type: 'string', default: '', arg: 'ENV', help: "--only ab: side B's host environment" },
+    'a-nginx': { type: 'string', default: '', arg: 'DIRECTIVES', help: "--only ab: nginx directives added to side A's read locations (e.g. 'proxy_cache_min_uses 1;')" },
+    'b-nginx': { type: 'string', default: '', arg: 'DIRECTIVES', help: "--only ab: nginx directives added to side B's read locations" },
     rate: { type: 'number', default: 2000, arg: 'R', help: '--only ab: req/s of each run' },
     rounds: { type: 'number', default: 8, help: '--only ab: runs of each side (each --step-seconds long)' },
     'accept-encoding': { type: 'string', default: ACCEPT_ENCODING, arg: 'VALUE', help: "Accept-Encoding of the open-loop generator's requests, as browsers send it ('' sends none)" },
