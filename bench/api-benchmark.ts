@@ -528,13 +528,27 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
 }
 
 /**
- * An A/B side's nginx change: `directives` appended to the rendered read locations' include
- * (reviews-read.conf), checked with nginx -t, and nginx reloaded (SIGHUP: new workers with
- * the new config; the old ones finish their requests and exit).
+ * An A/B side's nginx change: `directives` in the rendered read locations' include
+ * (reviews-read.conf), each replacing every line of that directive there (nginx refuses a
+ * second proxy_cache_min_uses, and of two proxy_cache_valid lines uses the first), checked
+ * with nginx -t, and nginx reloaded (SIGHUP: new workers with the new config; the old ones
+ * finish their requests and exit). Directives that, set in a location, drop every one of the
+ * server's (add_header, proxy_set_header, proxy_hide_header) are refused: the side would lose
+ * X-Cache-Status, the request id and upstream keep-alive besides what it changes.
  */
+export function withReadDirectives(conf: string, directives: string): string {
+  const given = directives.split(';').map((d) => d.trim()).filter(Boolean);
+  const names = given.map((d) => d.split(/\s+/)[0]);
+  const inherited = names.filter((n) => ['add_header', 'proxy_set_header', 'proxy_hide_header'].includes(n));
+  if (inherited.length) throw new UsageError(`--a-nginx/--b-nginx cannot set ${inherited.join(', ')}: in a location it drops every one the server sets`);
+  const kept = conf.split('\n').map((line) => (names.includes(line.trim().split(/\s+/)[0]) ? `# (replaced by the A/B side) ${line}` : line));
+  return `${kept.join('\n')}\n# --a-nginx / --b-nginx (an A/B side)\n${given.map((d) => `${d};`).join('\n')}\n`;
+}
+
 async function addReadDirectives(nginx: NginxHandle, directives: string): Promise<void> {
   const prefix = path.dirname(nginx.configFile);
-  fs.appendFileSync(path.join(prefix, 'reviews-read.conf'), `\n# --a-nginx / --b-nginx (an A/B side)\n${directives}\n`);
+  const file = path.join(prefix, 'reviews-read.conf');
+  fs.writeFileSync(file, withReadDirectives(fs.readFileSync(file, 'utf8'), directives));
   testNginxConfig(nginx.configFile, prefix);
   const pid = nginx.process.pid!;
   const workers = () => fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
@@ -546,7 +560,8 @@ async function addReadDirectives(nginx: NginxHandle, directives: string): Promis
     if (now[0] && !before.split(/\s+/).some((w) => now.includes(w))) return;
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error('nginx did not reload within 10 s after the A/B side\'s directives were added');
+  const errors = fs.readFileSync(path.join(prefix, 'logs', 'error.log'), 'utf8').slice(-2000);
+  throw new Error(`nginx did not reload within 10 s after the A/B side's directives were added; its error log ends:\n${errors}`);
 }
 
 /**

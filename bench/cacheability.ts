@@ -2,7 +2,7 @@
 // requests drawn from the traffic model (loadtest/lib/traffic.js: the generator's
 // distribution, mix and seed, but not its exact sequence, which also draws POST bodies and
 // sends a meta before a product's first POST) replayed through a model of the two cache
-// tiers, without a server. nginx keeps each read key for its TTL; a read it does not hold
+// tiers, without a server. nginx keeps each read key for its TTL (stored from its second read on); a read it does not hold
 // reaches the hosts strictly in turn (nginx's round robin is per worker); a host holds every
 // key it rendered (no memory bound, no TTL) until a write to the drawn product drops it
 // (every host hears every write; a vote's review may belong to a neighbouring product). Three answers for the reads that reach the hosts: the hit ratio
@@ -26,8 +26,14 @@ export interface Cacheability {
   seenBeforeRatio: number;
 }
 
-export function cacheability(o: { rate: number; seconds: number; products: number; seed: number; ttlSeconds?: number; hosts?: number; mix?: { op: string; weight: number }[] }): Cacheability {
+/**
+ * `minUses`: nginx stores a key's answer from its minUses-th read on (proxy_cache_min_uses,
+ * 2 as deployed; it remembers a key's reads for 10 minutes, longer than any window here).
+ */
+export function cacheability(o: { rate: number; seconds: number; products: number; seed: number; ttlSeconds?: number; minUses?: number; hosts?: number; mix?: { op: string; weight: number }[] }): Cacheability {
   const ttl = o.ttlSeconds ?? 5;
+  const minUses = o.minUses ?? 2;
+  const uses = new Map<string, number>();
   const rand = traffic.createRandom(o.seed);
   const model = { pickProduct: traffic.productPicker('zipf', o.products), mix: o.mix };
   const nginx = new Map<string, number>(); // key -> expiry (s)
@@ -52,6 +58,8 @@ export function cacheability(o: { rate: number; seconds: number; products: numbe
     }
     reads++;
     const key = r.path;
+    const used = (uses.get(key) ?? 0) + 1;
+    uses.set(key, used);
     if ((nginx.get(key) ?? -1) > t) {
       nginxHits++;
       continue;
@@ -69,7 +77,7 @@ export function cacheability(o: { rate: number; seconds: number; products: numbe
     seen.add(key);
     host.set(key, t);
     shared.set(key, t);
-    nginx.set(key, t + ttl);
+    if (used >= minUses) nginx.set(key, t + ttl);
   }
   const of = (n: number, d: number) => n / Math.max(1, d);
   return {

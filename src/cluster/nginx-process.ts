@@ -40,7 +40,7 @@ export async function startNginx(o: Omit<NginxOptions, 'foreground' | 'user'>, e
   if (!nginx) throw new Error('nginx not found (install it, or set NGINX_BIN)');
   // As root, nginx would drop its workers to "nobody", who cannot write our prefix.
   const user = process.getuid?.() === 0 ? 'root' : undefined;
-  // The cache on tmpfs when there is one (a miss writes a file; see nginx.conf.template).
+  // The cache on tmpfs when there is one (every answer stored writes a file; see nginx.conf.template).
   // A cache left by an earlier run would answer from old data (and flatter a benchmark).
   const cacheDir = o.cacheDir ?? localCacheDir(o.prefix);
   fs.rmSync(cacheDir, { recursive: true, force: true });

@@ -214,6 +214,13 @@ maybe('nginx in front of two hosts', () => {
     const mine = await fetch(`${cluster.url}${url}`, { headers: { cookie: 'atelier_wrote=7.9.2' } });
     expect(mine.headers.get('x-cache-status')).toBe('BYPASS');
     expect(((await mine.json()) as { results: { review_id: number }[] }).results.map((r) => r.review_id)).toContain(id);
+    // The writer's read stores its fresh answer for everyone, even of a key never read before
+    // (nginx stores other reads only from a key's second read on).
+    const unread = '/reviews?product_id=2&sort=newest&count=49';
+    expect((await fetch(`${cluster.url}${unread}`, { headers: { cookie: 'atelier_wrote=2' } })).headers.get('x-cache-status')).toBe('BYPASS');
+    const after = await get(unread);
+    expect(after.headers.get('x-cache-status')).toBe('HIT');
+    expect(((await after.json()) as { results: { review_id: number }[] }).results.map((r) => r.review_id)).toContain(id);
     // The same client's reads of products it did not write still use the cache.
     for (const cookie of ['atelier_wrote=7.9.2', 'atelier_wrote=11.12', 'atelier_wrote=21']) {
       expect((await fetch(`${cluster.url}/reviews/meta?product_id=1`, { headers: { cookie } })).headers.get('x-cache-status')).not.toBe('BYPASS');
