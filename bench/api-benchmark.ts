@@ -537,10 +537,15 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
  * X-Cache-Status, the request id and upstream keep-alive besides what it changes.
  */
 export function withReadDirectives(conf: string, directives: string): string {
+  // Simple directives only: a quoted ';' or a block would be split wrongly, silently.
+  if (/["'{}]/.test(directives)) throw new UsageError('--a-nginx/--b-nginx take simple directives (name and arguments, each ending in ;), without quotes or blocks');
   const given = directives.split(';').map((d) => d.trim()).filter(Boolean);
   const names = given.map((d) => d.split(/\s+/)[0]);
-  const inherited = names.filter((n) => ['add_header', 'proxy_set_header', 'proxy_hide_header'].includes(n));
+  const inherited = names.filter((n) => ['add_header', 'add_trailer', 'proxy_set_header', 'proxy_hide_header', 'error_page'].includes(n));
   if (inherited.length) throw new UsageError(`--a-nginx/--b-nginx cannot set ${inherited.join(', ')}: in a location it drops every one the server sets`);
+  // Lists the template fills with conditions that keep answers exact: replacing them would drop those.
+  const lists = names.filter((n) => ['proxy_cache_bypass', 'proxy_no_cache'].includes(n));
+  if (lists.length) throw new UsageError(`--a-nginx/--b-nginx cannot set ${lists.join(', ')}: it would replace the read locations' own conditions`);
   const kept = conf.split('\n').map((line) => (names.includes(line.trim().split(/\s+/)[0]) ? `# (replaced by the A/B side) ${line}` : line));
   return `${kept.join('\n')}\n# --a-nginx / --b-nginx (an A/B side)\n${given.map((d) => `${d};`).join('\n')}\n`;
 }

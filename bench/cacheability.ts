@@ -28,7 +28,9 @@ export interface Cacheability {
 
 /**
  * `minUses`: nginx stores a key's answer from its minUses-th read on (proxy_cache_min_uses,
- * 2 as deployed; it remembers a key's reads for 10 minutes, longer than any window here).
+ * 2 as deployed). nginx remembers a key's reads for 10 minutes unless its 32 MB keys zone
+ * (~250,000 keys) forgets it first; the model remembers every key of the window, which holds
+ * for a knee step (30 s, fewer keys than the zone) and overstates longer windows.
  */
 export function cacheability(o: { rate: number; seconds: number; products: number; seed: number; ttlSeconds?: number; minUses?: number; hosts?: number; mix?: { op: string; weight: number }[] }): Cacheability {
   const ttl = o.ttlSeconds ?? 5;

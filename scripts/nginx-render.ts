@@ -16,7 +16,7 @@ runCli(async () => {
     'read-concurrency': { type: 'number', arg: 'N', help: `reads in progress at once per client (default ${DEFAULT_READ_CONCURRENCY} with the default read rate, else none; 0: none)` },
     user: { type: 'string', arg: 'USER', help: "worker processes' user (when nginx starts as root)" },
     'access-log': { type: 'string', default: 'off', arg: 'FILE', help: 'access log (off, or a file)' },
-    // Put the proxy cache on a tmpfs mount (every miss writes a file); default PREFIX/cache.
+    // Put the proxy cache on a tmpfs mount (every answer stored writes a file); default PREFIX/cache.
     'cache-dir': { type: 'string', arg: 'DIR', help: 'proxy cache folder, e.g. on tmpfs (default PREFIX/cache)' },
     // HTTPS: PEM certificate (full chain) and key; the plain listener then redirects.
     'tls-cert': { type: 'string', arg: 'PEM', help: 'certificate chain: serve HTTPS, redirect HTTP' },

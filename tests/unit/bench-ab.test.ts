@@ -19,4 +19,12 @@ test('a new directive is added; the rest is kept as it was', () => {
 test('directives that drop the server-level ones when set in a location are refused', () => {
   expect(() => withReadDirectives(CONF, 'add_header X-A 1;')).toThrow(/add_header/);
   expect(() => withReadDirectives(CONF, 'proxy_set_header Host x;')).toThrow(/proxy_set_header/);
+  expect(() => withReadDirectives(CONF, 'error_page 503 /x;')).toThrow(/error_page/);
+});
+
+test("the read locations' own conditions cannot be replaced, and quotes or blocks are refused rather than split wrongly", () => {
+  expect(() => withReadDirectives(CONF, 'proxy_cache_bypass $arg_x;')).toThrow(/proxy_cache_bypass/);
+  expect(() => withReadDirectives(CONF, 'proxy_no_cache 1;')).toThrow(/proxy_no_cache/);
+  expect(() => withReadDirectives(CONF, 'set $x "a; b";')).toThrow(/quotes or blocks/);
+  expect(() => withReadDirectives(CONF, 'if ($arg_x) { return 404; }')).toThrow(/quotes or blocks/);
 });
