@@ -2,6 +2,7 @@
 // messages, a graceful stop with a deadline, readiness by polling a URL; and free ports.
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 
@@ -65,8 +66,45 @@ export function manage(child: ChildProcess, name: string, echo = false): Proc {
   };
 }
 
-/** A free TCP port on loopback. */
+/** The lowest port freePort chooses outside the kernel's range for outgoing connections. */
+const FREE_PORT_LOWEST = 10_000;
+
+/** The local ports the kernel gives outgoing connections (Linux), or none where it cannot be read. */
+export function outgoingPortRange(): [number, number] | undefined {
+  try {
+    const [low, high] = fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    return low > 0 && high >= low ? [low, high] : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether something could listen on host:port now (closed again at once). */
+async function canListen(port: number, host: string): Promise<boolean> {
+  const srv = net.createServer();
+  const ok = await new Promise<boolean>((resolve) => {
+    srv.once('error', () => resolve(false));
+    srv.listen(port, host, () => resolve(true));
+  });
+  if (ok) await new Promise((r) => srv.close(r));
+  return ok;
+}
+
+/**
+ * A free TCP port on loopback, chosen below the kernel's range for outgoing connections when
+ * there is room (10,000 up to it): a port is free when chosen, and its server binds it later,
+ * seconds later for an embedded PostgreSQL (initdb first); a port in that range could be given
+ * to another process's outgoing connection meanwhile (a test run's PostgreSQL failed so:
+ * "Address already in use"). Elsewhere, any port the kernel picks.
+ */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
+  const range = outgoingPortRange();
+  if (range && range[0] - FREE_PORT_LOWEST >= 1000) {
+    for (let i = 0; i < 100; i++) {
+      const port = FREE_PORT_LOWEST + Math.floor(Math.random() * (range[0] - FREE_PORT_LOWEST));
+      if (await canListen(port, host)) return port;
+    }
+  }
   const srv = net.createServer();
   await new Promise<void>((r) => srv.listen(0, host, r));
   const { port } = srv.address() as net.AddressInfo;

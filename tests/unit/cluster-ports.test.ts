@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { startHost, startNginx } from '../../src/cluster/cluster';
-import { listenAddress } from '../../src/cluster/processes';
+import { freePort, listenAddress, outgoingPortRange } from '../../src/cluster/processes';
 
 let stale: http.Server;
 let port: number;
@@ -55,4 +55,16 @@ test("nginx's listen values are read as nginx reads them", () => {
   expect(listenAddress('127.0.0.1:8080 reuseport backlog=4096')).toEqual({ host: '127.0.0.1', port: 8080 });
   expect(listenAddress('unix:/run/atelier.sock')).toBeUndefined();
   expect(listenAddress('localhost:8080')).toBeUndefined();
+});
+
+test("free ports are chosen outside the kernel's range for outgoing connections, so none is taken before its server binds it", async () => {
+  // A test run's embedded PostgreSQL (bound seconds after its port was chosen, after initdb)
+  // once found its port taken by another suite's outgoing connection.
+  const range = outgoingPortRange();
+  if (!range || range[0] - 10_000 < 1000) return; // no room below the range here: any free port
+  for (let i = 0; i < 20; i++) {
+    const p = await freePort();
+    expect(p).toBeGreaterThanOrEqual(10_000);
+    expect(p).toBeLessThan(range[0]);
+  }
 });
