@@ -33,6 +33,8 @@ export interface ApiBenchArgs {
   duration: number;
   'load-duration': number;
   'step-seconds': number;
+  /** --only knee/steady: seconds at a step's rate before the step is measured (0: none). */
+  'lead-in': number;
   /** --only knee: ramps in a row on one cluster; the headline is their median knee. */
   ramps: number;
   seed: number;
@@ -238,6 +240,16 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
       const floorP99 = floor.result.stages[0].latencyMs.p99;
       // What a cache behind nginx could answer in such a window at all (the traffic model's distribution and this step's seed, from cold).
       const model = cacheability({ rate, seconds, products, seed });
+      // The lead-in (--lead-in s at this rate, not counted): the floor left the cluster idle,
+      // and a step that starts from idle measures a burst from cold, not the rate. nginx has
+      // closed its idle connections to the hosts (keepalive_timeout 1 s) and its entries have
+      // expired (5 s), so the first requests each open a connection to a host (up to 64 per
+      // host per worker) while every read goes to the hosts; in the thirteenth session that
+      // start held most of a step's slow requests and all of its errors. A k6 ramp, or
+      // shoppers, arrive at a cluster that is already serving. Its figures are kept apart.
+      const leadIn = a['lead-in'] > 0
+        ? (await runLoad({ ...browser, target: cluster.url, stages: [{ rate, duration: a['lead-in'] }], products, distribution: 'zipf', seed: seed++ })).stages[0]
+        : undefined;
       // One read of the hosts' metrics on each side (it also resets their event-loop histogram).
       const before = await hostStats(cluster.hosts);
       // PostgreSQL's background work during the step (a vacuum or checkpoint can explain a write tail).
@@ -258,12 +270,13 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
       const reachedHosts = fromMemory + (ev.misses ?? 0) + (ev.bypassed ?? 0);
       const extra = { ...row.extra, hostCache: { ...ev, hitRatioOfReadsReachingHosts: (ev.hits ?? 0) / Math.max(1, reachedHosts) }, metaMemory: { ...hosts.metaMemory, ratioOfReadsReachingHosts: (hosts.metaMemory.served ?? 0) / Math.max(1, reachedHosts) }, reviewMemory: { ...hosts.reviewMemory, ratioOfReadsReachingHosts: (hosts.reviewMemory.served ?? 0) / Math.max(1, reachedHosts) }, cacheModel: model, floor: { p50: floor.result.stages[0].latencyMs.p50, p99: floorP99, max: floor.result.stages[0].latencyMs.max, generatorUsPerRequest: (floor.cpuMs.generator * 1000) / Math.max(1, floor.result.stages[0].requests) },
         hostMeanMs, outsideHostMeanMs: st.latencyMs.mean - hostMeanMs, eventLoopDelayP99Ms: loopDelayMs(hosts.loopP99Ms), eventLoopDelayMaxMs: loopDelayMs(hosts.loopMaxMs), lateSends: st.lateSends,
-        gcPauses: hosts.gcPauses, gcSeconds: hosts.gcSeconds, stealShare, maintenance: pgWork, criterion: verdict.criterion, met };
+        gcPauses: hosts.gcPauses, gcSeconds: hosts.gcSeconds, stealShare, maintenance: pgWork, criterion: verdict.criterion, met,
+        fromIdle: leadIn && { seconds: a['lead-in'], p50: leadIn.latencyMs.p50, p99: leadIn.latencyMs.p99, max: leadIn.latencyMs.max, errors: leadIn.errors } };
       add({ ...row, extra });
       const perRequest = (k: string) => (row.extra?.[k] ?? {}) as Record<string, number>;
       const kernel = perRequest('systemUsPerRequest');
       log(`${verdict.label} ${fmt(rate)} req/s: p50 ${fmt(st.latencyMs.p50, 1)} p99 ${fmt(st.latencyMs.p99, 1)} max ${fmt(st.latencyMs.max, 0)} ms, writes p99 ${fmt(st.writes.p99, 1)} ms, errors ${st.errors}, late sends ${st.lateSends} ` +
-        `(floor p99 ${fmt(floorP99, 1)} ms); CPU steal ${fmt(stealShare * 100, 1)} %; mean ${fmt(st.latencyMs.mean, 2)} ms of which in a host ${fmt(hostMeanMs, 2)}; ` +
+        `(floor p99 ${fmt(floorP99, 1)} ms)${leadIn ? `; from idle (the ${a['lead-in']} s lead-in, not counted): p99 ${fmt(leadIn.latencyMs.p99, 1)} max ${fmt(leadIn.latencyMs.max, 0)} ms, errors ${leadIn.errors}` : ''}; CPU steal ${fmt(stealShare * 100, 1)} %; mean ${fmt(st.latencyMs.mean, 2)} ms of which in a host ${fmt(hostMeanMs, 2)}; ` +
         `CPU µs/request ${Object.entries(row.cpuUsPerRequest).map(([k, v]) => `${k} ${fmt(v)} (kernel ${fmt(kernel[k] ?? 0)})`).join(', ')}; ` +
         `context switches/request (all threads) ${Object.entries(perRequest('switchesPerRequest')).map(([k, v]) => `${k} ${fmt(v, 2)}`).join(', ')}; event-loop delay p99 ${fmt(extra.eventLoopDelayP99Ms, 1)} ms; ` +
         `hosts' cache ${fmt(ev.hits ?? 0)} hits of ${fmt(reachedHosts)} reads reaching them (the model from cold: ${fmt(model.hostHitRatio * 100, 1)} %, ` +

@@ -18,6 +18,7 @@ runCli(async () => {
     duration: { type: 'number', default: 10, arg: 'SECONDS', help: 'seconds per max-rate row' },
     'load-duration': { type: 'number', default: 60, arg: 'SECONDS', help: 'seconds of the fixed-rate cluster row' },
     'step-seconds': { type: 'number', default: 30, arg: 'SECONDS', help: 'seconds per rate of the knee ramp (--only knee)' },
+    'lead-in': { type: 'number', default: 5, arg: 'SECONDS', help: "knee and steady: seconds at each step's rate before it is measured, after the floor left the cluster idle (0: none, a step then starts from idle); reported apart as 'from idle'" },
     ramps: { type: 'number', default: 1, arg: 'N', help: '--only knee: ramps in a row on one cluster, each recorded, summed up by their median knee (the lower middle one for an even N)' },
     seed: { type: 'number', default: 1, help: "the generator's seed" },
     only: { type: 'string', default: 'all', arg: 'LIST', help: `sections to run, of ${SECTIONS.join(',')} (the floor always runs; ab only when named)` },
