@@ -216,13 +216,15 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
   // constant-arrival-rate: the storefront mix (Zipf), open loop, through nginx + 2 hosts as
   // deployed; rates doubling from 500 req/s until a step misses (p99 > 50 ms or any error),
   // then bisecting to within 10 %; --step-seconds each (default 30). At every rate: the
-  // floor (bare node:http, same generator, same rate, a third of the step), CPU per request
-  // of each process group with the generator's own apart (this process), and where a request
-  // spends its time: in a host (its duration histogram), the rest (nginx, the kernel, the
-  // generator) outside; the hosts' event-loop delay. The knee is the highest rate that held.
+  // floor (bare node:http, same generator, same rate, a third of the step), then the step:
+  // --lead-in s at the rate (default 5, not counted, reported as "from idle"), and on the same
+  // schedule the measured --step-seconds; CPU per request of each process group with the
+  // generator's own apart (this process), and where a request spends its time: in a host (its
+  // duration histogram), the rest (nginx, the kernel, the generator) outside; the hosts'
+  // event-loop delay. The knee is the highest rate that held.
   // 3c. Steady (issue 29's "done when"): the same mix at 1,000 req/s, three 60 s runs in a row,
-  // each beside its floor; met when p99 <= floor p99 + 5 ms, writes p99 <= 10 ms, max <= 100 ms
-  // and no errors.
+  // each beside its floor and after its lead-in; met when p99 <= floor p99 + 5 ms, writes p99
+  // <= 10 ms, max <= 100 ms and no errors.
   // Each section on a cluster of its own, so neither starts on hosts the other has warmed.
   for (const section of ['steady', 'knee'].filter(runs)) {
     const cluster = await startBenchCluster();
@@ -233,32 +235,45 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
     const loopDelayMs = (ms: number) => Math.max(0, ms - EVENT_LOOP_SAMPLE_MS);
     /** What a step must do to count as met, and how the log names it. */
     interface Verdict { label: string; criterion: string; met(st: StageResult, floorP99: number): boolean }
-    const KNEE: Verdict = { label: 'knee', criterion: 'p99 <= 50 ms, no errors', met: (st) => st.latencyMs.p99 <= 50 && st.errors === 0 };
+    // How a step's window starts, in every criterion and knee row: runs with and without a lead-in differ.
+    const afterLeadIn = a['lead-in'] > 0 ? `, after a ${a['lead-in']} s lead-in` : ', from idle';
+    const KNEE: Verdict = { label: 'knee', criterion: `p99 <= 50 ms, no errors${afterLeadIn}`, met: (st) => st.latencyMs.p99 <= 50 && st.errors === 0 };
     const step = async (rate: number, seconds: number, name: string, verdict: Verdict) => {
       const floor = await withBareServer(async ({ url: bare, pid }) => withCpu({ ...processGroups([pid]), generator: () => [process.pid] },
         () => runLoad({ ...browser, target: bare, stages: [{ rate, duration: Math.max(5, Math.round(seconds / 3)) }], products, mix: only('list'), seed: seed++ })));
       const floorP99 = floor.result.stages[0].latencyMs.p99;
       // What a cache behind nginx could answer in such a window at all (the traffic model's distribution and this step's seed, from cold).
-      const model = cacheability({ rate, seconds, products, seed });
-      // The lead-in (--lead-in s at this rate, not counted): the floor left the cluster idle,
-      // and a step that starts from idle measures a burst from cold, not the rate. nginx has
-      // closed its idle connections to the hosts (keepalive_timeout 1 s) and its entries have
-      // expired (5 s), so the first requests each open a connection to a host (up to 64 per
-      // host per worker) while every read goes to the hosts; in the thirteenth session that
-      // start held most of a step's slow requests and all of its errors. A k6 ramp, or
-      // shoppers, arrive at a cluster that is already serving. Its figures are kept apart.
-      const leadIn = a['lead-in'] > 0
-        ? (await runLoad({ ...browser, target: cluster.url, stages: [{ rate, duration: a['lead-in'] }], products, distribution: 'zipf', seed: seed++ })).stages[0]
-        : undefined;
-      // One read of the hosts' metrics on each side (it also resets their event-loop histogram).
-      const before = await hostStats(cluster.hosts);
-      // PostgreSQL's background work during the step (a vacuum or checkpoint can explain a write tail).
-      const pgBefore = await maintenance(db);
-      const { result, cpuMs, systemMs, switches, stealMs } = await withCpu(groups, () => runLoad({ ...browser, target: cluster.url, stages: [{ rate, duration: seconds }], products, distribution: 'zipf', seed: seed++ }));
-      const pgWork = maintenanceBetween(pgBefore, await maintenance(db));
+      // The model draws from the step's own seed (from cold; the step itself follows its lead-in).
+      const stepSeed = seed++;
+      const model = cacheability({ rate, seconds, products, seed: stepSeed });
+      // The lead-in (--lead-in s at this rate, on the same schedule and sockets, not counted):
+      // the floor left the cluster idle, and a step that starts from idle measures a burst from
+      // cold, not the rate. In the thirteenth session the slow requests and all the errors of
+      // failing steps were in their first 0.5 s, and 4 s bursts of 2,000 req/s after 3 s or 10 s
+      // of idle had 79-1,141 errors each against 0-39 after 0.3 s (docs/benchmarks.md; keeping
+      // nginx's connections to the hosts open through the idle did not change that; the cause
+      // is not pinned down). The lead-in's figures are kept apart, as "from idle"; the step's
+      // CPU, host and PostgreSQL counters are read again as its measured part starts.
+      let before: Promise<HostStats> | undefined;
+      let pgBefore: ReturnType<typeof maintenance> | undefined;
+      const { result, cpuMs, systemMs, switches, stealMs } = await withCpu(groups, (restart) => runLoad({
+        ...browser, target: cluster.url, stages: [{ rate, duration: seconds, leadIn: a['lead-in'] }], products, distribution: 'zipf', seed: stepSeed,
+        onMeasureStart: () => {
+          restart();
+          // One read of the hosts' metrics on each side (it also resets their event-loop histogram),
+          // and PostgreSQL's background work during the step (a vacuum or checkpoint can explain a write tail).
+          before = hostStats(cluster.hosts);
+          pgBefore = maintenance(db);
+          // Awaited after the step; a failure then ends the run, not an unhandled rejection now.
+          before.catch(() => undefined);
+          pgBefore.catch(() => undefined);
+        },
+      }));
+      const leadIn = result.stages[0].leadIn;
+      const pgWork = maintenanceBetween(await pgBefore!, await maintenance(db));
       // The hypervisor's share of the box's two CPUs during the step (steal time): a slow hour, measured.
       const stealShare = stealMs / (2 * 1000 * seconds);
-      const hosts = diffHostStats(await hostStats(cluster.hosts), before);
+      const hosts = diffHostStats(await hostStats(cluster.hosts), await before!);
       const st = result.stages[0];
       const met = verdict.met(st, floorP99);
       const hostMeanMs = (hosts.durationSum / Math.max(1, hosts.durationCount)) * 1000;
@@ -271,12 +286,12 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
       const extra = { ...row.extra, hostCache: { ...ev, hitRatioOfReadsReachingHosts: (ev.hits ?? 0) / Math.max(1, reachedHosts) }, metaMemory: { ...hosts.metaMemory, ratioOfReadsReachingHosts: (hosts.metaMemory.served ?? 0) / Math.max(1, reachedHosts) }, reviewMemory: { ...hosts.reviewMemory, ratioOfReadsReachingHosts: (hosts.reviewMemory.served ?? 0) / Math.max(1, reachedHosts) }, cacheModel: model, floor: { p50: floor.result.stages[0].latencyMs.p50, p99: floorP99, max: floor.result.stages[0].latencyMs.max, generatorUsPerRequest: (floor.cpuMs.generator * 1000) / Math.max(1, floor.result.stages[0].requests) },
         hostMeanMs, outsideHostMeanMs: st.latencyMs.mean - hostMeanMs, eventLoopDelayP99Ms: loopDelayMs(hosts.loopP99Ms), eventLoopDelayMaxMs: loopDelayMs(hosts.loopMaxMs), lateSends: st.lateSends,
         gcPauses: hosts.gcPauses, gcSeconds: hosts.gcSeconds, stealShare, maintenance: pgWork, criterion: verdict.criterion, met,
-        fromIdle: leadIn && { seconds: a['lead-in'], p50: leadIn.latencyMs.p50, p99: leadIn.latencyMs.p99, max: leadIn.latencyMs.max, errors: leadIn.errors } };
+        fromIdle: leadIn && { seconds: leadIn.seconds, requests: leadIn.requests, p50: leadIn.latencyMs.p50, p99: leadIn.latencyMs.p99, max: leadIn.latencyMs.max, errors: leadIn.errors, lateSends: leadIn.lateSends, maxSendLagMs: leadIn.maxSendLagMs } };
       add({ ...row, extra });
       const perRequest = (k: string) => (row.extra?.[k] ?? {}) as Record<string, number>;
       const kernel = perRequest('systemUsPerRequest');
       log(`${verdict.label} ${fmt(rate)} req/s: p50 ${fmt(st.latencyMs.p50, 1)} p99 ${fmt(st.latencyMs.p99, 1)} max ${fmt(st.latencyMs.max, 0)} ms, writes p99 ${fmt(st.writes.p99, 1)} ms, errors ${st.errors}, late sends ${st.lateSends} ` +
-        `(floor p99 ${fmt(floorP99, 1)} ms)${leadIn ? `; from idle (the ${a['lead-in']} s lead-in, not counted): p99 ${fmt(leadIn.latencyMs.p99, 1)} max ${fmt(leadIn.latencyMs.max, 0)} ms, errors ${leadIn.errors}` : ''}; CPU steal ${fmt(stealShare * 100, 1)} %; mean ${fmt(st.latencyMs.mean, 2)} ms of which in a host ${fmt(hostMeanMs, 2)}; ` +
+        `(floor p99 ${fmt(floorP99, 1)} ms)${leadIn ? `; from idle (the ${leadIn.seconds} s lead-in, not counted): p99 ${fmt(leadIn.latencyMs.p99, 1)} max ${fmt(leadIn.latencyMs.max, 0)} ms, errors ${leadIn.errors}, late sends ${leadIn.lateSends}` : ''}; CPU steal ${fmt(stealShare * 100, 1)} %; mean ${fmt(st.latencyMs.mean, 2)} ms of which in a host ${fmt(hostMeanMs, 2)}; ` +
         `CPU µs/request ${Object.entries(row.cpuUsPerRequest).map(([k, v]) => `${k} ${fmt(v)} (kernel ${fmt(kernel[k] ?? 0)})`).join(', ')}; ` +
         `context switches/request (all threads) ${Object.entries(perRequest('switchesPerRequest')).map(([k, v]) => `${k} ${fmt(v, 2)}`).join(', ')}; event-loop delay p99 ${fmt(extra.eventLoopDelayP99Ms, 1)} ms; ` +
         `hosts' cache ${fmt(ev.hits ?? 0)} hits of ${fmt(reachedHosts)} reads reaching them (the model from cold: ${fmt(model.hostHitRatio * 100, 1)} %, ` +
@@ -289,7 +304,7 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
       if (section === 'steady') {
         for (let run = 1; run <= 3; run++) {
           await step(1000, 60, `steady: the mix at 1,000 req/s, 60 s, run ${run} of 3`, {
-            label: `steady run ${run}:`, criterion: 'p99 <= floor p99 + 5 ms, writes p99 <= 10 ms, max <= 100 ms, no errors',
+            label: `steady run ${run}:`, criterion: `p99 <= floor p99 + 5 ms, writes p99 <= 10 ms, max <= 100 ms, no errors${afterLeadIn}`,
             met: (st, floorP99) => st.latencyMs.p99 <= floorP99 + 5 && st.writes.p99 <= 10 && st.latencyMs.max <= 100 && st.errors === 0,
           });
         }
@@ -317,13 +332,13 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
           else fail = mid;
         }
         log(`knee${of}: ${fmt(pass)} req/s held p99 <= 50 ms with no errors${fail ? `; ${fmt(fail)} req/s did not` : ''}`);
-        rows.push({ name: `knee: highest rate held (p99 <= 50 ms, no errors), ${stepS} s steps${of}`, generator: 'open-loop', rps: pass, p50: 0, p99: 0, max: 0, errors: 0, statuses: {}, cpuUsPerRequest: {}, extra: { firstMissed: fail } });
+        rows.push({ name: `knee: highest rate held (p99 <= 50 ms, no errors), ${stepS} s steps${afterLeadIn}${of}`, generator: 'open-loop', rps: pass, p50: 0, p99: 0, max: 0, errors: 0, statuses: {}, cpuUsPerRequest: {}, extra: { firstMissed: fail } });
         knees.push(pass);
       }
       if (a.ramps > 1) {
         const knee = [...knees].sort((x, y) => x - y)[Math.floor((knees.length - 1) / 2)];
         log(`knee: median of ${a.ramps} ramps ${fmt(knee)} req/s (ramps: ${knees.map((k) => fmt(k)).join(', ')})`);
-        rows.push({ name: `knee: median of ${a.ramps} ramps, ${stepS} s steps`, generator: 'open-loop', rps: knee, p50: 0, p99: 0, max: 0, errors: 0, statuses: {}, cpuUsPerRequest: {}, extra: { knees } });
+        rows.push({ name: `knee: median of ${a.ramps} ramps, ${stepS} s steps${afterLeadIn}`, generator: 'open-loop', rps: knee, p50: 0, p99: 0, max: 0, errors: 0, statuses: {}, cpuUsPerRequest: {}, extra: { knees } });
       }
     } finally {
       await cluster.stop();

@@ -103,21 +103,28 @@ function readStealMs(): number {
   }
 }
 
-export async function withCpu<T>(groups: ProcessGroups, fn: () => Promise<T>): Promise<{ result: T; cpuMs: Record<string, number>; systemMs: Record<string, number>; switches: Record<string, number>; stealMs: number }> {
+export async function withCpu<T>(groups: ProcessGroups, fn: (restart: () => void) => Promise<T>): Promise<{ result: T; cpuMs: Record<string, number>; systemMs: Record<string, number>; switches: Record<string, number>; stealMs: number }> {
   const readers = { cpu: (pid: number) => readCpu(pid), system: readSystemCpu, switches: readSwitches };
   type Kind = keyof typeof readers;
   const before = new Map<string, number>();
   const totals = new Map<string, number>();
   const members: Record<string, number[]> = {};
-  for (const [k, g] of Object.entries(groups)) {
-    if (typeof g === 'function') members[k] = g();
-    else totals.set(k, g.totalMs());
-  }
-  for (const pids of Object.values(members)) {
-    for (const pid of pids) for (const kind of Object.keys(readers) as Kind[]) before.set(`${kind}:${pid}`, readers[kind](pid) ?? 0);
-  }
-  const stealBefore = readStealMs();
-  const result = await fn();
+  let stealBefore = 0;
+  // The readings the run is counted from; `fn` may take them again (restart) to count only
+  // what follows, e.g. a step's measured window after its lead-in (synchronous: a few ms).
+  const snapshot = () => {
+    before.clear();
+    for (const [k, g] of Object.entries(groups)) {
+      if (typeof g === 'function') members[k] = g();
+      else totals.set(k, g.totalMs());
+    }
+    for (const pids of Object.values(members)) {
+      for (const pid of pids) for (const kind of Object.keys(readers) as Kind[]) before.set(`${kind}:${pid}`, readers[kind](pid) ?? 0);
+    }
+    stealBefore = readStealMs();
+  };
+  snapshot();
+  const result = await fn(snapshot);
   const stealMs = readStealMs() - stealBefore;
   const out: Record<Kind, Record<string, number>> = { cpu: {}, system: {}, switches: {} };
   for (const [k, g] of Object.entries(groups)) {

@@ -31,6 +31,11 @@ export interface Stage {
   /** Requests per second to offer; 0 = as fast as the connections allow. */
   rate: number;
   duration: number;
+  /**
+   * Open loop: seconds at the rate before the stage is measured, on the same schedule and
+   * sockets (no pause between them); their requests are summed up apart, in `leadIn`.
+   */
+  leadIn?: number;
 }
 
 export interface Thresholds {
@@ -59,6 +64,8 @@ export interface RunOptions {
   /** Override the request mix (e.g. only GET /reviews for a benchmark row). */
   mix?: { op: string; weight: number }[];
   onStage?: (s: StageResult) => void;
+  /** Called (synchronously) as each stage's measured part starts: after its lead-in, if any. */
+  onMeasureStart?: () => void;
 }
 
 export interface Percentiles {
@@ -105,6 +112,8 @@ export interface StageResult {
   lateSends: number;
   /** Open loop: the latest a send left after its scheduled time (ms). */
   maxSendLagMs: number;
+  /** The stage's lead-in (Stage.leadIn), not counted above. */
+  leadIn?: { seconds: number; requests: number; errors: number; latencyMs: Percentiles; lateSends: number; maxSendLagMs: number };
   passed: boolean;
 }
 
@@ -221,14 +230,22 @@ export async function runLoad(o: RunOptions): Promise<RunResult> {
 
   for (const stage of o.stages) {
     const outcomes: Outcome[] = [];
+    const leadOutcomes: Outcome[] = [];
     let lateSends = 0;
     let maxSendLagMs = 0;
+    let leadLateSends = 0;
+    let leadMaxSendLagMs = 0;
     const open = stage.rate > 0;
+    if (stage.leadIn && !open) throw new Error('a lead-in needs an open-loop stage (rate > 0)');
+    const leadN = open ? Math.round(stage.rate * (stage.leadIn ?? 0)) : 0;
     const connections = o.connections ?? (open ? 1024 : 64);
     // Requests beyond `connections` wait in the client's queue, first in first out.
     const client = new HttpClient(target.origin, { connections, timeoutMs: REQUEST_TIMEOUT_MS, idleTimeoutMs: 60_000, ...(o.localAddress ? { localAddress: o.localAddress } : {}) });
     const stageStart = performance.now() + 5;
-    const end = stageStart + stage.duration * 1000;
+    // The measured part starts after the lead-in's requests (none without one): the time the
+    // schedule below gives request leadN, computed the same way.
+    const measuredStart = open ? stageStart + leadN * (1000 / stage.rate) : stageStart;
+    const end = measuredStart + stage.duration * 1000;
     // Requests sent and not yet answered: at `connections`, the next one waits for a socket.
     let inFlight = 0;
     let allSent = false;
@@ -236,14 +253,14 @@ export async function runLoad(o: RunOptions): Promise<RunResult> {
     const answered = new Promise<void>((r) => (drained = r));
     const done = (x: Outcome) => {
       inFlight--;
-      outcomes.push(x);
+      (x.scheduled < measuredStart ? leadOutcomes : outcomes).push(x);
       if (allSent && inFlight === 0) drained();
     };
 
     try {
       if (open) {
         const interval = 1000 / stage.rate;
-        const total = Math.round(stage.rate * stage.duration);
+        const total = leadN + Math.round(stage.rate * stage.duration);
         let i = 0;
         await new Promise<void>((resolve, reject) => {
           const tick = () => {
@@ -258,8 +275,14 @@ export async function runLoad(o: RunOptions): Promise<RunResult> {
               // Late: the generator itself fell behind, or every socket is busy (the request
               // then waits in the client's queue, and that wait counts in its latency too).
               const busy = inFlight >= connections;
-              if (lag > LATE_MS || busy) lateSends++;
-              if (lag > maxSendLagMs) maxSendLagMs = lag;
+              if (i === leadN) o.onMeasureStart?.();
+              if (i < leadN) {
+                if (lag > LATE_MS || busy) leadLateSends++;
+                if (lag > leadMaxSendLagMs) leadMaxSendLagMs = lag;
+              } else {
+                if (lag > LATE_MS || busy) lateSends++;
+                if (lag > maxSendLagMs) maxSendLagMs = lag;
+              }
               inFlight++;
               send(client, scheduled, done);
               i++;
@@ -272,6 +295,7 @@ export async function runLoad(o: RunOptions): Promise<RunResult> {
       } else {
         // Each loop stops at the stage's end, or when another loop's throw ended the stage.
         let stopped = false;
+        o.onMeasureStart?.();
         const loop = async () => {
           while (!stopped && performance.now() < end) outcomes.push(await sendAsync(client, performance.now()));
         };
@@ -283,7 +307,7 @@ export async function runLoad(o: RunOptions): Promise<RunResult> {
     } finally {
       client.destroy();
     }
-    const seconds = Math.max(stage.duration, (performance.now() - stageStart) / 1000);
+    const seconds = Math.max(stage.duration, (performance.now() - measuredStart) / 1000);
 
     const statuses: Record<string, number> = {};
     const byOp = new Map<string, number[]>();
@@ -334,6 +358,12 @@ export async function runLoad(o: RunOptions): Promise<RunResult> {
       writes: kinds.writes ?? { count: 0, p50: 0, p99: 0, max: 0, over10ms: 0 },
       lateSends,
       maxSendLagMs,
+      ...(leadN > 0 ? {
+        leadIn: {
+          seconds: stage.leadIn!, requests: leadOutcomes.length, errors: leadOutcomes.filter((x) => x.status === 'connection-error' || traffic.isError(x.status)).length,
+          latencyMs: percentiles(leadOutcomes.map((x) => x.latency)), lateSends: leadLateSends, maxSendLagMs: leadMaxSendLagMs,
+        },
+      } : {}),
       passed: true,
     };
     const t = o.thresholds;

@@ -199,3 +199,47 @@ test('an open-loop stage sends its whole schedule and counts each answer once', 
     await server.close();
   }
 }, 30_000);
+
+test("an open-loop stage's lead-in runs on its schedule before the measured part, counted apart", async () => {
+  // A server whose first 50 answers are 503s (a cold start), then 200s.
+  let arrived = 0;
+  const server = await serve('http', (req, res) => {
+    arrived++;
+    res.writeHead(arrived <= 50 ? 503 : 200, { 'content-type': 'application/json' });
+    res.end('[]');
+  });
+  const arrivedAtMeasureStart: number[] = [];
+  try {
+    const { stages: [s] } = await runLoad({
+      target: server.origin, stages: [{ rate: 200, duration: 1, leadIn: 1 }], products: 10, mix: [{ op: 'list', weight: 1 }],
+      onMeasureStart: () => arrivedAtMeasureStart.push(arrived),
+    });
+    expect(arrived).toBe(400);
+    // The measured part: its own 200 requests, none of the cold start's 503s.
+    expect(s.requests).toBe(200);
+    expect(s.statuses).toEqual({ 200: 200 });
+    expect(s.leadIn).toMatchObject({ seconds: 1, requests: 200, errors: 50 });
+    // Called once, before the measured part's first request went out.
+    expect(arrivedAtMeasureStart).toHaveLength(1);
+    expect(arrivedAtMeasureStart[0]).toBeLessThanOrEqual(200);
+  } finally {
+    await server.close();
+  }
+}, 30_000);
+
+test('without a lead-in the measured part starts at once, and a lead-in needs an open-loop stage', async () => {
+  const server = await countingServer();
+  const servedAtMeasureStart: number[] = [];
+  try {
+    const { stages: [s] } = await runLoad({
+      target: server.origin, stages: [{ rate: 100, duration: 1 }], products: 10, mix: [{ op: 'list', weight: 1 }],
+      onMeasureStart: () => servedAtMeasureStart.push(server.served()),
+    });
+    expect(servedAtMeasureStart).toEqual([0]);
+    expect(s.requests).toBe(100);
+    expect(s.leadIn).toBeUndefined();
+    await expect(runLoad({ target: server.origin, stages: [{ rate: 0, duration: 1, leadIn: 1 }], products: 10 })).rejects.toThrow(/lead-in needs an open-loop stage/);
+  } finally {
+    await server.close();
+  }
+}, 30_000);
