@@ -240,7 +240,7 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
     const KNEE: Verdict = { label: 'knee', criterion: `p99 <= 50 ms, no errors${afterLeadIn}`, met: (st) => st.latencyMs.p99 <= 50 && st.errors === 0 };
     const step = async (rate: number, seconds: number, name: string, verdict: Verdict) => {
       const floor = await withBareServer(async ({ url: bare, pid }) => withCpu({ ...processGroups([pid]), generator: () => [process.pid] },
-        () => runLoad({ ...browser, target: bare, stages: [{ rate, duration: Math.max(5, Math.round(seconds / 3)) }], products, mix: only('list'), seed: seed++ })));
+        (restart) => runLoad({ ...browser, target: bare, stages: [{ rate, duration: Math.max(5, Math.round(seconds / 3)), leadIn: a['lead-in'] }], products, mix: only('list'), seed: seed++, onMeasureStart: restart })));
       const floorP99 = floor.result.stages[0].latencyMs.p99;
       // What a cache behind nginx could answer in such a window at all (the traffic model's distribution and this step's seed, from cold).
       // The model draws from the step's own seed (from cold; the step itself follows its lead-in).
@@ -248,12 +248,16 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
       const model = cacheability({ rate, seconds, products, seed: stepSeed });
       // The lead-in (--lead-in s at this rate, on the same schedule and sockets, not counted):
       // the floor left the cluster idle, and a step that starts from idle measures a burst from
-      // cold, not the rate. In the thirteenth session the slow requests and all the errors of
-      // failing steps were in their first 0.5 s, and 4 s bursts of 2,000 req/s after 3 s or 10 s
-      // of idle had 79-1,141 errors each against 0-39 after 0.3 s (docs/benchmarks.md; keeping
-      // nginx's connections to the hosts open through the idle did not change that; the cause
-      // is not pinned down). The lead-in's figures are kept apart, as "from idle"; the step's
-      // CPU, host and PostgreSQL counters are read again as its measured part starts.
+      // cold, not the rate. In the thirteenth session most slow requests of the steps at
+      // 1,000-2,000 req/s (87-100 %) and all the errors of the failing 2,000 req/s step were in
+      // their first 0.5 s, and 4 s bursts of 2,000 req/s had 79-1,141 errors each after 3 s or
+      // 10 s of idle against 0-39 after 0.3 s (docs/benchmarks.md; keeping nginx's connections
+      // to the hosts open through the idle did not change that; the cause is not pinned down).
+      // The lead-in's figures are kept apart, as "from idle". As the measured part starts, the
+      // step takes its CPU readings again (a few ms of /proc reads in this process, counted as
+      // send lag) and reads the hosts' metrics (each host's /metrics answer takes ~25 ms of its
+      // event loop, now inside the measured part) and PostgreSQL's maintenance counters. The
+      // floor gets the same lead-in.
       let before: Promise<HostStats> | undefined;
       let pgBefore: ReturnType<typeof maintenance> | undefined;
       const { result, cpuMs, systemMs, switches, stealMs } = await withCpu(groups, (restart) => runLoad({
@@ -269,11 +273,13 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
           pgBefore.catch(() => undefined);
         },
       }));
+      // onMeasureStart fires before the measured part's first request: a step with none sends nothing.
+      if (!before || !pgBefore) throw new Error(`the step at ${rate} req/s sent no measured request (--step-seconds ${seconds})`);
       const leadIn = result.stages[0].leadIn;
-      const pgWork = maintenanceBetween(await pgBefore!, await maintenance(db));
+      const pgWork = maintenanceBetween(await pgBefore, await maintenance(db));
       // The hypervisor's share of the box's two CPUs during the step (steal time): a slow hour, measured.
       const stealShare = stealMs / (2 * 1000 * seconds);
-      const hosts = diffHostStats(await hostStats(cluster.hosts), await before!);
+      const hosts = diffHostStats(await hostStats(cluster.hosts), await before);
       const st = result.stages[0];
       const met = verdict.met(st, floorP99);
       const hostMeanMs = (hosts.durationSum / Math.max(1, hosts.durationCount)) * 1000;

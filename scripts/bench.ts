@@ -35,6 +35,7 @@ runCli(async () => {
     notes: ['Needs wrk and nginx (apt-get install wrk nginx).'],
   });
   if (!Number.isInteger(a.ramps) || a.ramps < 1) throw new UsageError(`--ramps must be a whole number of at least 1, not ${a.ramps}`);
+  if (!(a['step-seconds'] > 0)) throw new UsageError(`--step-seconds must be more than 0, not ${a['step-seconds']}`);
   if (!(a['lead-in'] >= 0)) throw new UsageError(`--lead-in must be 0 or more seconds, not ${a['lead-in']}`);
   if (a.ramps > 1 && !sectionsOf(a.only).includes('knee')) throw new UsageError('--ramps applies to the knee section: add knee to --only');
   // kill PID stops the hosts, nginx and the floor's server too.

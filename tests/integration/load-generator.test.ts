@@ -222,6 +222,8 @@ test("an open-loop stage's lead-in runs on its schedule before the measured part
     // Called once, before the measured part's first request went out.
     expect(arrivedAtMeasureStart).toHaveLength(1);
     expect(arrivedAtMeasureStart[0]).toBeLessThanOrEqual(200);
+    // ...and after the lead-in's (sent over its second, answered at once: most have arrived).
+    expect(arrivedAtMeasureStart[0]).toBeGreaterThan(100);
   } finally {
     await server.close();
   }
@@ -239,6 +241,7 @@ test('without a lead-in the measured part starts at once, and a lead-in needs an
     expect(s.requests).toBe(100);
     expect(s.leadIn).toBeUndefined();
     await expect(runLoad({ target: server.origin, stages: [{ rate: 0, duration: 1, leadIn: 1 }], products: 10 })).rejects.toThrow(/lead-in needs an open-loop stage/);
+    await expect(runLoad({ target: server.origin, stages: [{ rate: 100, duration: 1, leadIn: -1 }], products: 10 })).rejects.toThrow(/lead-in is 0 or more seconds/);
   } finally {
     await server.close();
   }
