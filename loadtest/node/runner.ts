@@ -168,6 +168,9 @@ interface Outcome {
   hostHit?: boolean;
 }
 
+/** An outcome that counts as an error: no answer, or an error status. */
+const failed = (x: Outcome) => x.status === 'connection-error' || traffic.isError(x.status);
+
 export async function runLoad(o: RunOptions): Promise<RunResult> {
   const rand = traffic.createRandom(o.seed ?? 1);
   const distribution = o.distribution ?? 'zipf';
@@ -231,10 +234,9 @@ export async function runLoad(o: RunOptions): Promise<RunResult> {
   for (const stage of o.stages) {
     const outcomes: Outcome[] = [];
     const leadOutcomes: Outcome[] = [];
-    let lateSends = 0;
-    let maxSendLagMs = 0;
-    let leadLateSends = 0;
-    let leadMaxSendLagMs = 0;
+    // Sends that left late, and the latest, for the measured part and for the lead-in apart.
+    const sends = { lateSends: 0, maxSendLagMs: 0 };
+    const leadSends = { lateSends: 0, maxSendLagMs: 0 };
     const open = stage.rate > 0;
     if (stage.leadIn && !open) throw new Error('a lead-in needs an open-loop stage (rate > 0)');
     if (stage.leadIn !== undefined && !(stage.leadIn >= 0)) throw new Error(`a lead-in is 0 or more seconds, not ${stage.leadIn}`);
@@ -281,13 +283,9 @@ export async function runLoad(o: RunOptions): Promise<RunResult> {
               // Late: the generator itself fell behind, or every socket is busy (the request
               // then waits in the client's queue, and that wait counts in its latency too).
               const busy = inFlight >= connections;
-              if (i < leadN) {
-                if (lag > LATE_MS || busy) leadLateSends++;
-                if (lag > leadMaxSendLagMs) leadMaxSendLagMs = lag;
-              } else {
-                if (lag > LATE_MS || busy) lateSends++;
-                if (lag > maxSendLagMs) maxSendLagMs = lag;
-              }
+              const counted = i < leadN ? leadSends : sends;
+              if (lag > LATE_MS || busy) counted.lateSends++;
+              if (lag > counted.maxSendLagMs) counted.maxSendLagMs = lag;
               inFlight++;
               send(client, scheduled, done);
               i++;
@@ -329,7 +327,7 @@ export async function runLoad(o: RunOptions): Promise<RunResult> {
     let hostCacheHits = 0;
     for (const x of outcomes) {
       statuses[x.status] = (statuses[x.status] ?? 0) + 1;
-      const bad = x.status === 'connection-error' || traffic.isError(x.status);
+      const bad = failed(x);
       if (bad) errors++;
       push(byOp, x.op, x.latency);
       push(byKind, x.op === 'list' || x.op === 'meta' ? 'reads' : 'writes', x.latency);
@@ -361,12 +359,11 @@ export async function runLoad(o: RunOptions): Promise<RunResult> {
       byCache: classLatency(byCache),
       reads: kinds.reads ?? { count: 0, p50: 0, p99: 0, max: 0, over10ms: 0 },
       writes: kinds.writes ?? { count: 0, p50: 0, p99: 0, max: 0, over10ms: 0 },
-      lateSends,
-      maxSendLagMs,
+      ...sends,
       ...(leadN > 0 ? {
         leadIn: {
-          seconds: leadN / stage.rate, requests: leadOutcomes.length, errors: leadOutcomes.filter((x) => x.status === 'connection-error' || traffic.isError(x.status)).length,
-          latencyMs: percentiles(leadOutcomes.map((x) => x.latency)), lateSends: leadLateSends, maxSendLagMs: leadMaxSendLagMs,
+          seconds: leadN / stage.rate, requests: leadOutcomes.length, errors: leadOutcomes.filter(failed).length,
+          latencyMs: percentiles(leadOutcomes.map((x) => x.latency)), ...leadSends,
         },
       } : {}),
       passed: true,

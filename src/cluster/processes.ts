@@ -79,15 +79,17 @@ export function outgoingPortRange(): [number, number] | undefined {
   }
 }
 
-/** Whether something could listen on host:port now (closed again at once). */
-async function canListen(port: number, host: string): Promise<boolean> {
+/** Listens on host:port and closes again at once: the port it got (0 asks the kernel for one), or undefined when it could not. */
+async function listenOnce(port: number, host: string): Promise<number | undefined> {
   const srv = net.createServer();
   const ok = await new Promise<boolean>((resolve) => {
     srv.once('error', () => resolve(false));
     srv.listen(port, host, () => resolve(true));
   });
-  if (ok) await new Promise((r) => srv.close(r));
-  return ok;
+  if (!ok) return undefined;
+  const got = (srv.address() as net.AddressInfo).port;
+  await new Promise((r) => srv.close(r));
+  return got;
 }
 
 /**
@@ -102,13 +104,11 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
   if (range && range[0] - FREE_PORT_LOWEST >= 1000) {
     for (let i = 0; i < 100; i++) {
       const port = FREE_PORT_LOWEST + Math.floor(Math.random() * (range[0] - FREE_PORT_LOWEST));
-      if (await canListen(port, host)) return port;
+      if ((await listenOnce(port, host)) !== undefined) return port;
     }
   }
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, host, r));
-  const { port } = srv.address() as net.AddressInfo;
-  await new Promise((r) => srv.close(r));
+  const port = await listenOnce(0, host);
+  if (port === undefined) throw new Error(`cannot listen on ${host}`);
   return port;
 }
 
