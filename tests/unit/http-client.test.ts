@@ -351,9 +351,15 @@ test('requests queued behind a silent server time out with it, not one timeout a
     const c = client(s.origin, 1, 300);
     const started = performance.now();
     const outcomes = await Promise.all(Array.from({ length: 5 }, () => failure(c.fetch({ method: 'GET', path: '/' }))));
-    expect(outcomes).toEqual(['timed out', ...Array(4).fill('timed out waiting for a socket')]);
+    // One after another, five requests would take five timeouts (1.5 s). The sweep that fails
+    // the silent connection fails the requests queued longer than the timeout with it. One
+    // queued a few ms after the first was sent (more when this process is preempted between
+    // the two) may be just inside its timeout at that sweep: it then gets the next connection
+    // and times out once more, at the next sweep. So: two timeouts at most, two connections.
+    expect(outcomes[0]).toBe('timed out');
+    for (const o of outcomes.slice(1)) expect(['timed out waiting for a socket', 'timed out']).toContain(o);
     expect(performance.now() - started).toBeLessThan(1_000);
-    expect(s.connections()).toBe(1);
+    expect(s.connections()).toBeLessThanOrEqual(2);
   } finally {
     await s.close();
   }
