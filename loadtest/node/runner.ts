@@ -155,6 +155,17 @@ function percentiles(values: number[]): Percentiles {
 
 /** A send later than this after its scheduled time counts as late (the generator could not keep up). */
 export const LATE_MS = 10;
+/**
+ * The V8 heap flags every process that runs the generator starts with (package.json's
+ * loadtest, bench, bench:scale and chaos; tests/unit/host-flags.test.ts checks them). A
+ * fresh heap's old generation is sized small, and a stage keeps every outcome until it ends,
+ * so at 3,000 req/s the generator ran a mark-compact every ~5 s (`--trace-gc`), each a pause
+ * of 2–11 ms on its own thread plus marking beside it: every such moment showed as a
+ * per-second p99 spike in whatever it measured, the floor included (docs/benchmarks.md,
+ * fourteenth session). The hosts start with the same flag for the same reason
+ * (src/cluster/host.ts).
+ */
+export const GENERATOR_NODE_FLAGS = ['--initial-old-space-size=256'];
 const REQUEST_TIMEOUT_MS = 10_000;
 
 interface Outcome {

@@ -5,6 +5,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { DEPLOYED_HOST_ENV, DEPLOYED_ORIGINS, deployedExample } from '../../bench/api-bench';
 import { HOST_NODE_FLAGS, hostArgv, hostProcessEnv } from '../../src/cluster/host';
+import { GENERATOR_NODE_FLAGS } from '../../loadtest/node/runner';
 import { loadConfig } from '../../src/config';
 import { fromRoot } from '../../src/lib/paths';
 
@@ -31,6 +32,22 @@ describe('host V8 flags', () => {
     const unit = fs.readFileSync(fromRoot('deploy', 'systemd', 'atelier-reviews.service'), 'utf8');
     const execStart = /^ExecStart=(.*)$/m.exec(unit)?.[1] ?? '';
     expect(words(execStart)).toEqual(['/usr/bin/node', ...HOST_NODE_FLAGS, '/opt/atelier-reviews/dist/src/server.js']);
+  });
+});
+
+// The load generator's processes start with its own heap flags (loadtest/node/runner.ts): a
+// small old generation made it pause every few seconds, in the floor and the service alike.
+describe('load generator V8 flags', () => {
+  it('are accepted by this Node', () => {
+    expect(GENERATOR_NODE_FLAGS.length).toBeGreaterThan(0);
+    const run = spawnSync(process.execPath, [...GENERATOR_NODE_FLAGS, '-e', '0'], { encoding: 'utf8' });
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+  });
+
+  it.each([['loadtest', 'loadtest'], ['bench', 'bench'], ['bench:scale', 'bench-scale'], ['chaos', 'chaos']])('npm run %s runs it with them', (script, file) => {
+    const command = JSON.parse(fs.readFileSync(fromRoot('package.json'), 'utf8')).scripts[script] as string;
+    expect(words(command)).toEqual(['node', ...GENERATOR_NODE_FLAGS, `dist/scripts/${file}.js`]);
   });
 });
 
