@@ -156,8 +156,9 @@ function percentiles(values: number[]): Percentiles {
 /** A send later than this after its scheduled time counts as late (the generator could not keep up). */
 export const LATE_MS = 10;
 /**
- * The V8 heap flags every process that runs the generator starts with (package.json's
- * loadtest, bench, bench:scale and chaos; tests/unit/host-flags.test.ts checks them). A
+ * The V8 heap flags the npm scripts that run the generator start it with (package.json's
+ * loadtest, bench, bench:scale and chaos; tests/unit/host-flags.test.ts checks them; the
+ * test runner's workers, which run it for the generator's own tests, do not). A
  * fresh heap's old generation is sized small, and a stage keeps every outcome until it ends,
  * so at 3,000 req/s the generator ran a mark-compact every ~5 s (`--trace-gc`), each a pause
  * of 2–11 ms on its own thread plus marking beside it: every such moment showed as a
