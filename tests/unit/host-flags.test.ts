@@ -11,13 +11,14 @@ import { fromRoot } from '../../src/lib/paths';
 
 const words = (commandLine: string) => commandLine.trim().split(/\s+/);
 
+it.each([['host', HOST_NODE_FLAGS], ['load generator', GENERATOR_NODE_FLAGS]])('the %s V8 flags are accepted by this Node', (_, flags) => {
+  expect(flags.length).toBeGreaterThan(0);
+  const run = spawnSync(process.execPath, [...flags, '-e', '0'], { encoding: 'utf8' });
+  expect(run.stderr).toBe('');
+  expect(run.status).toBe(0);
+});
+
 describe('host V8 flags', () => {
-  it('are accepted by this Node', () => {
-    expect(HOST_NODE_FLAGS.length).toBeGreaterThan(0);
-    const run = spawnSync(process.execPath, [...HOST_NODE_FLAGS, '-e', '0'], { encoding: 'utf8' });
-    expect(run.stderr).toBe('');
-    expect(run.status).toBe(0);
-  });
 
   it('the launcher (cluster, benchmarks, tests) runs the server with them', () => {
     expect(hostArgv()).toEqual([process.execPath, ...HOST_NODE_FLAGS, fromRoot('dist', 'src', 'server.js')]);
@@ -38,13 +39,6 @@ describe('host V8 flags', () => {
 // The load generator's processes start with its own heap flags (loadtest/node/runner.ts): a
 // small old generation made it pause every few seconds, in the floor and the service alike.
 describe('load generator V8 flags', () => {
-  it('are accepted by this Node', () => {
-    expect(GENERATOR_NODE_FLAGS.length).toBeGreaterThan(0);
-    const run = spawnSync(process.execPath, [...GENERATOR_NODE_FLAGS, '-e', '0'], { encoding: 'utf8' });
-    expect(run.stderr).toBe('');
-    expect(run.status).toBe(0);
-  });
-
   it.each([['loadtest', 'loadtest'], ['bench', 'bench'], ['bench:scale', 'bench-scale'], ['chaos', 'chaos']])('npm run %s runs it with them', (script, file) => {
     const command = JSON.parse(fs.readFileSync(fromRoot('package.json'), 'utf8')).scripts[script] as string;
     expect(words(command)).toEqual(['node', ...GENERATOR_NODE_FLAGS, `dist/scripts/${file}.js`]);
