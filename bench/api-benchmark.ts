@@ -252,7 +252,8 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
       // 1,000-2,000 req/s (87-100 %) and all the errors of the failing 2,000 req/s step were in
       // their first 0.5 s, and 4 s bursts of 2,000 req/s had 79-1,141 errors each after 3 s or
       // 10 s of idle against 0-39 after 0.3 s (docs/benchmarks.md; keeping nginx's connections
-      // to the hosts open through the idle did not change that; the cause is not pinned down).
+      // to the hosts open through the idle did not change that; in the fourteenth session, at
+      // scale 0.01, most of it went with a 60 s TTL: nginx's cached answers expire in the idle).
       // The lead-in's figures are kept apart, as "from idle". As the measured part starts, the
       // step takes its CPU readings again (a few ms of /proc reads in this process, counted as
       // send lag) and reads the hosts' metrics (each host's /metrics answer takes ~25 ms of its
