@@ -144,3 +144,30 @@ export function stageRow(name: string, s: StageResult, cpuMs: Record<string, num
     },
   };
 }
+
+/**
+ * What one knee or steady step cost, µs of CPU per request: the cluster's process groups
+ * (host, postgres, nginx, generator) and the floor's run before it at the same rate (bare
+ * node:http and the same generator).
+ */
+export interface StepCost {
+  cluster: Record<string, number>;
+  floor: { server: number; generator: number };
+}
+
+/**
+ * Issue 29's ratio, CPU per request at a low rate against the knee, for the cluster and for
+ * its floor measured beside each step: how much a request costs more when requests do not
+ * arrive together is partly this box's (a process doing the same work per request pays it
+ * too), and the floor's ratio says how much.
+ */
+export function costRatios(low: StepCost, knee: StepCost): { box: number; service: number; floor: number; floorServer: number } {
+  const sum = (by: Record<string, number>, without?: string) => Object.entries(by).reduce((t, [k, v]) => (k === without ? t : t + v), 0);
+  const div = (x: number, y: number) => (y > 0 ? x / y : NaN);
+  return {
+    box: div(sum(low.cluster), sum(knee.cluster)),
+    service: div(sum(low.cluster, 'generator'), sum(knee.cluster, 'generator')),
+    floor: div(low.floor.server + low.floor.generator, knee.floor.server + knee.floor.generator),
+    floorServer: div(low.floor.server, knee.floor.server),
+  };
+}

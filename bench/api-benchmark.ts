@@ -8,7 +8,7 @@
 // bench/results/api-scale-S.json (api-scale-S-cold.json etc. with --only).
 import fs from 'node:fs';
 import path from 'node:path';
-import { asDeployed, benchLogDir, DEPLOYED_HOST_ENV, only, processGroups, READS, requestList, stageRow, wrkRow, type Row } from './api-bench';
+import { asDeployed, benchLogDir, costRatios, DEPLOYED_HOST_ENV, only, processGroups, READS, requestList, stageRow, wrkRow, type Row, type StepCost } from './api-bench';
 import { cpuHog, sampleCpuOf, withCpu } from './cpu';
 import { findWrk } from './wrk';
 import { UsageError, formatNumber as fmt } from '../src/lib/cli';
@@ -238,10 +238,15 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
     // How a step's window starts, in every criterion and knee row: runs with and without a lead-in differ.
     const afterLeadIn = a['lead-in'] > 0 ? `, after a ${a['lead-in']} s lead-in` : ', from idle';
     const KNEE: Verdict = { label: 'knee', criterion: `p99 <= 50 ms, no errors${afterLeadIn}`, met: (st) => st.latencyMs.p99 <= 50 && st.errors === 0 };
+    /** Each step's CPU per request by rate (the ramp under way), for the ratio to the knee. */
+    const costs = new Map<number, StepCost>();
     const step = async (rate: number, seconds: number, name: string, verdict: Verdict) => {
       const floor = await withBareServer(async ({ url: bare, pid }) => withCpu({ ...processGroups([pid]), generator: () => [process.pid] },
         (restart) => runLoad({ ...browser, target: bare, stages: [{ rate, duration: Math.max(5, Math.round(seconds / 3)), leadIn: a['lead-in'] }], products, mix: only('list'), seed: seed++, onMeasureStart: restart })));
       const floorP99 = floor.result.stages[0].latencyMs.p99;
+      // The floor's own CPU per request at this rate (the bare server, and the generator driving it).
+      const floorRequests = Math.max(1, floor.result.stages[0].requests);
+      const floorCost = { serverUsPerRequest: (floor.cpuMs.host * 1000) / floorRequests, generatorUsPerRequest: (floor.cpuMs.generator * 1000) / floorRequests };
       // What a cache behind nginx could answer in such a window at all (the traffic model's distribution and this step's seed, from cold).
       // The model draws from the step's own seed (from cold; the step itself follows its lead-in).
       const stepSeed = seed++;
@@ -290,7 +295,7 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
       const row = stageRow(name, st, cpuMs, { systemMs, switches, hostCacheHits: fromMemory });
       // A coalesced read is also counted as a miss (it joined a render in flight).
       const reachedHosts = fromMemory + (ev.misses ?? 0) + (ev.bypassed ?? 0);
-      const extra = { ...row.extra, hostCache: { ...ev, hitRatioOfReadsReachingHosts: (ev.hits ?? 0) / Math.max(1, reachedHosts) }, metaMemory: { ...hosts.metaMemory, ratioOfReadsReachingHosts: (hosts.metaMemory.served ?? 0) / Math.max(1, reachedHosts) }, reviewMemory: { ...hosts.reviewMemory, ratioOfReadsReachingHosts: (hosts.reviewMemory.served ?? 0) / Math.max(1, reachedHosts) }, cacheModel: model, floor: { p50: floor.result.stages[0].latencyMs.p50, p99: floorP99, max: floor.result.stages[0].latencyMs.max, generatorUsPerRequest: (floor.cpuMs.generator * 1000) / Math.max(1, floor.result.stages[0].requests) },
+      const extra = { ...row.extra, hostCache: { ...ev, hitRatioOfReadsReachingHosts: (ev.hits ?? 0) / Math.max(1, reachedHosts) }, metaMemory: { ...hosts.metaMemory, ratioOfReadsReachingHosts: (hosts.metaMemory.served ?? 0) / Math.max(1, reachedHosts) }, reviewMemory: { ...hosts.reviewMemory, ratioOfReadsReachingHosts: (hosts.reviewMemory.served ?? 0) / Math.max(1, reachedHosts) }, cacheModel: model, floor: { p50: floor.result.stages[0].latencyMs.p50, p99: floorP99, max: floor.result.stages[0].latencyMs.max, ...floorCost },
         hostMeanMs, outsideHostMeanMs: st.latencyMs.mean - hostMeanMs, eventLoopDelayP99Ms: loopDelayMs(hosts.loopP99Ms), eventLoopDelayMaxMs: loopDelayMs(hosts.loopMaxMs), lateSends: st.lateSends,
         gcPauses: hosts.gcPauses, gcSeconds: hosts.gcSeconds, stealShare, maintenance: pgWork, criterion: verdict.criterion, met,
         fromIdle: leadIn && { seconds: leadIn.seconds, requests: leadIn.requests, p50: leadIn.latencyMs.p50, p99: leadIn.latencyMs.p99, max: leadIn.latencyMs.max, errors: leadIn.errors, lateSends: leadIn.lateSends, maxSendLagMs: leadIn.maxSendLagMs } };
@@ -298,11 +303,12 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
       const perRequest = (k: string) => (row.extra?.[k] ?? {}) as Record<string, number>;
       const kernel = perRequest('systemUsPerRequest');
       log(`${verdict.label} ${fmt(rate)} req/s: p50 ${fmt(st.latencyMs.p50, 1)} p99 ${fmt(st.latencyMs.p99, 1)} max ${fmt(st.latencyMs.max, 0)} ms, writes p99 ${fmt(st.writes.p99, 1)} ms, errors ${st.errors}, late sends ${st.lateSends} ` +
-        `(floor p99 ${fmt(floorP99, 1)} ms)${leadIn ? `; from idle (the ${leadIn.seconds} s lead-in, not counted): p99 ${fmt(leadIn.latencyMs.p99, 1)} max ${fmt(leadIn.latencyMs.max, 0)} ms, errors ${leadIn.errors}, late sends ${leadIn.lateSends}` : ''}; CPU steal ${fmt(stealShare * 100, 1)} %; mean ${fmt(st.latencyMs.mean, 2)} ms of which in a host ${fmt(hostMeanMs, 2)}; ` +
+        `(floor p99 ${fmt(floorP99, 1)} ms, CPU µs/request bare node:http ${fmt(floorCost.serverUsPerRequest)}, generator ${fmt(floorCost.generatorUsPerRequest)})${leadIn ? `; from idle (the ${leadIn.seconds} s lead-in, not counted): p99 ${fmt(leadIn.latencyMs.p99, 1)} max ${fmt(leadIn.latencyMs.max, 0)} ms, errors ${leadIn.errors}, late sends ${leadIn.lateSends}` : ''}; CPU steal ${fmt(stealShare * 100, 1)} %; mean ${fmt(st.latencyMs.mean, 2)} ms of which in a host ${fmt(hostMeanMs, 2)}; ` +
         `CPU µs/request ${Object.entries(row.cpuUsPerRequest).map(([k, v]) => `${k} ${fmt(v)} (kernel ${fmt(kernel[k] ?? 0)})`).join(', ')}; ` +
         `context switches/request (all threads) ${Object.entries(perRequest('switchesPerRequest')).map(([k, v]) => `${k} ${fmt(v, 2)}`).join(', ')}; event-loop delay p99 ${fmt(extra.eventLoopDelayP99Ms, 1)} ms; ` +
         `hosts' cache ${fmt(ev.hits ?? 0)} hits of ${fmt(reachedHosts)} reads reaching them (the model from cold: ${fmt(model.hostHitRatio * 100, 1)} %, ` +
         `any cache behind nginx ${fmt(model.seenBeforeRatio * 100, 1)} %), meta from memory ${fmt(hosts.metaMemory.served ?? 0)} (loads ${fmt(hosts.metaMemory.loads ?? 0)}), lists from memory ${fmt(hosts.reviewMemory.served ?? 0)} (loads ${fmt(hosts.reviewMemory.loads ?? 0)}); hosts' GC pauses ${Object.entries(hosts.gcPauses).map(([k, v]) => `${k} ${fmt(v)} (${fmt((hosts.gcSeconds[k] ?? 0) * 1000)} ms)`).join(', ')}; PostgreSQL's background work: ${describeMaintenance(pgWork)} -> ${met ? 'met' : 'missed'} (${verdict.criterion})`);
+      costs.set(rate, { cluster: row.cpuUsPerRequest, floor: { server: floorCost.serverUsPerRequest, generator: floorCost.generatorUsPerRequest } });
       return met;
     };
     try {
@@ -324,6 +330,7 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
       for (let ramp = 1; ramp <= a.ramps; ramp++) {
         const of = a.ramps > 1 ? `, ramp ${ramp} of ${a.ramps}` : '';
         const kneeStep = (rate: number) => step(rate, stepS, `knee: the mix at ${fmt(rate)} req/s, open loop, nginx + 2 hosts${of}`, KNEE);
+        costs.clear();
         let pass = 0;
         let fail = 0;
         for (let rate = 500; rate <= 64_000; rate *= 2) {
@@ -339,7 +346,15 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
           else fail = mid;
         }
         log(`knee${of}: ${fmt(pass)} req/s held p99 <= 50 ms with no errors${fail ? `; ${fmt(fail)} req/s did not` : ''}`);
-        rows.push({ name: `knee: highest rate held (p99 <= 50 ms, no errors), ${stepS} s steps${afterLeadIn}${of}`, generator: 'open-loop', rps: pass, p50: 0, p99: 0, max: 0, errors: 0, statuses: {}, cpuUsPerRequest: {}, extra: { firstMissed: fail } });
+        // Issue 29's ratio: CPU per request at 1,000 req/s against the knee, beside the floor's own.
+        const low = costs.get(1000);
+        const atKnee = costs.get(pass);
+        const ratios = low && atKnee && pass > 1000 ? costRatios(low, atKnee) : undefined;
+        if (ratios) {
+          log(`knee${of}: CPU per request at 1,000 req/s against the knee (${fmt(pass)} req/s): the box ${fmt(ratios.box, 2)}× (generator included), the service ${fmt(ratios.service, 2)}× (hosts, PostgreSQL, nginx); ` +
+            `the floor at the same two rates ${fmt(ratios.floor, 2)}× (bare node:http and its generator; the server alone ${fmt(ratios.floorServer, 2)}×)`);
+        }
+        rows.push({ name: `knee: highest rate held (p99 <= 50 ms, no errors), ${stepS} s steps${afterLeadIn}${of}`, generator: 'open-loop', rps: pass, p50: 0, p99: 0, max: 0, errors: 0, statuses: {}, cpuUsPerRequest: {}, extra: { firstMissed: fail, costRatios: ratios } });
         knees.push(pass);
       }
       if (a.ramps > 1) {
