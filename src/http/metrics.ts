@@ -132,7 +132,7 @@ export function createMetrics(o: { db: Db; cache?: ResponseCache; replicas?: Rep
       `${what}: answers served, reads of a dirty product (answered from the cache or the database), loads, failed and abandoned loads, changed products read again (and statements of that which failed).`,
       'event', () => {
         const s = memory.stats();
-        return { served: s.served, dirty_reads: s.dirtyReads, loads: s.loads, failed_loads: s.failedLoads, abandoned_loads: s.abandonedLoads, refreshed: s.refreshed, failed_refreshes: s.failedRefreshes };
+        return { served: s.served, dirty_reads: s.dirtyReads, loads: s.loads, failed_loads: s.failedLoads, abandoned_loads: s.abandonedLoads, refreshed: s.refreshed, swept: s.swept, failed_refreshes: s.failedRefreshes };
       });
     measures(`atelier_${name}_memory_size`, `${what}: the highest product id held (0 while not loaded), dirty products among them, bytes held.`,
       'measure', () => {

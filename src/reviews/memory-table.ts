@@ -11,7 +11,12 @@
 // product is read as before (response cache, then PostgreSQL) until the next load, or until
 // a reader has it read back into the table (readBack, with a refresher: the same rule, one
 // statement begun after the change was heard, and no change heard while it ran). Read-backs
-// follow reads, not writes: a product written and not read costs nothing. A flush,
+// follow reads, not writes: a product written and not read costs nothing then. But a product
+// no change has touched for sweepAfterMs is read back in the background too (the sweep, by
+// the same readBack, so by the same rule), a few at a time: otherwise products written once
+// and seldom read stay dirty, their number grows with every write until it reaches the reload
+// threshold, and a reload re-reads every product (the fourteenth session measured one every
+// ~12 min at 3,000 req/s of the mix, with the review table dropped for its 4-5 min). A flush,
 // a change of trust or a promotion drops the whole table and abandons a load under way (the
 // next begins once it has stopped); a table is answered from for at most `maxAgeMs` (a
 // backstop, as the response cache's TTL is). So an answer from a table is one the primary
@@ -59,6 +64,15 @@ export interface MemoryTableOptions {
    * hold them for its statement and then their own).
    */
   refreshWaitBehindMs?: number;
+  /**
+   * A dirty product that no change has touched for this long is read back in the background
+   * (with a refresher; default 0: only when read), oldest first, at most sweepBatch products
+   * every sweepIntervalMs, and only while no reader's read-back is queued or under way.
+   */
+  sweepAfterMs?: number;
+  /** Products a sweep takes at once (one statement; default 64), and how often it runs (default 250 ms). */
+  sweepBatch?: number;
+  sweepIntervalMs?: number;
 }
 
 /**
@@ -109,6 +123,8 @@ export interface MemoryTableStats {
   /** Dirty products read again and made clean (with a refresher), and statements of that which failed. */
   refreshed: number;
   failedRefreshes: number;
+  /** Of the products read back, those the sweep asked for (no reader had). */
+  swept: number;
   /** The highest product id held (0 while nothing is loaded), dirty products among them, and bytes held. */
   maxProduct: number;
   dirty: number;
@@ -137,7 +153,7 @@ export class MemoryTable<T extends HeldTable> {
   private lastLoadAt = -Infinity;
   /** A flush asked for a load while one was being abandoned: begin it once that one stops. */
   private reloadAfterAbandon = false;
-  private readonly counters = { served: 0, dirtyReads: 0, loads: 0, failedLoads: 0, abandonedLoads: 0, refreshed: 0, failedRefreshes: 0 };
+  private readonly counters = { served: 0, dirtyReads: 0, loads: 0, failedLoads: 0, abandonedLoads: 0, refreshed: 0, failedRefreshes: 0, swept: 0 };
   /**
    * Dirty products a reader asked to have read back, waiting for the next statement (with a
    * refresher), each with what its readers wait for: resolved once the statement that read it
@@ -163,16 +179,28 @@ export class MemoryTable<T extends HeldTable> {
   /** After failed read-backs, the pause before the next (doubling to 30 s; 0 after a success), and its end. */
   private refreshBackoffMs = 0;
   private refreshPausedUntil = 0;
+  /**
+   * The held table's dirty products by when a change last touched them (performance.now()),
+   * least recently first (a change moves its product to the end): what the sweep reads back.
+   * Products the sweep will not take (refused, too large to be worth it) leave it; a change
+   * puts them back.
+   */
+  private readonly quietSince = new Map<number, number>();
+  /** Products the sweep asked to have read back, until their statement ends. */
+  private readonly sweeping = new Set<number>();
+  private sweepTimer?: NodeJS.Timeout;
   private readonly log: (line: string) => void;
 
   /**
    * `label` starts its log lines ("meta memory"); `read` reads a whole table, checking
    * `loading.abandoned` between its statements (and throwing Abandoned when it is set);
    * `refresh`, when given, reads changed products again so they need not wait for the next
-   * load (the same rule as a load's: its statement begins after the change was heard).
+   * load (the same rule as a load's: its statement begins after the change was heard);
+   * `worthReadingBack` says which dirty products a read-back may take (default: all).
    */
   constructor(private readonly o: MemoryTableOptions, private readonly label: string,
-    private readonly read: (loading: Loading, began: number) => Promise<T>, private readonly refresh?: Refresher<T>) {
+    private readonly read: (loading: Loading, began: number) => Promise<T>, private readonly refresh?: Refresher<T>,
+    private readonly worthReadingBack: (t: T, product: number) => boolean = () => true) {
     this.log = o.log ?? (() => undefined);
     o.cache.onChange((product) => this.changed(product));
   }
@@ -181,12 +209,17 @@ export class MemoryTable<T extends HeldTable> {
   start(): void {
     this.started = true;
     this.schedule(0);
+    if (this.refresh && (this.o.sweepAfterMs ?? 0) > 0) {
+      this.sweepTimer = setInterval(() => this.sweep(), this.o.sweepIntervalMs ?? 250);
+      this.sweepTimer.unref();
+    }
   }
 
   close(): void {
     this.closed = true;
     clearTimeout(this.timer);
     clearTimeout(this.refreshTimer);
+    clearInterval(this.sweepTimer);
     this.drop();
     if (this.loading) this.loading.abandoned = true;
   }
@@ -243,6 +276,8 @@ export class MemoryTable<T extends HeldTable> {
     const t = this.table;
     if (!t) return;
     t.dirty.add(product);
+    this.quietSince.delete(product);
+    this.quietSince.set(product, performance.now());
     // A read-back under way may have read it before this change: it must not make it clean.
     const underWay = this.inFlight.get(product);
     if (underWay) underWay.changed = true;
@@ -254,6 +289,7 @@ export class MemoryTable<T extends HeldTable> {
     this.table = undefined;
     // Its marks go with it.
     this.unrefreshable.clear();
+    this.quietSince.clear();
     this.releasePending();
     // The statement under way reads for a table no longer held: its readers need not wait.
     for (const { waiting } of this.inFlight.values()) waiting.resolve();
@@ -276,7 +312,7 @@ export class MemoryTable<T extends HeldTable> {
    * longer than refreshWaitBehindMs. Nothing is read back that no one reads: a product written
    * again and again but not read costs no statement.
    */
-  readBack(product: number, wanted: (t: T) => boolean = () => true): Promise<void> | undefined {
+  readBack(product: number, wanted: (t: T) => boolean = (t) => this.worthReadingBack(t, product)): Promise<void> | undefined {
     const t = this.table;
     if (!this.refresh || !t || this.closed || !this.o.cache.isTrusted || !t.dirty.has(product) || product > t.maxProduct) return undefined;
     if (performance.now() < this.refreshPausedUntil || !wanted(t)) return undefined;
@@ -333,9 +369,12 @@ export class MemoryTable<T extends HeldTable> {
           if (this.inFlight.get(product)?.changed !== false) continue;
           const done = install();
           if (done === 'until-load') this.unrefreshable.add(product);
+          // Clean, or refused: either way the sweep does not take it again until a change.
+          this.quietSince.delete(product);
           if (done !== true) continue;
           t.dirty.delete(product);
           this.counters.refreshed++;
+          if (this.sweeping.has(product)) this.counters.swept++;
         }
       }
     } catch (err) {
@@ -353,9 +392,37 @@ export class MemoryTable<T extends HeldTable> {
       for (const product of batch) {
         this.inFlight.get(product)?.waiting.resolve();
         this.inFlight.delete(product);
+        this.sweeping.delete(product);
       }
     }
     this.armRefresh();
+  }
+
+  /**
+   * The sweep: the dirty products quiet for sweepAfterMs, least recently changed first, at
+   * most sweepBatch of them, read back as a reader's would be (readBack: the same statement
+   * and rule, so the same guards: a table held and trusted, read-backs not paused after
+   * failures). Only when no reader's read-back is queued or under way: readers first.
+   */
+  private sweep(): void {
+    const t = this.table;
+    const after = this.o.sweepAfterMs ?? 0;
+    if (!t || this.closed || !this.o.cache.isTrusted || this.pending.size || this.inFlight.size) return;
+    // Nothing queued or under way: any mark left is of a statement that never ran (a drop).
+    this.sweeping.clear();
+    const now = performance.now();
+    const most = this.o.sweepBatch ?? 64;
+    for (const [product, since] of this.quietSince) {
+      if (this.sweeping.size >= most || now - since < after) break;
+      if (this.readBack(product)) {
+        this.sweeping.add(product);
+        continue;
+      }
+      // Paused after failures: try again once the pause is over.
+      if (now < this.refreshPausedUntil) break;
+      // Not dirty, too large to be worth it, or refused until the next load: not the sweep's.
+      this.quietSince.delete(product);
+    }
   }
 
   /** A load after `delayMs`, and no sooner than minLoadIntervalMs after the last one began. */
@@ -392,6 +459,8 @@ export class MemoryTable<T extends HeldTable> {
       if (loading.abandoned) throw new Abandoned();
       this.drop();
       this.table = table;
+      const now = performance.now();
+      for (const product of table.dirty) this.quietSince.set(product, now);
       this.counters.loads++;
       this.log(`${this.label}: ${table.describe()}, ${(table.bytes / 2 ** 20).toFixed(0)} MiB, loaded in ${((performance.now() - began) / 1000).toFixed(1)} s`);
       if (performance.now() - began > this.o.maxAgeMs * 0.25) this.log(`${this.label}: the load took more than a quarter of its age limit; raise the age limit`);

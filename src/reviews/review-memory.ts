@@ -67,7 +67,7 @@ interface Table extends HeldTable {
   texts: Buffer[];
   /** product_ratings r1..r5 by product id (0 without a row, as the statement's coalesce says). */
   counts: Int32Array;
-  /** Products read again since the load: these answer from here, not from the arrays above. */
+  /** Products read again since the load that did not fit their slots above (placeInTable): these answer from here. */
   fresh: Map<number, Fresh>;
 }
 
@@ -104,7 +104,7 @@ const LISTED_SQL = productsSql('product_id = ANY($1::int[])');
 
 interface ProductsRows { n: number; rb: Buffer | null; tb: Buffer | null; pn: number; pb: Buffer | null }
 
-/** One product read again since the load (a refresh): its reviews in its own arrays, indexes 0 .. n - 1. */
+/** One product read again since the load (a refresh): its reviews in arrays of its own, indexes 0 .. n - 1 (copied into the table's slots when they fit). */
 interface Fresh {
   n: number;
   rating: Uint8Array;
@@ -131,7 +131,9 @@ export class ReviewMemory {
   private readonly table: MemoryTable<Table>;
 
   constructor(private readonly o: ReviewMemoryOptions) {
-    this.table = new MemoryTable(o, 'review memory', (loading, began) => this.read(loading, began), (t, products) => this.refresh(t, products));
+    const most = o.refreshMaxReviews ?? 64;
+    this.table = new MemoryTable(o, 'review memory', (loading, began) => this.read(loading, began), (t, products) => this.refresh(t, products),
+      (t, product) => most > 0 && heldReviews(t, product) <= most);
   }
 
   /** Loads from now on (the first once the change feed listens). */
@@ -165,9 +167,7 @@ export class ReviewMemory {
    * Undefined when none will be tried.
    */
   readBack(product: number): Promise<void> | undefined {
-    const most = this.o.refreshMaxReviews ?? 64;
-    if (most <= 0) return undefined;
-    return this.table.readBack(product, (t) => heldReviews(t, product) <= most);
+    return this.table.readBack(product);
   }
 
   stats(): ReviewMemoryStats {
@@ -182,6 +182,16 @@ export class ReviewMemory {
     for (const [product, f] of await readFresh(this.o.db, small)) {
       installs.set(product, () => {
         const before = t.fresh.get(product)?.bytes ?? 0;
+        // In the table's own arrays when it fits (as many reviews as the load gave it, their
+        // texts no longer than its region: a vote, mostly), so memory does not grow with every
+        // product read back; a copy of its own from then on is dropped.
+        if (placeInTable(t, product, f)) {
+          if (before) {
+            t.fresh.delete(product);
+            t.bytes -= before;
+          }
+          return true;
+        }
         // Past the bound the product stays dirty (read from the database); its next reader
         // tries again (false, not 'until-load': another product's read-back may free room).
         if (t.bytes - before + f.bytes > this.o.maxBytes) return false;
@@ -349,6 +359,35 @@ async function readFresh(db: Db, products: number[]): Promise<Map<number, Fresh>
   }
   if (at !== tb.length) throw new Error('products came back malformed');
   return out;
+}
+
+/**
+ * Puts a product read again into the slots the load gave it, if it fits: the same number of
+ * reviews, and texts no longer than the bytes its reviews' texts take now (back to back in
+ * one range's buffer: a range's reviews are stored in product and id order). Its texts,
+ * star ratings, places in each sort order and rating counts are all overwritten, whichever
+ * reviews they are; renders are synchronous, so none sees a product half written. False
+ * (nothing changed) when it does not fit.
+ */
+function placeInTable(t: Table, product: number, f: Fresh): boolean {
+  const from = t.start[product];
+  const to = t.start[product + 1];
+  if (to - from !== f.n) return false;
+  if (f.n > 0) {
+    const slot = t.text[from];
+    const at = t.offset[from];
+    if (f.text.length > t.offset[to - 1] + t.length[to - 1] - at) return false;
+    f.text.copy(t.texts[slot], at);
+    for (let i = 0; i < f.n; i++) {
+      t.rating[from + i] = f.rating[i];
+      t.text[from + i] = slot;
+      t.offset[from + i] = at + f.offset[i];
+      t.length[from + i] = f.length[i];
+    }
+    for (let s = 0; s < SORTS.length; s++) for (let k = 0; k < f.n; k++) t.orders[s][from + k] = from + f.orders[s][k];
+  }
+  for (let i = 0; i < 5; i++) t.counts[product * 5 + i] = f.counts[i];
+  return true;
 }
 
 /**

@@ -64,7 +64,7 @@ afterAll(async () => {
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-interface HostOptions { maxBytes?: number; pageReviews?: number; reloadOnAnyChange?: boolean; refreshMaxReviews?: number }
+interface HostOptions { maxBytes?: number; pageReviews?: number; reloadOnAnyChange?: boolean; refreshMaxReviews?: number; sweepAfterMs?: number }
 
 /** A host's pieces: pool, cache with its feed (untrusted until it listens), the review table (not started). */
 function host(o: HostOptions = {}) {
@@ -74,7 +74,7 @@ function host(o: HostOptions = {}) {
   const logs: string[] = [];
   const memory = new ReviewMemory({
     db, cache, maxBytes: o.maxBytes ?? 256 << 20, maxAgeMs: 600_000, log: (l) => logs.push(l), retryMs: 200,
-    minLoadIntervalMs: 0, jitterMs: 0, pageReviews: o.pageReviews ?? 40, refreshMaxReviews: o.refreshMaxReviews,
+    minLoadIntervalMs: 0, jitterMs: 0, pageReviews: o.pageReviews ?? 40, refreshMaxReviews: o.refreshMaxReviews, sweepAfterMs: o.sweepAfterMs, sweepIntervalMs: 50,
     ...(o.reloadOnAnyChange ? { reloadDirtyMin: 0, reloadDirtyShare: 0 } : {}),
   });
   return {
@@ -259,6 +259,38 @@ test('a changed product is read back for its reader and answered from memory wit
   });
 });
 
+test("a product read back with as many reviews, whose texts fit, goes into the table's own slots (memory does not grow); one that does not fit gets a copy of its own, dropped once it fits again", async () => {
+  await withLoaded({}, async (h) => {
+    const { rows: [r] } = await t.db.query<{ id: number; product: number; helpfulness: number }>(
+      'SELECT id, product_id AS product, helpfulness FROM atelier.reviews WHERE NOT reported AND helpfulness BETWEEN 0 AND 8 AND product_id < $1 ORDER BY id LIMIT 1', [arranged]);
+    const bytes = h.memory.stats().bytes;
+    /** Sets the review's helpfulness, has the product read back for a reader, and compares every page. */
+    const vote = async (helpfulness: number) => {
+      const dirty = h.memory.stats().dirty;
+      await t.db.query('UPDATE atelier.reviews SET helpfulness = $2 WHERE id = $1', [r.id, helpfulness]);
+      await until('the change heard', () => h.memory.stats().dirty === dirty + 1, 5000);
+      await h.memory.readBack(r.product);
+      expect(h.memory.stats().dirty).toBe(dirty);
+      const pages = await allPages(h.memory, r.product);
+      expect(pages.ours).toEqual(pages.theirs);
+      const every: Ask = { product: r.product, sort: 'helpful', page: 1, count: 1000 };
+      const [theirs] = await truth([every]);
+      expect(ask(h.memory, every)).toEqual(theirs);
+      expect(theirs.body).toContain(`"review_id" : ${r.id}, "rating" : `);
+      expect(theirs.body).toMatch(new RegExp(`"review_id" : ${r.id},.*?"helpfulness" : ${helpfulness},`));
+    };
+    // One more vote, the same number of digits: in place.
+    await vote(r.helpfulness + 1);
+    expect(h.memory.stats().bytes).toBe(bytes);
+    // Longer text than its slots hold: a copy of its own.
+    await vote(10);
+    expect(h.memory.stats().bytes).toBeGreaterThan(bytes);
+    // Back within its slots: in place again, and the copy's memory given back.
+    await vote(r.helpfulness);
+    expect(h.memory.stats()).toMatchObject({ bytes, refreshed: 3 });
+  });
+});
+
 test('a changed product with more reviews than refreshMaxReviews is not read back: it stays dirty until the next load', async () => {
   await withLoaded({ refreshMaxReviews: 2 }, async (h) => {
     // `arranged` has three visible reviews, `arranged + 3` one.
@@ -271,6 +303,23 @@ test('a changed product with more reviews than refreshMaxReviews is not read bac
     expect(ask(h.memory, { product: arranged, sort: 'helpful', page: 1, count: 5 })).toBeUndefined();
     const small: Ask = { product: arranged + 3, sort: 'helpful', page: 1, count: 5 };
     expect(ask(h.memory, small)).toEqual((await truth([small]))[0]);
+  });
+});
+
+test('with the sweep, a changed product nobody reads is read back once quiet, and its pages are the statement\'s; one with more reviews than refreshMaxReviews stays dirty', async () => {
+  await withLoaded({ sweepAfterMs: 300, refreshMaxReviews: 2 }, async (h) => {
+    // `arranged` has three visible reviews (past the bound of 2), `arranged + 3` one.
+    await t.db.query('UPDATE atelier.reviews SET helpfulness = helpfulness + 2 WHERE product_id = $1', [arranged + 3]);
+    await t.db.query('UPDATE atelier.reviews SET helpfulness = helpfulness + 1 WHERE product_id = $1', [arranged]);
+    await until('the changes heard', () => h.memory.stats().dirty === 2, 5000);
+    expect(h.memory.stats()).toMatchObject({ refreshed: 0, swept: 0 });
+    await until('the sweep', () => h.memory.stats().swept === 1, 10_000);
+    // Nobody asked: read back all the same, and answered from memory with the change.
+    const pages = await allPages(h.memory, arranged + 3);
+    expect(pages.ours).toEqual(pages.theirs);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(h.memory.stats()).toMatchObject({ refreshed: 1, swept: 1, dirty: 1 });
+    expect(ask(h.memory, { product: arranged, sort: 'helpful', page: 1, count: 5 })).toBeUndefined();
   });
 });
 

@@ -24,7 +24,7 @@ function deferred<T>() {
 
 const tick = () => new Promise((r) => setTimeout(r, 5));
 
-function setup(options: { refreshWaitBehindMs?: number } = {}) {
+function setup(options: { refreshWaitBehindMs?: number; sweepAfterMs?: number; sweepBatch?: number; sweepIntervalMs?: number } = {}, worth?: (t: Fake, product: number) => boolean) {
   const cache = new ResponseCache({ maxBytes: 1 << 20, ttlMs: 60_000 });
   let loads = 0;
   const reads: { products: number[]; answer: ReturnType<typeof deferred<Map<number, () => Install>>>; table: Fake }[] = [];
@@ -37,7 +37,7 @@ function setup(options: { refreshWaitBehindMs?: number } = {}) {
       const answer = deferred<Map<number, () => Install>>();
       reads.push({ products, answer, table: t });
       return answer.promise;
-    });
+    }, worth);
   /** Releases read-back `i` with an install for each of its products. */
   const answer = (i: number) => reads[i].answer.resolve(new Map(reads[i].products.map((p) => [p, () => (reads[i].table.installed.push(p), true)])));
   return { cache, table, reads, answer, loads: () => loads };
@@ -282,4 +282,114 @@ test('a dropped table is not kept alive by its marks', async () => {
   } finally {
     s.table.close();
   }
+});
+
+describe('the sweep: dirty products no change has touched for sweepAfterMs are read back unread', () => {
+  const quiet = { sweepAfterMs: 60, sweepIntervalMs: 10 };
+  const until = async (cond: () => boolean) => {
+    for (let i = 0; i < 200 && !cond(); i++) await tick();
+  };
+
+  test('a product written once and not read is read back after it has been quiet, by the same rule, and counted', async () => {
+    const s = setup(quiet);
+    await loaded(s);
+    s.cache.invalidate(7);
+    // Without the sweep (a reader's read-back only) nothing would read it: the dirty set grows.
+    await new Promise((r) => setTimeout(r, 30));
+    expect(s.reads).toEqual([]);
+    await until(() => s.reads.length > 0);
+    expect(s.reads.map((r) => r.products)).toEqual([[7]]);
+    s.answer(0);
+    await until(() => s.table.stats().dirty === 0);
+    expect(s.table.clean(7)).toBeDefined();
+    expect(s.table.stats()).toMatchObject({ refreshed: 1, swept: 1, dirty: 0 });
+    s.table.close();
+  });
+
+  test('a change while it is quiet starts its wait again; a change while its statement runs keeps it dirty', async () => {
+    const s = setup(quiet);
+    await loaded(s);
+    s.cache.invalidate(7);
+    await new Promise((r) => setTimeout(r, 40));
+    s.cache.invalidate(7);
+    // 80 ms after the first change, 40 after the second: not yet.
+    await new Promise((r) => setTimeout(r, 40));
+    expect(s.reads).toEqual([]);
+    await until(() => s.reads.length > 0);
+    // Heard after the sweep's statement began: what it read may predate it.
+    s.cache.invalidate(7);
+    s.answer(0);
+    await tick();
+    expect(s.table.clean(7)).toBeUndefined();
+    expect(s.table.stats()).toMatchObject({ refreshed: 0, swept: 0, dirty: 1 });
+    // Quiet again since that change: swept again, and clean this time.
+    await until(() => s.reads.length > 1);
+    s.answer(1);
+    await until(() => s.table.stats().dirty === 0);
+    expect(s.table.stats()).toMatchObject({ refreshed: 1, swept: 1 });
+    s.table.close();
+  });
+
+  test('oldest first, sweepBatch at a time, and never while a reader\'s read-back is queued or under way', async () => {
+    const s = setup({ ...quiet, sweepBatch: 2 });
+    await loaded(s);
+    for (const p of [5, 3, 9]) s.cache.invalidate(p);
+    // A reader's read-back of another product, held open: the sweep waits behind it.
+    s.cache.invalidate(1);
+    const reader = s.table.readBack(1)!;
+    await new Promise((r) => setTimeout(r, 100));
+    expect(s.reads.map((r) => r.products)).toEqual([[1]]);
+    s.answer(0);
+    await reader;
+    await until(() => s.reads.length > 1);
+    expect(s.reads[1].products).toEqual([5, 3]);
+    s.answer(1);
+    await until(() => s.reads.length > 2);
+    expect(s.reads[2].products).toEqual([9]);
+    s.answer(2);
+    await until(() => s.table.stats().dirty === 0);
+    expect(s.table.stats()).toMatchObject({ refreshed: 4, swept: 3 });
+    s.table.close();
+  });
+
+  test('a product not worth reading back stays dirty and is not tried again; a failed sweep leaves its products dirty and pauses', async () => {
+    const s = setup(quiet, (_t, product) => product !== 4);
+    await loaded(s);
+    s.cache.invalidate(4);
+    s.cache.invalidate(6);
+    await until(() => s.reads.length > 0);
+    expect(s.reads[0].products).toEqual([6]);
+    s.reads[0].answer.reject(new Error('connection lost'));
+    await tick();
+    expect(s.table.stats()).toMatchObject({ failedRefreshes: 1, dirty: 2 });
+    // Read-backs pause 1 s after a failure: no statement meanwhile, the sweep's included.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(s.reads).toHaveLength(1);
+    await until(() => s.reads.length > 1);
+    expect(s.reads[1].products).toEqual([6]);
+    s.answer(1);
+    await until(() => s.table.stats().dirty === 1);
+    expect(s.table.clean(4)).toBeUndefined();
+    await new Promise((r) => setTimeout(r, 150));
+    expect(s.reads).toHaveLength(2);
+    s.table.close();
+  });
+
+  test('a flush forgets what was quiet; off (0) reads back only for readers', async () => {
+    const s = setup(quiet);
+    await loaded(s);
+    s.cache.invalidate(7);
+    s.cache.invalidateAll();
+    await until(() => s.table.stats().loads === 2);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(s.reads).toEqual([]);
+    s.table.close();
+    const off = setup({ ...quiet, sweepAfterMs: 0 });
+    await loaded(off);
+    off.cache.invalidate(7);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(off.reads).toEqual([]);
+    expect(off.table.stats().dirty).toBe(1);
+    off.table.close();
+  });
 });
