@@ -94,11 +94,13 @@ const schema = z.object({
   // A changed product is read back into memory by its next read (instead of waiting for the
   // next load) when the table holds at most this many of its reviews (0 = never).
   REVIEW_MEMORY_REFRESH_MAX: int(0, 1000000).default(64),
-  // Both tables: a changed product that no change has touched for this many seconds is read
-  // back in the background, read or not (a few a time, readers' read-backs first), so the
+  // The reviews' table: a changed product that no change has touched for this many seconds is
+  // read back in the background, read or not (a few a time, readers' read-backs first), so the
   // products written once and seldom read do not pile up to the reload threshold (5 % of the
-  // products dirty: a reload re-reads all of them). 0 = only when read.
-  MEMORY_READ_BACK_AFTER_S: int(0, 86400).default(30),
+  // products dirty: a reload re-reads every review, and drops the table first when two would
+  // not fit). Not meta's: its reload costs seconds and keeps the old table serving. 0 = only
+  // when read.
+  REVIEW_MEMORY_READ_BACK_AFTER_S: int(0, 86400).default(30),
   READ_YOUR_WRITES_S: int(1, 3600).default(10),
   // Per client (address) and host: KiB per second of bodies rendered on read misses, the
   // debt allowed before its misses get a 429 being four seconds' worth (0 = no budget).

@@ -129,7 +129,7 @@ export function createMetrics(o: { db: Db; cache?: ResponseCache; replicas?: Rep
   for (const [name, what, memory] of tables) {
     if (!memory) continue;
     tallies(`atelier_${name}_memory_events_total`,
-      `${what}: answers served, reads of a dirty product (answered from the cache or the database), loads, failed and abandoned loads, changed products read again (and statements of that which failed).`,
+      `${what}: answers served, reads of a dirty product (answered from the cache or the database), loads, failed and abandoned loads, changed products read again (of them, those the sweep asked for, quiet for REVIEW_MEMORY_READ_BACK_AFTER_S; and statements of that which failed).`,
       'event', () => {
         const s = memory.stats();
         return { served: s.served, dirty_reads: s.dirtyReads, loads: s.loads, failed_loads: s.failedLoads, abandoned_loads: s.abandonedLoads, refreshed: s.refreshed, swept: s.swept, failed_refreshes: s.failedRefreshes };

@@ -189,6 +189,8 @@ export class MemoryTable<T extends HeldTable> {
   /** Products the sweep asked to have read back, until their statement ends. */
   private readonly sweeping = new Set<number>();
   private sweepTimer?: NodeJS.Timeout;
+  /** Whether this table sweeps at all (a refresher, and sweepAfterMs above 0): quietSince is kept only then. */
+  private readonly sweeps: boolean;
   private readonly log: (line: string) => void;
 
   /**
@@ -202,6 +204,7 @@ export class MemoryTable<T extends HeldTable> {
     private readonly read: (loading: Loading, began: number) => Promise<T>, private readonly refresh?: Refresher<T>,
     private readonly worthReadingBack: (t: T, product: number) => boolean = () => true) {
     this.log = o.log ?? (() => undefined);
+    this.sweeps = refresh !== undefined && (o.sweepAfterMs ?? 0) > 0;
     o.cache.onChange((product) => this.changed(product));
   }
 
@@ -209,7 +212,7 @@ export class MemoryTable<T extends HeldTable> {
   start(): void {
     this.started = true;
     this.schedule(0);
-    if (this.refresh && (this.o.sweepAfterMs ?? 0) > 0) {
+    if (this.sweeps) {
       this.sweepTimer = setInterval(() => this.sweep(), this.o.sweepIntervalMs ?? 250);
       this.sweepTimer.unref();
     }
@@ -276,8 +279,10 @@ export class MemoryTable<T extends HeldTable> {
     const t = this.table;
     if (!t) return;
     t.dirty.add(product);
-    this.quietSince.delete(product);
-    this.quietSince.set(product, performance.now());
+    if (this.sweeps && product <= t.maxProduct) {
+      this.quietSince.delete(product);
+      this.quietSince.set(product, performance.now());
+    }
     // A read-back under way may have read it before this change: it must not make it clean.
     const underWay = this.inFlight.get(product);
     if (underWay) underWay.changed = true;
@@ -405,7 +410,8 @@ export class MemoryTable<T extends HeldTable> {
    * failures). Only when no reader's read-back is queued or under way: readers first.
    */
   private sweep(): void {
-    const t = this.table;
+    // current(): a table past its age is dropped here too, not swept into.
+    const t = this.current();
     const after = this.o.sweepAfterMs ?? 0;
     if (!t || this.closed || !this.o.cache.isTrusted || this.pending.size || this.inFlight.size) return;
     // Nothing queued or under way: any mark left is of a statement that never ran (a drop).
@@ -460,7 +466,7 @@ export class MemoryTable<T extends HeldTable> {
       this.drop();
       this.table = table;
       const now = performance.now();
-      for (const product of table.dirty) this.quietSince.set(product, now);
+      if (this.sweeps) for (const product of table.dirty) if (product <= table.maxProduct) this.quietSince.set(product, now);
       this.counters.loads++;
       this.log(`${this.label}: ${table.describe()}, ${(table.bytes / 2 ** 20).toFixed(0)} MiB, loaded in ${((performance.now() - began) / 1000).toFixed(1)} s`);
       if (performance.now() - began > this.o.maxAgeMs * 0.25) this.log(`${this.label}: the load took more than a quarter of its age limit; raise the age limit`);

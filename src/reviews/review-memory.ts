@@ -9,9 +9,13 @@
 // memory): a product changed since its load began is read as before (the response cache,
 // then PostgreSQL) until the next load, or until a read of it has it read back into the table
 // (readBack: products with at most refreshMaxReviews reviews; the read is then answered from
-// the table). Read-backs follow reads, not writes: reading back every product written, 50 ms
-// after each write, was a third of PostgreSQL's CPU in the storefront mix, mostly for
-// products nobody read before their next write (docs/benchmarks.md, eighth session).
+// the table), or until no change has touched it for sweepAfterMs (memory-table.ts's sweep: read
+// back in the background, a few at a time). Read-backs follow reads, and quiet, not writes:
+// reading back every product written, 50 ms after each write, was a third of PostgreSQL's CPU
+// in the storefront mix, mostly for products nobody read before their next write
+// (docs/benchmarks.md, eighth session); a product written again and again is never quiet.
+// A product read back goes into its slots of the table when it fits (placeInTable), else into
+// arrays of its own.
 // Why: most reads that pass nginx ask for a list page nobody asked for in minutes
 // (docs/benchmarks.md), so neither nginx nor a response cache answers them: each was a
 // statement on PostgreSQL, the one part of the cluster that does not grow by adding hosts.

@@ -27,10 +27,13 @@ const tick = () => new Promise((r) => setTimeout(r, 5));
 function setup(options: { refreshWaitBehindMs?: number; sweepAfterMs?: number; sweepBatch?: number; sweepIntervalMs?: number } = {}, worth?: (t: Fake, product: number) => boolean) {
   const cache = new ResponseCache({ maxBytes: 1 << 20, ttlMs: 60_000 });
   let loads = 0;
+  /** While set, a load waits for it (a load under way, changes heard meanwhile). */
+  let gate: Promise<void> | undefined;
   const reads: { products: number[]; answer: ReturnType<typeof deferred<Map<number, () => Install>>>; table: Fake }[] = [];
   const table = new MemoryTable<Fake>({ cache, maxBytes: 1 << 20, maxAgeMs: 600_000, refreshDelayMs: 0, minLoadIntervalMs: 0, jitterMs: 0, ...options }, 'test',
     async (loading, began) => {
       loads++;
+      await gate;
       return { maxProduct: 1000, dirty: loading.dirty, bytes: 10, loadedAt: began, describe: () => 'fake', installed: [] };
     },
     (t, products) => {
@@ -40,7 +43,16 @@ function setup(options: { refreshWaitBehindMs?: number; sweepAfterMs?: number; s
     }, worth);
   /** Releases read-back `i` with an install for each of its products. */
   const answer = (i: number) => reads[i].answer.resolve(new Map(reads[i].products.map((p) => [p, () => (reads[i].table.installed.push(p), true)])));
-  return { cache, table, reads, answer, loads: () => loads };
+  /** Holds the next loads until the returned function is called. */
+  const holdLoads = () => {
+    let release!: () => void;
+    gate = new Promise<void>((r) => (release = r));
+    return () => {
+      gate = undefined;
+      release();
+    };
+  };
+  return { cache, table, reads, answer, loads: () => loads, holdLoads };
 }
 
 async function loaded(s: ReturnType<typeof setup>) {
@@ -285,7 +297,7 @@ test('a dropped table is not kept alive by its marks', async () => {
 });
 
 describe('the sweep: dirty products no change has touched for sweepAfterMs are read back unread', () => {
-  const quiet = { sweepAfterMs: 60, sweepIntervalMs: 10 };
+  const quiet = { sweepAfterMs: 200, sweepIntervalMs: 10 };
   const until = async (cond: () => boolean) => {
     for (let i = 0; i < 200 && !cond(); i++) await tick();
   };
@@ -295,7 +307,7 @@ describe('the sweep: dirty products no change has touched for sweepAfterMs are r
     await loaded(s);
     s.cache.invalidate(7);
     // Without the sweep (a reader's read-back only) nothing would read it: the dirty set grows.
-    await new Promise((r) => setTimeout(r, 30));
+    await new Promise((r) => setTimeout(r, 100));
     expect(s.reads).toEqual([]);
     await until(() => s.reads.length > 0);
     expect(s.reads.map((r) => r.products)).toEqual([[7]]);
@@ -310,10 +322,10 @@ describe('the sweep: dirty products no change has touched for sweepAfterMs are r
     const s = setup(quiet);
     await loaded(s);
     s.cache.invalidate(7);
-    await new Promise((r) => setTimeout(r, 40));
+    await new Promise((r) => setTimeout(r, 120));
     s.cache.invalidate(7);
-    // 80 ms after the first change, 40 after the second: not yet.
-    await new Promise((r) => setTimeout(r, 40));
+    // 240 ms after the first change, 120 after the second: not yet.
+    await new Promise((r) => setTimeout(r, 120));
     expect(s.reads).toEqual([]);
     await until(() => s.reads.length > 0);
     // Heard after the sweep's statement began: what it read may predate it.
@@ -337,7 +349,7 @@ describe('the sweep: dirty products no change has touched for sweepAfterMs are r
     // A reader's read-back of another product, held open: the sweep waits behind it.
     s.cache.invalidate(1);
     const reader = s.table.readBack(1)!;
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 300));
     expect(s.reads.map((r) => r.products)).toEqual([[1]]);
     s.answer(0);
     await reader;
@@ -353,7 +365,11 @@ describe('the sweep: dirty products no change has touched for sweepAfterMs are r
   });
 
   test('a product not worth reading back stays dirty and is not tried again; a failed sweep leaves its products dirty and pauses', async () => {
-    const s = setup(quiet, (_t, product) => product !== 4);
+    let askedAbout4 = 0;
+    const s = setup(quiet, (_t, product) => {
+      if (product === 4) askedAbout4++;
+      return product !== 4;
+    });
     await loaded(s);
     s.cache.invalidate(4);
     s.cache.invalidate(6);
@@ -370,24 +386,34 @@ describe('the sweep: dirty products no change has touched for sweepAfterMs are r
     s.answer(1);
     await until(() => s.table.stats().dirty === 1);
     expect(s.table.clean(4)).toBeUndefined();
-    await new Promise((r) => setTimeout(r, 150));
+    await new Promise((r) => setTimeout(r, 300));
     expect(s.reads).toHaveLength(2);
+    // Asked once (the sweep's first pass over it), not at every pass since.
+    expect(askedAbout4).toBe(1);
     s.table.close();
   });
 
-  test('a flush forgets what was quiet; off (0) reads back only for readers', async () => {
+  test('changes heard while a table loads are swept once it is held; off (0) reads back only for readers', async () => {
     const s = setup(quiet);
     await loaded(s);
-    s.cache.invalidate(7);
+    // A flush: the next table loads; a change heard meanwhile is dirty in it from the start.
+    const release = s.holdLoads();
     s.cache.invalidateAll();
+    await until(() => s.loads() === 2);
+    s.cache.invalidate(7);
+    release();
     await until(() => s.table.stats().loads === 2);
-    await new Promise((r) => setTimeout(r, 150));
-    expect(s.reads).toEqual([]);
+    expect(s.table.stats().dirty).toBe(1);
+    await until(() => s.reads.length > 0);
+    expect(s.reads.map((r) => r.products)).toEqual([[7]]);
+    s.answer(0);
+    await until(() => s.table.stats().dirty === 0);
+    expect(s.table.stats()).toMatchObject({ swept: 1 });
     s.table.close();
     const off = setup({ ...quiet, sweepAfterMs: 0 });
     await loaded(off);
     off.cache.invalidate(7);
-    await new Promise((r) => setTimeout(r, 150));
+    await new Promise((r) => setTimeout(r, 400));
     expect(off.reads).toEqual([]);
     expect(off.table.stats().dirty).toBe(1);
     off.table.close();
