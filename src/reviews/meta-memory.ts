@@ -244,7 +244,7 @@ const aggregatesSql = (where: string) =>
 /** A range of product ids ($1, $2], for a load. */
 const RANGE_SQL = aggregatesSql('product_id > $1 AND product_id <= $2');
 /** The product ids $1, for a read-back. */
-const PRODUCTS_SQL = aggregatesSql('product_id = ANY($1::integer[])');
+export const PRODUCTS_SQL = aggregatesSql('product_id = ANY($1::integer[])');
 
 function checked(page: AggregateRows): { rb: Buffer; cb: Buffer } {
   const rb = page.rb ?? Buffer.alloc(0);

@@ -104,7 +104,7 @@ SELECT (SELECT count(*)::int FROM v) AS n,
 /** A load's statement: a range of product ids ($1, $2]. */
 const RANGE_SQL = productsSql('product_id > $1 AND product_id <= $2');
 /** A refresh's statement: the products listed in $1. */
-const LISTED_SQL = productsSql('product_id = ANY($1::int[])');
+export const LISTED_SQL = productsSql('product_id = ANY($1::int[])');
 
 interface ProductsRows { n: number; rb: Buffer | null; tb: Buffer | null; pn: number; pb: Buffer | null }
 
