@@ -152,7 +152,7 @@ export function stageRow(name: string, s: StageResult, cpuMs: Record<string, num
  */
 export interface StepCost {
   cluster: Record<string, number>;
-  floor: { server: number; generator: number };
+  floor: { serverUsPerRequest: number; generatorUsPerRequest: number };
 }
 
 /**
@@ -167,7 +167,7 @@ export function costRatios(low: StepCost, knee: StepCost): { box: number; servic
   return {
     box: div(sum(low.cluster), sum(knee.cluster)),
     service: div(sum(low.cluster, 'generator'), sum(knee.cluster, 'generator')),
-    floor: div(low.floor.server + low.floor.generator, knee.floor.server + knee.floor.generator),
-    floorServer: div(low.floor.server, knee.floor.server),
+    floor: div(low.floor.serverUsPerRequest + low.floor.generatorUsPerRequest, knee.floor.serverUsPerRequest + knee.floor.generatorUsPerRequest),
+    floorServer: div(low.floor.serverUsPerRequest, knee.floor.serverUsPerRequest),
   };
 }

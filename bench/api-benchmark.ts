@@ -308,7 +308,7 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
         `context switches/request (all threads) ${Object.entries(perRequest('switchesPerRequest')).map(([k, v]) => `${k} ${fmt(v, 2)}`).join(', ')}; event-loop delay p99 ${fmt(extra.eventLoopDelayP99Ms, 1)} ms; ` +
         `hosts' cache ${fmt(ev.hits ?? 0)} hits of ${fmt(reachedHosts)} reads reaching them (the model from cold: ${fmt(model.hostHitRatio * 100, 1)} %, ` +
         `any cache behind nginx ${fmt(model.seenBeforeRatio * 100, 1)} %), meta from memory ${fmt(hosts.metaMemory.served ?? 0)} (loads ${fmt(hosts.metaMemory.loads ?? 0)}), lists from memory ${fmt(hosts.reviewMemory.served ?? 0)} (loads ${fmt(hosts.reviewMemory.loads ?? 0)}); hosts' GC pauses ${Object.entries(hosts.gcPauses).map(([k, v]) => `${k} ${fmt(v)} (${fmt((hosts.gcSeconds[k] ?? 0) * 1000)} ms)`).join(', ')}; PostgreSQL's background work: ${describeMaintenance(pgWork)} -> ${met ? 'met' : 'missed'} (${verdict.criterion})`);
-      costs.set(rate, { cluster: row.cpuUsPerRequest, floor: { server: floorCost.serverUsPerRequest, generator: floorCost.generatorUsPerRequest } });
+      costs.set(rate, { cluster: row.cpuUsPerRequest, floor: floorCost });
       return met;
     };
     try {

@@ -312,15 +312,15 @@ export class MemoryTable<T extends HeldTable> {
    * found it dirty: the promise resolves once that statement has ended, whatever became of
    * it, or once none will (a drop, a failure, a statement ahead that ran long), and the reader
    * then asks clean() again. Undefined, at once, when no read-back will be tried: no
-   * refresher, no table, untrusted, the product not dirty or not one `wanted` says is worth
+   * refresher, no table, untrusted, the product not dirty or not one `worthReadingBack` says is worth
    * it, read-backs failing (until their pause is over), or a statement under way that has run
-   * longer than refreshWaitBehindMs. Nothing is read back that no one reads: a product written
-   * again and again but not read costs no statement.
+   * longer than refreshWaitBehindMs. Besides readers, only the sweep calls it, for products
+   * quiet for sweepAfterMs: a product written again and again but not read costs no statement.
    */
-  readBack(product: number, wanted: (t: T) => boolean = (t) => this.worthReadingBack(t, product)): Promise<void> | undefined {
+  readBack(product: number): Promise<void> | undefined {
     const t = this.table;
     if (!this.refresh || !t || this.closed || !this.o.cache.isTrusted || !t.dirty.has(product) || product > t.maxProduct) return undefined;
-    if (performance.now() < this.refreshPausedUntil || !wanted(t)) return undefined;
+    if (performance.now() < this.refreshPausedUntil || !this.worthReadingBack(t, product)) return undefined;
     if (this.unrefreshable.has(product)) return undefined;
     const longRunning = this.inFlight.size > 0 && performance.now() - this.inFlightSince > (this.o.refreshWaitBehindMs ?? 50);
     const underWay = this.inFlight.get(product);

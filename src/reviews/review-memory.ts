@@ -135,9 +135,14 @@ export class ReviewMemory {
   private readonly table: MemoryTable<Table>;
 
   constructor(private readonly o: ReviewMemoryOptions) {
-    const most = o.refreshMaxReviews ?? 64;
     this.table = new MemoryTable(o, 'review memory', (loading, began) => this.read(loading, began), (t, products) => this.refresh(t, products),
-      (t, product) => most > 0 && heldReviews(t, product) <= most);
+      (t, product) => this.worthReadingBack(t, product));
+  }
+
+  /** A read-back renders every review of the product: worth it only up to refreshMaxReviews (0: never). */
+  private worthReadingBack(t: Table, product: number): boolean {
+    const most = this.o.refreshMaxReviews ?? 64;
+    return most > 0 && heldReviews(t, product) <= most;
   }
 
   /** Loads from now on (the first once the change feed listens). */
@@ -180,9 +185,8 @@ export class ReviewMemory {
 
   private async refresh(t: Table, products: number[]): Promise<Map<number, () => boolean>> {
     const installs = new Map<number, () => boolean>();
-    const most = this.o.refreshMaxReviews ?? 64;
-    const small = products.filter((p) => heldReviews(t, p) <= most);
-    if (most <= 0 || !small.length) return installs;
+    const small = products.filter((p) => this.worthReadingBack(t, p));
+    if (!small.length) return installs;
     for (const [product, f] of await readFresh(this.o.db, small)) {
       installs.set(product, () => {
         const before = t.fresh.get(product)?.bytes ?? 0;
