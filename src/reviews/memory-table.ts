@@ -116,6 +116,10 @@ export interface MemoryTableStats {
   served: number;
   /** Reads of a dirty product (answered as before). */
   dirtyReads: number;
+  /** Of those, reads of a product the table does not read back (too large to be worth it: the review table's refreshMaxReviews). */
+  dirtyReadsTooLarge: number;
+  /** Of the others, reads while a read-back statement had run longer than refreshWaitBehindMs (readers do not wait behind it). */
+  dirtyReadsBehindSlow: number;
   loads: number;
   failedLoads: number;
   /** Loads abandoned for a flush, a change of trust or a close. */
@@ -153,7 +157,7 @@ export class MemoryTable<T extends HeldTable> {
   private lastLoadAt = -Infinity;
   /** A flush asked for a load while one was being abandoned: begin it once that one stops. */
   private reloadAfterAbandon = false;
-  private readonly counters = { served: 0, dirtyReads: 0, loads: 0, failedLoads: 0, abandonedLoads: 0, refreshed: 0, failedRefreshes: 0, swept: 0 };
+  private readonly counters = { served: 0, dirtyReads: 0, dirtyReadsTooLarge: 0, dirtyReadsBehindSlow: 0, loads: 0, failedLoads: 0, abandonedLoads: 0, refreshed: 0, failedRefreshes: 0, swept: 0 };
   /**
    * Dirty products a reader asked to have read back, waiting for the next statement (with a
    * refresher), each with what its readers wait for: resolved once the statement that read it
@@ -237,7 +241,11 @@ export class MemoryTable<T extends HeldTable> {
     const t = this.current();
     if (!t || !this.o.cache.isTrusted || product > t.maxProduct) return undefined;
     if (t.dirty.has(product)) {
-      if (countDirty) this.counters.dirtyReads++;
+      if (countDirty) {
+        this.counters.dirtyReads++;
+        if (!this.worthReadingBack(t, product)) this.counters.dirtyReadsTooLarge++;
+        else if (this.longRunning()) this.counters.dirtyReadsBehindSlow++;
+      }
       return undefined;
     }
     return t;
@@ -322,7 +330,7 @@ export class MemoryTable<T extends HeldTable> {
     if (!this.refresh || !t || this.closed || !this.o.cache.isTrusted || !t.dirty.has(product) || product > t.maxProduct) return undefined;
     if (performance.now() < this.refreshPausedUntil || !this.worthReadingBack(t, product)) return undefined;
     if (this.unrefreshable.has(product)) return undefined;
-    const longRunning = this.inFlight.size > 0 && performance.now() - this.inFlightSince > (this.o.refreshWaitBehindMs ?? 50);
+    const longRunning = this.longRunning();
     const underWay = this.inFlight.get(product);
     if (underWay && !underWay.changed && this.inFlightTable === t) return longRunning ? undefined : underWay.waiting.promise;
     // Behind a statement that has run long (a lock, an overloaded primary), a reader does not
@@ -332,6 +340,11 @@ export class MemoryTable<T extends HeldTable> {
     if (!waiting) this.pending.set(product, (waiting = deferred()));
     this.armRefresh();
     return waiting.promise;
+  }
+
+  /** A read-back statement under way has run longer than refreshWaitBehindMs. */
+  private longRunning(): boolean {
+    return this.inFlight.size > 0 && performance.now() - this.inFlightSince > (this.o.refreshWaitBehindMs ?? 50);
   }
 
   /** Reads the pending products back after refreshDelayMs, unless a read-back is under way (the next follows it). */

@@ -111,6 +111,10 @@ test('a product the table does not think worth reading back is not', async () =>
   await tick();
   expect(s.reads).toEqual([]);
   expect(s.table.clean(5)).toBeUndefined();
+  // Counted apart among the dirty reads; a dirty product worth reading back is not.
+  s.cache.invalidate(6);
+  expect(s.table.clean(6)).toBeUndefined();
+  expect(s.table.stats()).toMatchObject({ dirtyReads: 2, dirtyReadsTooLarge: 1 });
   s.table.close();
 });
 
@@ -185,6 +189,9 @@ test('readers queued behind a statement that runs long are let go to the databas
   expect(released).toBe(true);
   expect(s.table.readBack(3)).toBeUndefined();
   expect(s.table.readBack(1)).toBeUndefined();
+  // Their dirty reads are counted as behind a slow read-back.
+  expect(s.table.clean(3)).toBeUndefined();
+  expect(s.table.stats()).toMatchObject({ dirtyReads: 1, dirtyReadsBehindSlow: 1, dirtyReadsTooLarge: 0 });
   s.answer(0);
   await first;
   await tick();
@@ -385,11 +392,13 @@ describe('the sweep: dirty products no change has touched for sweepAfterMs are r
     expect(s.reads[1].products).toEqual([6]);
     s.answer(1);
     await until(() => s.table.stats().dirty === 1);
-    expect(s.table.clean(4)).toBeUndefined();
     await new Promise((r) => setTimeout(r, 300));
     expect(s.reads).toHaveLength(2);
     // Asked once (the sweep's first pass over it), not at every pass since.
     expect(askedAbout4).toBe(1);
+    // Its reader finds it dirty, counted as too large (that asks the predicate once more).
+    expect(s.table.clean(4)).toBeUndefined();
+    expect(s.table.stats()).toMatchObject({ dirtyReads: 1, dirtyReadsTooLarge: 1 });
     s.table.close();
   });
 
