@@ -38,6 +38,8 @@ export interface ApiBenchArgs {
   /** --only knee: ramps in a row on one cluster; the headline is their median knee. */
   ramps: number;
   seed: number;
+  /** Run on the database as earlier runs left it, not on the dataset as imported (bench/dataset.ts). */
+  'keep-data'?: boolean;
   only: string;
   /** --only ab: the hosts' environment of side A and of side B (NAME=VALUE,NAME=VALUE), the rate and the rounds. */
   a: string;
@@ -79,7 +81,7 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
   const runs = (section: string) => sections.includes(section);
   if (!findWrk()) throw new Error('the benchmark drives max-rate rows with wrk: apt-get install wrk');
   const log = (l: string) => console.log(`[bench] ${l}`);
-  const { url, products, reviews, stop } = await prepareBenchDatabase(a.scale, a.seed, log);
+  const { url, products, reviews, stop } = await prepareBenchDatabase(a.scale, a.seed, log, { keep: a['keep-data'] });
   const db = new Db({ connectionString: url, poolSize: 2 });
 
   const rows: Row[] = [];

@@ -21,6 +21,7 @@ runCli(async () => {
     'lead-in': { type: 'number', default: 5, arg: 'SECONDS', help: "knee and steady: seconds at each step's rate before it is measured, after the floor left the cluster idle (0: none, a step then starts from idle); reported apart as 'from idle'" },
     ramps: { type: 'number', default: 1, arg: 'N', help: '--only knee: ramps in a row on one cluster, each recorded, summed up by their median knee (the lower middle one for an even N)' },
     seed: { type: 'number', default: 1, help: "the generator's seed" },
+    'keep-data': { type: 'boolean', default: false, help: 'run on the database as earlier runs left it (the embedded server; by default each run starts from the dataset as imported)' },
     only: { type: 'string', default: 'all', arg: 'LIST', help: `sections to run, of ${SECTIONS.join(',')} (the floor always runs; ab only when named)` },
     a: { type: 'string', default: '', arg: 'ENV', help: "--only ab: side A's host environment, NAME=VALUE,NAME=VALUE (empty: as deployed; values cannot contain commas)" },
     b: { type: 'string', default: '', arg: 'ENV', help: "--only ab: side B's host environment" },
