@@ -575,7 +575,7 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
   console.log('\n' + lines.join('\n'));
   const out = fromRoot('bench', 'results', `api-scale-${a.scale}${a.only === 'all' ? '' : `-${sections.join('-')}`}.json`);
   fs.mkdirSync(path.dirname(out), { recursive: true });
-  fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), commit: currentCommit(), scale: a.scale, products, reviews, diskBytes, durationSeconds: d, rows: rows.map(({ ...r }) => ({ ...r, raw: undefined })) }, null, 2) + '\n');
+  fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), commit: currentCommit(), scale: a.scale, products, reviews, database: a['keep-data'] ? 'as earlier runs left it (--keep-data)' : 'the dataset as imported (DATABASE_URL: as it is)', diskBytes, durationSeconds: d, rows: rows.map(({ ...r }) => ({ ...r, raw: undefined })) }, null, 2) + '\n');
   log(`written to ${path.relative(process.cwd(), out)}`);
 }
 

@@ -23,6 +23,17 @@ export interface BenchDatabase {
   stop(): Promise<void>;
 }
 
+/**
+ * What a run does with its database: `import` the export (never imported into it, or no copy
+ * of this export as imported to start from), `restore` it from that copy, or use it `as-is`
+ * (DATABASE_URL, which is used as it is, or --keep-data).
+ */
+export function datasetPlan(s: { embedded: boolean; imported: boolean; copy: boolean; keep: boolean }): 'import' | 'restore' | 'as-is' {
+  if (!s.imported) return 'import';
+  if (!s.embedded || s.keep) return 'as-is';
+  return s.copy ? 'restore' : 'import';
+}
+
 export async function prepareBenchDatabase(scale: number, seed: number, log: (line: string) => void, o: { replication?: boolean; keep?: boolean } = {}): Promise<BenchDatabase> {
   const products = Math.max(1, Math.round(FULL_SCALE_PRODUCTS * scale));
   const dir = await benchmarkExport(scale, seed, log);
@@ -33,28 +44,38 @@ export async function prepareBenchDatabase(scale: number, seed: number, log: (li
   const embedded = database.embedded;
   if (embedded) url = embedded.url(name);
   const marker = path.join(dir, `loaded-${Buffer.from(url).toString('base64url').slice(-24)}`);
-  // Without a copy as imported, what the database holds is not known to be the dataset: imported again.
-  let imported = fs.existsSync(marker);
-  if (embedded && imported && !o.keep) {
+  // The copy names the export it was made from: another seed's is not this dataset.
+  const source = path.basename(dir);
+  const imported = fs.existsSync(marker);
+  const plan = datasetPlan({ embedded: !!embedded, imported, copy: !!embedded && (await hasCopy(embedded.serverUrl, name, source)), keep: !!o.keep });
+  if (embedded && plan === 'restore') {
     const began = performance.now();
-    imported = await restoreAsImported(embedded.serverUrl, name);
-    log(imported ? `${name} made again from the dataset as imported (${((performance.now() - began) / 1000).toFixed(0)} s; --keep-data runs on it as earlier runs left it)`
-      : `no copy of the dataset as imported beside ${name}: importing it again`);
+    await restoreAsImported(embedded.serverUrl, name, source);
+    log(`${name} made again from the dataset as imported (${((performance.now() - began) / 1000).toFixed(0)} s; --keep-data runs on it as earlier runs left it)`);
+  } else if (embedded && plan === 'import' && imported) {
+    log(`no copy of ${source} as imported beside ${name}: importing it again`);
+  } else if (embedded && plan === 'as-is') {
+    log(`--keep-data: running on ${name} as earlier runs left it`);
   }
   if (embedded) {
     await embedded.ensureDatabase(name);
     await migrate(url);
   }
   const countReviews = () => withClient(url, async (c) => Number((await c.query('SELECT count(*) AS n FROM atelier.reviews')).rows[0].n));
-  if (!imported || (await countReviews()) === 0) {
+  if (plan === 'import' || (await countReviews()) === 0) {
     log('importing the dataset');
     await load({ dir, databaseUrl: url, rejectsFile: path.join(dir, 'rejects.csv') });
-    if (embedded) {
-      const began = performance.now();
-      await keepAsImported(embedded.serverUrl, name);
-      log(`kept a copy as imported (${((performance.now() - began) / 1000).toFixed(0)} s)`);
-    }
     fs.writeFileSync(marker, new Date().toISOString());
+    if (embedded && !o.keep) {
+      const began = performance.now();
+      try {
+        await keepAsImported(embedded.serverUrl, name, source);
+        log(`kept a copy as imported (${((performance.now() - began) / 1000).toFixed(0)} s)`);
+      } catch (err) {
+        // A full disk, say: this run goes on; the next imports again (or runs with --keep-data).
+        log(`could not keep a copy of the dataset as imported (${(err as Error).message}): the next run imports it again, unless run with --keep-data`);
+      }
+    }
   }
   const reviews = await countReviews();
   log(`dataset: ${reviews.toLocaleString('en-US')} reviews`);
@@ -64,29 +85,40 @@ export async function prepareBenchDatabase(scale: number, seed: number, log: (li
 /** The copy of database `name` as imported. */
 const asImported = (name: string) => `${name}_as_imported`;
 
+/** Whether a copy of `name` as imported from export `source` is kept. */
+async function hasCopy(serverUrl: string, name: string, source: string): Promise<boolean> {
+  return withClient(`${serverUrl}/postgres`, async (c) =>
+    Boolean((await c.query("SELECT 1 FROM pg_database WHERE datname = $1 AND shobj_description(oid, 'pg_database') = $2", [asImported(name), source])).rowCount));
+}
+
 /**
- * Keeps database `name` as it is now (just imported) as a copy beside it, replacing an older
- * copy: a file copy of the database (CREATE DATABASE … TEMPLATE, STRATEGY FILE_COPY, which
- * writes no WAL for the data: seconds per GB). Connections to `name` are ended first.
+ * Keeps database `name` as it is now (just imported from export `source`) as a copy beside
+ * it, replacing an older copy: a file copy of the database (CREATE DATABASE … TEMPLATE,
+ * STRATEGY FILE_COPY, which writes no WAL for the data: seconds per GB), named by its
+ * comment, and closed to connections (nothing writes to it by mistake, and no session left
+ * on it can stop a restore). Connections to `name` are ended first.
  */
-export async function keepAsImported(serverUrl: string, name: string): Promise<void> {
+export async function keepAsImported(serverUrl: string, name: string, source: string): Promise<void> {
+  const copy = ident(asImported(name));
   await withClient(`${serverUrl}/postgres`, async (c) => {
-    await c.query(`DROP DATABASE IF EXISTS ${ident(asImported(name))}`);
+    await c.query(`DROP DATABASE IF EXISTS ${copy} WITH (FORCE)`);
     await c.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [name]);
-    await c.query(`CREATE DATABASE ${ident(asImported(name))} TEMPLATE ${ident(name)} STRATEGY FILE_COPY`);
+    await c.query(`CREATE DATABASE ${copy} TEMPLATE ${ident(name)} STRATEGY FILE_COPY`);
+    await c.query(`COMMENT ON DATABASE ${copy} IS '${source.replaceAll("'", "''")}'`);
+    await c.query(`ALTER DATABASE ${copy} ALLOW_CONNECTIONS false`);
   });
 }
 
 /**
- * Makes database `name` again from its copy as imported (keepAsImported), ending every
- * connection to it; false, with `name` untouched, when there is no copy.
+ * Makes database `name` again from its copy as imported from export `source`
+ * (keepAsImported), ending every connection to it; false, with `name` untouched, when there
+ * is no such copy.
  */
-export async function restoreAsImported(serverUrl: string, name: string): Promise<boolean> {
-  return withClient(`${serverUrl}/postgres`, async (c) => {
-    const copy = await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [asImported(name)]);
-    if (!copy.rowCount) return false;
+export async function restoreAsImported(serverUrl: string, name: string, source: string): Promise<boolean> {
+  if (!(await hasCopy(serverUrl, name, source))) return false;
+  await withClient(`${serverUrl}/postgres`, async (c) => {
     await c.query(`DROP DATABASE IF EXISTS ${ident(name)} WITH (FORCE)`);
     await c.query(`CREATE DATABASE ${ident(name)} TEMPLATE ${ident(asImported(name))} STRATEGY FILE_COPY`);
-    return true;
   });
+  return true;
 }

@@ -6,6 +6,8 @@
 // package; it costs a fraction of a Node generator's CPU per request), the fixed-rate row
 // the Node generator. Prints a table with CPU per request per process, and writes
 // bench/results/api-scale-S.json (api-scale-S-cold.json etc. with --only).
+// On the embedded server each run starts from the dataset as imported (bench/dataset.ts);
+// --keep-data runs on the database as earlier runs left it.
 import { runApiBenchmark, sectionsOf, SECTIONS } from '../bench/api-benchmark';
 import { stopChildrenOnSignals } from '../src/cluster/processes';
 import { parseArgs, runCli, UsageError } from '../src/lib/cli';

@@ -118,7 +118,11 @@ export interface MemoryTableStats {
   dirtyReads: number;
   /** Of those, reads of a product the table does not read back (too large to be worth it: the review table's refreshMaxReviews). */
   dirtyReadsTooLarge: number;
-  /** Of the others, reads while a read-back statement had run longer than refreshWaitBehindMs (readers do not wait behind it). */
+  /**
+   * Readers of a dirty product sent on (to the cache or the database) because a read-back
+   * statement under way had run longer than refreshWaitBehindMs: refused a wait, or let go
+   * from one.
+   */
   dirtyReadsBehindSlow: number;
   loads: number;
   failedLoads: number;
@@ -135,11 +139,16 @@ export interface MemoryTableStats {
   bytes: number;
 }
 
-interface Deferred { promise: Promise<void>; resolve(): void }
+interface Deferred {
+  promise: Promise<void>;
+  resolve(): void;
+  /** Readers given this promise (counted as dirty reads behind a slow read-back if let go for that). */
+  readers: number;
+}
 function deferred(): Deferred {
   let resolve!: () => void;
   const promise = new Promise<void>((r) => (resolve = r));
-  return { promise, resolve };
+  return { promise, resolve, readers: 0 };
 }
 
 /** Thrown inside a load that was abandoned (not a failure). */
@@ -244,7 +253,6 @@ export class MemoryTable<T extends HeldTable> {
       if (countDirty) {
         this.counters.dirtyReads++;
         if (!this.worthReadingBack(t, product)) this.counters.dirtyReadsTooLarge++;
-        else if (this.longRunning()) this.counters.dirtyReadsBehindSlow++;
       }
       return undefined;
     }
@@ -308,8 +316,9 @@ export class MemoryTable<T extends HeldTable> {
     for (const { waiting } of this.inFlight.values()) waiting.resolve();
   }
 
-  /** Lets every reader waiting for a statement not begun yet go on (to the database). */
-  private releasePending(): void {
+  /** Lets every reader waiting for a statement not begun yet go on (to the database); `behindSlow`: for a statement ahead that ran long. */
+  private releasePending(behindSlow = false): void {
+    if (behindSlow) for (const waiting of this.pending.values()) this.counters.dirtyReadsBehindSlow += waiting.readers;
     for (const waiting of this.pending.values()) waiting.resolve();
     this.pending.clear();
   }
@@ -323,22 +332,30 @@ export class MemoryTable<T extends HeldTable> {
    * refresher, no table, untrusted, the product not dirty or not one `worthReadingBack` says is worth
    * it, read-backs failing (until their pause is over), or a statement under way that has run
    * longer than refreshWaitBehindMs. Besides readers, only the sweep calls it, for products
-   * quiet for sweepAfterMs: a product written again and again but not read costs no statement.
+   * quiet for sweepAfterMs: a product written again and again but not read costs no statement
+   * (`reader` false: the sweep's calls are not readers, and are not counted as dirty reads).
    */
-  readBack(product: number): Promise<void> | undefined {
+  readBack(product: number, reader = true): Promise<void> | undefined {
     const t = this.table;
     if (!this.refresh || !t || this.closed || !this.o.cache.isTrusted || !t.dirty.has(product) || product > t.maxProduct) return undefined;
     if (performance.now() < this.refreshPausedUntil || !this.worthReadingBack(t, product)) return undefined;
     if (this.unrefreshable.has(product)) return undefined;
-    const longRunning = this.longRunning();
     const underWay = this.inFlight.get(product);
-    if (underWay && !underWay.changed && this.inFlightTable === t) return longRunning ? undefined : underWay.waiting.promise;
     // Behind a statement that has run long (a lock, an overloaded primary), a reader does not
     // queue: it goes to the database now rather than wait for that one and then its own.
-    if (longRunning) return undefined;
+    if (this.longRunning()) {
+      if (reader) this.counters.dirtyReadsBehindSlow++;
+      return undefined;
+    }
+    if (underWay && !underWay.changed && this.inFlightTable === t) return this.given(underWay.waiting, reader);
     let waiting = this.pending.get(product);
     if (!waiting) this.pending.set(product, (waiting = deferred()));
     this.armRefresh();
+    return this.given(waiting, reader);
+  }
+
+  private given(waiting: Deferred, reader: boolean): Promise<void> {
+    if (reader) waiting.readers++;
     return waiting.promise;
   }
 
@@ -378,7 +395,7 @@ export class MemoryTable<T extends HeldTable> {
     this.inFlightSince = performance.now();
     this.inFlightTable = t;
     // Readers queued behind it meanwhile are let go once it has run long.
-    const waitBehind = setTimeout(() => this.releasePending(), this.o.refreshWaitBehindMs ?? 50);
+    const waitBehind = setTimeout(() => this.releasePending(true), this.o.refreshWaitBehindMs ?? 50);
     try {
       const fresh = await this.refresh(t, batch);
       this.refreshBackoffMs = 0;
@@ -433,7 +450,7 @@ export class MemoryTable<T extends HeldTable> {
     const most = this.o.sweepBatch ?? 64;
     for (const [product, since] of this.quietSince) {
       if (this.sweeping.size >= most || now - since < after) break;
-      if (this.readBack(product)) {
+      if (this.readBack(product, false)) {
         this.sweeping.add(product);
         continue;
       }
