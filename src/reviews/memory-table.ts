@@ -529,6 +529,17 @@ export class MemoryTable<T extends HeldTable> {
 const DENSE_FLOOR = 2 ** 20;
 
 /**
+ * The pause after a load's statement that took `tookMs` (as long as it took, times
+ * (1 - duty) / duty), so that a load keeps at most about `duty` of a connection, and of a
+ * PostgreSQL core, busy whatever else is going on: a load under load (a reload at the dirty
+ * bound, a load after a flush) must not add a burst to it. None at a duty of 1.
+ */
+export function loadPause(tookMs: number, duty: number): Promise<void> | undefined {
+  if (duty >= 1) return undefined;
+  return new Promise((resolve) => setTimeout(resolve, (tookMs * (1 - duty)) / duty));
+}
+
+/**
  * A table's extent, from the planner's estimates and index ends (no scan): the highest
  * product id it holds (of product_ratings and `table` where `visible`) and the planner's row
  * estimate of `table`.

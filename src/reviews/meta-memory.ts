@@ -15,13 +15,15 @@
 // these tables, waits for one range at most.
 import type { Db } from '../db';
 import { entityTag, type CacheAnswer } from '../response-cache/response-cache';
-import { Abandoned, MemoryTable, tableExtent, WillNotHold, type HeldTable, type Install, type Loading, type MemoryTableOptions, type MemoryTableStats } from './memory-table';
+import { Abandoned, loadPause, MemoryTable, tableExtent, WillNotHold, type HeldTable, type Install, type Loading, type MemoryTableOptions, type MemoryTableStats } from './memory-table';
 
 export interface MetaMemoryOptions extends MemoryTableOptions {
   /** The primary (its pool follows a promotion). */
   db: Db;
   /** Product ids a statement of the load reads (default 20,000). */
   pageProducts?: number;
+  /** The share of the time a load keeps its statements running (default 0.5, as the review table's: memory-table.ts's loadPause). */
+  loadDuty?: number;
   /** A changed product's aggregates are read back by its next meta read (default true; META_MEMORY_READ_BACK). */
   readBack?: boolean;
 }
@@ -123,7 +125,10 @@ export class MetaMemory {
     for (let lo = 0; lo < maxProduct; lo += span) {
       if (loading.abandoned) throw new Abandoned();
       const hi = Math.min(maxProduct, lo + span);
+      const asked = performance.now();
       const { rows: [page] } = await db.query<AggregateRows>(RANGE_SQL, [lo, hi], 'meta-memory-range');
+      await loadPause(performance.now() - asked, this.o.loadDuty ?? 0.5);
+      if (loading.abandoned) throw new Abandoned();
       const { rb, cb } = checked(page);
       const rv = new DataView(rb.buffer, rb.byteOffset, rb.length);
       for (let o = 0; o < rb.length; o += RATINGS_RECORD) {

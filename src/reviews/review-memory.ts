@@ -28,7 +28,7 @@
 // statement or transaction.
 import type { Db } from '../db';
 import { entityTag, type CacheAnswer } from '../response-cache/response-cache';
-import { Abandoned, MemoryTable, tableExtent, WillNotHold, type HeldTable, type Loading, type MemoryTableOptions, type MemoryTableStats } from './memory-table';
+import { Abandoned, loadPause, MemoryTable, tableExtent, WillNotHold, type HeldTable, type Loading, type MemoryTableOptions, type MemoryTableStats } from './memory-table';
 import { ORDER_BY, REVIEW_OBJECT_SQL } from './repository';
 import { SORTS, type Sort } from './schemas';
 
@@ -246,11 +246,7 @@ export class ReviewMemory {
         hi = read;
         span = Math.max(1, hi - lo);
       }
-      // Paced: after each statement, a pause as long as it took (times (1 - duty) / duty), so a
-      // load keeps at most about `loadDuty` of a connection (and of a PostgreSQL core) busy,
-      // whatever else is going on; a load after a flush under overload must not add to it.
-      const duty = this.o.loadDuty ?? 0.5;
-      if (duty < 1) await new Promise((r) => setTimeout(r, ((performance.now() - asked) * (1 - duty)) / duty));
+      await loadPause(performance.now() - asked, this.o.loadDuty ?? 0.5);
       if (loading.abandoned) throw new Abandoned();
       const rb = page.rb ?? Buffer.alloc(0);
       const tb = page.tb ?? Buffer.alloc(0);

@@ -40,6 +40,8 @@ interface HostOptions {
   statementTimeoutMs?: number;
   /** Read changed products back when read (default true, as deployed). */
   readBack?: boolean;
+  /** The load's duty (default 0.5, as deployed). */
+  loadDuty?: number;
 }
 
 /** A host's pieces: pool, cache with its feed (untrusted until it listens), the memory table (not started). */
@@ -51,7 +53,7 @@ function host(o: HostOptions = {}) {
   const logs: string[] = [];
   const memory = new MetaMemory({
     db, cache, maxBytes: o.maxBytes ?? 64 << 20, maxAgeMs: o.maxAgeMs ?? 600_000, log: (l) => logs.push(l), retryMs: 200,
-    minLoadIntervalMs: o.minLoadIntervalMs ?? 0, jitterMs: 0, reloadDirtyMin: o.reloadDirtyMin, pageProducts: 3, readBack: o.readBack,
+    minLoadIntervalMs: o.minLoadIntervalMs ?? 0, jitterMs: 0, reloadDirtyMin: o.reloadDirtyMin, pageProducts: 3, readBack: o.readBack, loadDuty: o.loadDuty,
   });
   return {
     db, cache, memory, logs,
@@ -415,6 +417,35 @@ test('a table is answered from for at most its age limit, then loaded again', as
     expect(h.memory.stats()).toMatchObject({ loads: 1, maxProduct: 0, bytes: 0 });
     await until('the second load', () => h.memory.stats().loads === 2, 15_000);
     expect(held(h.memory, 1)).toBe((await truth())[0]);
+  } finally {
+    await h.stop();
+  }
+});
+
+test('a load is paced: after each range statement it pauses (1 - duty) / duty times as long as the statement took', async () => {
+  // Each range statement made to take at least 40 ms (the pool's query, wrapped): at a duty of
+  // 0.2 a load of five ranges then takes at least 5 × 40 × 5 = 1 s; unpaced, about 200 ms.
+  const h = host({ loadDuty: 0.2 });
+  const query = h.db.query.bind(h.db);
+  let took = 0;
+  let ranges = 0;
+  h.db.query = (async (...args: Parameters<typeof query>) => {
+    const began = performance.now();
+    const result = await query(...args);
+    if (args[2] === 'meta-memory-range') {
+      await new Promise((r) => setTimeout(r, 40));
+      ranges++;
+      took += performance.now() - began;
+    }
+    return result;
+  }) as typeof h.db.query;
+  try {
+    const began = performance.now();
+    h.memory.start();
+    await until('the first load', () => h.memory.stats().loads === 1, 10_000);
+    const loadMs = performance.now() - began;
+    expect(ranges).toBeGreaterThanOrEqual(4);
+    expect(loadMs).toBeGreaterThanOrEqual(took * 5 * 0.9);
   } finally {
     await h.stop();
   }
