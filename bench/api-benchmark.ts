@@ -81,7 +81,7 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
   const runs = (section: string) => sections.includes(section);
   if (!findWrk()) throw new Error('the benchmark drives max-rate rows with wrk: apt-get install wrk');
   const log = (l: string) => console.log(`[bench] ${l}`);
-  const { url, products, reviews, stop } = await prepareBenchDatabase(a.scale, a.seed, log, { keep: a['keep-data'] });
+  const { url, products, reviews, plan, embedded, stop } = await prepareBenchDatabase(a.scale, a.seed, log, { keep: a['keep-data'] });
   const db = new Db({ connectionString: url, poolSize: 2 });
 
   const rows: Row[] = [];
@@ -575,7 +575,7 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
   console.log('\n' + lines.join('\n'));
   const out = fromRoot('bench', 'results', `api-scale-${a.scale}${a.only === 'all' ? '' : `-${sections.join('-')}`}.json`);
   fs.mkdirSync(path.dirname(out), { recursive: true });
-  fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), commit: currentCommit(), scale: a.scale, products, reviews, database: a['keep-data'] ? 'as earlier runs left it (--keep-data)' : 'the dataset as imported (DATABASE_URL: as it is)', diskBytes, durationSeconds: d, rows: rows.map(({ ...r }) => ({ ...r, raw: undefined })) }, null, 2) + '\n');
+  fs.writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), commit: currentCommit(), scale: a.scale, products, reviews, database: { server: embedded ? 'embedded' : 'DATABASE_URL', plan: { import: 'imported at the start of the run', restore: 'made again from the dataset as imported', 'as-is': 'as earlier runs left it' }[plan] }, diskBytes, durationSeconds: d, rows: rows.map(({ ...r }) => ({ ...r, raw: undefined })) }, null, 2) + '\n');
   log(`written to ${path.relative(process.cwd(), out)}`);
 }
 

@@ -20,6 +20,8 @@ export interface BenchDatabase {
   embedded?: { dir: string; serverUrl: string };
   products: number;
   reviews: number;
+  /** What the run did with it: imported the export, restored it from its copy as imported, or used it as it was. */
+  plan: 'import' | 'restore' | 'as-is';
   stop(): Promise<void>;
 }
 
@@ -43,15 +45,22 @@ export async function prepareBenchDatabase(scale: number, seed: number, log: (li
   const name = `bench_scale_${String(scale).replace('.', '_')}`;
   const embedded = database.embedded;
   if (embedded) url = embedded.url(name);
-  const marker = path.join(dir, `loaded-${Buffer.from(url).toString('base64url').slice(-24)}`);
-  // The copy names the export it was made from: another seed's is not this dataset.
+  // Which export a database holds: on the embedded server its comment names it (set at the
+  // import, and again after a restore), as the copy's names the export it was made from; with
+  // DATABASE_URL, the export's marker file for that URL.
   const source = path.basename(dir);
-  const imported = fs.existsSync(marker);
-  const plan = datasetPlan({ embedded: !!embedded, imported, copy: !!embedded && (await hasCopy(embedded.serverUrl, name, source)), keep: !!o.keep });
+  const marker = path.join(dir, `loaded-${Buffer.from(url).toString('base64url').slice(-24)}`);
+  const imported = embedded ? (await commentOf(embedded.serverUrl, name)) === source : fs.existsSync(marker);
+  let plan = datasetPlan({ embedded: !!embedded, imported, copy: !!embedded && (await commentOf(embedded.serverUrl, asImported(name))) === source, keep: !!o.keep });
   if (embedded && plan === 'restore') {
     const began = performance.now();
-    await restoreAsImported(embedded.serverUrl, name, source);
-    log(`${name} made again from the dataset as imported (${((performance.now() - began) / 1000).toFixed(0)} s; --keep-data runs on it as earlier runs left it)`);
+    if (await restoreAsImported(embedded.serverUrl, name, source)) {
+      await nameDatabase(embedded.serverUrl, name, source);
+      log(`${name} made again from the dataset as imported (${((performance.now() - began) / 1000).toFixed(0)} s; --keep-data runs on it as earlier runs left it)`);
+    } else {
+      plan = 'import';
+      log(`the copy of ${source} as imported is gone: importing it again`);
+    }
   } else if (embedded && plan === 'import' && imported) {
     log(`no copy of ${source} as imported beside ${name}: importing it again`);
   } else if (embedded && plan === 'as-is') {
@@ -63,33 +72,44 @@ export async function prepareBenchDatabase(scale: number, seed: number, log: (li
   }
   const countReviews = () => withClient(url, async (c) => Number((await c.query('SELECT count(*) AS n FROM atelier.reviews')).rows[0].n));
   if (plan === 'import' || (await countReviews()) === 0) {
+    plan = 'import';
     log('importing the dataset');
     await load({ dir, databaseUrl: url, rejectsFile: path.join(dir, 'rejects.csv') });
-    fs.writeFileSync(marker, new Date().toISOString());
-    if (embedded && !o.keep) {
-      const began = performance.now();
-      try {
-        await keepAsImported(embedded.serverUrl, name, source);
-        log(`kept a copy as imported (${((performance.now() - began) / 1000).toFixed(0)} s)`);
-      } catch (err) {
-        // A full disk, say: this run goes on; the next imports again (or runs with --keep-data).
-        log(`could not keep a copy of the dataset as imported (${(err as Error).message}): the next run imports it again, unless run with --keep-data`);
+    if (!embedded) fs.writeFileSync(marker, new Date().toISOString());
+    else {
+      await nameDatabase(embedded.serverUrl, name, source);
+      if (o.keep) log('--keep-data: no copy as imported kept');
+      else {
+        const began = performance.now();
+        try {
+          await keepAsImported(embedded.serverUrl, name, source);
+          log(`kept a copy as imported (${((performance.now() - began) / 1000).toFixed(0)} s)`);
+        } catch (err) {
+          // A full disk, say: this run goes on; the next imports again (or runs with --keep-data).
+          log(`could not keep a copy of the dataset as imported (${(err as Error).message}): the next run imports it again, unless run with --keep-data`);
+        }
       }
     }
   }
   const reviews = await countReviews();
   log(`dataset: ${reviews.toLocaleString('en-US')} reviews`);
-  return { url, products, reviews, embedded: database.embedded ? { dir: config.EMBEDDED_PG_DIR, serverUrl: database.embedded.serverUrl } : undefined, stop: () => database.stop() };
+  return { url, products, reviews, plan, embedded: database.embedded ? { dir: config.EMBEDDED_PG_DIR, serverUrl: database.embedded.serverUrl } : undefined, stop: () => database.stop() };
+}
+
+/** A database's comment (null without one, or without the database). */
+async function commentOf(serverUrl: string, database: string): Promise<string | null> {
+  return withClient(`${serverUrl}/postgres`, async (c) =>
+    (await c.query<{ comment: string | null }>("SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1", [database])).rows[0]?.comment ?? null);
+}
+
+/** Names the export database `database` holds, in its comment. */
+async function nameDatabase(serverUrl: string, database: string, source: string): Promise<void> {
+  await withClient(`${serverUrl}/postgres`, (c) => c.query(`COMMENT ON DATABASE ${ident(database)} IS '${source.replaceAll("'", "''")}'`));
 }
 
 /** The copy of database `name` as imported. */
 const asImported = (name: string) => `${name}_as_imported`;
 
-/** Whether a copy of `name` as imported from export `source` is kept. */
-async function hasCopy(serverUrl: string, name: string, source: string): Promise<boolean> {
-  return withClient(`${serverUrl}/postgres`, async (c) =>
-    Boolean((await c.query("SELECT 1 FROM pg_database WHERE datname = $1 AND shobj_description(oid, 'pg_database') = $2", [asImported(name), source])).rowCount));
-}
 
 /**
  * Keeps database `name` as it is now (just imported from export `source`) as a copy beside
@@ -104,9 +124,9 @@ export async function keepAsImported(serverUrl: string, name: string, source: st
     await c.query(`DROP DATABASE IF EXISTS ${copy} WITH (FORCE)`);
     await c.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [name]);
     await c.query(`CREATE DATABASE ${copy} TEMPLATE ${ident(name)} STRATEGY FILE_COPY`);
-    await c.query(`COMMENT ON DATABASE ${copy} IS '${source.replaceAll("'", "''")}'`);
     await c.query(`ALTER DATABASE ${copy} ALLOW_CONNECTIONS false`);
   });
+  await nameDatabase(serverUrl, asImported(name), source);
 }
 
 /**
@@ -115,7 +135,7 @@ export async function keepAsImported(serverUrl: string, name: string, source: st
  * is no such copy.
  */
 export async function restoreAsImported(serverUrl: string, name: string, source: string): Promise<boolean> {
-  if (!(await hasCopy(serverUrl, name, source))) return false;
+  if ((await commentOf(serverUrl, asImported(name))) !== source) return false;
   await withClient(`${serverUrl}/postgres`, async (c) => {
     await c.query(`DROP DATABASE IF EXISTS ${ident(name)} WITH (FORCE)`);
     await c.query(`CREATE DATABASE ${ident(name)} TEMPLATE ${ident(asImported(name))} STRATEGY FILE_COPY`);

@@ -424,7 +424,7 @@ test('a table is answered from for at most its age limit, then loaded again', as
 
 test('a load is paced: after each range statement it pauses (1 - duty) / duty times as long as the statement took', async () => {
   // Each range statement made to take at least 40 ms (the pool's query, wrapped): at a duty of
-  // 0.2 a load of five ranges then takes at least 5 × 40 × 5 = 1 s; unpaced, about 200 ms.
+  // 0.2 a load of four ranges then takes at least 4 × 40 × 5 = 800 ms; unpaced, about 160 ms.
   const h = host({ loadDuty: 0.2 });
   const query = h.db.query.bind(h.db);
   let took = 0;
