@@ -110,7 +110,6 @@ async function nameDatabase(serverUrl: string, database: string, source: string)
 /** The copy of database `name` as imported. */
 const asImported = (name: string) => `${name}_as_imported`;
 
-
 /**
  * Keeps database `name` as it is now (just imported from export `source`) as a copy beside
  * it, replacing an older copy: a file copy of the database (CREATE DATABASE … TEMPLATE,

@@ -318,8 +318,10 @@ export class MemoryTable<T extends HeldTable> {
 
   /** Lets every reader waiting for a statement not begun yet go on (to the database); `behindSlow`: for a statement ahead that ran long. */
   private releasePending(behindSlow = false): void {
-    if (behindSlow) for (const waiting of this.pending.values()) this.counters.dirtyReadsBehindSlow += waiting.readers;
-    for (const waiting of this.pending.values()) waiting.resolve();
+    for (const waiting of this.pending.values()) {
+      if (behindSlow) this.counters.dirtyReadsBehindSlow += waiting.readers;
+      waiting.resolve();
+    }
     this.pending.clear();
   }
 
@@ -340,13 +342,13 @@ export class MemoryTable<T extends HeldTable> {
     if (!this.refresh || !t || this.closed || !this.o.cache.isTrusted || !t.dirty.has(product) || product > t.maxProduct) return undefined;
     if (performance.now() < this.refreshPausedUntil || !this.worthReadingBack(t, product)) return undefined;
     if (this.unrefreshable.has(product)) return undefined;
-    const underWay = this.inFlight.get(product);
     // Behind a statement that has run long (a lock, an overloaded primary), a reader does not
     // queue: it goes to the database now rather than wait for that one and then its own.
     if (this.longRunning()) {
       if (reader) this.counters.dirtyReadsBehindSlow++;
       return undefined;
     }
+    const underWay = this.inFlight.get(product);
     if (underWay && !underWay.changed && this.inFlightTable === t) return this.given(underWay.waiting, reader);
     let waiting = this.pending.get(product);
     if (!waiting) this.pending.set(product, (waiting = deferred()));
