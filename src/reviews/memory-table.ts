@@ -54,6 +54,23 @@ export interface MemoryTableOptions {
   /** A load after a flush waits a random delay up to this (default 5 s), so hosts do not all load at once. */
   jitterMs?: number;
   /**
+   * A reload the dirty bound asks for waits a random delay up to this (default 60 s), drawn
+   * once: every host hears the same changes and reaches the bound at about the same moment,
+   * and their loads together would add a burst to the primary while the traffic that made
+   * the changes goes on. The table held keeps serving its clean products meanwhile.
+   */
+  reloadJitterMs?: number;
+  /**
+   * The share of the time a load keeps its statements running (loadPause): `loadDuty` while
+   * no table is served from (the first load, a table dropped for the load; default 0.5),
+   * `reloadDuty` while the table held keeps serving (default 0.1: its readers lose nothing
+   * while the next takes longer, and a reload under load adds a tenth of a connection, not
+   * half of one, to what the primary is already doing). Read again after each statement: a
+   * table dropped meanwhile (aged out) makes the rest of the load go at `loadDuty`.
+   */
+  loadDuty?: number;
+  reloadDuty?: number;
+  /**
    * A reader's read-back (readBack, with a refresher) waits this long for other readers',
    * which share its statement (default 0: those of the same turn of the event loop).
    */
@@ -109,6 +126,8 @@ export interface Loading {
   dirty: Set<number>;
   /** Set by a flush, a change of trust or close(): its pages stop, its table is not kept. */
   abandoned: boolean;
+  /** The share of the time its statements may run now (loadDuty, or reloadDuty while a table held serves): for loadPause after each. */
+  duty(): number;
 }
 
 export interface MemoryTableStats {
@@ -166,6 +185,8 @@ export class MemoryTable<T extends HeldTable> {
   private lastLoadAt = -Infinity;
   /** A flush asked for a load while one was being abandoned: begin it once that one stops. */
   private reloadAfterAbandon = false;
+  /** The dirty bound has asked for a reload (its random delay drawn) that has not begun yet. */
+  private boundAsked = false;
   private readonly counters = { served: 0, dirtyReads: 0, dirtyReadsTooLarge: 0, dirtyReadsBehindSlow: 0, loads: 0, failedLoads: 0, abandonedLoads: 0, refreshed: 0, failedRefreshes: 0, swept: 0 };
   /**
    * Dirty products a reader asked to have read back, waiting for the next statement (with a
@@ -302,7 +323,10 @@ export class MemoryTable<T extends HeldTable> {
     // A read-back under way may have read it before this change: it must not make it clean.
     const underWay = this.inFlight.get(product);
     if (underWay) underWay.changed = true;
-    if (t.dirty.size > Math.max(this.o.reloadDirtyMin ?? 1000, t.maxProduct * (this.o.reloadDirtyShare ?? 0.05))) this.schedule(0);
+    if (!this.boundAsked && !this.loading && t.dirty.size > Math.max(this.o.reloadDirtyMin ?? 1000, t.maxProduct * (this.o.reloadDirtyShare ?? 0.05))) {
+      this.boundAsked = true;
+      this.schedule(Math.random() * (this.o.reloadJitterMs ?? 60_000));
+    }
   }
 
   /** Forgets the table held; readers waiting for a read-back into it go on without it at once. */
@@ -482,8 +506,9 @@ export class MemoryTable<T extends HeldTable> {
 
   private async load(): Promise<void> {
     // Untrusted: the feed may miss changes. The load waits for the flush that trust brings.
+    this.boundAsked = false;
     if (this.closed || this.loading || !this.o.cache.isTrusted) return;
-    const loading: Loading = { dirty: new Set(), abandoned: false };
+    const loading: Loading = { dirty: new Set(), abandoned: false, duty: () => (this.table ? this.o.reloadDuty ?? 0.1 : this.o.loadDuty ?? 0.5) };
     this.loading = loading;
     if (this.table && this.table.bytes * 2 > this.o.maxBytes) {
       this.log(`${this.label}: the table held is dropped while the next loads (two would not fit the memory allowed)`);

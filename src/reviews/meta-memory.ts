@@ -22,8 +22,6 @@ export interface MetaMemoryOptions extends MemoryTableOptions {
   db: Db;
   /** Product ids a statement of the load reads (default 20,000). */
   pageProducts?: number;
-  /** The share of the time a load keeps its statements running (default 0.5, as the review table's: memory-table.ts's loadPause). */
-  loadDuty?: number;
   /** A changed product's aggregates are read back by its next meta read (default true; META_MEMORY_READ_BACK). */
   readBack?: boolean;
 }
@@ -127,7 +125,7 @@ export class MetaMemory {
       const hi = Math.min(maxProduct, lo + span);
       const asked = performance.now();
       const { rows: [page] } = await db.query<AggregateRows>(RANGE_SQL, [lo, hi], 'meta-memory-range');
-      await loadPause(performance.now() - asked, this.o.loadDuty ?? 0.5);
+      await loadPause(performance.now() - asked, loading.duty());
       if (loading.abandoned) throw new Abandoned();
       const { rb, cb } = checked(page);
       const rv = new DataView(rb.buffer, rb.byteOffset, rb.length);

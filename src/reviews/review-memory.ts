@@ -48,8 +48,6 @@ export interface ReviewMemoryOptions extends MemoryTableOptions {
    * thousands it would cost PostgreSQL more than the page the reader asked for.
    */
   refreshMaxReviews?: number;
-  /** The share of the time a load keeps its statements running (default 0.5: a full-scale load ~2× its unpaced ~140 s). */
-  loadDuty?: number;
 }
 
 export type ReviewMemoryStats = MemoryTableStats;
@@ -246,7 +244,7 @@ export class ReviewMemory {
         hi = read;
         span = Math.max(1, hi - lo);
       }
-      await loadPause(performance.now() - asked, this.o.loadDuty ?? 0.5);
+      await loadPause(performance.now() - asked, loading.duty());
       if (loading.abandoned) throw new Abandoned();
       const rb = page.rb ?? Buffer.alloc(0);
       const tb = page.tb ?? Buffer.alloc(0);

@@ -40,8 +40,9 @@ interface HostOptions {
   statementTimeoutMs?: number;
   /** Read changed products back when read (default true, as deployed). */
   readBack?: boolean;
-  /** The load's duty (default 0.5, as deployed). */
+  /** The load's duty (default 0.5, as deployed), and a reload's while the table held serves (default 0.1, as deployed). */
   loadDuty?: number;
+  reloadDuty?: number;
 }
 
 /** A host's pieces: pool, cache with its feed (untrusted until it listens), the memory table (not started). */
@@ -53,7 +54,7 @@ function host(o: HostOptions = {}) {
   const logs: string[] = [];
   const memory = new MetaMemory({
     db, cache, maxBytes: o.maxBytes ?? 64 << 20, maxAgeMs: o.maxAgeMs ?? 600_000, log: (l) => logs.push(l), retryMs: 200,
-    minLoadIntervalMs: o.minLoadIntervalMs ?? 0, jitterMs: 0, reloadDirtyMin: o.reloadDirtyMin, pageProducts: 3, readBack: o.readBack, loadDuty: o.loadDuty,
+    minLoadIntervalMs: o.minLoadIntervalMs ?? 0, jitterMs: 0, reloadDirtyMin: o.reloadDirtyMin, reloadJitterMs: 0, pageProducts: 3, readBack: o.readBack, loadDuty: o.loadDuty, reloadDuty: o.reloadDuty,
   });
   return {
     db, cache, memory, logs,
@@ -422,30 +423,59 @@ test('a table is answered from for at most its age limit, then loaded again', as
   }
 });
 
-test('a load is paced: after each range statement it pauses (1 - duty) / duty times as long as the statement took', async () => {
-  // Each range statement made to take at least 40 ms (the pool's query, wrapped): at a duty of
-  // 0.2 a load of four ranges then takes at least 4 × 40 × 5 = 800 ms; unpaced, about 160 ms.
-  const h = host({ loadDuty: 0.2 });
+/** Makes each of the load's range statements take at least 40 ms (the pool's query, wrapped), and adds up how long they took. */
+function slowRanges(h: ReturnType<typeof host>) {
   const query = h.db.query.bind(h.db);
-  let took = 0;
-  let ranges = 0;
+  const seen = { took: 0, ranges: 0 };
   h.db.query = (async (...args: Parameters<typeof query>) => {
     const began = performance.now();
     const result = await query(...args);
     if (args[2] === 'meta-memory-range') {
       await new Promise((r) => setTimeout(r, 40));
-      ranges++;
-      took += performance.now() - began;
+      seen.ranges++;
+      seen.took += performance.now() - began;
     }
     return result;
   }) as typeof h.db.query;
+  return seen;
+}
+
+test('a load is paced: after each range statement it pauses (1 - duty) / duty times as long as the statement took', async () => {
+  // At a duty of 0.2 a load of four ranges of at least 40 ms takes at least 4 × 40 × 5 = 800
+  // ms; unpaced, about 160 ms.
+  const h = host({ loadDuty: 0.2 });
+  const seen = slowRanges(h);
   try {
     const began = performance.now();
     h.memory.start();
     await until('the first load', () => h.memory.stats().loads === 1, 10_000);
     const loadMs = performance.now() - began;
-    expect(ranges).toBeGreaterThanOrEqual(4);
-    expect(loadMs).toBeGreaterThanOrEqual(took * 5 * 0.9);
+    expect(seen.ranges).toBeGreaterThanOrEqual(4);
+    expect(loadMs).toBeGreaterThanOrEqual(seen.took * 5 * 0.9);
+  } finally {
+    await h.stop();
+  }
+});
+
+test('a reload while the table held keeps serving is paced at reloadDuty, the first load at loadDuty', async () => {
+  const h = host({ loadDuty: 1, reloadDuty: 0.2, reloadDirtyMin: 0 });
+  const seen = slowRanges(h);
+  try {
+    let began = performance.now();
+    h.memory.start();
+    await until('the first load', () => h.memory.stats().loads === 1, 10_000);
+    // Unpaced: little more than its statements.
+    expect(performance.now() - began).toBeLessThan(seen.took * 3);
+    Object.assign(seen, { took: 0, ranges: 0 });
+    began = performance.now();
+    await t.db.query('UPDATE atelier.characteristics SET rating_sum = rating_sum + 1, rating_count = rating_count + 1 WHERE id = 4');
+    // The table held answers its clean products while the next loads.
+    await until('the change heard', () => h.memory.answer(2) === undefined, 5000);
+    expect(h.memory.answer(1)).toBeDefined();
+    await until('the reload', () => h.memory.stats().loads === 2, 20_000);
+    expect(seen.ranges).toBeGreaterThanOrEqual(4);
+    expect(performance.now() - began).toBeGreaterThanOrEqual(seen.took * 5 * 0.9);
+    expect(held(h.memory, 2)).toBe((await truth())[1]);
   } finally {
     await h.stop();
   }

@@ -75,7 +75,7 @@ function host(o: HostOptions = {}) {
   const memory = new ReviewMemory({
     db, cache, maxBytes: o.maxBytes ?? 256 << 20, maxAgeMs: 600_000, log: (l) => logs.push(l), retryMs: 200,
     minLoadIntervalMs: 0, jitterMs: 0, pageReviews: o.pageReviews ?? 40, refreshMaxReviews: o.refreshMaxReviews, sweepAfterMs: o.sweepAfterMs, sweepIntervalMs: 50,
-    ...(o.reloadOnAnyChange ? { reloadDirtyMin: 0, reloadDirtyShare: 0 } : {}),
+    ...(o.reloadOnAnyChange ? { reloadDirtyMin: 0, reloadDirtyShare: 0, reloadJitterMs: 0 } : {}),
   });
   return {
     db, cache, memory, logs,

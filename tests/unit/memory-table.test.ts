@@ -4,7 +4,7 @@
 // by a read-back during which no change to it was heard, into the table it was read for; a
 // reader waiting for one is always let go (done, dropped, failed); a failed read-back leaves
 // it dirty, and read-backs pause before the next.
-import { MemoryTable, type HeldTable, type Install } from '../../src/reviews/memory-table';
+import { MemoryTable, type HeldTable, type Install, type MemoryTableOptions } from '../../src/reviews/memory-table';
 import { ResponseCache } from '../../src/response-cache/response-cache';
 
 interface Fake extends HeldTable {
@@ -24,16 +24,22 @@ function deferred<T>() {
 
 const tick = () => new Promise((r) => setTimeout(r, 5));
 
-function setup(options: { refreshWaitBehindMs?: number; sweepAfterMs?: number; sweepBatch?: number; sweepIntervalMs?: number } = {}, worth?: (t: Fake, product: number) => boolean) {
+type Options = Partial<Pick<MemoryTableOptions, 'refreshWaitBehindMs' | 'sweepAfterMs' | 'sweepBatch' | 'sweepIntervalMs' | 'maxBytes' | 'maxAgeMs' | 'reloadDirtyMin' | 'reloadDirtyShare' | 'reloadJitterMs' | 'loadDuty' | 'reloadDuty'>>;
+
+function setup(options: Options = {}, worth?: (t: Fake, product: number) => boolean) {
   const cache = new ResponseCache({ maxBytes: 1 << 20, ttlMs: 60_000 });
   let loads = 0;
+  /** Each load's duty as its read began, and as the read ended. */
+  const duties: [number, number][] = [];
   /** While set, a load waits for it (a load under way, changes heard meanwhile). */
   let gate: Promise<void> | undefined;
   const reads: { products: number[]; answer: ReturnType<typeof deferred<Map<number, () => Install>>>; table: Fake }[] = [];
   const table = new MemoryTable<Fake>({ cache, maxBytes: 1 << 20, maxAgeMs: 600_000, refreshDelayMs: 0, minLoadIntervalMs: 0, jitterMs: 0, ...options }, 'test',
     async (loading, began) => {
       loads++;
+      const first = loading.duty();
       await gate;
+      duties.push([first, loading.duty()]);
       return { maxProduct: 1000, dirty: loading.dirty, bytes: 10, loadedAt: began, describe: () => 'fake', installed: [] };
     },
     (t, products) => {
@@ -52,7 +58,7 @@ function setup(options: { refreshWaitBehindMs?: number; sweepAfterMs?: number; s
       release();
     };
   };
-  return { cache, table, reads, answer, loads: () => loads, holdLoads };
+  return { cache, table, reads, answer, loads: () => loads, holdLoads, duties };
 }
 
 async function loaded(s: ReturnType<typeof setup>) {
@@ -428,5 +434,68 @@ describe('the sweep: dirty products no change has touched for sweepAfterMs are r
     expect(off.reads).toEqual([]);
     expect(off.table.stats().dirty).toBe(1);
     off.table.close();
+  });
+});
+
+describe('reloads: paced gently while a table serves, and not every host at once', () => {
+  const until = async (cond: () => boolean, ms = 2000) => {
+    for (let i = 0; i < ms / 5 && !cond(); i++) await tick();
+  };
+
+  test('a load runs at loadDuty while nothing is served from a table, at reloadDuty while the table held keeps serving, and at loadDuty again once it is dropped', async () => {
+    const s = setup({ reloadDirtyMin: 0, reloadDirtyShare: 0, reloadJitterMs: 0 });
+    await loaded(s);
+    // A reload at the dirty bound: the table held (10 bytes of 1 MiB) keeps serving.
+    s.cache.invalidate(7);
+    await until(() => s.table.stats().loads === 2);
+    // A flush drops the table: the load after it has nothing served meanwhile.
+    s.cache.invalidateAll();
+    await until(() => s.table.stats().loads === 3);
+    expect(s.duties).toEqual([[0.5, 0.5], [0.1, 0.1], [0.5, 0.5]]);
+    s.table.close();
+    // A reload under way when the table it began beside ages out (dropped, the load not
+    // abandoned): the rest of it goes at loadDuty.
+    const aging = setup({ reloadDirtyMin: 0, reloadDirtyShare: 0, reloadJitterMs: 0, maxAgeMs: 300 });
+    await loaded(aging);
+    const release = aging.holdLoads();
+    aging.cache.invalidate(8);
+    await until(() => aging.loads() === 2);
+    await new Promise((r) => setTimeout(r, 350));
+    expect(aging.table.stats().maxProduct).toBe(0);
+    release();
+    await until(() => aging.table.stats().loads === 2);
+    expect(aging.duties).toEqual([[0.5, 0.5], [0.1, 0.5]]);
+    aging.table.close();
+    // Two tables would not fit: the one held is dropped for the load, which then goes at loadDuty.
+    const big = setup({ reloadDirtyMin: 0, reloadDirtyShare: 0, reloadJitterMs: 0, maxBytes: 15, loadDuty: 0.7, reloadDuty: 0.3 });
+    await loaded(big);
+    big.cache.invalidate(7);
+    await until(() => big.table.stats().loads === 2);
+    expect(big.duties).toEqual([[0.7, 0.7], [0.7, 0.7]]);
+    big.table.close();
+  });
+
+  test('a reload the dirty bound asks for waits a random delay up to reloadJitterMs, drawn once however many changes follow', async () => {
+    const s = setup({ reloadDirtyMin: 0, reloadDirtyShare: 0, reloadJitterMs: 400 });
+    await loaded(s);
+    const random = jest.spyOn(Math, 'random').mockReturnValueOnce(0.5).mockReturnValue(0);
+    try {
+      const asked = performance.now();
+      s.cache.invalidate(1);
+      // Changes go on arriving: neither a new draw (0: at once) nor a timer set again puts it
+      // off or brings it forward.
+      for (let p = 2; performance.now() - asked < 120; p++) {
+        s.cache.invalidate(p);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      expect(s.table.stats().loads).toBe(1);
+      await until(() => s.table.stats().loads === 2);
+      const waited = performance.now() - asked;
+      expect(s.table.stats().loads).toBe(2);
+      expect(waited).toBeGreaterThanOrEqual(195);
+    } finally {
+      random.mockRestore();
+      s.table.close();
+    }
   });
 });
