@@ -83,6 +83,11 @@ const schema = z.object({
   // A changed product's aggregates are read back into memory by its next meta read (instead
   // of being read from the database until the next load); off: only loads fill the table.
   META_MEMORY_READ_BACK: onOff.default(true),
+  // As REVIEW_MEMORY_READ_BACK_AFTER_S, for meta (with META_MEMORY_READ_BACK on): a changed
+  // product no change has touched for this many seconds is read back in the background, so
+  // the written-once products do not pile up to the 5 % reload, whose load on every host at
+  // once failed knee steps (docs/benchmarks.md, seventeenth session). 0 = only when read.
+  META_MEMORY_READ_BACK_AFTER_S: int(0, 86400).default(30),
   // Every visible review held in memory for GET /reviews (MiB at most; 0 = off): ~3 GiB at
   // full scale (the reviews' JSON), loaded in the background, kept exact by the same change
   // feed; a table larger than this is not loaded (lists are then read from the database).
@@ -98,8 +103,7 @@ const schema = z.object({
   // read back in the background, read or not (a few a time, readers' read-backs first), so the
   // products written once and seldom read do not pile up to the reload threshold (5 % of the
   // products dirty: a reload re-reads every review, and drops the table first when two would
-  // not fit). Not meta's: its reload costs seconds and keeps the old table serving. 0 = only
-  // when read.
+  // not fit). 0 = only when read.
   REVIEW_MEMORY_READ_BACK_AFTER_S: int(0, 86400).default(30),
   READ_YOUR_WRITES_S: int(1, 3600).default(10),
   // Per client (address) and host: KiB per second of bodies rendered on read misses, the

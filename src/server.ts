@@ -98,7 +98,7 @@ async function serve(config: Config): Promise<void> {
   cache = new ResponseCache({ maxBytes: config.RESPONSE_CACHE_MB * 2 ** 20, ttlMs: config.RESPONSE_CACHE_TTL_S * 1000, trusted: false });
   const feed = cache.enabled || replicas ? followChanges(db, cache, log, { fence: replicas }) : undefined;
   // Every product's meta in memory: only with a change feed to keep it exact.
-  const metaMemory = feed && config.META_MEMORY_MB > 0 ? new MetaMemory({ db, cache, maxBytes: config.META_MEMORY_MB * 2 ** 20, maxAgeMs: config.META_MEMORY_MAX_AGE_S * 1000, readBack: config.META_MEMORY_READ_BACK, log }) : undefined;
+  const metaMemory = feed && config.META_MEMORY_MB > 0 ? new MetaMemory({ db, cache, maxBytes: config.META_MEMORY_MB * 2 ** 20, maxAgeMs: config.META_MEMORY_MAX_AGE_S * 1000, readBack: config.META_MEMORY_READ_BACK, sweepAfterMs: config.META_MEMORY_READ_BACK_AFTER_S * 1000, log }) : undefined;
   const reviewMemory = feed && config.REVIEW_MEMORY_MB > 0
     ? new ReviewMemory({ db, cache, maxBytes: config.REVIEW_MEMORY_MB * 2 ** 20, maxAgeMs: config.REVIEW_MEMORY_MAX_AGE_S * 1000, refreshMaxReviews: config.REVIEW_MEMORY_REFRESH_MAX, sweepAfterMs: config.REVIEW_MEMORY_READ_BACK_AFTER_S * 1000, log })
     : undefined;

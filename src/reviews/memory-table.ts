@@ -55,18 +55,20 @@ export interface MemoryTableOptions {
   jitterMs?: number;
   /**
    * A reload the dirty bound asks for waits a random delay up to this (default 60 s), drawn
-   * once: every host hears the same changes and reaches the bound at about the same moment,
-   * and their loads together would add a burst to the primary while the traffic that made
-   * the changes goes on. The table held keeps serving its clean products meanwhile.
+   * once, after the spacing of loads (minLoadIntervalMs): every host (every worker) hears the
+   * same changes and reaches the bound at about the same moment. It staggers the reloads'
+   * starts; two may still overlap, each at reloadDuty. The table held keeps serving its clean
+   * products meanwhile; its dirty ones are read as before, for that much longer.
    */
   reloadJitterMs?: number;
   /**
    * The share of the time a load keeps its statements running (loadPause): `loadDuty` while
-   * no table is served from (the first load, a table dropped for the load; default 0.5),
-   * `reloadDuty` while the table held keeps serving (default 0.1: its readers lose nothing
-   * while the next takes longer, and a reload under load adds a tenth of a connection, not
-   * half of one, to what the primary is already doing). Read again after each statement: a
-   * table dropped meanwhile (aged out) makes the rest of the load go at `loadDuty`.
+   * no table is served from (the first load, a table dropped for the load or aged out;
+   * default 0.5), `reloadDuty` while the table held keeps serving (default 0.1: a reload under
+   * load then adds a tenth of a connection, not half of one, to what the primary is already
+   * doing, and takes five times as long, the old table serving its clean products
+   * meanwhile). Read again after each statement: a table aged out meanwhile makes the rest of
+   * the load go at `loadDuty`.
    */
   loadDuty?: number;
   reloadDuty?: number;
@@ -187,6 +189,8 @@ export class MemoryTable<T extends HeldTable> {
   private reloadAfterAbandon = false;
   /** The dirty bound has asked for a reload (its random delay drawn) that has not begun yet. */
   private boundAsked = false;
+  /** When the load timer set fires (performance.now()): a later load asked for does not put it off. */
+  private timerAt = Infinity;
   private readonly counters = { served: 0, dirtyReads: 0, dirtyReadsTooLarge: 0, dirtyReadsBehindSlow: 0, loads: 0, failedLoads: 0, abandonedLoads: 0, refreshed: 0, failedRefreshes: 0, swept: 0 };
   /**
    * Dirty products a reader asked to have read back, waiting for the next statement (with a
@@ -325,7 +329,9 @@ export class MemoryTable<T extends HeldTable> {
     if (underWay) underWay.changed = true;
     if (!this.boundAsked && !this.loading && t.dirty.size > Math.max(this.o.reloadDirtyMin ?? 1000, t.maxProduct * (this.o.reloadDirtyShare ?? 0.05))) {
       this.boundAsked = true;
-      this.schedule(Math.random() * (this.o.reloadJitterMs ?? 60_000));
+      // After the spacing of loads, not within it: hosts that loaded together (after the
+      // same flush) would otherwise reload together at its end.
+      this.schedule(this.waitFor(0) + Math.random() * (this.o.reloadJitterMs ?? 60_000));
     }
   }
 
@@ -487,13 +493,21 @@ export class MemoryTable<T extends HeldTable> {
     }
   }
 
-  /** A load after `delayMs`, and no sooner than minLoadIntervalMs after the last one began. */
+  /**
+   * A load after `delayMs`, and no sooner than minLoadIntervalMs after the last one began; a
+   * load already set to begin sooner is kept (each asks for a load no later than its time:
+   * the dirty bound's delay must not put off a reload due for the table's age).
+   */
   private schedule(delayMs: number): void {
     if (!this.started || this.closed || this.loading) return;
-    clearTimeout(this.timer);
     const wait = this.waitFor(delayMs);
+    const at = performance.now() + wait;
+    if (this.timer && this.timerAt <= at) return;
+    clearTimeout(this.timer);
+    this.timerAt = at;
     this.timer = setTimeout(() => {
       this.timer = undefined;
+      this.timerAt = Infinity;
       void this.load();
     }, wait);
     this.timer.unref();
@@ -508,7 +522,8 @@ export class MemoryTable<T extends HeldTable> {
     // Untrusted: the feed may miss changes. The load waits for the flush that trust brings.
     this.boundAsked = false;
     if (this.closed || this.loading || !this.o.cache.isTrusted) return;
-    const loading: Loading = { dirty: new Set(), abandoned: false, duty: () => (this.table ? this.o.reloadDuty ?? 0.1 : this.o.loadDuty ?? 0.5) };
+    const serving = () => this.table !== undefined && performance.now() - this.table.loadedAt <= this.o.maxAgeMs;
+    const loading: Loading = { dirty: new Set(), abandoned: false, duty: () => (serving() ? this.o.reloadDuty ?? 0.1 : this.o.loadDuty ?? 0.5) };
     this.loading = loading;
     if (this.table && this.table.bytes * 2 > this.o.maxBytes) {
       this.log(`${this.label}: the table held is dropped while the next loads (two would not fit the memory allowed)`);
@@ -559,11 +574,14 @@ const DENSE_FLOOR = 2 ** 20;
  * The pause after a load's statement that took `tookMs` (as long as it took, times
  * (1 - duty) / duty), so that a load keeps at most about `duty` of a connection, and of a
  * PostgreSQL core, busy whatever else is going on: a load under load (a reload at the dirty
- * bound, a load after a flush) must not add a burst to it. None at a duty of 1.
+ * bound, a load after a flush) must not add a burst to it. None at a duty of 1; a duty
+ * below 0.01 is taken as 0.01. `tookMs` is the statement's whole wait (a pool's queue under
+ * overload included), so an overloaded primary spaces a load further.
  */
 export function loadPause(tookMs: number, duty: number): Promise<void> | undefined {
   if (duty >= 1) return undefined;
-  return new Promise((resolve) => setTimeout(resolve, (tookMs * (1 - duty)) / duty));
+  const share = Math.max(duty, 0.01);
+  return new Promise((resolve) => setTimeout(resolve, (tookMs * (1 - share)) / share));
 }
 
 /**

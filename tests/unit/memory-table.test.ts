@@ -24,7 +24,7 @@ function deferred<T>() {
 
 const tick = () => new Promise((r) => setTimeout(r, 5));
 
-type Options = Partial<Pick<MemoryTableOptions, 'refreshWaitBehindMs' | 'sweepAfterMs' | 'sweepBatch' | 'sweepIntervalMs' | 'maxBytes' | 'maxAgeMs' | 'reloadDirtyMin' | 'reloadDirtyShare' | 'reloadJitterMs' | 'loadDuty' | 'reloadDuty'>>;
+type Options = Partial<Pick<MemoryTableOptions, 'refreshWaitBehindMs' | 'sweepAfterMs' | 'sweepBatch' | 'sweepIntervalMs' | 'maxBytes' | 'maxAgeMs' | 'minLoadIntervalMs' | 'reloadDirtyMin' | 'reloadDirtyShare' | 'reloadJitterMs' | 'loadDuty' | 'reloadDuty'>>;
 
 function setup(options: Options = {}, worth?: (t: Fake, product: number) => boolean) {
   const cache = new ResponseCache({ maxBytes: 1 << 20, ttlMs: 60_000 });
@@ -455,15 +455,15 @@ describe('reloads: paced gently while a table serves, and not every host at once
     s.table.close();
     // A reload under way when the table it began beside ages out (dropped, the load not
     // abandoned): the rest of it goes at loadDuty.
-    const aging = setup({ reloadDirtyMin: 0, reloadDirtyShare: 0, reloadJitterMs: 0, maxAgeMs: 300 });
+    const aging = setup({ reloadDirtyMin: 0, reloadDirtyShare: 0, reloadJitterMs: 0, maxAgeMs: 1000 });
     await loaded(aging);
     const release = aging.holdLoads();
     aging.cache.invalidate(8);
     await until(() => aging.loads() === 2);
-    await new Promise((r) => setTimeout(r, 350));
-    expect(aging.table.stats().maxProduct).toBe(0);
+    // Aged out (nothing asks for the table meanwhile, so nothing has dropped it yet).
+    await new Promise((r) => setTimeout(r, 1050));
     release();
-    await until(() => aging.table.stats().loads === 2);
+    await until(() => aging.duties.length === 2);
     expect(aging.duties).toEqual([[0.5, 0.5], [0.1, 0.5]]);
     aging.table.close();
     // Two tables would not fit: the one held is dropped for the load, which then goes at loadDuty.
@@ -475,27 +475,66 @@ describe('reloads: paced gently while a table serves, and not every host at once
     big.table.close();
   });
 
-  test('a reload the dirty bound asks for waits a random delay up to reloadJitterMs, drawn once however many changes follow', async () => {
-    const s = setup({ reloadDirtyMin: 0, reloadDirtyShare: 0, reloadJitterMs: 400 });
-    await loaded(s);
-    const random = jest.spyOn(Math, 'random').mockReturnValueOnce(0.5).mockReturnValue(0);
-    try {
-      const asked = performance.now();
-      s.cache.invalidate(1);
-      // Changes go on arriving: neither a new draw (0: at once) nor a timer set again puts it
-      // off or brings it forward.
-      for (let p = 2; performance.now() - asked < 120; p++) {
-        s.cache.invalidate(p);
-        await new Promise((r) => setTimeout(r, 10));
-      }
+  describe('on a fake clock', () => {
+    beforeEach(() => jest.useFakeTimers());
+    afterEach(() => {
+      jest.restoreAllMocks();
+      jest.useRealTimers();
+    });
+    /** Moves the fake clock `ms` on, letting the loads' promises run. */
+    const advance = (ms: number) => jest.advanceTimersByTimeAsync(ms);
+    const started = async (options: Options) => {
+      const s = setup({ reloadDirtyMin: 0, reloadDirtyShare: 0, ...options });
+      s.table.start();
+      await advance(1);
       expect(s.table.stats().loads).toBe(1);
-      await until(() => s.table.stats().loads === 2);
-      const waited = performance.now() - asked;
+      return s;
+    };
+
+    test('a reload the dirty bound asks for waits a random delay up to reloadJitterMs (60 s by default), drawn once however many changes follow', async () => {
+      const s = await started({ reloadJitterMs: 400 });
+      jest.spyOn(Math, 'random').mockReturnValueOnce(0.5).mockReturnValue(0);
+      s.cache.invalidate(1);
+      // Changes go on arriving: neither a new draw (0: at once) nor a timer set again (200 ms
+      // from the last change) moves it.
+      for (let p = 2; p < 14; p++) {
+        await advance(10);
+        s.cache.invalidate(p);
+      }
+      await advance(75);
+      expect(s.table.stats().loads).toBe(1);
+      await advance(10);
       expect(s.table.stats().loads).toBe(2);
-      expect(waited).toBeGreaterThanOrEqual(195);
-    } finally {
-      random.mockRestore();
       s.table.close();
-    }
+      const byDefault = await started({});
+      jest.spyOn(Math, 'random').mockReturnValue(0.5);
+      byDefault.cache.invalidate(1);
+      await advance(29_900);
+      expect(byDefault.table.stats().loads).toBe(1);
+      await advance(200);
+      expect(byDefault.table.stats().loads).toBe(2);
+      byDefault.table.close();
+    });
+
+    test('the delay comes after the spacing of loads, and does not put off a load due sooner', async () => {
+      // Spaced: the bound reached 100 ms after a load began waits out the 1 s, then its delay.
+      const spaced = await started({ reloadJitterMs: 400, minLoadIntervalMs: 1000 });
+      jest.spyOn(Math, 'random').mockReturnValue(0.5);
+      await advance(100);
+      spaced.cache.invalidate(1);
+      await advance(1050);
+      expect(spaced.table.stats().loads).toBe(1);
+      await advance(100);
+      expect(spaced.table.stats().loads).toBe(2);
+      spaced.table.close();
+      jest.restoreAllMocks();
+      // A reload due for the table's age (at 60-80 % of 1 s) is not put off by the bound's 10 s.
+      const aging = await started({ reloadJitterMs: 10_000, maxAgeMs: 1000 });
+      jest.spyOn(Math, 'random').mockReturnValue(0.99);
+      aging.cache.invalidate(1);
+      await advance(850);
+      expect(aging.table.stats().loads).toBe(2);
+      aging.table.close();
+    });
   });
 });
