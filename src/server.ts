@@ -19,6 +19,16 @@ import { TrustedProxies } from './lib/client-address';
 
 const log = (line: string) => console.log(`[reviews${cluster.isWorker ? ` worker ${cluster.worker!.id}` : ''}] ${line}`);
 
+/** The meta table's settings from the configuration (META_MEMORY_*). */
+export function metaMemorySettings(config: Config) {
+  return { maxBytes: config.META_MEMORY_MB * 2 ** 20, maxAgeMs: config.META_MEMORY_MAX_AGE_S * 1000, readBack: config.META_MEMORY_READ_BACK, sweepAfterMs: config.META_MEMORY_READ_BACK_AFTER_S * 1000 };
+}
+
+/** The review table's settings from the configuration (REVIEW_MEMORY_*). */
+export function reviewMemorySettings(config: Config) {
+  return { maxBytes: config.REVIEW_MEMORY_MB * 2 ** 20, maxAgeMs: config.REVIEW_MEMORY_MAX_AGE_S * 1000, refreshMaxReviews: config.REVIEW_MEMORY_REFRESH_MAX, sweepAfterMs: config.REVIEW_MEMORY_READ_BACK_AFTER_S * 1000 };
+}
+
 export async function main(config: Config): Promise<void> {
   const workers = config.WORKERS === 0 ? os.availableParallelism() : config.WORKERS;
   if (workers > 1 && cluster.isPrimary) return primary(config, workers);
@@ -98,10 +108,8 @@ async function serve(config: Config): Promise<void> {
   cache = new ResponseCache({ maxBytes: config.RESPONSE_CACHE_MB * 2 ** 20, ttlMs: config.RESPONSE_CACHE_TTL_S * 1000, trusted: false });
   const feed = cache.enabled || replicas ? followChanges(db, cache, log, { fence: replicas }) : undefined;
   // Every product's meta in memory: only with a change feed to keep it exact.
-  const metaMemory = feed && config.META_MEMORY_MB > 0 ? new MetaMemory({ db, cache, maxBytes: config.META_MEMORY_MB * 2 ** 20, maxAgeMs: config.META_MEMORY_MAX_AGE_S * 1000, readBack: config.META_MEMORY_READ_BACK, sweepAfterMs: config.META_MEMORY_READ_BACK_AFTER_S * 1000, log }) : undefined;
-  const reviewMemory = feed && config.REVIEW_MEMORY_MB > 0
-    ? new ReviewMemory({ db, cache, maxBytes: config.REVIEW_MEMORY_MB * 2 ** 20, maxAgeMs: config.REVIEW_MEMORY_MAX_AGE_S * 1000, refreshMaxReviews: config.REVIEW_MEMORY_REFRESH_MAX, sweepAfterMs: config.REVIEW_MEMORY_READ_BACK_AFTER_S * 1000, log })
-    : undefined;
+  const metaMemory = feed && config.META_MEMORY_MB > 0 ? new MetaMemory({ db, cache, log, ...metaMemorySettings(config) }) : undefined;
+  const reviewMemory = feed && config.REVIEW_MEMORY_MB > 0 ? new ReviewMemory({ db, cache, log, ...reviewMemorySettings(config) }) : undefined;
   // One set of trusted proxies for the log line and the budget: it says once when nginx is missing from it.
   const trustedProxies = new TrustedProxies(config.TRUSTED_PROXIES, log);
   const app = createApp(db, { logFormat: config.LOG_FORMAT, trustedProxies, compression: config.COMPRESSION, cache, readYourWritesSeconds: config.READ_YOUR_WRITES_S,

@@ -127,9 +127,10 @@ export function createMetrics(o: { db: Db; cache?: ResponseCache; replicas?: Rep
   const tables: [string, string, { stats(): MemoryTableStats } | undefined][] = [
     ['meta', 'Meta from memory', o.metaMemory], ['review', 'Review lists from memory', o.reviewMemory]];
   for (const [name, what, memory] of tables) {
+    const quiet = `${name.toUpperCase()}_MEMORY_READ_BACK_AFTER_S`;
     if (!memory) continue;
     tallies(`atelier_${name}_memory_events_total`,
-      `${what}: answers served, reads of a dirty product (answered from the cache or the database; of them, those of products too large to read back (lists: REVIEW_MEMORY_REFRESH_MAX), and those sent on because a read-back statement under way had run over 50 ms), loads, failed and abandoned loads, changed products read again (of them, those the sweep asked for, quiet for REVIEW_MEMORY_READ_BACK_AFTER_S; and statements of that which failed).`,
+      `${what}: answers served, reads of a dirty product (answered from the cache or the database; of them, those of products too large to read back (lists: REVIEW_MEMORY_REFRESH_MAX), and those sent on because a read-back statement under way had run over 50 ms), loads, failed and abandoned loads, changed products read again (of them, those the sweep asked for, quiet for ${quiet}; and statements of that which failed).`,
       'event', () => {
         const s = memory.stats();
         return { served: s.served, dirty_reads: s.dirtyReads, dirty_reads_too_large: s.dirtyReadsTooLarge, dirty_reads_behind_slow: s.dirtyReadsBehindSlow, loads: s.loads, failed_loads: s.failedLoads, abandoned_loads: s.abandonedLoads, refreshed: s.refreshed, swept: s.swept, failed_refreshes: s.failedRefreshes };

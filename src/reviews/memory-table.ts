@@ -57,8 +57,8 @@ export interface MemoryTableOptions {
    * A reload the dirty bound asks for waits a random delay up to this (default 60 s), drawn
    * once, after the spacing of loads (minLoadIntervalMs): every host (every worker) hears the
    * same changes and reaches the bound at about the same moment. It staggers the reloads'
-   * starts; two may still overlap, each at reloadDuty. The table held keeps serving its clean
-   * products meanwhile; its dirty ones are read as before, for that much longer.
+   * starts; two may still overlap, each at reloadDuty. The table held keeps serving
+   * meanwhile, its dirty products read back into it as before.
    */
   reloadJitterMs?: number;
   /**
@@ -66,9 +66,11 @@ export interface MemoryTableOptions {
    * no table is served from (the first load, a table dropped for the load or aged out;
    * default 0.5), `reloadDuty` while the table held keeps serving (default 0.1: a reload under
    * load then adds a tenth of a connection, not half of one, to what the primary is already
-   * doing, and takes five times as long, the old table serving its clean products
-   * meanwhile). Read again after each statement: a table aged out meanwhile makes the rest of
-   * the load go at `loadDuty`.
+   * doing, and takes five times as long; the old table keeps answering meanwhile, and its
+   * dirty products are still read back into it, but every change heard during the load is
+   * dirty in the next table from its start). Read again after each statement: a table aged
+   * out meanwhile makes the rest of the load go at `loadDuty`. The review table's reloads
+   * keep `loadDuty` (review-memory.ts).
    */
   loadDuty?: number;
   reloadDuty?: number;
@@ -259,6 +261,8 @@ export class MemoryTable<T extends HeldTable> {
   close(): void {
     this.closed = true;
     clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerAt = Infinity;
     clearTimeout(this.refreshTimer);
     clearInterval(this.sweepTimer);
     this.drop();
@@ -580,7 +584,7 @@ const DENSE_FLOOR = 2 ** 20;
  */
 export function loadPause(tookMs: number, duty: number): Promise<void> | undefined {
   if (duty >= 1) return undefined;
-  const share = Math.max(duty, 0.01);
+  const share = duty > 0.01 ? duty : 0.01;
   return new Promise((resolve) => setTimeout(resolve, (tookMs * (1 - share)) / share));
 }
 

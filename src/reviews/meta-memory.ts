@@ -22,7 +22,11 @@ export interface MetaMemoryOptions extends MemoryTableOptions {
   db: Db;
   /** Product ids a statement of the load reads (default 20,000). */
   pageProducts?: number;
-  /** A changed product's aggregates are read back by its next meta read (default true; META_MEMORY_READ_BACK). */
+  /**
+   * A changed product's aggregates are read back by its next meta read (default true;
+   * META_MEMORY_READ_BACK), and by the sweep once quiet for sweepAfterMs
+   * (META_MEMORY_READ_BACK_AFTER_S); off: neither, only loads fill the table.
+   */
   readBack?: boolean;
 }
 

@@ -389,6 +389,31 @@ async function lockRatings() {
 const loadWaiting = async () => (await t.db.query<{ n: number }>(
   "SELECT count(*)::int AS n FROM pg_locks l WHERE l.relation = 'atelier.product_ratings'::regclass AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND NOT l.granted")).rows[0].n > 0;
 
+test("a reload beside the table held is paced at the first load's duty (0.5), not at meta's tenth", async () => {
+  // Each range statement made to take at least 40 ms: at 0.5 a reload takes about twice its
+  // statements' time, at a tenth ten times.
+  await withLoaded({ reloadOnAnyChange: true }, async (h) => {
+    const query = h.db.query.bind(h.db);
+    let took = 0;
+    let first = 0;
+    h.db.query = (async (...args: Parameters<typeof query>) => {
+      const began = performance.now();
+      if (args[2] === 'review-memory-range' && !first) first = began;
+      const result = await query(...args);
+      if (args[2] === 'review-memory-range') {
+        await new Promise((r) => setTimeout(r, 40));
+        took += performance.now() - began;
+      }
+      return result;
+    }) as typeof h.db.query;
+    await t.db.query('UPDATE atelier.reviews SET helpfulness = helpfulness + 1 WHERE product_id = $1', [arranged]);
+    await until('the reload', () => h.memory.stats().loads === 2, 30_000);
+    const reloadMs = performance.now() - first;
+    expect(reloadMs).toBeGreaterThanOrEqual(took * 2 * 0.9);
+    expect(reloadMs).toBeLessThan(took * 6);
+  });
+});
+
 test('a reload keeps the table held serving only while two fit the memory allowed; otherwise it drops it first', async () => {
   let bytes = 0;
   await withLoaded({}, async (h) => {

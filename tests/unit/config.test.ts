@@ -1,5 +1,6 @@
 // Configuration is validated once, with one line per bad variable.
 import { ConfigError, loadConfig, workerSettings } from '../../src/config';
+import { metaMemorySettings, reviewMemorySettings } from '../../src/server';
 import fs from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { clientAddress, TrustedProxies } from '../../src/lib/client-address';
@@ -66,6 +67,14 @@ describe('TRUSTED_PROXIES', () => {
     // The runbook's nginx machine (docs/operations.md) sends X-Forwarded-For from its own address.
     expect(clientAddress(req('10.0.0.10', '198.51.100.23'), trust)).toBe('198.51.100.23');
   });
+});
+
+test('both memory tables sweep quiet dirty products after 30 s by default (META_MEMORY_READ_BACK_AFTER_S, REVIEW_MEMORY_READ_BACK_AFTER_S); 0 turns it off', () => {
+  expect(metaMemorySettings(loadConfig({}))).toMatchObject({ sweepAfterMs: 30_000, readBack: true, maxAgeMs: 3_600_000 });
+  expect(reviewMemorySettings(loadConfig({}))).toMatchObject({ sweepAfterMs: 30_000, refreshMaxReviews: 64 });
+  expect(metaMemorySettings(loadConfig({ META_MEMORY_READ_BACK_AFTER_S: '0' })).sweepAfterMs).toBe(0);
+  expect(metaMemorySettings(loadConfig({ META_MEMORY_READ_BACK_AFTER_S: '5' })).sweepAfterMs).toBe(5000);
+  expect(() => loadConfig({ META_MEMORY_READ_BACK_AFTER_S: '-1' })).toThrow(/META_MEMORY_READ_BACK_AFTER_S/);
 });
 
 test("REVIEW_MEMORY_MB bounds the host: each worker is told an equal share of it", () => {

@@ -4,7 +4,7 @@
 // by a read-back during which no change to it was heard, into the table it was read for; a
 // reader waiting for one is always let go (done, dropped, failed); a failed read-back leaves
 // it dirty, and read-backs pause before the next.
-import { MemoryTable, type HeldTable, type Install, type MemoryTableOptions } from '../../src/reviews/memory-table';
+import { loadPause, MemoryTable, type HeldTable, type Install, type MemoryTableOptions } from '../../src/reviews/memory-table';
 import { ResponseCache } from '../../src/response-cache/response-cache';
 
 interface Fake extends HeldTable {
@@ -514,6 +514,18 @@ describe('reloads: paced gently while a table serves, and not every host at once
       await advance(200);
       expect(byDefault.table.stats().loads).toBe(2);
       byDefault.table.close();
+    });
+
+    test('a load pauses after each statement (1 - duty) / duty times as long as it took; a duty below 0.01 (or none) is taken as 0.01', async () => {
+      for (const [duty, pause] of [[0.5, 100], [0.1, 900], [0, 9900], [-1, 9900], [NaN, 9900]]) {
+        let done = false;
+        void loadPause(100, duty)?.then(() => (done = true));
+        await advance(pause - 1);
+        expect(done).toBe(false);
+        await advance(2);
+        expect(done).toBe(true);
+      }
+      expect(loadPause(100, 1)).toBeUndefined();
     });
 
     test('the delay comes after the spacing of loads, and does not put off a load due sooner', async () => {
