@@ -490,6 +490,14 @@ describe('reloads: paced gently while a table serves, and not every host at once
       expect(s.table.stats().loads).toBe(1);
       return s;
     };
+    /** Not reloaded after `notYetMs` more on the clock, reloaded `thenMs` after that; then closed. */
+    const reloadsBetween = async (s: ReturnType<typeof setup>, notYetMs: number, thenMs: number) => {
+      await advance(notYetMs);
+      expect(s.table.stats().loads).toBe(1);
+      await advance(thenMs);
+      expect(s.table.stats().loads).toBe(2);
+      s.table.close();
+    };
 
     test('a reload the dirty bound asks for waits a random delay up to reloadJitterMs (60 s by default), drawn once however many changes follow', async () => {
       const s = await started({ reloadJitterMs: 400 });
@@ -501,19 +509,11 @@ describe('reloads: paced gently while a table serves, and not every host at once
         await advance(10);
         s.cache.invalidate(p);
       }
-      await advance(75);
-      expect(s.table.stats().loads).toBe(1);
-      await advance(10);
-      expect(s.table.stats().loads).toBe(2);
-      s.table.close();
+      await reloadsBetween(s, 75, 10);
       const byDefault = await started({});
       jest.spyOn(Math, 'random').mockReturnValue(0.5);
       byDefault.cache.invalidate(1);
-      await advance(29_900);
-      expect(byDefault.table.stats().loads).toBe(1);
-      await advance(200);
-      expect(byDefault.table.stats().loads).toBe(2);
-      byDefault.table.close();
+      await reloadsBetween(byDefault, 29_900, 200);
     });
 
     test('a load pauses after each statement (1 - duty) / duty times as long as it took; a duty below 0.01 (or none) is taken as 0.01', async () => {
@@ -534,11 +534,7 @@ describe('reloads: paced gently while a table serves, and not every host at once
       jest.spyOn(Math, 'random').mockReturnValue(0.5);
       await advance(100);
       spaced.cache.invalidate(1);
-      await advance(1050);
-      expect(spaced.table.stats().loads).toBe(1);
-      await advance(100);
-      expect(spaced.table.stats().loads).toBe(2);
-      spaced.table.close();
+      await reloadsBetween(spaced, 1050, 100);
       jest.restoreAllMocks();
       // A reload due for the table's age (at 60-80 % of 1 s) is not put off by the bound's 10 s.
       const aging = await started({ reloadJitterMs: 10_000, maxAgeMs: 1000 });
