@@ -127,8 +127,8 @@ export function createMetrics(o: { db: Db; cache?: ResponseCache; replicas?: Rep
   const tables: [string, string, { stats(): MemoryTableStats } | undefined][] = [
     ['meta', 'Meta from memory', o.metaMemory], ['review', 'Review lists from memory', o.reviewMemory]];
   for (const [name, what, memory] of tables) {
-    const quiet = `${name.toUpperCase()}_MEMORY_READ_BACK_AFTER_S`;
     if (!memory) continue;
+    const quiet = `${name.toUpperCase()}_MEMORY_READ_BACK_AFTER_S`;
     tallies(`atelier_${name}_memory_events_total`,
       `${what}: answers served, reads of a dirty product (answered from the cache or the database; of them, those of products too large to read back (lists: REVIEW_MEMORY_REFRESH_MAX), and those sent on because a read-back statement under way had run over 50 ms), loads, failed and abandoned loads, changed products read again (of them, those the sweep asked for, quiet for ${quiet}; and statements of that which failed).`,
       'event', () => {

@@ -395,9 +395,14 @@ export class MemoryTable<T extends HeldTable> {
     return waiting.promise;
   }
 
+  /** How long readers wait behind a read-back statement under way (refreshWaitBehindMs). */
+  private get waitBehindMs(): number {
+    return this.o.refreshWaitBehindMs ?? 50;
+  }
+
   /** A read-back statement under way has run longer than refreshWaitBehindMs. */
   private longRunning(): boolean {
-    return this.inFlight.size > 0 && performance.now() - this.inFlightSince > (this.o.refreshWaitBehindMs ?? 50);
+    return this.inFlight.size > 0 && performance.now() - this.inFlightSince > this.waitBehindMs;
   }
 
   /** Reads the pending products back after refreshDelayMs, unless a read-back is under way (the next follows it). */
@@ -431,7 +436,7 @@ export class MemoryTable<T extends HeldTable> {
     this.inFlightSince = performance.now();
     this.inFlightTable = t;
     // Readers queued behind it meanwhile are let go once it has run long.
-    const waitBehind = setTimeout(() => this.releasePending(true), this.o.refreshWaitBehindMs ?? 50);
+    const waitBehind = setTimeout(() => this.releasePending(true), this.waitBehindMs);
     try {
       const fresh = await this.refresh(t, batch);
       this.refreshBackoffMs = 0;

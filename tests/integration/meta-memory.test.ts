@@ -16,6 +16,7 @@ import { ResponseCache } from '../../src/response-cache/response-cache';
 import { finishArrange, insertCharacteristics, insertReviews, LONG_BODY } from '../helpers/fixtures';
 import { silentRelay } from '../helpers/relay';
 import { until } from '../helpers/replica-hosts';
+import { slowStatements } from '../helpers/slow-statements';
 import { createTestDatabase, type TestDatabase } from '../helpers/test-db';
 
 const META_SQL = fs.readFileSync(path.join(__dirname, '../../src/reviews/sql/review-meta.sql'), 'utf8');
@@ -426,36 +427,17 @@ test('a table is answered from for at most its age limit, then loaded again', as
   }
 });
 
-/** Makes each of the load's range statements take at least 40 ms (the pool's query, wrapped), and adds up how long they took. */
-function slowRanges(h: ReturnType<typeof host>) {
-  const query = h.db.query.bind(h.db);
-  /** `first`: when the first range statement since the last reset began. */
-  const seen = { took: 0, ranges: 0, first: 0 };
-  h.db.query = (async (...args: Parameters<typeof query>) => {
-    const began = performance.now();
-    if (args[2] === 'meta-memory-range' && seen.ranges === 0) seen.first = began;
-    const result = await query(...args);
-    if (args[2] === 'meta-memory-range') {
-      await new Promise((r) => setTimeout(r, 40));
-      seen.ranges++;
-      seen.took += performance.now() - began;
-    }
-    return result;
-  }) as typeof h.db.query;
-  return seen;
-}
-
 test('a load is paced: after each range statement it pauses (1 - duty) / duty times as long as the statement took', async () => {
   // At a duty of 0.2 a load of four ranges of at least 40 ms takes at least 4 × 40 × 5 = 800
   // ms; unpaced, about 160 ms.
   const h = host({ loadDuty: 0.2 });
-  const seen = slowRanges(h);
+  const seen = slowStatements(h.db, 'meta-memory-range');
   try {
     const began = performance.now();
     h.memory.start();
     await until('the first load', () => h.memory.stats().loads === 1, 10_000);
     const loadMs = performance.now() - began;
-    expect(seen.ranges).toBeGreaterThanOrEqual(4);
+    expect(seen.count).toBeGreaterThanOrEqual(4);
     expect(loadMs).toBeGreaterThanOrEqual(seen.took * 5 * 0.9);
   } finally {
     await h.stop();
@@ -464,20 +446,20 @@ test('a load is paced: after each range statement it pauses (1 - duty) / duty ti
 
 test('a reload while the table held keeps serving is paced at reloadDuty, the first load at loadDuty', async () => {
   const h = host({ loadDuty: 1, reloadDuty: 0.2, reloadDirtyMin: 0 });
-  const seen = slowRanges(h);
+  const seen = slowStatements(h.db, 'meta-memory-range');
   try {
     h.memory.start();
     await until('the first load', () => h.memory.stats().loads === 1, 10_000);
     // Unpaced: little more than its statements, from the first.
     expect(performance.now() - seen.first).toBeLessThan(seen.took * 3);
-    Object.assign(seen, { took: 0, ranges: 0 });
+    seen.reset();
     const began = performance.now();
     await t.db.query('UPDATE atelier.characteristics SET rating_sum = rating_sum + 1, rating_count = rating_count + 1 WHERE id = 4');
     // The table held answers its clean products while the next loads.
     await until('the change heard', () => h.memory.answer(2) === undefined, 5000);
     expect(h.memory.answer(1)).toBeDefined();
     await until('the reload', () => h.memory.stats().loads === 2, 20_000);
-    expect(seen.ranges).toBeGreaterThanOrEqual(4);
+    expect(seen.count).toBeGreaterThanOrEqual(4);
     expect(performance.now() - began).toBeGreaterThanOrEqual(seen.took * 5 * 0.9);
     expect(held(h.memory, 2)).toBe((await truth())[1]);
   } finally {

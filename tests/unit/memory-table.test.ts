@@ -23,6 +23,10 @@ function deferred<T>() {
 }
 
 const tick = () => new Promise((r) => setTimeout(r, 5));
+/** Waits until `cond` holds, at most about `ms`. */
+const until = async (cond: () => boolean, ms = 1000) => {
+  for (let i = 0; i < ms / 5 && !cond(); i++) await tick();
+};
 
 type Options = Partial<Pick<MemoryTableOptions, 'refreshWaitBehindMs' | 'sweepAfterMs' | 'sweepBatch' | 'sweepIntervalMs' | 'maxBytes' | 'maxAgeMs' | 'minLoadIntervalMs' | 'reloadDirtyMin' | 'reloadDirtyShare' | 'reloadJitterMs' | 'loadDuty' | 'reloadDuty'>>;
 
@@ -313,9 +317,6 @@ test('a dropped table is not kept alive by its marks', async () => {
 
 describe('the sweep: dirty products no change has touched for sweepAfterMs are read back unread', () => {
   const quiet = { sweepAfterMs: 200, sweepIntervalMs: 10 };
-  const until = async (cond: () => boolean) => {
-    for (let i = 0; i < 200 && !cond(); i++) await tick();
-  };
 
   test('a product written once and not read is read back after it has been quiet, by the same rule, and counted', async () => {
     const s = setup(quiet);
@@ -438,19 +439,16 @@ describe('the sweep: dirty products no change has touched for sweepAfterMs are r
 });
 
 describe('reloads: paced gently while a table serves, and not every host at once', () => {
-  const until = async (cond: () => boolean, ms = 2000) => {
-    for (let i = 0; i < ms / 5 && !cond(); i++) await tick();
-  };
 
   test('a load runs at loadDuty while nothing is served from a table, at reloadDuty while the table held keeps serving, and at loadDuty again once it is dropped', async () => {
     const s = setup({ reloadDirtyMin: 0, reloadDirtyShare: 0, reloadJitterMs: 0 });
     await loaded(s);
     // A reload at the dirty bound: the table held (10 bytes of 1 MiB) keeps serving.
     s.cache.invalidate(7);
-    await until(() => s.table.stats().loads === 2);
+    await until(() => s.table.stats().loads === 2, 2000);
     // A flush drops the table: the load after it has nothing served meanwhile.
     s.cache.invalidateAll();
-    await until(() => s.table.stats().loads === 3);
+    await until(() => s.table.stats().loads === 3, 2000);
     expect(s.duties).toEqual([[0.5, 0.5], [0.1, 0.1], [0.5, 0.5]]);
     s.table.close();
     // A reload under way when the table it began beside ages out (dropped, the load not
@@ -459,18 +457,18 @@ describe('reloads: paced gently while a table serves, and not every host at once
     await loaded(aging);
     const release = aging.holdLoads();
     aging.cache.invalidate(8);
-    await until(() => aging.loads() === 2);
+    await until(() => aging.loads() === 2, 2000);
     // Aged out (nothing asks for the table meanwhile, so nothing has dropped it yet).
     await new Promise((r) => setTimeout(r, 1050));
     release();
-    await until(() => aging.duties.length === 2);
+    await until(() => aging.duties.length === 2, 2000);
     expect(aging.duties).toEqual([[0.5, 0.5], [0.1, 0.5]]);
     aging.table.close();
     // Two tables would not fit: the one held is dropped for the load, which then goes at loadDuty.
     const big = setup({ reloadDirtyMin: 0, reloadDirtyShare: 0, reloadJitterMs: 0, maxBytes: 15, loadDuty: 0.7, reloadDuty: 0.3 });
     await loaded(big);
     big.cache.invalidate(7);
-    await until(() => big.table.stats().loads === 2);
+    await until(() => big.table.stats().loads === 2, 2000);
     expect(big.duties).toEqual([[0.7, 0.7], [0.7, 0.7]]);
     big.table.close();
   });
