@@ -1,9 +1,9 @@
-// npm run nginx:render -- --prefix DIR --listen ADDR --upstreams host:port,host:port [--cache-ttl 5s] [--write-rate 10r/s] [--read-rate 200r/s] [--cache-dir /dev/shm/atelier-nginx]
+// npm run nginx:render -- --prefix DIR --listen ADDR --upstreams host:port,host:port [--cache-ttl 5s] [--cache-keys-zone 32m] [--write-rate 10r/s] [--read-rate 200r/s] [--cache-dir /dev/shm/atelier-nginx]
 //   [--tls-cert fullchain.pem --tls-key key.pem --https-listen 443] [--cors-origins https://shop.example.com]
 // Renders the production nginx config for ops; run it with `nginx -p DIR -c DIR/nginx.conf`.
 import { parseArgs, runCli, UsageError } from '../src/lib/cli';
 import { testNginxConfig } from '../src/cluster/cluster';
-import { DEFAULT_CACHE_TTL, DEFAULT_READ_CONCURRENCY, DEFAULT_READ_RATE, DEFAULT_WRITE_RATE, findNginx, writeNginxConfig } from '../src/cluster/nginx-config';
+import { DEFAULT_CACHE_KEYS_ZONE, DEFAULT_CACHE_TTL, DEFAULT_READ_CONCURRENCY, DEFAULT_READ_RATE, DEFAULT_WRITE_RATE, findNginx, writeNginxConfig } from '../src/cluster/nginx-config';
 
 runCli(async () => {
   const a = parseArgs({
@@ -11,6 +11,7 @@ runCli(async () => {
     listen: { type: 'string', default: '80', arg: 'ADDR', help: 'listen address (port, or host:port)' },
     upstreams: { type: 'string', required: true, arg: 'H:P,H:P', help: 'the API hosts' },
     'cache-ttl': { type: 'string', default: DEFAULT_CACHE_TTL, arg: 'TIME', help: 'read cache lifetime' },
+    'cache-keys-zone': { type: 'string', default: DEFAULT_CACHE_KEYS_ZONE, arg: 'SIZE', help: "read cache's keys zone (1m holds ~8k keys)" },
     'write-rate': { type: 'string', default: DEFAULT_WRITE_RATE, arg: 'RATE', help: 'per-client write limit' },
     'read-rate': { type: 'string', default: DEFAULT_READ_RATE, arg: 'RATE', help: 'per-client read limit' },
     'read-concurrency': { type: 'number', arg: 'N', help: `reads in progress at once per client (default ${DEFAULT_READ_CONCURRENCY} with the default read rate, else none; 0: none)` },
@@ -31,7 +32,7 @@ runCli(async () => {
   });
   if (!!a['tls-cert'] !== !!a['tls-key']) throw new UsageError('--tls-cert and --tls-key go together');
   const file = writeNginxConfig({
-    prefix: a.prefix, listen: a.listen, upstreams: a.upstreams.split(','), cacheTtl: a['cache-ttl'],
+    prefix: a.prefix, listen: a.listen, upstreams: a.upstreams.split(','), cacheTtl: a['cache-ttl'], cacheKeysZone: a['cache-keys-zone'],
     writeRate: a['write-rate'], readRate: a['read-rate'], readConcurrency: a['read-concurrency'], cacheDir: a['cache-dir'],
     tls: a['tls-cert'] ? { cert: a['tls-cert'], key: a['tls-key'], listen: a['https-listen'] } : undefined,
     corsOrigins: a['cors-origins'].split(',').map((x) => x.trim()).filter(Boolean), user: a.user, accessLog: a['access-log'],

@@ -42,6 +42,8 @@ export interface ClusterOptions {
   tls?: { port: number; cert?: string; key?: string };
   prefix?: string;
   cacheTtl?: string;
+  /** nginx's keys zone for the read cache (default the config's 32m). */
+  cacheKeysZone?: string;
   hostEnv?: Record<string, string>;
   /** Each host's standard output (its request log) appended to DIR/host-N.log, N from 1; absent: collected in memory (the last 20 KB). */
   hostLogDir?: string;
@@ -137,6 +139,7 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
       listen: `127.0.0.1:${o.port}`,
       upstreams: hosts.map((h) => h.address),
       cacheTtl: o.cacheTtl,
+      cacheKeysZone: o.cacheKeysZone,
       accessLog: o.accessLog,
       workerProcesses: o.workerProcesses,
       writeRate: o.writeRate,

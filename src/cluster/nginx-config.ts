@@ -33,6 +33,8 @@ export interface NginxOptions {
   readCache?: boolean;
   /** Connections to each host at most, per nginx worker (default 64). */
   hostMaxConns?: number;
+  /** Size of the read cache's keys zone (nginx size, e.g. "32m"; 1 MB holds ~8k keys). */
+  cacheKeysZone?: string;
   /** Folder of the proxy cache (default PREFIX/cache); a tmpfs folder is much cheaper per miss. */
   cacheDir?: string;
   /** Worker user; when running as root locally the workers must be able to write the prefix. */
@@ -44,6 +46,7 @@ export interface NginxOptions {
 }
 
 export const DEFAULT_CACHE_TTL = '5s';
+export const DEFAULT_CACHE_KEYS_ZONE = '32m';
 export const DEFAULT_WRITE_RATE = '10r/s';
 export const DEFAULT_HOST_MAX_CONNS = 64;
 /** Generous: a storefront page makes a handful of reads; many shoppers may share one address. */
@@ -86,6 +89,8 @@ export function renderNginx(o: NginxOptions): Record<'nginx.conf' | 'reviews-rea
   for (const u of o.upstreams) if (!HOST_PORT.test(u)) throw new Error(`upstream "${u}" is not host:port`);
   const ttl = o.cacheTtl ?? DEFAULT_CACHE_TTL;
   if (!DURATION.test(ttl)) throw new Error(`cache TTL "${ttl}" is not an nginx duration like 5s`);
+  const keysZone = o.cacheKeysZone ?? DEFAULT_CACHE_KEYS_ZONE;
+  if (!/^\d+[km]$/.test(keysZone)) throw new Error(`cache keys zone "${keysZone}" is not an nginx size like 32m`);
   const rate = o.writeRate ?? DEFAULT_WRITE_RATE;
   if (!/^\d+r\/[sm]$/.test(rate)) throw new Error(`write rate "${rate}" is not like 10r/s`);
   const readRate = o.readRate ?? DEFAULT_READ_RATE;
@@ -112,6 +117,7 @@ export function renderNginx(o: NginxOptions): Record<'nginx.conf' | 'reviews-rea
     }).join('\n'),
     TLS_SERVER: o.tls ? tlsServer(o.tls) : '',
     CACHE_TTL: ttl,
+    CACHE_KEYS_ZONE: keysZone,
     WRITE_RATE: rate,
     READ_RATE: readRate,
     READ_BURST: String(Math.max(20, 2 * Number(readMatch[1]))),
