@@ -130,10 +130,10 @@ export function createMetrics(o: { db: Db; cache?: ResponseCache; replicas?: Rep
     if (!memory) continue;
     const quiet = `${name.toUpperCase()}_MEMORY_READ_BACK_AFTER_S`;
     tallies(`atelier_${name}_memory_events_total`,
-      `${what}: answers served, reads of a dirty product (answered from the cache or the database; of them, those of products too large to read back (lists: REVIEW_MEMORY_REFRESH_MAX), and those sent on because a read-back statement under way had run over 50 ms), loads, failed and abandoned loads, changed products read again (of them, those the sweep asked for, quiet for ${quiet}; and statements of that which failed).`,
+      `${what}: answers served, reads of a dirty product (answered from the cache or the database; of them, those of products too large to read back (lists: REVIEW_MEMORY_REFRESH_MAX), and those sent on because a read-back statement under way had run over 50 ms), loads, failed and abandoned loads, changed products read again (of them, those the sweep asked for, quiet for ${quiet}; and statements of that which failed), and the sweep's turns skipped while requests waited for the primary.`,
       'event', () => {
         const s = memory.stats();
-        return { served: s.served, dirty_reads: s.dirtyReads, dirty_reads_too_large: s.dirtyReadsTooLarge, dirty_reads_behind_slow: s.dirtyReadsBehindSlow, loads: s.loads, failed_loads: s.failedLoads, abandoned_loads: s.abandonedLoads, refreshed: s.refreshed, swept: s.swept, failed_refreshes: s.failedRefreshes };
+        return { served: s.served, dirty_reads: s.dirtyReads, dirty_reads_too_large: s.dirtyReadsTooLarge, dirty_reads_behind_slow: s.dirtyReadsBehindSlow, loads: s.loads, failed_loads: s.failedLoads, abandoned_loads: s.abandonedLoads, refreshed: s.refreshed, swept: s.swept, failed_refreshes: s.failedRefreshes, sweeps_skipped_busy: s.sweepsSkippedBusy };
       });
     measures(`atelier_${name}_memory_size`, `${what}: the highest product id held (0 while not loaded), dirty products among them, bytes held.`,
       'measure', () => {

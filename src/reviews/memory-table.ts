@@ -94,6 +94,14 @@ export interface MemoryTableOptions {
   /** Products a sweep takes at once (one statement; default 64), and how often it runs (default 250 ms). */
   sweepBatch?: number;
   sweepIntervalMs?: number;
+  /**
+   * Whether the database is busy now (the tables: requests wait in the primary's admission
+   * queue). The sweep skips its turn while it is: its statement would wait in that queue
+   * ahead of readers, and one waiting past refreshWaitBehindMs sends readers of dirty
+   * products to the database meanwhile; one refused there pauses every read-back. Default:
+   * never busy.
+   */
+  busy?: () => boolean;
 }
 
 /**
@@ -156,6 +164,8 @@ export interface MemoryTableStats {
   failedRefreshes: number;
   /** Of the products read back, those the sweep asked for (no reader had). */
   swept: number;
+  /** Turns of the sweep skipped because the database was busy (`busy`). */
+  sweepsSkippedBusy: number;
   /** The highest product id held (0 while nothing is loaded), dirty products among them, and bytes held. */
   maxProduct: number;
   dirty: number;
@@ -193,7 +203,7 @@ export class MemoryTable<T extends HeldTable> {
   private boundAsked = false;
   /** When the load timer set fires (performance.now()): a later load asked for does not put it off. */
   private timerAt = Infinity;
-  private readonly counters = { served: 0, dirtyReads: 0, dirtyReadsTooLarge: 0, dirtyReadsBehindSlow: 0, loads: 0, failedLoads: 0, abandonedLoads: 0, refreshed: 0, failedRefreshes: 0, swept: 0 };
+  private readonly counters = { served: 0, dirtyReads: 0, dirtyReadsTooLarge: 0, dirtyReadsBehindSlow: 0, loads: 0, failedLoads: 0, abandonedLoads: 0, refreshed: 0, failedRefreshes: 0, swept: 0, sweepsSkippedBusy: 0 };
   /**
    * Dirty products a reader asked to have read back, waiting for the next statement (with a
    * refresher), each with what its readers wait for: resolved once the statement that read it
@@ -485,6 +495,11 @@ export class MemoryTable<T extends HeldTable> {
     const t = this.current();
     const after = this.o.sweepAfterMs ?? 0;
     if (!t || this.closed || !this.o.cache.isTrusted || this.pending.size || this.inFlight.size) return;
+    // Behind readers waiting for the database, not ahead of them.
+    if (this.o.busy?.()) {
+      this.counters.sweepsSkippedBusy++;
+      return;
+    }
     // Nothing queued or under way: any mark left is of a statement that never ran (a drop).
     this.sweeping.clear();
     const now = performance.now();

@@ -27,3 +27,12 @@ export function slowStatements(db: Db, name: string, extraMs = 40): SlowStatemen
   }) as typeof db.query;
   return seen;
 }
+
+/**
+ * Keeps a pool of `connections` busy for `ms` (each in pg_sleep), with one more request
+ * waiting in its admission queue behind them; resolves when all have ended.
+ */
+export async function busyPool(db: Db, connections: number, ms: number): Promise<void> {
+  const held = Array.from({ length: connections }, () => db.query('SELECT pg_sleep($1)', [ms / 1000]));
+  await Promise.all([...held, db.query('SELECT 1')]);
+}

@@ -16,7 +16,7 @@ import { ResponseCache } from '../../src/response-cache/response-cache';
 import { finishArrange, insertCharacteristics, insertReviews, LONG_BODY } from '../helpers/fixtures';
 import { silentRelay } from '../helpers/relay';
 import { until } from '../helpers/replica-hosts';
-import { slowStatements } from '../helpers/slow-statements';
+import { busyPool, slowStatements } from '../helpers/slow-statements';
 import { createTestDatabase, type TestDatabase } from '../helpers/test-db';
 
 const META_SQL = fs.readFileSync(path.join(__dirname, '../../src/reviews/sql/review-meta.sql'), 'utf8');
@@ -37,8 +37,9 @@ interface HostOptions {
   reloadDirtyMin?: number;
   /** The change feed's connection (a relay the test can silence); the database's by default. */
   listenUrl?: string;
-  /** The pool's statement timeout. */
+  /** The pool's statement timeout, and how long a request may wait for a connection (default 250 ms, as deployed). */
   statementTimeoutMs?: number;
+  queueTimeoutMs?: number;
   /** Read changed products back when read (default true, as deployed). */
   readBack?: boolean;
   /** The load's duty (default 0.5, as deployed), and a reload's while the table held serves (default 0.1, as deployed). */
@@ -50,7 +51,7 @@ interface HostOptions {
 
 /** A host's pieces: pool, cache with its feed (untrusted until it listens), the memory table (not started). */
 function host(o: HostOptions = {}) {
-  const db = new Db({ connectionString: t.url, poolSize: 2, statementTimeoutMs: o.statementTimeoutMs });
+  const db = new Db({ connectionString: t.url, poolSize: 2, statementTimeoutMs: o.statementTimeoutMs, queueTimeoutMs: o.queueTimeoutMs });
   const listenDb = o.listenUrl ? new Db({ connectionString: o.listenUrl, poolSize: 1 }) : db;
   const cache = new ResponseCache({ maxBytes: 1 << 20, ttlMs: 600_000, trusted: false });
   const feed = followChanges(listenDb, cache, () => undefined, { heartbeatMs: 60_000 });
@@ -467,9 +468,16 @@ test('a reload while the table held keeps serving is paced at reloadDuty, the fi
   }
 });
 
-test('a changed product nobody reads is read back once quiet (META_MEMORY_READ_BACK_AFTER_S), and answered from memory', async () => {
-  await withLoaded({ sweepAfterMs: 300 }, async (h) => {
+test('a changed product nobody reads is read back once quiet (META_MEMORY_READ_BACK_AFTER_S), but not while requests wait for the primary, and answered from memory', async () => {
+  await withLoaded({ sweepAfterMs: 300, queueTimeoutMs: 10_000 }, async (h) => {
+    // The host's two connections busy for 1.5 s, and a request waiting behind them.
+    const busy = busyPool(h.db, 2, 1500);
     await t.db.query('UPDATE atelier.characteristics SET rating_sum = rating_sum + 1, rating_count = rating_count + 1 WHERE id = 4');
+    await until('the change heard', () => h.memory.stats().dirty === 1, 5000);
+    // Quiet for longer than sweepAfterMs, while the request waits: no read-back of its own.
+    await new Promise((r) => setTimeout(r, 700));
+    expect({ queued: h.db.queueLength, swept: h.memory.stats().swept, skipped: h.memory.stats().sweepsSkippedBusy > 5 }).toEqual({ queued: 1, swept: 0, skipped: true });
+    await busy;
     // Not read: without the sweep it would stay dirty until the next load.
     await until('swept', () => h.memory.stats().swept === 1, 5000);
     expect(h.memory.stats()).toMatchObject({ dirty: 0, refreshed: 1, dirtyReads: 0 });

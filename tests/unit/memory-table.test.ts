@@ -28,7 +28,7 @@ const until = async (cond: () => boolean, ms = 1000) => {
   for (let i = 0; i < ms / 5 && !cond(); i++) await tick();
 };
 
-type Options = Partial<Pick<MemoryTableOptions, 'refreshWaitBehindMs' | 'sweepAfterMs' | 'sweepBatch' | 'sweepIntervalMs' | 'maxBytes' | 'maxAgeMs' | 'minLoadIntervalMs' | 'reloadDirtyMin' | 'reloadDirtyShare' | 'reloadJitterMs' | 'loadDuty' | 'reloadDuty'>>;
+type Options = Partial<Pick<MemoryTableOptions, 'busy' | 'refreshWaitBehindMs' | 'sweepAfterMs' | 'sweepBatch' | 'sweepIntervalMs' | 'maxBytes' | 'maxAgeMs' | 'minLoadIntervalMs' | 'reloadDirtyMin' | 'reloadDirtyShare' | 'reloadJitterMs' | 'loadDuty' | 'reloadDuty'>>;
 
 function setup(options: Options = {}, worth?: (t: Fake, product: number) => boolean) {
   const cache = new ResponseCache({ maxBytes: 1 << 20, ttlMs: 60_000 });
@@ -408,6 +408,30 @@ describe('the sweep: dirty products no change has touched for sweepAfterMs are r
     // Its reader finds it dirty, counted as too large (that asks the predicate once more).
     expect(s.table.clean(4)).toBeUndefined();
     expect(s.table.stats()).toMatchObject({ dirtyReads: 1, dirtyReadsTooLarge: 1 });
+    s.table.close();
+  });
+
+  test('no turn of the sweep while the database is busy (`busy`); counted; it sweeps once it is not', async () => {
+    let busy = true;
+    const s = setup({ ...quiet, busy: () => busy });
+    await loaded(s);
+    s.cache.invalidate(7);
+    await new Promise((r) => setTimeout(r, 400));
+    expect(s.reads).toEqual([]);
+    expect(s.table.stats().sweepsSkippedBusy).toBeGreaterThan(5);
+    // A reader's read-back is not held back: it replaces the reader's own statement.
+    s.cache.invalidate(8);
+    const reader = s.table.readBack(8)!;
+    await until(() => s.reads.length > 0);
+    expect(s.reads.map((r) => r.products)).toEqual([[8]]);
+    s.answer(0);
+    await reader;
+    busy = false;
+    await until(() => s.reads.length > 1);
+    expect(s.reads[1].products).toEqual([7]);
+    s.answer(1);
+    await until(() => s.table.stats().dirty === 0);
+    expect(s.table.stats()).toMatchObject({ swept: 1 });
     s.table.close();
   });
 
