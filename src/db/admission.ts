@@ -41,6 +41,11 @@ export class Admission {
     return this.live;
   }
 
+  /** Connection slots free now. */
+  get freeSlots(): number {
+    return this.free;
+  }
+
   /**
    * Takes a connection slot: at once when one is free, else after waiting in the FIFO at
    * most queueTimeoutMs; refuses with a 503 when the FIFO is full or the wait runs out.

@@ -116,6 +116,11 @@ export class Db {
     return this.admission.queueLength;
   }
 
+  /** Every connection taken, or requests waiting for one: a statement asked for now would wait. */
+  get busy(): boolean {
+    return this.admission.queueLength > 0 || this.admission.freeSlots === 0;
+  }
+
   private async acquire(onQueued?: (ride: Ride) => void): Promise<pg.PoolClient> {
     await this.admission.take(onQueued);
     try {

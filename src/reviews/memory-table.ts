@@ -95,11 +95,12 @@ export interface MemoryTableOptions {
   sweepBatch?: number;
   sweepIntervalMs?: number;
   /**
-   * Whether the database is busy now (the tables: requests wait in the primary's admission
-   * queue). The sweep skips its turn while it is: its statement would wait in that queue
-   * ahead of readers, and one waiting past refreshWaitBehindMs sends readers of dirty
-   * products to the database meanwhile; one refused there pauses every read-back. Default:
-   * never busy.
+   * Whether the database is busy now (the tables: every connection of the primary's pool
+   * taken, or requests waiting for one). A turn of the sweep with products due is skipped
+   * while it is: its statement would wait ahead of the readers that come next, one waiting
+   * past refreshWaitBehindMs sends readers of dirty products to the database meanwhile, and
+   * one refused there pauses every read-back. Not once half of reloadDirtyShare's products
+   * are dirty: the whole table's load they would bring costs far more. Default: never busy.
    */
   busy?: () => boolean;
 }
@@ -164,7 +165,7 @@ export interface MemoryTableStats {
   failedRefreshes: number;
   /** Of the products read back, those the sweep asked for (no reader had). */
   swept: number;
-  /** Turns of the sweep skipped because the database was busy (`busy`). */
+  /** Turns of the sweep, with products due, skipped because the database was busy (`busy`). */
   sweepsSkippedBusy: number;
   /** The highest product id held (0 while nothing is loaded), dirty products among them, and bytes held. */
   maxProduct: number;
@@ -341,7 +342,7 @@ export class MemoryTable<T extends HeldTable> {
     // A read-back under way may have read it before this change: it must not make it clean.
     const underWay = this.inFlight.get(product);
     if (underWay) underWay.changed = true;
-    if (!this.boundAsked && !this.loading && t.dirty.size > Math.max(this.o.reloadDirtyMin ?? 1000, t.maxProduct * (this.o.reloadDirtyShare ?? 0.05))) {
+    if (!this.boundAsked && !this.loading && t.dirty.size > this.dirtyBound(t)) {
       this.boundAsked = true;
       // After the spacing of loads, not within it: hosts that loaded together (after the
       // same flush) would otherwise reload together at its end.
@@ -484,6 +485,11 @@ export class MemoryTable<T extends HeldTable> {
     this.armRefresh();
   }
 
+  /** Dirty products past which the table is loaded again (reloadDirtyShare of the products, at least reloadDirtyMin). */
+  private dirtyBound(t: T): number {
+    return Math.max(this.o.reloadDirtyMin ?? 1000, t.maxProduct * (this.o.reloadDirtyShare ?? 0.05));
+  }
+
   /**
    * The sweep: the dirty products quiet for sweepAfterMs, least recently changed first, at
    * most sweepBatch of them, read back as a reader's would be (readBack: the same statement
@@ -495,14 +501,18 @@ export class MemoryTable<T extends HeldTable> {
     const t = this.current();
     const after = this.o.sweepAfterMs ?? 0;
     if (!t || this.closed || !this.o.cache.isTrusted || this.pending.size || this.inFlight.size) return;
-    // Behind readers waiting for the database, not ahead of them.
-    if (this.o.busy?.()) {
-      this.counters.sweepsSkippedBusy++;
-      return;
-    }
     // Nothing queued or under way: any mark left is of a statement that never ran (a drop).
     this.sweeping.clear();
     const now = performance.now();
+    // Nothing quiet long enough: no turn to take, or to skip.
+    const oldest = this.quietSince.values().next();
+    if (oldest.done || now - oldest.value < after) return;
+    // Behind readers waiting for the database, not ahead of them; but not once half the
+    // products that reload the whole table are dirty (that load costs far more).
+    if (this.o.busy?.() && t.dirty.size < this.dirtyBound(t) / 2) {
+      this.counters.sweepsSkippedBusy++;
+      return;
+    }
     const most = this.o.sweepBatch ?? 64;
     for (const [product, since] of this.quietSince) {
       if (this.sweeping.size >= most || now - since < after) break;

@@ -56,8 +56,8 @@ export class MetaMemory {
   private readonly table: MemoryTable<Table>;
 
   constructor(private readonly o: MetaMemoryOptions) {
-    // The sweep waits while requests wait for the primary (memory-table.ts, `busy`).
-    this.table = new MemoryTable({ busy: () => o.db.queueLength > 0, ...o }, 'meta memory', (loading, began) => this.read(loading, began),
+    // The sweep waits while the primary's pool is busy (memory-table.ts, `busy`).
+    this.table = new MemoryTable({ ...o, busy: o.busy ?? (() => o.db.busy) }, 'meta memory', (loading, began) => this.read(loading, began),
       o.readBack === false ? undefined : (t, products) => this.refresh(t, products));
   }
 

@@ -29,10 +29,20 @@ export function slowStatements(db: Db, name: string, extraMs = 40): SlowStatemen
 }
 
 /**
- * Keeps a pool of `connections` busy for `ms` (each in pg_sleep), with one more request
- * waiting in its admission queue behind them; resolves when all have ended.
+ * Holds `connections` of a pool's connections (each waiting on an advisory lock that `gate`,
+ * another pool on the same database, holds), with `waiting` more requests in its admission
+ * queue behind them, until the returned release() (which resolves once all have ended).
  */
-export async function busyPool(db: Db, connections: number, ms: number): Promise<void> {
-  const held = Array.from({ length: connections }, () => db.query('SELECT pg_sleep($1)', [ms / 1000]));
-  await Promise.all([...held, db.query('SELECT 1')]);
+export async function holdPool(db: Db, gate: Db, connections: number, waiting: number): Promise<() => Promise<void>> {
+  const locker = await gate.pool.connect();
+  await locker.query('SELECT pg_advisory_lock(7401)');
+  const held = [
+    ...Array.from({ length: connections }, () => db.query('SELECT pg_advisory_xact_lock_shared(7401)')),
+    ...Array.from({ length: waiting }, () => db.query('SELECT 1')),
+  ];
+  return async () => {
+    await locker.query('SELECT pg_advisory_unlock(7401)');
+    locker.release();
+    await Promise.all(held);
+  };
 }

@@ -16,7 +16,7 @@ import { ResponseCache } from '../../src/response-cache/response-cache';
 import { finishArrange, insertCharacteristics, insertReviews, LONG_BODY } from '../helpers/fixtures';
 import { silentRelay } from '../helpers/relay';
 import { until } from '../helpers/replica-hosts';
-import { busyPool, slowStatements } from '../helpers/slow-statements';
+import { holdPool, slowStatements } from '../helpers/slow-statements';
 import { createTestDatabase, type TestDatabase } from '../helpers/test-db';
 
 const META_SQL = fs.readFileSync(path.join(__dirname, '../../src/reviews/sql/review-meta.sql'), 'utf8');
@@ -470,14 +470,14 @@ test('a reload while the table held keeps serving is paced at reloadDuty, the fi
 
 test('a changed product nobody reads is read back once quiet (META_MEMORY_READ_BACK_AFTER_S), but not while requests wait for the primary, and answered from memory', async () => {
   await withLoaded({ sweepAfterMs: 300, queueTimeoutMs: 10_000 }, async (h) => {
-    // The host's two connections busy for 1.5 s, and a request waiting behind them.
-    const busy = busyPool(h.db, 2, 1500);
+    // The host's two connections taken until released, and a request waiting behind them.
+    const release = await holdPool(h.db, t.db, 2, 1);
     await t.db.query('UPDATE atelier.characteristics SET rating_sum = rating_sum + 1, rating_count = rating_count + 1 WHERE id = 4');
     await until('the change heard', () => h.memory.stats().dirty === 1, 5000);
     // Quiet for longer than sweepAfterMs, while the request waits: no read-back of its own.
-    await new Promise((r) => setTimeout(r, 700));
-    expect({ queued: h.db.queueLength, swept: h.memory.stats().swept, skipped: h.memory.stats().sweepsSkippedBusy > 5 }).toEqual({ queued: 1, swept: 0, skipped: true });
-    await busy;
+    await until('turns skipped', () => h.memory.stats().sweepsSkippedBusy >= 3, 5000);
+    expect({ queued: h.db.queueLength, swept: h.memory.stats().swept }).toEqual({ queued: 1, swept: 0 });
+    await release();
     // Not read: without the sweep it would stay dirty until the next load.
     await until('swept', () => h.memory.stats().swept === 1, 5000);
     expect(h.memory.stats()).toMatchObject({ dirty: 0, refreshed: 1, dirtyReads: 0 });

@@ -214,14 +214,17 @@ maybe('nginx in front of two hosts', () => {
     const mine = await fetch(`${cluster.url}${url}`, { headers: { cookie: 'atelier_wrote=7.9.2' } });
     expect(mine.headers.get('x-cache-status')).toBe('BYPASS');
     expect(((await mine.json()) as { results: { review_id: number }[] }).results.map((r) => r.review_id)).toContain(id);
-    // The writer's read stores its fresh answer for everyone, even of a key never read before
-    // (nginx stores other reads only from a key's second read on).
+    // The writer's read is not stored: nginx 1.22 would claim its key only after sending the
+    // header, and on a full keys zone that fails mid-answer (nginx-hardening). Another reader
+    // of a key the writer read first gets the host's answer, with the review.
     const unread = '/reviews?product_id=2&sort=newest&count=49';
-    const bypassed = await fetch(`${cluster.url}${unread}`, { headers: { cookie: 'atelier_wrote=2' } });
-    await bypassed.arrayBuffer();
-    expect(bypassed.headers.get('x-cache-status')).toBe('BYPASS');
+    for (let i = 0; i < 2; i++) {
+      const bypassed = await fetch(`${cluster.url}${unread}`, { headers: { cookie: 'atelier_wrote=2' } });
+      await bypassed.arrayBuffer();
+      expect(bypassed.headers.get('x-cache-status')).toBe('BYPASS');
+    }
     const after = await get(unread);
-    expect(after.headers.get('x-cache-status')).toBe('HIT');
+    expect(after.headers.get('x-cache-status')).toBe('MISS');
     expect(((await after.json()) as { results: { review_id: number }[] }).results.map((r) => r.review_id)).toContain(id);
     // The same client's reads of products it did not write still use the cache.
     for (const cookie of ['atelier_wrote=7.9.2', 'atelier_wrote=11.12', 'atelier_wrote=21']) {

@@ -415,6 +415,9 @@ describe('the sweep: dirty products no change has touched for sweepAfterMs are r
     let busy = true;
     const s = setup({ ...quiet, busy: () => busy });
     await loaded(s);
+    // Nothing due: no turn skipped (the count says work was held back, not that time passed).
+    await new Promise((r) => setTimeout(r, 100));
+    expect(s.table.stats().sweepsSkippedBusy).toBe(0);
     s.cache.invalidate(7);
     await new Promise((r) => setTimeout(r, 400));
     expect(s.reads).toEqual([]);
@@ -432,6 +435,19 @@ describe('the sweep: dirty products no change has touched for sweepAfterMs are r
     s.answer(1);
     await until(() => s.table.stats().dirty === 0);
     expect(s.table.stats()).toMatchObject({ swept: 1 });
+    s.table.close();
+  });
+
+  test('a busy database does not hold the sweep back once half the products that reload the table are dirty', async () => {
+    // The bound: 6 dirty products (reloadDirtyMin 6, no share); half of it: 3.
+    const s = setup({ ...quiet, busy: () => true, reloadDirtyMin: 6, reloadDirtyShare: 0 });
+    await loaded(s);
+    for (const p of [1, 2]) s.cache.invalidate(p);
+    await until(() => s.table.stats().sweepsSkippedBusy >= 3);
+    expect(s.reads).toEqual([]);
+    s.cache.invalidate(3);
+    await until(() => s.reads.length > 0);
+    expect(s.reads[0].products).toEqual([1, 2]);
     s.table.close();
   });
 
