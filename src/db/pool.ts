@@ -116,9 +116,9 @@ export class Db {
     return this.admission.queueLength;
   }
 
-  /** Every connection taken, or requests waiting for one: a statement asked for now would wait. */
-  get busy(): boolean {
-    return this.admission.queueLength > 0 || this.admission.freeSlots === 0;
+  /** 'queued' while requests wait for a connection, 'taken' while every one is taken and none waits, else false. */
+  get pressure(): 'queued' | 'taken' | false {
+    return this.admission.queueLength > 0 ? 'queued' : this.admission.freeSlots === 0 ? 'taken' : false;
   }
 
   private async acquire(onQueued?: (ride: Ride) => void): Promise<pg.PoolClient> {

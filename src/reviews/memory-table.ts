@@ -95,14 +95,16 @@ export interface MemoryTableOptions {
   sweepBatch?: number;
   sweepIntervalMs?: number;
   /**
-   * Whether the database is busy now (the tables: every connection of the primary's pool
-   * taken, or requests waiting for one). A turn of the sweep with products due is skipped
-   * while it is: its statement would wait ahead of the readers that come next, one waiting
-   * past refreshWaitBehindMs sends readers of dirty products to the database meanwhile, and
-   * one refused there pauses every read-back. Not once half of reloadDirtyShare's products
-   * are dirty: the whole table's load they would bring costs far more. Default: never busy.
+   * How busy the database is now (the tables: the primary's pool, Db.pressure): 'queued'
+   * while requests wait for a connection, 'taken' while every connection is taken and none
+   * waits, false otherwise. A turn of the sweep with products due is skipped while 'queued'
+   * (its statement would wait behind them, one waiting past refreshWaitBehindMs sends readers
+   * of dirty products to the database meanwhile, and one refused there pauses every
+   * read-back), and while 'taken' until half the dirty products that reload the table are
+   * reached (it would go ahead of the readers that come next, but the whole table's load costs
+   * far more). Default: never busy.
    */
-  busy?: () => boolean;
+  busy?: () => 'queued' | 'taken' | false;
 }
 
 /**
@@ -485,6 +487,11 @@ export class MemoryTable<T extends HeldTable> {
     this.armRefresh();
   }
 
+  /** Whether the sweep would read `product` back (the rest of readBack's conditions are the moment's, not the product's). */
+  private sweepable(t: T, product: number): boolean {
+    return t.dirty.has(product) && product <= t.maxProduct && !this.unrefreshable.has(product) && this.worthReadingBack(t, product);
+  }
+
   /** Dirty products past which the table is loaded again (reloadDirtyShare of the products, at least reloadDirtyMin). */
   private dirtyBound(t: T): number {
     return Math.max(this.o.reloadDirtyMin ?? 1000, t.maxProduct * (this.o.reloadDirtyShare ?? 0.05));
@@ -504,12 +511,18 @@ export class MemoryTable<T extends HeldTable> {
     // Nothing queued or under way: any mark left is of a statement that never ran (a drop).
     this.sweeping.clear();
     const now = performance.now();
-    // Nothing quiet long enough: no turn to take, or to skip.
-    const oldest = this.quietSince.values().next();
-    if (oldest.done || now - oldest.value < after) return;
-    // Behind readers waiting for the database, not ahead of them; but not once half the
-    // products that reload the whole table are dirty (that load costs far more).
-    if (this.o.busy?.() && t.dirty.size < this.dirtyBound(t) / 2) {
+    // What the sweep would not take leaves (not dirty, too large, refused until the next
+    // load); then, nothing quiet long enough: no turn to take, or to skip.
+    let head = this.quietSince.entries().next();
+    while (!head.done && !this.sweepable(t, head.value[0])) {
+      this.quietSince.delete(head.value[0]);
+      head = this.quietSince.entries().next();
+    }
+    if (head.done || now - head.value[1] < after) return;
+    // Behind readers waiting for the database; not ahead of the next ones while every
+    // connection is taken, until half the products that reload the whole table are dirty.
+    const busy = this.o.busy?.();
+    if (busy === 'queued' || (busy === 'taken' && t.dirty.size < this.dirtyBound(t) / 2)) {
       this.counters.sweepsSkippedBusy++;
       return;
     }

@@ -57,7 +57,7 @@ export class MetaMemory {
 
   constructor(private readonly o: MetaMemoryOptions) {
     // The sweep waits while the primary's pool is busy (memory-table.ts, `busy`).
-    this.table = new MemoryTable({ ...o, busy: o.busy ?? (() => o.db.busy) }, 'meta memory', (loading, began) => this.read(loading, began),
+    this.table = new MemoryTable({ ...o, busy: o.busy ?? (() => o.db.pressure) }, 'meta memory', (loading, began) => this.read(loading, began),
       o.readBack === false ? undefined : (t, products) => this.refresh(t, products));
   }
 

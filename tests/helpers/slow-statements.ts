@@ -39,10 +39,10 @@ export async function holdPool(db: Db, gate: Db, connections: number, waiting: n
   const held = [
     ...Array.from({ length: connections }, () => db.query('SELECT pg_advisory_xact_lock_shared(7401)')),
     ...Array.from({ length: waiting }, () => db.query('SELECT 1')),
-  ];
+  ].map((q) => q.then(() => undefined, (err: Error) => err));
   return async () => {
-    await locker.query('SELECT pg_advisory_unlock(7401)');
-    locker.release();
-    await Promise.all(held);
+    await locker.query('SELECT pg_advisory_unlock(7401)').finally(() => locker.release());
+    const failed = (await Promise.all(held)).find(Boolean);
+    if (failed) throw new Error(`a statement holding the pool failed (a statement timeout?): ${failed.message}`);
   };
 }

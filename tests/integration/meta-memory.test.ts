@@ -469,15 +469,19 @@ test('a reload while the table held keeps serving is paced at reloadDuty, the fi
 });
 
 test('a changed product nobody reads is read back once quiet (META_MEMORY_READ_BACK_AFTER_S), but not while requests wait for the primary, and answered from memory', async () => {
-  await withLoaded({ sweepAfterMs: 300, queueTimeoutMs: 10_000 }, async (h) => {
+  // No statement timeout, and a long queue wait: the held connections and the waiting request stay as long as the test takes.
+  await withLoaded({ sweepAfterMs: 300, queueTimeoutMs: 30_000, statementTimeoutMs: 0 }, async (h) => {
     // The host's two connections taken until released, and a request waiting behind them.
     const release = await holdPool(h.db, t.db, 2, 1);
-    await t.db.query('UPDATE atelier.characteristics SET rating_sum = rating_sum + 1, rating_count = rating_count + 1 WHERE id = 4');
-    await until('the change heard', () => h.memory.stats().dirty === 1, 5000);
-    // Quiet for longer than sweepAfterMs, while the request waits: no read-back of its own.
-    await until('turns skipped', () => h.memory.stats().sweepsSkippedBusy >= 3, 5000);
-    expect({ queued: h.db.queueLength, swept: h.memory.stats().swept }).toEqual({ queued: 1, swept: 0 });
-    await release();
+    try {
+      await t.db.query('UPDATE atelier.characteristics SET rating_sum = rating_sum + 1, rating_count = rating_count + 1 WHERE id = 4');
+      await until('the change heard', () => h.memory.stats().dirty === 1, 5000);
+      // Quiet for longer than sweepAfterMs, while the request waits: no read-back of its own.
+      await until('turns skipped', () => h.memory.stats().sweepsSkippedBusy >= 3, 5000);
+      expect({ queued: h.db.queueLength, swept: h.memory.stats().swept }).toEqual({ queued: 1, swept: 0 });
+    } finally {
+      await release();
+    }
     // Not read: without the sweep it would stay dirty until the next load.
     await until('swept', () => h.memory.stats().swept === 1, 5000);
     expect(h.memory.stats()).toMatchObject({ dirty: 0, refreshed: 1, dirtyReads: 0 });

@@ -65,11 +65,11 @@ afterAll(async () => {
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-interface HostOptions { maxBytes?: number; pageReviews?: number; reloadOnAnyChange?: boolean; refreshMaxReviews?: number; sweepAfterMs?: number }
+interface HostOptions { maxBytes?: number; pageReviews?: number; reloadOnAnyChange?: boolean; refreshMaxReviews?: number; sweepAfterMs?: number; statementTimeoutMs?: number }
 
 /** A host's pieces: pool, cache with its feed (untrusted until it listens), the review table (not started). */
 function host(o: HostOptions = {}) {
-  const db = new Db({ connectionString: t.url, poolSize: 2 });
+  const db = new Db({ connectionString: t.url, poolSize: 2, statementTimeoutMs: o.statementTimeoutMs });
   const cache = new ResponseCache({ maxBytes: 1 << 20, ttlMs: 600_000, trusted: false });
   const feed = followChanges(db, cache, () => undefined, { heartbeatMs: 60_000 });
   const logs: string[] = [];
@@ -339,16 +339,20 @@ test('with the sweep, a changed product nobody reads is read back once quiet, an
 });
 
 test("the sweep waits while every connection of the host's pool is taken: no statement of its own ahead of the next readers, then it sweeps", async () => {
-  await withLoaded({ sweepAfterMs: 300 }, async (h) => {
+  // No statement timeout: the held connections wait on a lock for as long as the test takes.
+  await withLoaded({ sweepAfterMs: 300, statementTimeoutMs: 0 }, async (h) => {
     const readBacks = slowStatements(h.db, 'review-memory-products', 0);
     // The host's two connections taken until released; nothing waiting behind them.
     const release = await holdPool(h.db, t.db, 2, 0);
-    await t.db.query('UPDATE atelier.reviews SET helpfulness = helpfulness + 1 WHERE product_id = $1', [arranged + 3]);
-    await until('the change heard', () => h.memory.stats().dirty === 1, 5000);
-    // Past the product's quiet time, and turns of the sweep (every 50 ms) with it due.
-    await until('turns skipped', () => h.memory.stats().sweepsSkippedBusy >= 3, 5000);
-    expect({ statements: readBacks.count, queued: h.db.queueLength, swept: h.memory.stats().swept }).toEqual({ statements: 0, queued: 0, swept: 0 });
-    await release();
+    try {
+      await t.db.query('UPDATE atelier.reviews SET helpfulness = helpfulness + 1 WHERE product_id = $1', [arranged + 3]);
+      await until('the change heard', () => h.memory.stats().dirty === 1, 5000);
+      // Past the product's quiet time, and turns of the sweep (every 50 ms) with it due.
+      await until('turns skipped', () => h.memory.stats().sweepsSkippedBusy >= 3, 5000);
+      expect({ statements: readBacks.count, queued: h.db.queueLength, swept: h.memory.stats().swept }).toEqual({ statements: 0, queued: 0, swept: 0 });
+    } finally {
+      await release();
+    }
     await until('the sweep', () => h.memory.stats().swept === 1, 10_000);
     expect(readBacks.count).toBe(1);
     const pages = await allPages(h.memory, arranged + 3);

@@ -77,6 +77,25 @@ maybe('nginx hardening', () => {
     expect(await status('atelier_wrote=5.2')).toBe('BYPASS');
     expect(await status('atelier_wrote=12.22.20')).not.toBe('BYPASS');
     expect(await status('atelier_wrote=22')).not.toBe('BYPASS');
+    // A long cookie that does name the product, at its end: the match holds whatever the
+    // length (with pcre_jit, a match that ran out of JIT stack would fall to the map's
+    // default, 0, and serve the writer from the cache).
+    expect(await status(`atelier_wrote=${long}.2`)).toBe('BYPASS');
+  });
+
+  test('a query string of thousands of parameters, within nginx\'s buffers, is answered exactly, and no regular expression fails on it', async () => {
+    // The cache-key maps run repeated groups over $args; compiled (pcre_jit) they use a stack
+    // of their own. A match that fails is logged (an alert per request) and the map's default
+    // applies; every default here is the safe one, but none should be needed.
+    const errorLog = path.join(tmp, 'logs', 'error.log');
+    const before = fs.existsSync(errorLog) ? fs.statSync(errorLog).size : 0;
+    for (const extra of ['&a'.repeat(3000), '&a=1'.repeat(1500), `&x=${'y'.repeat(6000)}`]) {
+      const res = await fetch(`${cluster.url}/reviews?product_id=2&count=7${extra}`);
+      expect(res.status).toBe(200);
+      expect(((await res.json()) as { product: string; count: number })).toMatchObject({ product: '2', count: 7 });
+    }
+    const logged = fs.existsSync(errorLog) ? fs.readFileSync(errorLog, 'utf8').slice(before) : '';
+    expect(logged.match(/^.*(pcre|JIT|match\(\) failed).*$/gim) ?? []).toEqual([]);
   });
 
   test('every location, unknown paths and the error pages asked directly included, has a per-client limit, and refuses with JSON', async () => {
@@ -176,9 +195,12 @@ maybe('nginx hardening', () => {
         if (!ok && wrong.length < 5) wrong.push(`${q}: ${got.body.slice(0, 120)}`);
       });
       console.log(`[harden] reads over a 12 KB keys zone: ${failures()} failed allocations; answers ${JSON.stringify([...answers])}`);
-      // The fault happened (else this test shows nothing), and every read was answered 200, exactly.
+      // The fault happened (else this test shows nothing), and every read was answered: 200,
+      // exactly, or a host's 503 (its database queue's honest refusal on a busy box), never
+      // nginx's 500 or a dropped connection.
       expect(failures()).toBeGreaterThan(0);
-      expect([...answers.keys()].sort()).toEqual(['200', '200 (writer)']);
+      expect([...answers.keys()].filter((k) => !/^(200|503)( \(writer\))?$/.test(k))).toEqual([]);
+      expect(answers.get('200')).toBeGreaterThan(0);
       expect(wrong).toEqual([]);
     } finally {
       agent.destroy();
