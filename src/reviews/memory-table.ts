@@ -100,9 +100,9 @@ export interface MemoryTableOptions {
    * waits, false otherwise. A turn of the sweep with products due is skipped while 'queued'
    * (its statement would wait behind them, one waiting past refreshWaitBehindMs sends readers
    * of dirty products to the database meanwhile, and one refused there pauses every
-   * read-back), and while 'taken' until half the dirty products that reload the table are
-   * reached (it would go ahead of the readers that come next, but the whole table's load costs
-   * far more). Default: never busy.
+   * read-back) until three quarters of the dirty products that reload the table are reached,
+   * and while 'taken' until half of them (it would go ahead of the readers that come next):
+   * the whole table's load those products bring costs far more. Default: never busy.
    */
   busy?: () => 'queued' | 'taken' | false;
 }
@@ -519,10 +519,12 @@ export class MemoryTable<T extends HeldTable> {
       head = this.quietSince.entries().next();
     }
     if (head.done || now - head.value[1] < after) return;
-    // Behind readers waiting for the database; not ahead of the next ones while every
-    // connection is taken, until half the products that reload the whole table are dirty.
+    // Behind readers waiting for the database, until three quarters of the products that
+    // reload the whole table are dirty; not ahead of the next ones while every connection is
+    // taken, until half of them are.
     const busy = this.o.busy?.();
-    if (busy === 'queued' || (busy === 'taken' && t.dirty.size < this.dirtyBound(t) / 2)) {
+    const near = t.dirty.size / this.dirtyBound(t);
+    if ((busy === 'queued' && near < 0.75) || (busy === 'taken' && near < 0.5)) {
       this.counters.sweepsSkippedBusy++;
       return;
     }
