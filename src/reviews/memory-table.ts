@@ -94,15 +94,17 @@ export interface MemoryTableOptions {
   /** Products a sweep takes at once (one statement; default 64), and how often it runs (default 250 ms). */
   sweepBatch?: number;
   sweepIntervalMs?: number;
+  /** The primary: what `busy` reads by default (its pool's pressure); without it, never busy. */
+  db?: Db;
   /**
-   * How busy the database is now (the tables: the primary's pool, Db.pressure): 'queued'
+   * How busy the database is now (default: `db`'s pool, Db.pressure): 'queued'
    * while requests wait for a connection, 'taken' while every connection is taken and none
    * waits, false otherwise. A turn of the sweep with products due is skipped while 'queued'
    * (its statement would wait behind them, one waiting past refreshWaitBehindMs sends readers
    * of dirty products to the database meanwhile, and one refused there pauses every
    * read-back) until three quarters of the dirty products that reload the table are reached,
    * and while 'taken' until half of them (it would go ahead of the readers that come next):
-   * the whole table's load those products bring costs far more. Default: never busy.
+   * the whole table's load those products bring costs far more.
    */
   busy?: () => 'queued' | 'taken' | false;
 }
@@ -522,7 +524,7 @@ export class MemoryTable<T extends HeldTable> {
     // Behind readers waiting for the database, until three quarters of the products that
     // reload the whole table are dirty; not ahead of the next ones while every connection is
     // taken, until half of them are.
-    const busy = this.o.busy?.();
+    const busy = this.o.busy ? this.o.busy() : this.o.db?.pressure;
     const near = t.dirty.size / this.dirtyBound(t);
     if ((busy === 'queued' && near < 0.75) || (busy === 'taken' && near < 0.5)) {
       this.counters.sweepsSkippedBusy++;

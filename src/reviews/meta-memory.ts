@@ -56,8 +56,7 @@ export class MetaMemory {
   private readonly table: MemoryTable<Table>;
 
   constructor(private readonly o: MetaMemoryOptions) {
-    // The sweep waits while the primary's pool is busy (memory-table.ts, `busy`).
-    this.table = new MemoryTable({ ...o, busy: o.busy ?? (() => o.db.pressure) }, 'meta memory', (loading, began) => this.read(loading, began),
+    this.table = new MemoryTable(o, 'meta memory', (loading, began) => this.read(loading, began),
       o.readBack === false ? undefined : (t, products) => this.refresh(t, products));
   }
 

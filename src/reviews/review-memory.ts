@@ -137,8 +137,7 @@ export class ReviewMemory {
     // tenth of a connection meta's reload keeps to: at a tenth a full-scale load would take
     // ~25 minutes, about as long as the mix at 3,000 req/s takes to make 5 % of the
     // products dirty again, so the next table would start at the bound.
-    // The sweep waits while the primary's pool is busy (memory-table.ts, `busy`).
-    this.table = new MemoryTable({ ...o, busy: o.busy ?? (() => o.db.pressure), reloadDuty: o.reloadDuty ?? o.loadDuty ?? 0.5 }, 'review memory', (loading, began) => this.read(loading, began), (t, products) => this.refresh(t, products),
+    this.table = new MemoryTable({ ...o, reloadDuty: o.reloadDuty ?? o.loadDuty ?? 0.5 }, 'review memory', (loading, began) => this.read(loading, began), (t, products) => this.refresh(t, products),
       (t, product) => this.worthReadingBack(t, product));
   }
 

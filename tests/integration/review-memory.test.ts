@@ -315,12 +315,7 @@ test('a changed product with more reviews than refreshMaxReviews is not read bac
 test('with the sweep, a changed product nobody reads is read back once quiet, and its pages are the statement\'s; one with more reviews than refreshMaxReviews stays dirty', async () => {
   await withLoaded({ sweepAfterMs: 300, refreshMaxReviews: 2 }, async (h) => {
     // Read-back statements, counted on the host's own pool (the database is real).
-    let statements = 0;
-    const query = h.db.query.bind(h.db);
-    h.db.query = ((...args: Parameters<typeof query>) => {
-      if (args[2] === 'review-memory-products') statements++;
-      return query(...args);
-    }) as typeof h.db.query;
+    const readBacks = slowStatements(h.db, 'review-memory-products', 0);
     // `arranged` has three visible reviews (past the bound of 2), `arranged + 3` one.
     await t.db.query('UPDATE atelier.reviews SET helpfulness = helpfulness + 2 WHERE product_id = $1', [arranged + 3]);
     await t.db.query('UPDATE atelier.reviews SET helpfulness = helpfulness + 1 WHERE product_id = $1', [arranged]);
@@ -333,7 +328,7 @@ test('with the sweep, a changed product nobody reads is read back once quiet, an
     await new Promise((r) => setTimeout(r, 500));
     expect(h.memory.stats()).toMatchObject({ refreshed: 1, swept: 1, dirty: 1 });
     // One statement, for `arranged + 3`: the large one is not asked for, then or since.
-    expect(statements).toBe(1);
+    expect(readBacks.count).toBe(1);
     expect(ask(h.memory, { product: arranged, sort: 'helpful', page: 1, count: 5 })).toBeUndefined();
   });
 });
