@@ -68,11 +68,11 @@ export async function requestList(o: { n: number; products: number; distribution
     for (const r of rows) characteristics.set(r.product_id, r.ids);
   }
   // Keys unique to this list (wrk replays it: a repeat is a retry of the same request).
-  const runId = `list${Date.now().toString(36)}${o.seed}`;
+  const nextKey = traffic.idempotencyKeys(`list${Date.now().toString(36)}${o.seed}`);
   return drawn.map((r) => {
     if (r.op !== 'post') return { method: r.method, path: r.path };
     const body = traffic.reviewBody(r.productId, characteristics.get(r.productId) ?? [], rand);
-    return { method: 'POST', path: '/reviews', body: JSON.stringify(body), headers: { 'Content-Type': 'application/json', 'Idempotency-Key': traffic.idempotencyKey(runId, body) } };
+    return { method: 'POST', path: '/reviews', body: JSON.stringify(body), headers: { 'Content-Type': 'application/json', 'Idempotency-Key': nextKey() } };
   });
 }
 

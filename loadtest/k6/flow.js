@@ -3,13 +3,13 @@
 // characteristics.
 import http from 'k6/http';
 import { check } from 'k6';
-import { ACCEPT_ENCODING, characteristicIdsFromMeta, idempotencyKey, nextRequest, reviewBody } from '../lib/traffic.js';
+import { ACCEPT_ENCODING, characteristicIdsFromMeta, idempotencyKeys, nextRequest, reviewBody } from '../lib/traffic.js';
 
 // As browsers send it (k6 decompresses what comes back compressed).
 const BROWSER = { 'Accept-Encoding': ACCEPT_ENCODING };
 const JSON_HEADERS = { headers: { ...BROWSER, 'Content-Type': 'application/json' } };
 // Keys unique to this run (and VU): a rerun against the same data reuses no key.
-const RUN = `k6${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
+const nextKey = idempotencyKeys(`k6${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`);
 // 404 (a review id that does not exist) is an expected answer, not a failure.
 http.setResponseCallback(http.expectedStatuses(200, 201, 204, 404));
 
@@ -20,7 +20,7 @@ export function shopper(baseUrl, pickProduct) {
     if (!check(meta, { 'meta 200': (r) => r.status === 200 })) return;
     const body = reviewBody(req.productId, characteristicIdsFromMeta(meta.body), Math.random);
     // The key makes a retry safe; k6 does not retry, but the server records it all the same.
-    const headers = { ...JSON_HEADERS.headers, 'Idempotency-Key': idempotencyKey(RUN, body) };
+    const headers = { ...JSON_HEADERS.headers, 'Idempotency-Key': nextKey() };
     const res = http.post(`${baseUrl}/reviews`, JSON.stringify(body), { headers, tags: { name: 'post', kind: 'write' } });
     check(res, { 'post 201': (r) => r.status === 201 });
     return;

@@ -122,14 +122,19 @@ function pickOp(mix, rand) {
 
 const BODY = 'Bought this for a trip and wore it every day; it held up well, washed fine and still fits. ';
 
-/** A valid POST /reviews body for a product whose characteristic ids are known. */
 /**
- * The Idempotency-Key of a generated review: unique per run (`runId`), so a rerun against the
- * same database (seeded draws repeat) is not a reuse of a key with another body (a 422).
+ * The Idempotency-Keys of one run's generated reviews, in the order they are made: `runId`
+ * (unique per run, so a rerun against the same database, whose seeded draws repeat, reuses no
+ * key) and the review's number in the run. Not the reviewer's name: names are drawn from 1e9
+ * values and two reviews of a long run share one now and then, which made the same key with
+ * another body (the service's 422).
  */
-export function idempotencyKey(runId, body) {
-  return `${runId}-${body.name}`;
+export function idempotencyKeys(runId) {
+  let made = 0;
+  return () => `${runId}-${++made}`;
 }
+
+/** A valid POST /reviews body for a product whose characteristic ids are known. */
 
 export function reviewBody(productId, characteristicIds, rand) {
   const characteristics = {};

@@ -193,8 +193,8 @@ export async function runLoad(o: RunOptions): Promise<RunResult> {
   // POSTs waiting for their product's characteristics (a meta was sent in their place).
   const postNext: number[] = [];
   const target = new URL(o.target);
-  // Keys unique to this run (traffic.idempotencyKey): the seeded draws repeat between runs.
-  const runId = `run${Date.now().toString(36)}`;
+  // Keys unique to this run (traffic.idempotencyKeys): the seeded draws repeat between runs.
+  const nextKey = traffic.idempotencyKeys(`run${Date.now().toString(36)}`);
   const result: RunResult = { target: o.target, distribution, products: o.products, startedAt: new Date().toISOString(), stages: [], timeline: [], passed: true };
   const started = performance.now();
 
@@ -215,7 +215,7 @@ export async function runLoad(o: RunOptions): Promise<RunResult> {
       } else {
         const review = traffic.reviewBody(r.productId, ids, rand);
         body = JSON.stringify(review);
-        headers = { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), 'idempotency-key': traffic.idempotencyKey(runId, review) };
+        headers = { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), 'idempotency-key': nextKey() };
       }
     }
     if (o.acceptEncoding) headers['accept-encoding'] = o.acceptEncoding;

@@ -51,6 +51,18 @@ test('POST bodies are valid reviews rating the characteristics they were given',
   expect(body.email).toMatch(/@/);
 });
 
+test('each generated review of a run gets its own Idempotency-Key', () => {
+  // Names are drawn from 1e9 values: a knee step's ~4,000 posts share one about once in a
+  // hundred steps, and a key made from the name was then the same key with another body (a 422).
+  // Keys are numbered in the run instead, whatever the bodies.
+  const nextKey = traffic.idempotencyKeys('run1');
+  const keys = Array.from({ length: 10_000 }, () => nextKey());
+  expect(new Set(keys).size).toBe(keys.length);
+  // Another run's keys are its own, and all are valid header values (1–200 visible ASCII).
+  expect(traffic.idempotencyKeys('run2')()).not.toBe(keys[0]);
+  for (const k of keys) expect(k).toMatch(/^[\x21-\x7e]{1,200}$/);
+});
+
 test('the k6 scripts are ES modules that import only k6 APIs and the shared model', () => {
   const dir = fromRoot('loadtest', 'k6');
   const files = fs.readdirSync(dir);
