@@ -8,8 +8,9 @@ import { ACCEPT_ENCODING, characteristicIdsFromMeta, idempotencyKeys, nextReques
 // As browsers send it (k6 decompresses what comes back compressed).
 const BROWSER = { 'Accept-Encoding': ACCEPT_ENCODING };
 const JSON_HEADERS = { headers: { ...BROWSER, 'Content-Type': 'application/json' } };
-// Keys unique to this run (and VU): a rerun against the same data reuses no key.
-const nextKey = idempotencyKeys(`k6${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`);
+// Keys unique to this run and VU (k6 sets __VU before a VU's init code): a rerun against the
+// same data reuses no key, and two VUs started in the same millisecond share none either.
+const nextKey = idempotencyKeys(`k6${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}v${__VU}`);
 // 404 (a review id that does not exist) is an expected answer, not a failure.
 http.setResponseCallback(http.expectedStatuses(200, 201, 204, 404));
 

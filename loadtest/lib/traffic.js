@@ -135,7 +135,6 @@ export function idempotencyKeys(runId) {
 }
 
 /** A valid POST /reviews body for a product whose characteristic ids are known. */
-
 export function reviewBody(productId, characteristicIds, rand) {
   const characteristics = {};
   for (const id of characteristicIds) characteristics[String(id)] = 1 + Math.floor(rand() * 5);
