@@ -6,6 +6,7 @@
 // package; it costs a fraction of a Node generator's CPU per request), the fixed-rate row
 // the Node generator. Prints a table with CPU per request per process, and writes
 // bench/results/api-scale-S.json (api-scale-S-cold.json etc. with --only).
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { asDeployed, benchLogDir, costRatios, DEPLOYED_HOST_ENV, only, processGroups, READS, requestList, stageRow, wrkRow, type Row, type StepCost } from './api-bench';
@@ -47,6 +48,9 @@ export interface ApiBenchArgs {
   /** --only ab: nginx directives added to each side's read locations (reviews-read.conf), '' for none. */
   'a-nginx': string;
   'b-nginx': string;
+  /** --only ab: each side's hosts' and nginx's scheduling policy (chrt: 'other', the default, or 'batch'). */
+  'a-sched': string;
+  'b-sched': string;
   rate: number;
   rounds: number;
   /** Accept-Encoding on every generated request ('' for none). */
@@ -495,13 +499,16 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
   if (runs('ab')) {
     const sides = [parseEnvList(a.a), parseEnvList(a.b)];
     const directives = [a['a-nginx'], a['b-nginx']].map((d) => d.trim());
-    const labels = [0, 1].map((i) => [[a.a, a.b][i], directives[i] && `nginx: ${directives[i]}`].filter(Boolean).join('; ') || 'as deployed');
+    const scheds = [a['a-sched'], a['b-sched']];
+    for (const s of scheds) if (s !== 'other' && s !== 'batch') throw new UsageError(`--a-sched/--b-sched take other or batch (got ${s})`);
+    const labels = [0, 1].map((i) => [[a.a, a.b][i], directives[i] && `nginx: ${directives[i]}`, scheds[i] !== 'other' && `hosts and nginx SCHED_${scheds[i].toUpperCase()}`].filter(Boolean).join('; ') || 'as deployed');
     const clusters: Awaited<ReturnType<typeof startCluster>>[] = [];
     try {
       for (const [i, env] of sides.entries()) {
         const c = await startBenchCluster(`nginx-ab-${i}`, env);
         clusters.push(c);
         if (directives[i]) await addReadDirectives(c.nginx, directives[i]);
+        if (scheds[i] !== 'other') setSchedPolicy(scheds[i], [...c.hosts.map((h) => h.process.pid!), ...withChildren(c.nginx.process.pid!)]);
       }
       // Warm both, then one unrecorded run each at the rate: the very first run at the rate was
       // the slowest of the whole A/B in 3 of 4 trials, and side A would always have taken it.
@@ -602,13 +609,32 @@ export function withReadDirectives(conf: string, directives: string): string {
   return `${kept.join('\n')}\n# --a-nginx / --b-nginx (an A/B side)\n${given.map((d) => `${d};`).join('\n')}\n`;
 }
 
+/** A process and its children, by /proc (a master and its workers). */
+function withChildren(pid: number): number[] {
+  return [pid, ...fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number)];
+}
+
+/**
+ * Puts each process (all its threads) under scheduling policy `policy` with chrt, and reads it
+ * back; one that exited meanwhile (nginx's cache loader exits on its own) is skipped.
+ */
+function setSchedPolicy(policy: string, pids: number[]): void {
+  for (const pid of pids) {
+    const r = spawnSync('chrt', [`--${policy}`, '--all-tasks', '--pid', '0', String(pid)], { encoding: 'utf8' });
+    if (!fs.existsSync(`/proc/${pid}`)) continue;
+    if (r.status !== 0) throw new Error(`chrt --${policy} on ${pid} failed: ${r.stderr || r.error}`);
+    const now = spawnSync('chrt', ['--pid', String(pid)], { encoding: 'utf8' }).stdout;
+    if (!now.includes(`SCHED_${policy.toUpperCase()}`)) throw new Error(`process ${pid} is not under SCHED_${policy.toUpperCase()} after chrt: ${now}`);
+  }
+}
+
 async function addReadDirectives(nginx: NginxHandle, directives: string): Promise<void> {
   const prefix = path.dirname(nginx.configFile);
   const file = path.join(prefix, 'reviews-read.conf');
   fs.writeFileSync(file, withReadDirectives(fs.readFileSync(file, 'utf8'), directives));
   testNginxConfig(nginx.configFile, prefix);
   const pid = nginx.process.pid!;
-  const workers = () => fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
+  const workers = () => withChildren(pid).slice(1).join(' ');
   const before = workers();
   nginx.process.kill('SIGHUP');
   // Reloaded once none of the old workers is left (bounded: 10 s).

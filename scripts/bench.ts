@@ -29,6 +29,8 @@ runCli(async () => {
     b: { type: 'string', default: '', arg: 'ENV', help: "--only ab: side B's host environment" },
     'a-nginx': { type: 'string', default: '', arg: 'DIRECTIVES', help: "--only ab: nginx directives for side A's read locations, each replacing that directive's lines there (e.g. 'proxy_cache_min_uses 1;')" },
     'b-nginx': { type: 'string', default: '', arg: 'DIRECTIVES', help: "--only ab: nginx directives for side B's read locations" },
+    'a-sched': { type: 'string', default: 'other', arg: 'POLICY', help: "--only ab: side A's hosts' and nginx's scheduling policy (other or batch: chrt --batch, a woken process does not preempt the running one)" },
+    'b-sched': { type: 'string', default: 'other', arg: 'POLICY', help: "--only ab: side B's scheduling policy" },
     rate: { type: 'number', default: 2000, arg: 'R', help: '--only ab: req/s of each run' },
     rounds: { type: 'number', default: 8, help: '--only ab: runs of each side (each --step-seconds long)' },
     'accept-encoding': { type: 'string', default: ACCEPT_ENCODING, arg: 'VALUE', help: "Accept-Encoding of the open-loop generator's requests, as browsers send it ('' sends none)" },
