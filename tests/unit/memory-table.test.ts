@@ -187,22 +187,26 @@ test('past 256 products a statement, the rest wait for the next one, and their r
 });
 
 test('readers queued behind a statement that runs long are let go to the database, and new ones neither queue nor join', async () => {
-  const s = setup({ refreshWaitBehindMs: 100 });
+  // 300 ms: the two ticks below must end within it, however busy the box.
+  const s = setup({ refreshWaitBehindMs: 300 });
   await loaded(s);
   for (const p of [1, 2, 3]) s.cache.invalidate(p);
   const first = s.table.readBack(1)!;
+  const began = performance.now();
   await tick();
   // Just begun: another product's reader waits for the next statement.
   let released = false;
+  let releasedAfter = 0;
   const queued = s.table.readBack(2)!;
-  void queued.then(() => (released = true));
+  void queued.then(() => ((released = true), (releasedAfter = performance.now() - began)));
   await tick();
   expect(released).toBe(false);
   // A reader waiting behind a statement that has not run long is not counted as behind a slow one.
   expect(s.table.stats()).toMatchObject({ dirtyReadsBehindSlow: 0 });
-  // Past 100 ms it is let go, with no statement of its own.
-  await new Promise((r) => setTimeout(r, 150));
+  // Past 300 ms it is let go, with no statement of its own.
+  await until(() => released, 2000);
   expect(released).toBe(true);
+  expect(releasedAfter).toBeGreaterThanOrEqual(295);
   expect(s.table.stats()).toMatchObject({ dirtyReadsBehindSlow: 1 });
   expect(s.table.readBack(3)).toBeUndefined();
   expect(s.table.readBack(1)).toBeUndefined();
@@ -339,15 +343,17 @@ describe('the sweep: dirty products no change has touched for sweepAfterMs are r
   });
 
   test('a change while it is quiet starts its wait again; a change while its statement runs keeps it dirty', async () => {
-    const s = setup(quiet);
+    // Quiet for 1 s here, with waits of 600 ms: a stall of up to 400 ms on a busy box cannot
+    // let the sweep in early.
+    const s = setup({ ...quiet, sweepAfterMs: 1000 });
     await loaded(s);
     s.cache.invalidate(7);
-    await new Promise((r) => setTimeout(r, 120));
+    await new Promise((r) => setTimeout(r, 600));
     s.cache.invalidate(7);
-    // 240 ms after the first change, 120 after the second: not yet.
-    await new Promise((r) => setTimeout(r, 120));
+    // 1,200 ms after the first change, 600 after the second: not yet.
+    await new Promise((r) => setTimeout(r, 600));
     expect(s.reads).toEqual([]);
-    await until(() => s.reads.length > 0);
+    await until(() => s.reads.length > 0, 3000);
     // Heard after the sweep's statement began: what it read may predate it.
     s.cache.invalidate(7);
     s.answer(0);
@@ -355,7 +361,7 @@ describe('the sweep: dirty products no change has touched for sweepAfterMs are r
     expect(s.table.clean(7)).toBeUndefined();
     expect(s.table.stats()).toMatchObject({ refreshed: 0, swept: 0, dirty: 1 });
     // Quiet again since that change: swept again, and clean this time.
-    await until(() => s.reads.length > 1);
+    await until(() => s.reads.length > 1, 3000);
     s.answer(1);
     await until(() => s.table.stats().dirty === 0);
     expect(s.table.stats()).toMatchObject({ refreshed: 1, swept: 1 });
