@@ -92,7 +92,8 @@ export function renderNginx(o: NginxOptions): Record<'nginx.conf' | 'reviews-rea
   const keysZone = o.cacheKeysZone ?? DEFAULT_CACHE_KEYS_ZONE;
   if (!/^\d+[km]$/.test(keysZone)) throw new Error(`cache keys zone "${keysZone}" is not an nginx size like 32m`);
   const rate = o.writeRate ?? DEFAULT_WRITE_RATE;
-  if (!/^\d+r\/[sm]$/.test(rate)) throw new Error(`write rate "${rate}" is not like 10r/s`);
+  const writeMatch = /^(\d+)r\/[sm]$/.exec(rate);
+  if (!writeMatch) throw new Error(`write rate "${rate}" is not like 10r/s`);
   const readRate = o.readRate ?? DEFAULT_READ_RATE;
   const readMatch = /^(\d+)r\/([sm])$/.exec(readRate);
   if (!readMatch) throw new Error(`read rate "${readRate}" is not like 200r/s`);
@@ -121,6 +122,11 @@ export function renderNginx(o: NginxOptions): Record<'nginx.conf' | 'reviews-rea
     WRITE_RATE: rate,
     READ_RATE: readRate,
     READ_BURST: String(Math.max(20, 2 * Number(readMatch[1]))),
+    // nginx does not advance its clock within one pass of its event loop, so one client's
+    // requests handled in the same millisecond each count whole against the burst, whatever
+    // the rate: a raised rate (one address standing for many clients) needs a burst that grows
+    // with it, or a generator's writes after any stall are refused. The default: 20.
+    WRITE_BURST: String(Math.max(20, 2 * Number(writeMatch[1]))),
     READ_CONCURRENCY: readConcurrency ? `limit_conn read_conns ${readConcurrency};` : '# no per-client concurrency limit (read rate raised for a load generator)',
     WORKER_PROCESSES: o.workerProcesses ?? 'auto',
     ACCESS_LOG: !o.accessLog || o.accessLog === 'off' ? 'off' : `${o.accessLog} reviews_json`,
