@@ -13,9 +13,9 @@ export interface NginxOptions {
   upstreams: string[];
   /** How long a 200 for a read is served from cache (nginx time, e.g. "5s"). */
   cacheTtl?: string;
-  /** Per-client write rate (nginx rate, e.g. "10r/s"). */
+  /** Per-client write rate (nginx rate, e.g. "10r/s"); the burst allowed above it: limitBurst. */
   writeRate?: string;
-  /** Per-client read rate (nginx rate, e.g. "200r/s"); the burst allowed above it is twice the rate. */
+  /** Per-client read rate (nginx rate, e.g. "200r/s"); the burst allowed above it: limitBurst. */
   readRate?: string;
   /** Reads in progress at once per client address (default DEFAULT_READ_CONCURRENCY with the default read rate, else none; 0: none). */
   readConcurrency?: number;
@@ -84,6 +84,23 @@ function tlsServer(t: { cert: string; key: string; listen: string }): string {
   ].join('\n');
 }
 
+const RATE = /^(\d+)r\/([sm])$/;
+
+/**
+ * The burst a per-client limit of `rate` allows above it: two seconds of the rate, at least
+ * 20 requests (the default 10 writes/s: 20; 200 reads/s: 400; 30r/m: 20). nginx does not
+ * advance its clock within one pass of its event loop, so one client's requests handled in
+ * the same millisecond each count whole against the burst whatever the rate: a raised rate
+ * (one address standing for many clients, a load generator) needs a burst that grows with
+ * it, or its requests arriving together after any stall are refused.
+ */
+export function limitBurst(rate: string): number {
+  const m = RATE.exec(rate);
+  if (!m) throw new Error(`rate "${rate}" is not like 10r/s`);
+  const perSecond = Number(m[1]) / (m[2] === 'm' ? 60 : 1);
+  return Math.max(20, Math.ceil(2 * perSecond));
+}
+
 export function renderNginx(o: NginxOptions): Record<'nginx.conf' | 'reviews-read.conf', string> {
   if (o.upstreams.length === 0) throw new Error('at least one upstream host is required');
   for (const u of o.upstreams) if (!HOST_PORT.test(u)) throw new Error(`upstream "${u}" is not host:port`);
@@ -92,11 +109,9 @@ export function renderNginx(o: NginxOptions): Record<'nginx.conf' | 'reviews-rea
   const keysZone = o.cacheKeysZone ?? DEFAULT_CACHE_KEYS_ZONE;
   if (!/^\d+[km]$/.test(keysZone)) throw new Error(`cache keys zone "${keysZone}" is not an nginx size like 32m`);
   const rate = o.writeRate ?? DEFAULT_WRITE_RATE;
-  const writeMatch = /^(\d+)r\/[sm]$/.exec(rate);
-  if (!writeMatch) throw new Error(`write rate "${rate}" is not like 10r/s`);
+  if (!RATE.test(rate)) throw new Error(`write rate "${rate}" is not like 10r/s`);
   const readRate = o.readRate ?? DEFAULT_READ_RATE;
-  const readMatch = /^(\d+)r\/([sm])$/.exec(readRate);
-  if (!readMatch) throw new Error(`read rate "${readRate}" is not like 200r/s`);
+  if (!RATE.test(readRate)) throw new Error(`read rate "${readRate}" is not like 200r/s`);
   // A raised read rate means one address stands for many clients (a load generator): no
   // per-client concurrency limit then, unless one is given.
   const readConcurrency = o.readConcurrency ?? (readRate === DEFAULT_READ_RATE ? DEFAULT_READ_CONCURRENCY : 0);
@@ -121,12 +136,8 @@ export function renderNginx(o: NginxOptions): Record<'nginx.conf' | 'reviews-rea
     CACHE_KEYS_ZONE: keysZone,
     WRITE_RATE: rate,
     READ_RATE: readRate,
-    READ_BURST: String(Math.max(20, 2 * Number(readMatch[1]))),
-    // nginx does not advance its clock within one pass of its event loop, so one client's
-    // requests handled in the same millisecond each count whole against the burst, whatever
-    // the rate: a raised rate (one address standing for many clients) needs a burst that grows
-    // with it, or a generator's writes after any stall are refused. The default: 20.
-    WRITE_BURST: String(Math.max(20, 2 * Number(writeMatch[1]))),
+    READ_BURST: String(limitBurst(readRate)),
+    WRITE_BURST: String(limitBurst(rate)),
     READ_CONCURRENCY: readConcurrency ? `limit_conn read_conns ${readConcurrency};` : '# no per-client concurrency limit (read rate raised for a load generator)',
     WORKER_PROCESSES: o.workerProcesses ?? 'auto',
     ACCESS_LOG: !o.accessLog || o.accessLog === 'off' ? 'off' : `${o.accessLog} reviews_json`,

@@ -173,11 +173,13 @@ maybe('nginx hardening', () => {
           socket.setTimeout(10_000, () => socket.destroy(new Error('no answer in 10 s')));
           socket.on('error', reject);
         }));
-        for (const [i, socket] of sockets.entries()) socket.write(`PUT /reviews/${1 + (i % 12)}/helpful HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+        // A PUT of an unknown path: under the same write limit as every location, answered 404
+        // by a host without the database (whose queue could shed a write on a slow box).
+        for (const socket of sockets) socket.write('PUT /nope HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
         statuses.push(...(await Promise.all(answers)));
       }
-      expect(statuses.filter((x) => x === 429)).toEqual([]);
-      expect(statuses.every((x) => x === 204)).toBe(true);
+      const tally = statuses.reduce<Record<number, number>>((m, x) => ({ ...m, [x]: (m[x] ?? 0) + 1 }), {});
+      expect(tally).toEqual({ 404: 300 });
     } finally {
       await raised.stop();
       fs.rmSync(prefix, { recursive: true, force: true });
