@@ -327,13 +327,14 @@ describe('the sweep: dirty products no change has touched for sweepAfterMs are r
   const quiet = { sweepAfterMs: 200, sweepIntervalMs: 10 };
 
   test('a product written once and not read is read back after it has been quiet, by the same rule, and counted', async () => {
-    const s = setup(quiet);
+    // Quiet for 600 ms here: the 100 ms wait below has 500 ms to spare on a stalled box.
+    const s = setup({ ...quiet, sweepAfterMs: 600 });
     await loaded(s);
     s.cache.invalidate(7);
     // Without the sweep (a reader's read-back only) nothing would read it: the dirty set grows.
     await new Promise((r) => setTimeout(r, 100));
     expect(s.reads).toEqual([]);
-    await until(() => s.reads.length > 0);
+    await until(() => s.reads.length > 0, 3000);
     expect(s.reads.map((r) => r.products)).toEqual([[7]]);
     s.answer(0);
     await until(() => s.table.stats().dirty === 0);
@@ -431,6 +432,8 @@ describe('the sweep: dirty products no change has touched for sweepAfterMs are r
     s.cache.invalidate(7);
     await new Promise((r) => setTimeout(r, 400));
     expect(s.reads).toEqual([]);
+    // Turns every 10 ms: more than 5 skipped by now, or soon after on a stalled box.
+    await until(() => s.table.stats().sweepsSkippedBusy > 5, 2000);
     expect(s.table.stats().sweepsSkippedBusy).toBeGreaterThan(5);
     busy = 'queued';
     const skipped = s.table.stats().sweepsSkippedBusy;
