@@ -170,7 +170,10 @@ async function serve(config: Config): Promise<void> {
       await new Promise((r) => setTimeout(r, config.DRAIN_GRACE_MS));
     }
     log(`${signal}: draining requests (at most ${config.SHUTDOWN_TIMEOUT_MS} ms)`);
-    const forced = setTimeout(() => server.closeAllConnections(), config.SHUTDOWN_TIMEOUT_MS);
+    const forced = setTimeout(() => {
+      log(`drain limit (${config.SHUTDOWN_TIMEOUT_MS} ms) reached: closing the connections still open`);
+      server.closeAllConnections();
+    }, config.SHUTDOWN_TIMEOUT_MS);
     forced.unref();
     // Keep-alive connections go idle as their last response is sent: close them as they do.
     const sweeper = setInterval(() => server.closeIdleConnections(), 50);

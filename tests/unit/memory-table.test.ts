@@ -331,10 +331,13 @@ describe('the sweep: dirty products no change has touched for sweepAfterMs are r
     const s = setup({ ...quiet, sweepAfterMs: 600 });
     await loaded(s);
     s.cache.invalidate(7);
+    const written = performance.now();
     // Without the sweep (a reader's read-back only) nothing would read it: the dirty set grows.
     await new Promise((r) => setTimeout(r, 100));
     expect(s.reads).toEqual([]);
     await until(() => s.reads.length > 0, 3000);
+    // Not before it had been quiet for sweepAfterMs (a stall only makes it later).
+    expect(performance.now() - written).toBeGreaterThanOrEqual(590);
     expect(s.reads.map((r) => r.products)).toEqual([[7]]);
     s.answer(0);
     await until(() => s.table.stats().dirty === 0);

@@ -3,12 +3,18 @@
 // whatever the rate's unit. Real nginx enforces them in tests/system/nginx-hardening.test.ts.
 import { limitBurst, renderNginx } from '../../src/cluster/nginx-config';
 
-const bursts = (conf: string, zone: string) => [...conf.matchAll(new RegExp(`limit_req zone=${zone} burst=(\\d+) nodelay;`, 'g'))].map((m) => Number(m[1]));
+/** The bursts of `zone`'s limit_req lines; every limit_req line must have been read. */
+const bursts = (conf: string, zone: string) => {
+  const all = [...conf.matchAll(/^\s*limit_req\s+zone=(\w+)\s+burst=(\d+)[^;]*;/gm)];
+  expect(all).toHaveLength(conf.match(/^\s*limit_req\s/gm)!.length);
+  return all.filter((m) => m[1] === zone).map((m) => Number(m[2]));
+};
 
 test('the defaults: 20 writes and 400 reads above 10 writes/s and 200 reads/s, in every limited location', () => {
   const conf = renderNginx({ prefix: '/tmp/x', listen: '8080', upstreams: ['10.0.0.1:3000'] })['nginx.conf'];
   expect(bursts(conf, 'writes').length).toBeGreaterThanOrEqual(10);
   expect(new Set(bursts(conf, 'writes'))).toEqual(new Set([20]));
+  expect(bursts(conf, 'reads').length).toBeGreaterThanOrEqual(9);
   expect(new Set(bursts(conf, 'reads'))).toEqual(new Set([400]));
 });
 
