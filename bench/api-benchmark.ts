@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { asDeployed, benchLogDir, costRatios, DEPLOYED_HOST_ENV, only, processGroups, READS, requestList, stageRow, wrkRow, type Row, type StepCost } from './api-bench';
-import { cpuHog, sampleCpuOf, withCpu } from './cpu';
+import { childrenOf, cpuHog, sampleCpuOf, withCpu } from './cpu';
 import { findWrk } from './wrk';
 import { UsageError, formatNumber as fmt } from '../src/lib/cli';
 import { freePort, startCluster, startHost, testNginxConfig, type NginxHandle } from '../src/cluster/cluster';
@@ -508,7 +508,7 @@ export async function runApiBenchmark(a: ApiBenchArgs): Promise<void> {
         const c = await startBenchCluster(`nginx-ab-${i}`, env);
         clusters.push(c);
         if (directives[i]) await addReadDirectives(c.nginx, directives[i]);
-        if (scheds[i] !== 'other') setSchedPolicy(scheds[i], [...c.hosts.map((h) => h.process.pid!), ...withChildren(c.nginx.process.pid!)]);
+        if (scheds[i] !== 'other') setSchedPolicy(scheds[i], [...c.hosts.map((h) => h.process.pid!), c.nginx.process.pid!, ...childrenOf(c.nginx.process.pid!)]);
       }
       // Warm both, then one unrecorded run each at the rate: the very first run at the rate was
       // the slowest of the whole A/B in 3 of 4 trials, and side A would always have taken it.
@@ -609,11 +609,6 @@ export function withReadDirectives(conf: string, directives: string): string {
   return `${kept.join('\n')}\n# --a-nginx / --b-nginx (an A/B side)\n${given.map((d) => `${d};`).join('\n')}\n`;
 }
 
-/** A process and its children, by /proc (a master and its workers). */
-function withChildren(pid: number): number[] {
-  return [pid, ...fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number)];
-}
-
 /**
  * Puts each process (all its threads) under scheduling policy `policy` with chrt, and reads it
  * back; one that exited meanwhile (nginx's cache loader exits on its own) is skipped.
@@ -634,7 +629,7 @@ async function addReadDirectives(nginx: NginxHandle, directives: string): Promis
   fs.writeFileSync(file, withReadDirectives(fs.readFileSync(file, 'utf8'), directives));
   testNginxConfig(nginx.configFile, prefix);
   const pid = nginx.process.pid!;
-  const workers = () => withChildren(pid).slice(1).join(' ');
+  const workers = () => childrenOf(pid).join(' ');
   const before = workers();
   nginx.process.kill('SIGHUP');
   // Reloaded once none of the old workers is left (bounded: 10 s).

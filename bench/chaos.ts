@@ -11,7 +11,7 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { parentOf, pidsNamed, postmasterOf } from './cpu';
+import { childrenOf, postmasterOf } from './cpu';
 import { asDeployed } from './api-bench';
 import { createApp } from '../src/app';
 import { freePort, startCluster } from '../src/cluster/cluster';
@@ -129,7 +129,7 @@ export async function runChaos(o: ChaosOptions, config: LocalClusterSettings): P
       return [
         ...cluster!.hosts.map((h, i) => ({ process: `host ${i + 1}`, pid: h.process.pid! })),
         { process: 'nginx master', pid: nginxMaster },
-        ...pidsNamed('nginx').filter((p) => parentOf(p) === nginxMaster).map((pid, i) => ({ process: `nginx child ${i + 1}`, pid })),
+        ...childrenOf(nginxMaster).map((pid, i) => ({ process: `nginx child ${i + 1}`, pid })),
         { process: 'PostgreSQL primary (postmaster)', pid: await postmasterOf(database.url) },
         { process: 'PostgreSQL standby (postmaster)', pid: await postmasterOf(standbyUrl) },
       ];

@@ -145,6 +145,15 @@ export async function withCpu<T>(groups: ProcessGroups, fn: (restart: () => void
   return { result, cpuMs: out.cpu, systemMs: out.system, switches: out.switches, stealMs };
 }
 
+/** A process's children, by /proc (an nginx master's workers; none when it is gone). */
+export function childrenOf(pid: number): number[] {
+  try {
+    return fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
 /** The parent of a process (0 when it is gone). */
 export function parentOf(pid: number): number {
   return Number(statFields(pid)?.[1] ?? 0);
