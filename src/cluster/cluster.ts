@@ -120,7 +120,7 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
       const databaseUrl = hostDatabaseUrl(o.databaseUrl);
       isolation = createIsolation(o.isolate.hosts, o.isolate.cpu);
       for (const h of isolation.hosts) {
-        const env = { ...budgetEnv(o), ...o.hostEnv };
+        const env = clusterHostEnv(o);
         // nginx reaches an isolated host from its link's address in the root namespace, not
         // loopback: trusted as a proxy, so the host takes the client from X-Forwarded-For
         // (its log line, its per-client read budget) instead of charging every client to nginx.

@@ -210,10 +210,13 @@ maybe('three hosts as separate machines behind nginx', () => {
     expect(mine().length).toBeGreaterThan(0);
   });
 
-  test('stopping the cluster removes every namespace, link and cgroup it made', async () => {
+  test('stopping the cluster removes every namespace, link and cgroup it made; each isolated host drains with the cluster\'s grace, as a loopback host does', async () => {
     expect(mine().length).toBeGreaterThan(0);
     await cluster.stop();
     expect(mine()).toEqual([]);
+    // DRAIN_GRACE_MS (3 s for cluster hosts): nginx's idle connections to a stopping host
+    // close on nginx's side first (rolling-restart.ts), wherever the host runs.
+    for (const host of cluster.hosts) expect(host.output()).toMatch(/SIGTERM: closing connections after their next response for 3000 ms/);
     cluster = undefined as unknown as Cluster;
   }, 30_000);
 });
