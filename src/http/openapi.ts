@@ -93,7 +93,7 @@ const errorResponse = (description: string, headers?: Record<string, unknown>) =
 const unavailable = errorResponse('The database is down or too slow, or this host is overloaded: retry after Retry-After seconds.', { 'Retry-After': header('Seconds to wait.') });
 const readHeaders = {
   ETag: header('Entity tag of the body; send it back in If-None-Match for a 304.'),
-  'X-Response-Cache': header("Whether the host's response cache answered: HIT, MISS or BYPASS.", { type: 'string', enum: ['HIT', 'MISS', 'BYPASS'] }),
+  'X-Response-Cache': header("How the host answered: HIT from its memory (its response cache or its tables of every product), MISS rendered by a database statement, BYPASS rendered by a statement that skipped the response cache (a writer's own read, or the cache off or not trusted).", { type: 'string', enum: ['HIT', 'MISS', 'BYPASS'] }),
 };
 const reviewId = { name: 'review_id', in: 'path', required: true, schema: { type: 'string', pattern: '^-?\\d+$' }, description: 'The review id (an integer).' };
 
