@@ -96,7 +96,7 @@ export interface StageResult {
   statuses: Record<string, number>;
   latencyMs: Percentiles;
   cacheHits: number;
-  /** Host response-cache hits (X-Response-Cache: HIT) among answered requests. */
+  /** Answers a host gave from its memory (X-Response-Cache: HIT: its response cache or its tables) among answered requests. */
   hostCacheHits: number;
   /** Latency by operation (list, meta, post, helpful, report). */
   byOp: Record<string, ClassLatency>;

@@ -37,7 +37,7 @@ export interface CacheAnswer {
   proven: boolean;
 }
 
-/** HIT: served from memory; MISS: rendered now (or joined a render in flight); BYPASS: cache off or untrusted. */
+/** HIT: served from memory; MISS: rendered now (or joined a render in flight); BYPASS: rendered past the cache (a writer's refresh, or the cache off or untrusted). */
 export type CacheOutcome = 'HIT' | 'MISS' | 'BYPASS';
 
 export interface ResponseCacheOptions {

@@ -214,8 +214,8 @@ maybe('three hosts as separate machines behind nginx', () => {
     expect(mine().length).toBeGreaterThan(0);
     await cluster.stop();
     expect(mine()).toEqual([]);
-    // DRAIN_GRACE_MS (3 s for cluster hosts): nginx's idle connections to a stopping host
-    // close on nginx's side first (rolling-restart.ts), wherever the host runs.
+    // DRAIN_GRACE_MS (3 s for cluster hosts, as the deployed example sets it): an isolated host
+    // stands for a separate machine, and stops as a deployed one does (docs/operations.md).
     for (const host of cluster.hosts) expect(host.output()).toMatch(/SIGTERM: closing connections after their next response for 3000 ms/);
     cluster = undefined as unknown as Cluster;
   }, 30_000);
