@@ -165,7 +165,7 @@ export function parentOf(pid: number): number {
  */
 export function serverCpu(postmaster: number): { totalMs(): number } {
   return {
-    totalMs: () => (readCpu(postmaster, true) ?? 0) + pidsNamed('postgres').filter((pid) => parentOf(pid) === postmaster).reduce((n, pid) => n + cpuMs(pid), 0),
+    totalMs: () => (readCpu(postmaster, true) ?? 0) + childrenOf(postmaster).reduce((n, pid) => n + cpuMs(pid), 0),
   };
 }
 
