@@ -9,7 +9,7 @@ const { asDeployed } = require('../../../dist/bench/api-bench.js');
 const { clusterHostEnv } = require('../../../dist/src/cluster/cluster.js');
 const { startHost } = require('../../../dist/src/cluster/host.js');
 const { startNginx } = require('../../../dist/src/cluster/nginx-process.js');
-const { freePort } = require('../../../dist/src/cluster/processes.js');
+const { freePort, stopChildrenOnSignals } = require('../../../dist/src/cluster/processes.js');
 const { prepareBenchDatabase } = require('../../../dist/bench/dataset.js');
 const { runLoad } = require('../../../dist/loadtest/node/runner.js');
 const traffic = require('../../../dist/loadtest/lib/traffic.js');
@@ -32,6 +32,7 @@ async function stats(h) {
   return { cpu: cpuMs(h.process.pid), gc, reqs };
 }
 (async () => {
+  stopChildrenOnSignals();
   const { url, products, stop } = await prepareBenchDatabase(1, 1, console.log, { keep: true });
   const d = asDeployed('gcab');
   const env = clusterHostEnv({ ...d, databaseUrl: url, readRate: '1000000r/s', writeRate: '1000000r/s' });
@@ -48,6 +49,7 @@ async function stats(h) {
   for (;;) {
     const texts = await Promise.all(hosts.map((h) => fetch(`http://${h.address}/metrics`).then((r) => r.text(), () => '')));
     if (texts.every((x) => x && !/^atelier_(meta|review)_memory_size\{measure="max_product"\} 0$/m.test(x))) break;
+    if (performance.now() - t0 > 900_000) throw new Error('tables not loaded in 15 minutes');
     await sleep(250);
   }
   console.log(`tables loaded after ${((performance.now() - t0) / 1000).toFixed(0)} s`);

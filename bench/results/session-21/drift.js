@@ -1,0 +1,90 @@
+// Ad hoc (21st session): does the deployed cluster get dearer per request as it serves?
+// One cluster as deployed; windows of the mix at 2,000 req/s (30 s each), each beside the bare
+// node:http floor at the same rate with the same generator; between them, an overload of
+// 8,000 req/s (30 s) and a quiet minute. Per window: CPU per request by process group
+// (/proc), the hosts' GC seconds, heap used, and the tables' counters (/metrics).
+const fs = require('node:fs');
+const path = require('node:path');
+const { execFileSync } = require('node:child_process');
+const { asDeployed } = require('../../../dist/bench/api-bench.js');
+const { startCluster, freePort } = require('../../../dist/src/cluster/cluster.js');
+const { prepareBenchDatabase } = require('../../../dist/bench/dataset.js');
+const { withBareServer } = require('../../../dist/bench/bare-server.js');
+const { stopChildrenOnSignals } = require('../../../dist/src/cluster/processes.js');
+const { runLoad } = require('../../../dist/loadtest/node/runner.js');
+const traffic = require('../../../dist/loadtest/lib/traffic.js');
+const TICK_MS = 1000 / Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+function cpuByGroup(pids) {
+  const out = {};
+  for (const p of fs.readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+    try {
+      const comm = fs.readFileSync(`/proc/${p}/comm`, 'utf8').trim();
+      const st = fs.readFileSync(`/proc/${p}/stat`, 'utf8');
+      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+      const ms = (Number(f[11]) + Number(f[12])) * TICK_MS;
+      const g = pids.hosts.includes(Number(p)) ? 'hosts' : comm === 'postgres' ? 'postgres' : comm === 'nginx' ? 'nginx' : Number(p) === process.pid ? 'generator' : pids.floor === Number(p) ? 'floor' : null;
+      if (g) out[g] = (out[g] ?? 0) + ms;
+    } catch { /* gone */ }
+  }
+  return out;
+}
+async function hostCounters(cluster) {
+  const sum = {};
+  for (const h of cluster.hosts) {
+    const t = await (await fetch(`http://${h.address}/metrics`)).text();
+    for (const line of t.split('\n')) {
+      let m = /^nodejs_gc_duration_seconds_sum\{kind="(\w+)"\} ([\d.e+-]+)$/.exec(line);
+      if (m) sum[`gc_${m[1]}_s`] = (sum[`gc_${m[1]}_s`] ?? 0) + Number(m[2]);
+      m = /^nodejs_heap_size_used_bytes ([\d.e+-]+)$/.exec(line);
+      if (m) sum.heap_used_mb = (sum.heap_used_mb ?? 0) + Number(m[1]) / 1e6;
+      m = /^atelier_(review|meta)_memory_(\w+)\{?([^}]*)\}? ([\d.e+-]+)$/.exec(line);
+      if (m && /dirty|refresh|served|fresh|product/.test(m[2] + m[3])) { const k = `${m[1]}_${m[2]}${m[3] ? `{${m[3]}}` : ''}`; sum[k] = (sum[k] ?? 0) + Number(m[4]); }
+    }
+  }
+  return sum;
+}
+(async () => {
+  stopChildrenOnSignals();
+  const { url, products, stop } = await prepareBenchDatabase(1, 1, console.log, { keep: false });
+  const cluster = await startCluster({
+    databaseUrl: url, port: await freePort(), hostPorts: [await freePort(), await freePort()], prefix: path.resolve(__dirname, '../../../.data/bench/drift'),
+    ...asDeployed('drift'), writeRate: '1000000r/s', readRate: '1000000r/s',
+  });
+  const t0 = performance.now();
+  for (;;) {
+    const texts = await Promise.all(cluster.hosts.map((h) => fetch(`http://${h.address}/metrics`).then((r) => r.text(), () => '')));
+    if (texts.every((x) => x && !/^atelier_(meta|review)_memory_size\{measure="max_product"\} 0$/m.test(x))) break;
+    if (performance.now() - t0 > 900_000) throw new Error('tables not loaded in 15 minutes');
+    await sleep(250);
+  }
+  console.log(`tables loaded after ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+  const pids = { hosts: cluster.hosts.map((h) => h.process.pid) };
+  let seed = 21;
+  const load = (target, rate, s) => runLoad({ target, acceptEncoding: traffic.ACCEPT_ENCODING, stages: [{ rate, duration: s, leadIn: 5 }], products, distribution: 'zipf', seed: seed++ });
+  const window = async (label, rate) => {
+    const floor = await withBareServer(async (srv) => {
+      const a = cpuByGroup({ hosts: [], floor: srv.pid }); const r = await load(srv.url, rate, 15); const b = cpuByGroup({ hosts: [], floor: srv.pid });
+      return { server: (b.floor - a.floor) * 1000 / r.stages[0].requests, p99: r.stages[0].latencyMs.p99 };
+    });
+    const c0 = await hostCounters(cluster); const a = cpuByGroup(pids);
+    const r = await load(cluster.url, rate, 30);
+    const b = cpuByGroup(pids); const c1 = await hostCounters(cluster);
+    const n = r.stages[0].requests;
+    const cpu = Object.fromEntries(Object.keys(b).filter((k) => k !== 'floor').map((k) => [k, Math.round((b[k] - (a[k] ?? 0)) * 1000 / n)]));
+    const box = Object.values(cpu).reduce((x, y) => x + y, 0);
+    const delta = Object.fromEntries(Object.keys(c1).filter((k) => !/heap|size/.test(k)).map((k) => [k, +(c1[k] - (c0[k] ?? 0)).toFixed(3)]).filter(([, v]) => v));
+    console.log(`${label} @${rate}: ${n} req, p99 ${r.stages[0].latencyMs.p99.toFixed(1)} ms, errors ${r.stages[0].errors}; box ${box} µs/req ${JSON.stringify(cpu)}; floor server ${floor.server.toFixed(0)} µs, p99 ${floor.p99.toFixed(1)}; heap ${c1.heap_used_mb.toFixed(0)} MB; ${JSON.stringify(delta)}`);
+  };
+  await load(cluster.url, 2000, 10);
+  await window('A fresh', 2000);
+  await window('B', 2000);
+  await load(cluster.url, 8000, 30); console.log('overload 8,000 req/s for 30 s done');
+  await window('C after overload', 2000);
+  await sleep(60_000); console.log('a quiet minute');
+  await window('D after a quiet minute', 2000);
+  await window('E', 2000);
+  await cluster.stop();
+  await stop();
+  process.exit(0);
+})().catch((e) => { console.error(e); process.exit(1); });
