@@ -73,4 +73,5 @@ async function stats(h) {
   await Promise.all(hosts.map((h) => h.stop()));
   await stop();
   process.exit(0);
-})().catch((e) => { console.error(e); process.exit(1); });
+// On an error, SIGTERM to itself: stopChildrenOnSignals stops the hosts and nginx, then exits.
+})().catch((e) => { console.error(e); process.kill(process.pid, 'SIGTERM'); });

@@ -1,7 +1,8 @@
 // Ad hoc (21st session): a system-wide perf profile of the deployed cluster under the mix (perf-4000.txt).
 // As run, it then waited for perf to exit after perf had already exited (it hung after the load, and was
-// killed, its cluster stopped by hand); fixed here, with a stop of the cluster on Ctrl-C and a bound on the
-// tables' wait. The hosts' --perf-basic-prof writes /tmp/perf-PID.map files (perf reads them); remove them after.
+// killed, its cluster stopped by hand); fixed here, with a stop of the cluster on SIGTERM, SIGHUP or an error,
+// and a bound on the tables' wait. perf.data goes to .data/bench/prof/ (git-ignored). The hosts' --perf-basic-prof
+// writes /tmp/perf-PID.map (perf reads them) and isolate-*-v8.log files in the current folder: remove them after.
 // Run from the repository root after `npm run build`: node --initial-old-space-size=256 bench/results/session-21/profile.js [RATE]
 
 const { spawn } = require('node:child_process');
@@ -30,7 +31,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   }
   console.log('hosts', cluster.hosts.map((h) => h.process.pid));
   await runLoad({ target: cluster.url, acceptEncoding: traffic.ACCEPT_ENCODING, stages: [{ rate: RATE, duration: 20 }], products, distribution: 'zipf', seed: 5 });
-  const perf = spawn('perf', ['record', '-F', '499', '-a', '-g', '-o', 'perf.data', '--', 'sleep', '20'], { stdio: 'inherit' });
+  const perf = spawn('perf', ['record', '-F', '499', '-a', '-g', '-o', require('node:path').resolve(__dirname, '../../../.data/bench/prof/perf.data'), '--', 'sleep', '20'], { stdio: 'inherit' });
   const perfDone = new Promise((res) => { perf.on('exit', res); perf.on('error', (e) => { console.error(`perf: ${e.message}`); res(); }); });
   const r = await runLoad({ target: cluster.url, acceptEncoding: traffic.ACCEPT_ENCODING, stages: [{ rate: RATE, duration: 25 }], products, distribution: 'zipf', seed: 6 });
   await perfDone;
@@ -39,4 +40,5 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   await cluster.stop();
   await stop();
   process.exit(0);
-})().catch((e) => { console.error(e); process.exit(1); });
+// On an error, SIGTERM to itself: stopChildrenOnSignals stops the hosts and nginx, then exits.
+})().catch((e) => { console.error(e); process.kill(process.pid, 'SIGTERM'); });
