@@ -711,9 +711,9 @@ async function hostStats(hosts: { address: string }[]): Promise<HostStats> {
 /**
  * Waits until every host holds its tables (meta and reviews, META_MEMORY_MB and
  * REVIEW_MEMORY_MB: the gauges of products held are above 0) or has none configured (no
- * gauge); false after `ms`.
+ * gauge); false after `ms`. (Exported for the ad hoc scripts in bench/results/.)
  */
-async function tablesLoaded(hosts: { address: string }[], ms: number): Promise<boolean> {
+export async function tablesLoaded(hosts: { address: string }[], ms: number): Promise<boolean> {
   const end = performance.now() + ms;
   for (;;) {
     let loaded = true;

@@ -10,12 +10,15 @@
 // high, the floor's ~4/3; windows compare among themselves); drift-2.txt is this version's, before it
 // printed the levels line; drift-3.txt is this version's.
 // Run from the repository root after `npm run build`: node --initial-old-space-size=256 bench/results/session-21/drift.js [OVERLOADS]
+// Changed after the runs: the tables' wait is the benchmark's own tablesLoaded (bench/api-benchmark.ts), and an
+// error stops the cluster; what they measure is as run.
 const fs = require('node:fs');
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
 const { asDeployed, only } = require('../../../dist/bench/api-bench.js');
 const { startCluster, freePort } = require('../../../dist/src/cluster/cluster.js');
 const { prepareBenchDatabase } = require('../../../dist/bench/dataset.js');
+const { tablesLoaded } = require('../../../dist/bench/api-benchmark.js');
 const { withBareServer } = require('../../../dist/bench/bare-server.js');
 const { stopChildrenOnSignals } = require('../../../dist/src/cluster/processes.js');
 const { runLoad } = require('../../../dist/loadtest/node/runner.js');
@@ -63,12 +66,7 @@ async function hostCounters(cluster) {
     ...asDeployed('drift'), writeRate: '1000000r/s', readRate: '1000000r/s',
   });
   const t0 = performance.now();
-  for (;;) {
-    const texts = await Promise.all(cluster.hosts.map((h) => fetch(`http://${h.address}/metrics`).then((r) => r.text(), () => '')));
-    if (texts.every((x) => x && !/^atelier_(meta|review)_memory_size\{measure="max_product"\} 0$/m.test(x))) break;
-    if (performance.now() - t0 > 900_000) throw new Error('tables not loaded in 15 minutes');
-    await sleep(250);
-  }
+  if (!(await tablesLoaded(cluster.hosts, 900_000))) throw new Error('tables not loaded in 15 minutes');
   console.log(`tables loaded after ${((performance.now() - t0) / 1000).toFixed(0)} s`);
   const pids = { hosts: cluster.hosts.map((h) => h.process.pid) };
   let seed = 21;

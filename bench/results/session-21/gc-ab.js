@@ -3,6 +3,8 @@
 // (all threads, /proc), its GC pauses by kind (/metrics), its requests (/metrics).
 // Run from the repository root after `npm run build`: node --initial-old-space-size=256 bench/results/session-21/gc-ab.js [RATE] [FLAG] [WINDOWS]
 // (gc-ab-single-threaded-gc.txt: RATE 4000, FLAG --single-threaded-gc, 4 windows).
+// Changed after the runs: the tables' wait is the benchmark's own tablesLoaded (bench/api-benchmark.ts), and an
+// error stops the cluster; what they measure is as run.
 const fs = require('node:fs');
 const { execFileSync } = require('node:child_process');
 const { asDeployed } = require('../../../dist/bench/api-bench.js');
@@ -11,6 +13,7 @@ const { startHost } = require('../../../dist/src/cluster/host.js');
 const { startNginx } = require('../../../dist/src/cluster/nginx-process.js');
 const { freePort, stopChildrenOnSignals } = require('../../../dist/src/cluster/processes.js');
 const { prepareBenchDatabase } = require('../../../dist/bench/dataset.js');
+const { tablesLoaded } = require('../../../dist/bench/api-benchmark.js');
 const { runLoad } = require('../../../dist/loadtest/node/runner.js');
 const traffic = require('../../../dist/loadtest/lib/traffic.js');
 const RATE = Number(process.argv[2] ?? 4000);
@@ -46,12 +49,7 @@ async function stats(h) {
   console.log(`host ${flagged + 1} runs with ${FLAG}; pids ${hosts.map((h) => h.process.pid)}; cmdlines:`, hosts.map((h) => fs.readFileSync(`/proc/${h.process.pid}/cmdline`, 'utf8').replace(/\0/g, ' ')));
   const nginx = await startNginx({ prefix: require('node:path').resolve(__dirname, '../../../.data/bench/gcab'), corsOrigins: d.corsOrigins, listen: `127.0.0.1:${await freePort()}`, upstreams: hosts.map((h) => h.address), writeRate: '1000000r/s', readRate: '1000000r/s' });
   const t0 = performance.now();
-  for (;;) {
-    const texts = await Promise.all(hosts.map((h) => fetch(`http://${h.address}/metrics`).then((r) => r.text(), () => '')));
-    if (texts.every((x) => x && !/^atelier_(meta|review)_memory_size\{measure="max_product"\} 0$/m.test(x))) break;
-    if (performance.now() - t0 > 900_000) throw new Error('tables not loaded in 15 minutes');
-    await sleep(250);
-  }
+  if (!(await tablesLoaded(hosts, 900_000))) throw new Error('tables not loaded in 15 minutes');
   console.log(`tables loaded after ${((performance.now() - t0) / 1000).toFixed(0)} s`);
   let seed = 11;
   const load = (s) => runLoad({ target: nginx.url, acceptEncoding: traffic.ACCEPT_ENCODING, stages: [{ rate: RATE, duration: s }], products, distribution: 'zipf', seed: seed++ });

@@ -4,12 +4,15 @@
 // and a bound on the tables' wait. perf.data goes to .data/bench/prof/ (git-ignored). The hosts' --perf-basic-prof
 // writes /tmp/perf-PID.map (perf reads them) and isolate-*-v8.log files in the current folder: remove them after.
 // Run from the repository root after `npm run build`: node --initial-old-space-size=256 bench/results/session-21/profile.js [RATE]
+// Changed after the runs: the tables' wait is the benchmark's own tablesLoaded (bench/api-benchmark.ts), and an
+// error stops the cluster; what they measure is as run.
 
 const { spawn } = require('node:child_process');
 const { asDeployed } = require('../../../dist/bench/api-bench.js');
 const { startCluster, freePort } = require('../../../dist/src/cluster/cluster.js');
 const { stopChildrenOnSignals } = require('../../../dist/src/cluster/processes.js');
 const { prepareBenchDatabase } = require('../../../dist/bench/dataset.js');
+const { tablesLoaded } = require('../../../dist/bench/api-benchmark.js');
 const { runLoad } = require('../../../dist/loadtest/node/runner.js');
 const traffic = require('../../../dist/loadtest/lib/traffic.js');
 const RATE = Number(process.argv[2] ?? 4000);
@@ -22,13 +25,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
     databaseUrl: url, port: await freePort(), hostPorts: [await freePort(), await freePort()], prefix: require('node:path').resolve(__dirname, '../../../.data/bench/prof'),
     ...d, writeRate: '1000000r/s', readRate: '1000000r/s',
   });
-  const t0 = performance.now();
-  for (;;) {
-    const texts = await Promise.all(cluster.hosts.map((h) => fetch(`http://${h.address}/metrics`).then((r) => r.text(), () => '')));
-    if (texts.every((x) => x && !/^atelier_(meta|review)_memory_size\{measure="max_product"\} 0$/m.test(x))) break;
-    if (performance.now() - t0 > 900_000) throw new Error('tables not loaded in 15 minutes');
-    await sleep(250);
-  }
+  if (!(await tablesLoaded(cluster.hosts, 900_000))) throw new Error('tables not loaded in 15 minutes');
   console.log('hosts', cluster.hosts.map((h) => h.process.pid));
   await runLoad({ target: cluster.url, acceptEncoding: traffic.ACCEPT_ENCODING, stages: [{ rate: RATE, duration: 20 }], products, distribution: 'zipf', seed: 5 });
   const perf = spawn('perf', ['record', '-F', '499', '-a', '-g', '-o', require('node:path').resolve(__dirname, '../../../.data/bench/prof/perf.data'), '--', 'sleep', '20'], { stdio: 'inherit' });
