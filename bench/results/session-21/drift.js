@@ -10,11 +10,10 @@
 // high, the floor's ~4/3; windows compare among themselves); drift-2.txt is this version's, before it
 // printed the levels line; drift-3.txt is this version's.
 // Run from the repository root after `npm run build`: node --initial-old-space-size=256 bench/results/session-21/drift.js [OVERLOADS]
-// Changed after the runs: the tables' wait is the benchmark's own tablesLoaded (bench/api-benchmark.ts), and an
-// error stops the cluster; what they measure is as run.
-const fs = require('node:fs');
+// Changed after the runs: the tables' wait is the benchmark's own tablesLoaded (bench/api-benchmark.ts), CPU is
+// read with bench/cpu.ts's cpuMs and pidsNamed (the same /proc fields), and an error stops the cluster; what they
+// measure is as run.
 const path = require('node:path');
-const { execFileSync } = require('node:child_process');
 const { asDeployed, only } = require('../../../dist/bench/api-bench.js');
 const { startCluster, freePort } = require('../../../dist/src/cluster/cluster.js');
 const { prepareBenchDatabase } = require('../../../dist/bench/dataset.js');
@@ -23,20 +22,13 @@ const { withBareServer } = require('../../../dist/bench/bare-server.js');
 const { stopChildrenOnSignals } = require('../../../dist/src/cluster/processes.js');
 const { runLoad } = require('../../../dist/loadtest/node/runner.js');
 const traffic = require('../../../dist/loadtest/lib/traffic.js');
-const TICK_MS = 1000 / Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
+const { cpuMs, pidsNamed } = require('../../../dist/bench/cpu.js');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+/** CPU ms so far by group: the hosts and the floor server by pid, PostgreSQL and nginx by name, the generator (this process). */
 function cpuByGroup(pids) {
-  const out = {};
-  for (const p of fs.readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
-    try {
-      const comm = fs.readFileSync(`/proc/${p}/comm`, 'utf8').trim();
-      const st = fs.readFileSync(`/proc/${p}/stat`, 'utf8');
-      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-      const ms = (Number(f[11]) + Number(f[12])) * TICK_MS;
-      const g = pids.hosts.includes(Number(p)) ? 'hosts' : comm === 'postgres' ? 'postgres' : comm === 'nginx' ? 'nginx' : Number(p) === process.pid ? 'generator' : pids.floor === Number(p) ? 'floor' : null;
-      if (g) out[g] = (out[g] ?? 0) + ms;
-    } catch { /* gone */ }
-  }
+  const sum = (list) => list.reduce((n, pid) => n + cpuMs(pid), 0);
+  const out = { hosts: sum(pids.hosts), postgres: sum(pidsNamed('postgres')), nginx: sum(pidsNamed('nginx')), generator: cpuMs(process.pid) };
+  if (pids.floor !== undefined) out.floor = cpuMs(pids.floor);
   return out;
 }
 async function hostCounters(cluster) {
@@ -79,11 +71,11 @@ async function hostCounters(cluster) {
     });
     // Counters from the end of the lead-in: read now, and their CPU taken at that moment (a fetch
     // would not fit in the synchronous callback, so the counters' lead-in part is subtracted by rate).
-    let a; let c0;
+    let a;
     const cStart = await hostCounters(cluster);
     const r = await load(cluster.url, rate, 30, () => { a = cpuByGroup(pids); });
     const b = cpuByGroup(pids); const c1 = await hostCounters(cluster);
-    c0 = Object.fromEntries(Object.keys(c1).map((k) => [k, (cStart[k] ?? 0) + ((c1[k] - (cStart[k] ?? 0)) * 5) / 35]));
+    const c0 = Object.fromEntries(Object.keys(c1).map((k) => [k, (cStart[k] ?? 0) + ((c1[k] - (cStart[k] ?? 0)) * 5) / 35]));
     const n = r.stages[0].requests;
     const cpu = Object.fromEntries(Object.keys(b).filter((k) => k !== 'floor').map((k) => [k, Math.round((b[k] - (a[k] ?? 0)) * 1000 / n)]));
     const box = Object.values(cpu).reduce((x, y) => x + y, 0);

@@ -3,10 +3,10 @@
 // (all threads, /proc), its GC pauses by kind (/metrics), its requests (/metrics).
 // Run from the repository root after `npm run build`: node --initial-old-space-size=256 bench/results/session-21/gc-ab.js [RATE] [FLAG] [WINDOWS]
 // (gc-ab-single-threaded-gc.txt: RATE 4000, FLAG --single-threaded-gc, 4 windows).
-// Changed after the runs: the tables' wait is the benchmark's own tablesLoaded (bench/api-benchmark.ts), and an
-// error stops the cluster; what they measure is as run.
+// Changed after the runs: the tables' wait is the benchmark's own tablesLoaded (bench/api-benchmark.ts), CPU is
+// read with bench/cpu.ts's cpuMs and pidsNamed (the same /proc fields), and an error stops the cluster; what they
+// measure is as run.
 const fs = require('node:fs');
-const { execFileSync } = require('node:child_process');
 const { asDeployed } = require('../../../dist/bench/api-bench.js');
 const { clusterHostEnv } = require('../../../dist/src/cluster/cluster.js');
 const { startHost } = require('../../../dist/src/cluster/host.js');
@@ -20,9 +20,7 @@ const RATE = Number(process.argv[2] ?? 4000);
 const FLAG = process.argv[3] ?? '--single-threaded-gc';
 const WINDOWS = Number(process.argv[4] ?? 4);
 const SWAP = process.env.SWAP === '1';
-const TICK_MS = 1000 / Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const cpuMs = (pid) => { const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8'); const f = st.slice(st.lastIndexOf(')') + 2).split(' '); return (Number(f[11]) + Number(f[12])) * TICK_MS; };
+const { cpuMs } = require('../../../dist/bench/cpu.js');
 async function stats(h) {
   const t = await (await fetch(`http://${h.address}/metrics`)).text();
   const gc = {}; let reqs = 0;

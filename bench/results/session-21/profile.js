@@ -4,8 +4,9 @@
 // and a bound on the tables' wait. perf.data goes to .data/bench/prof/ (git-ignored). The hosts' --perf-basic-prof
 // writes /tmp/perf-PID.map (perf reads them) and isolate-*-v8.log files in the current folder: remove them after.
 // Run from the repository root after `npm run build`: node --initial-old-space-size=256 bench/results/session-21/profile.js [RATE]
-// Changed after the runs: the tables' wait is the benchmark's own tablesLoaded (bench/api-benchmark.ts), and an
-// error stops the cluster; what they measure is as run.
+// Changed after the runs: the tables' wait is the benchmark's own tablesLoaded (bench/api-benchmark.ts), CPU is
+// read with bench/cpu.ts's cpuMs and pidsNamed (the same /proc fields), and an error stops the cluster; what they
+// measure is as run.
 
 const { spawn } = require('node:child_process');
 const { asDeployed } = require('../../../dist/bench/api-bench.js');
@@ -16,7 +17,6 @@ const { tablesLoaded } = require('../../../dist/bench/api-benchmark.js');
 const { runLoad } = require('../../../dist/loadtest/node/runner.js');
 const traffic = require('../../../dist/loadtest/lib/traffic.js');
 const RATE = Number(process.argv[2] ?? 4000);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 (async () => {
   stopChildrenOnSignals();
   const { url, products, stop } = await prepareBenchDatabase(1, 1, console.log, { keep: true });
